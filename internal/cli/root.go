@@ -1,0 +1,75 @@
+// Package cli owns the meshpki command line: one file per command group, each
+// a thin layer that parses flags, calls the domain packages or the CA's API,
+// and prints human output (or JSON with --json). Errors become one line on
+// stderr and a non-zero exit code.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// usageError marks errors caused by how the command was called.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// Main runs the meshpki command line with args and returns the exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCommand(stdin, stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "meshpki: %s\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitError
+}
+
+// io holds the streams a command reads and writes, so tests can capture them.
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	s := &streams{in: stdin, out: stdout, err: stderr}
+	root := &cobra.Command{
+		Use:           "meshpki",
+		Short:         "A private PKI for microservices: CA, ACME, SPIFFE identity, mTLS proxy and expiry monitoring in one binary",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+	})
+	for _, add := range commandGroups {
+		root.AddCommand(add(s))
+	}
+	return root
+}
+
+// commandGroups lists the constructors of the top-level commands. Each file
+// that defines a command group registers it in an init function, so command
+// files do not have to edit this one.
+var commandGroups []func(*streams) *cobra.Command
+
+func register(f func(*streams) *cobra.Command) { commandGroups = append(commandGroups, f) }

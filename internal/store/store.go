@@ -1,0 +1,148 @@
+// Package store owns the contract for durable state: issued certificates and
+// their status, consumed one-time token ids, provisioners, and the audit log.
+// The interfaces are split by area and every implementation (see sqlstore)
+// passes the one conformance suite in storetest. Methods block, take ctx first,
+// honour its cancellation, and are safe for concurrent use.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/policy"
+)
+
+// Errors callers branch on. Implementations wrap them with %w.
+var (
+	ErrNotFound       = errors.New("store: not found")
+	ErrConflict       = errors.New("store: already exists")
+	ErrTokenReplayed  = errors.New("store: token already used")
+	ErrAlreadyRevoked = errors.New("store: certificate already revoked")
+)
+
+// Status of a certificate as recorded. Expiry is derived from NotAfter.
+type Status string
+
+const (
+	StatusValid   Status = "valid"
+	StatusRevoked Status = "revoked"
+	// StatusExpired is only a filter value: valid and past NotAfter.
+	StatusExpired Status = "expired"
+)
+
+// Certificate is the record of one issued certificate. Times round-trip at
+// microsecond precision in UTC.
+type Certificate struct {
+	Serial      string    // lowercase hex, no leading zeros
+	Provisioner string    // provisioner that authorised it ("" for internal)
+	Issuer      string    // name of the intermediate that signed it
+	Subject     string    // subject common name
+	Names       []string  // every SAN as text: DNS names, IPs, URIs, emails
+	NotBefore   time.Time //
+	NotAfter    time.Time //
+	DER         []byte    // the certificate
+	Status      Status    // StatusValid or StatusRevoked
+	RevokedAt   time.Time // zero unless revoked
+	// RevocationReason is the RFC 5280 CRLReason code (0 unspecified … 10).
+	RevocationReason int
+	RenewedFrom      string // serial of the certificate this one renewed, if any
+	CreatedAt        time.Time
+}
+
+// CertFilter selects certificates for ListCertificates. Zero fields match all.
+type CertFilter struct {
+	Name           string    // exact match on Subject or any of Names
+	Status         Status    // valid (and not expired at Now), revoked, or expired (at Now)
+	ExpiringBefore time.Time // NotAfter before this
+	Now            time.Time // reference time for the status filter
+	After          string    // page cursor: the Next of the previous page
+	Limit          int       // page size; 0 means 100, capped at 1000
+}
+
+// CertPage is one page of a listing; Next is "" on the last page.
+type CertPage struct {
+	Certificates []Certificate
+	Next         string
+}
+
+// Issuance is one item of a CommitIssuances batch: an optional one-time token
+// id to consume, an optional certificate to record, and the audit events that
+// go with them.
+type Issuance struct {
+	TokenID      string    // "" when no token is consumed
+	TokenExpires time.Time // when the token id may be forgotten
+	Certificate  *Certificate
+	Audit        []audit.Event
+}
+
+// Certificates records issued certificates and their revocation.
+type Certificates interface {
+	// CommitIssuances writes all items in one durable transaction. Item i is
+	// written whole or not at all: results[i] is nil when it was written,
+	// ErrTokenReplayed when its token id was already consumed (by an earlier
+	// commit or an earlier item of this batch), or ErrConflict when its serial
+	// exists. The error is for the batch as a whole (nothing was written).
+	CommitIssuances(ctx context.Context, items []Issuance) (results []error, err error)
+	// GetCertificate returns the record with this serial or ErrNotFound.
+	GetCertificate(ctx context.Context, serial string) (Certificate, error)
+	// ListCertificates returns one page ordered by serial.
+	ListCertificates(ctx context.Context, f CertFilter) (CertPage, error)
+	// RevokeCertificate marks a certificate revoked and appends ev in the same
+	// transaction. ErrNotFound or ErrAlreadyRevoked change nothing.
+	RevokeCertificate(ctx context.Context, serial string, reason int, at time.Time, ev audit.Event) error
+}
+
+// Tokens remembers consumed one-time token ids so that a token is accepted
+// once across every replica sharing the store.
+type Tokens interface {
+	// ConsumeToken records id; ErrTokenReplayed when it was already recorded.
+	ConsumeToken(ctx context.Context, id string, expires time.Time) error
+	// PruneTokens forgets ids whose tokens expired before t.
+	PruneTokens(ctx context.Context, before time.Time) error
+}
+
+// Provisioner is a named authority to request certificates, with its policy.
+type Provisioner struct {
+	Name      string
+	Type      string // "token" or "acme"
+	Policy    policy.Policy
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Provisioners stores provisioners. Each change appends ev in the same
+// transaction.
+type Provisioners interface {
+	// CreateProvisioner returns ErrConflict if the name exists.
+	CreateProvisioner(ctx context.Context, p Provisioner, ev audit.Event) error
+	// UpdateProvisioner replaces the type and policy; ErrNotFound if absent.
+	UpdateProvisioner(ctx context.Context, p Provisioner, ev audit.Event) error
+	// DeleteProvisioner returns ErrNotFound if absent.
+	DeleteProvisioner(ctx context.Context, name string, ev audit.Event) error
+	// GetProvisioner returns ErrNotFound if absent.
+	GetProvisioner(ctx context.Context, name string) (Provisioner, error)
+	// ListProvisioners returns all provisioners ordered by name.
+	ListProvisioners(ctx context.Context) ([]Provisioner, error)
+}
+
+// AuditLog is the append-only, hash-chained audit log.
+type AuditLog interface {
+	audit.Reader
+	// AppendAudit seals (audit.Seal) and appends events in order, in one
+	// transaction, serialised with every other append across replicas.
+	AppendAudit(ctx context.Context, events ...audit.Event) error
+}
+
+// Store is everything the CA keeps durably.
+type Store interface {
+	Certificates
+	Tokens
+	Provisioners
+	AuditLog
+	// Ping checks the store is reachable (for /readyz).
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+}
