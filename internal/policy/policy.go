@@ -1,8 +1,3 @@
-// Package policy owns who may get what: for each provisioner, the names
-// (DNS with wildcards, IP ranges, URI/SPIFFE-ID prefixes, emails), lifetimes
-// and key types it may be granted. Deny rules always win over allow rules,
-// and a name no allow rule covers is denied. Policy is data: it is stored with
-// the provisioner and evaluated without issuing anything.
 package policy
 
 import (
@@ -13,16 +8,21 @@ import (
 	"github.com/meshpki/meshpki/internal/keys"
 )
 
-// Lifetime bounds that hold whatever a policy says.
+// Lifetimes. MinTTL bounds every lifetime whatever a policy says; DefaultTTL
+// and DefaultMaxTTL apply when a policy leaves DefaultTTL or MaxTTL unset.
 const (
 	MinTTL        = 5 * time.Minute
 	DefaultTTL    = 24 * time.Hour
 	DefaultMaxTTL = 7 * 24 * time.Hour
 )
 
+// DefaultIssuer is the issuer a policy with no Issuer names.
+const DefaultIssuer = "default"
+
 // Policy is the rule set of one provisioner. The zero value allows no names.
+// The rule forms are described in the package documentation.
 type Policy struct {
-	AllowDNS   []string `json:"allow_dns,omitempty"`
+	AllowDNS   []string `json:"allow_dns,omitempty"` // "host", "*.domain" (one label down) or ".domain" (any depth)
 	DenyDNS    []string `json:"deny_dns,omitempty"`
 	AllowIP    []string `json:"allow_ip,omitempty"` // CIDRs or single addresses
 	DenyIP     []string `json:"deny_ip,omitempty"`
@@ -43,7 +43,8 @@ type Policy struct {
 // Duration is a time.Duration that reads and writes JSON as "24h0m0s".
 type Duration time.Duration
 
-// Names are the subject alternative names a request asks for.
+// Names are the subject alternative names a request asks for. Build them
+// with [ParseNames] from user input or [NamesFromCSR] from a request.
 type Names struct {
 	DNS    []string
 	IPs    []net.IP
@@ -68,4 +69,31 @@ type Decision struct {
 	Reason string `json:"reason"`
 	// TTL is the lifetime to issue with, when allowed.
 	TTL time.Duration `json:"-"`
+}
+
+// EffectiveDefaultTTL returns the lifetime for requests that name none:
+// p.DefaultTTL, or the package DefaultTTL when that is unset.
+func (p Policy) EffectiveDefaultTTL() time.Duration {
+	if p.DefaultTTL != 0 {
+		return p.DefaultTTL.Std()
+	}
+	return DefaultTTL
+}
+
+// EffectiveMaxTTL returns the longest lifetime the policy grants: p.MaxTTL,
+// or DefaultMaxTTL when that is unset.
+func (p Policy) EffectiveMaxTTL() time.Duration {
+	if p.MaxTTL != 0 {
+		return p.MaxTTL.Std()
+	}
+	return DefaultMaxTTL
+}
+
+// EffectiveIssuer returns the name of the intermediate that signs for the
+// policy: p.Issuer, or "default" when that is empty.
+func (p Policy) EffectiveIssuer() string {
+	if p.Issuer != "" {
+		return p.Issuer
+	}
+	return DefaultIssuer
 }

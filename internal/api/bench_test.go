@@ -1,0 +1,121 @@
+package api_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/servertest"
+	"github.com/meshpki/meshpki/internal/token"
+)
+
+// BenchmarkSignPath measures the whole sign path — HTTPS, JSON, token check,
+// policy, CSR verify, signing, durable group commit to SQLite and the audit
+// append — at concurrency 1 and 16, reporting certificates/s and p99 latency.
+// Run it beside BenchmarkRawCrypto to get the ratio in one run:
+//
+//	go test -run '^$' -bench 'SignPath|RawCrypto' -benchtime 20000x ./internal/api
+func BenchmarkSignPath(b *testing.B) {
+	in := servertest.Start(b, servertest.Options{})
+	addProvisioner(b, in, "bench", map[string]any{"allow_dns": []string{"*.bench.internal"}})
+	keyring := testKeyring(b, in)
+	_, csr := newCSR(b, keys.ECP256, "svc", "svc.bench.internal")
+	for _, conc := range []int{1, 16} {
+		b.Run(map[int]string{1: "c1", 16: "c16"}[conc], func(b *testing.B) {
+			tokens := make([]string, b.N)
+			now := time.Now()
+			for i := range tokens {
+				t, err := keyring.Mint(token.Claims{Provisioner: "bench", Subject: "svc", SANs: []string{"svc.bench.internal"},
+					Audience: in.Server.URL() + "/v1/sign", Purpose: token.PurposeSign, IssuedAt: now, NotBefore: now, Expiry: now.Add(30 * time.Minute)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				tokens[i] = t
+			}
+			client := in.Client(nil)
+			client.Transport.(*http.Transport).ForceAttemptHTTP2 = false
+			client.Transport.(*http.Transport).MaxIdleConnsPerHost = conc
+			latencies := make([]time.Duration, b.N)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for range conc {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= b.N {
+							return
+						}
+						body, _ := json.Marshal(map[string]string{"csr": csr, "token": tokens[i]})
+						t0 := time.Now()
+						resp, err := client.Post(in.URL+"/v1/sign", "application/json", bytes.NewReader(body))
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						latencies[i] = time.Since(t0)
+						if resp.StatusCode != http.StatusCreated {
+							b.Errorf("status %d", resp.StatusCode)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			slices.Sort(latencies)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "certs/s")
+			b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+// BenchmarkRawCrypto is the crypto limit of the sign path on this machine:
+// parse and verify a CSR, then x509.CreateCertificate, on every core.
+func BenchmarkRawCrypto(b *testing.B) {
+	caKey, _ := keys.ECP256.Generate()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	caCert, _ := x509.ParseCertificate(caDER)
+	_, csrPEM := newCSR(b, keys.ECP256, "svc", "svc.bench.internal")
+	block, _ := pem.Decode([]byte(csrPEM))
+	start := time.Now()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			csr, err := x509.ParseCertificateRequest(block.Bytes)
+			if err != nil || csr.CheckSignature() != nil {
+				b.Error("csr")
+				return
+			}
+			serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+			tmpl := &x509.Certificate{SerialNumber: serial, DNSNames: csr.DNSNames, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+				KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+			if _, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, csr.PublicKey, caKey); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "certs/s")
+}

@@ -1,0 +1,36 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// FuzzDecodeJSON feeds arbitrary bodies to the request decoder: it must never
+// panic, and every failure must be a 4xx apiError.
+func FuzzDecodeJSON(f *testing.F) {
+	f.Add([]byte(`{"csr":"x","token":"y","ttl":"1h"}`))
+	f.Add([]byte(`{"csr":"x","unknown":1}`))
+	f.Add([]byte(`{"csr":1}`))
+	f.Add([]byte(`{} {}`))
+	f.Add([]byte(``))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest("POST", "/v1/sign", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		var req signRequest
+		err := decodeJSON(httptest.NewRecorder(), r, &req)
+		if err == nil {
+			return
+		}
+		var ae *apiError
+		if !errors.As(err, &ae) || ae.status < 400 || ae.status >= 500 || ae.code == "" || ae.msg == "" {
+			t.Fatalf("decode error %#v is not a 4xx apiError", err)
+		}
+		if ae.status == http.StatusRequestEntityTooLarge && len(body) <= MaxBodyBytes {
+			t.Fatalf("small body reported too large")
+		}
+	})
+}

@@ -1,0 +1,416 @@
+package api
+
+import (
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// duration reads a JSON duration string ("24h"); empty means zero.
+type duration string
+
+func (d duration) parse(field string) (time.Duration, error) {
+	if d == "" {
+		return 0, nil
+	}
+	v, err := time.ParseDuration(string(d))
+	if err != nil || v < 0 {
+		return 0, newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("%s %q is not a duration such as \"24h\" or \"90m\"", field, string(d)))
+	}
+	return v, nil
+}
+
+type signRequest struct {
+	CSR   string   `json:"csr"`
+	Token string   `json:"token"`
+	TTL   duration `json:"ttl,omitempty"`
+}
+
+type renewRequest struct {
+	CSR string   `json:"csr,omitempty"`
+	TTL duration `json:"ttl,omitempty"`
+}
+
+type issuedResponse struct {
+	Certificate string    `json:"certificate"`
+	Serial      string    `json:"serial"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+}
+
+func issuedBody(is *ca.Issued) issuedResponse {
+	return issuedResponse{
+		Certificate: string(is.PEM()),
+		Serial:      is.Serial,
+		NotBefore:   is.Certificate.NotBefore.UTC(),
+		NotAfter:    is.Certificate.NotAfter.UTC(),
+	}
+}
+
+func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) error {
+	var req signRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Token == "" {
+		return newError(http.StatusUnauthorized, "unauthorized", "a one-time token is required in field \"token\"")
+	}
+	if req.CSR == "" {
+		return newError(http.StatusBadRequest, "bad_csr", "a PEM CSR is required in field \"csr\"")
+	}
+	ttl, err := req.TTL.parse("ttl")
+	if err != nil {
+		return err
+	}
+	is, err := s.ca.Sign(r.Context(), ca.SignRequest{CSR: []byte(req.CSR), Token: req.Token, TTL: ttl})
+	if err != nil {
+		return err
+	}
+	s.metrics.issued.WithLabelValues("sign").Inc()
+	writeJSON(w, http.StatusCreated, issuedBody(is))
+	return nil
+}
+
+func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
+	cert := clientCert(r)
+	if cert == nil {
+		return newError(http.StatusUnauthorized, "unauthorized", "renewal needs the current certificate as the TLS client certificate")
+	}
+	var req renewRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(w, r, &req); err != nil {
+			return err
+		}
+	}
+	ttl, err := req.TTL.parse("ttl")
+	if err != nil {
+		return err
+	}
+	is, err := s.ca.Renew(r.Context(), ca.RenewRequest{Current: cert, CSR: []byte(req.CSR), TTL: ttl})
+	if err != nil {
+		return err
+	}
+	s.metrics.issued.WithLabelValues("renew").Inc()
+	writeJSON(w, http.StatusCreated, issuedBody(is))
+	return nil
+}
+
+type revokeRequest struct {
+	Serial string `json:"serial"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	var req revokeRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	serial, err := parseSerial(req.Serial)
+	if err != nil {
+		return err
+	}
+	if c.admin == "" && serial != ca.SerialString(c.cert.SerialNumber) {
+		return newError(http.StatusForbidden, "forbidden", "a certificate holder may revoke only the certificate it presents")
+	}
+	reason, err := ca.ParseRevocationReason(req.Reason)
+	if err != nil {
+		return err
+	}
+	rec, err := s.ca.Revoke(r.Context(), serial, reason, c.actor())
+	if err != nil {
+		return err
+	}
+	s.metrics.revoked.Inc()
+	writeJSON(w, http.StatusOK, certificateBody(rec, false))
+	return nil
+}
+
+// parseSerial normalises a hex serial (colons and a 0x prefix allowed).
+func parseSerial(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimPrefix(s, "0x")
+	s = strings.ReplaceAll(s, ":", "")
+	s = strings.TrimLeft(s, "0")
+	if s == "" || len(s) > 40 {
+		return "", newError(http.StatusBadRequest, "bad_request", "serial must be a hexadecimal certificate serial number")
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("serial %q is not hexadecimal", s))
+		}
+	}
+	return s, nil
+}
+
+type certificateResponse struct {
+	Serial           string     `json:"serial"`
+	Subject          string     `json:"subject"`
+	Names            []string   `json:"names"`
+	Provisioner      string     `json:"provisioner"`
+	Issuer           string     `json:"issuer"`
+	NotBefore        time.Time  `json:"not_before"`
+	NotAfter         time.Time  `json:"not_after"`
+	Status           string     `json:"status"`
+	RevokedAt        *time.Time `json:"revoked_at"`
+	RevocationReason string     `json:"revocation_reason"`
+	RenewedFrom      string     `json:"renewed_from"`
+	Certificate      string     `json:"certificate,omitempty"`
+}
+
+func certificateBody(c store.Certificate, withPEM bool) certificateResponse {
+	out := certificateResponse{
+		Serial:      c.Serial,
+		Subject:     c.Subject,
+		Names:       c.Names,
+		Provisioner: c.Provisioner,
+		Issuer:      c.Issuer,
+		NotBefore:   c.NotBefore.UTC(),
+		NotAfter:    c.NotAfter.UTC(),
+		Status:      string(c.Status),
+		RenewedFrom: c.RenewedFrom,
+	}
+	if out.Names == nil {
+		out.Names = []string{}
+	}
+	if c.Status == store.StatusRevoked {
+		at := c.RevokedAt.UTC()
+		out.RevokedAt = &at
+		out.RevocationReason = ca.RevocationReasonName(c.RevocationReason)
+	}
+	if withPEM {
+		out.Certificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
+	}
+	return out
+}
+
+func (s *Server) handleListCertificates(w http.ResponseWriter, r *http.Request, _ caller) error {
+	q := r.URL.Query()
+	now := s.now()
+	f := store.CertFilter{Name: q.Get("name"), After: q.Get("after"), Now: now}
+	switch st := q.Get("status"); st {
+	case "":
+	case "valid", "revoked", "expired":
+		f.Status = store.Status(st)
+	default:
+		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("status %q must be valid, revoked or expired", st))
+	}
+	if eb := q.Get("expiring_before"); eb != "" {
+		if t, err := time.Parse(time.RFC3339, eb); err == nil {
+			f.ExpiringBefore = t
+		} else if d, err := time.ParseDuration(eb); err == nil && d >= 0 {
+			f.ExpiringBefore = now.Add(d)
+		} else {
+			return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("expiring_before %q must be an RFC 3339 time or a duration such as \"72h\"", eb))
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			return newError(http.StatusBadRequest, "bad_request", "limit must be a number from 1 to 1000")
+		}
+		f.Limit = n
+	}
+	page, err := s.st.ListCertificates(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Certificates []certificateResponse `json:"certificates"`
+		Next         string                `json:"next"`
+	}{Certificates: make([]certificateResponse, 0, len(page.Certificates)), Next: page.Next}
+	for _, c := range page.Certificates {
+		out.Certificates = append(out.Certificates, certificateBody(c, false))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) handleGetCertificate(w http.ResponseWriter, r *http.Request, _ caller) error {
+	serial, err := parseSerial(r.PathValue("serial"))
+	if err != nil {
+		return err
+	}
+	c, err := s.st.GetCertificate(r.Context(), serial)
+	if err != nil {
+		if isNotFound(err) {
+			return newError(http.StatusNotFound, "not_found", fmt.Sprintf("no certificate with serial %s", serial))
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, certificateBody(c, true))
+	return nil
+}
+
+type tokenRequest struct {
+	Subject     string   `json:"subject"`
+	SANs        []string `json:"sans,omitempty"`
+	Provisioner string   `json:"provisioner,omitempty"`
+	TTL         duration `json:"ttl,omitempty"`
+}
+
+func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, c caller) error {
+	var req tokenRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	ttl, err := req.TTL.parse("ttl")
+	if err != nil {
+		return err
+	}
+	g, err := s.ca.CreateToken(r.Context(), ca.TokenRequest{Subject: req.Subject, SANs: req.SANs, Provisioner: req.Provisioner, TTL: ttl, Actor: c.actor()})
+	if err != nil {
+		return err
+	}
+	s.metrics.tokens.Inc()
+	writeJSON(w, http.StatusCreated, struct {
+		Token       string    `json:"token"`
+		ID          string    `json:"id"`
+		ExpiresAt   time.Time `json:"expires_at"`
+		Provisioner string    `json:"provisioner"`
+	}{g.Token, g.ID, g.ExpiresAt.UTC(), g.Provisioner})
+	return nil
+}
+
+type provisionerBody struct {
+	Name      string        `json:"name"`
+	Type      string        `json:"type"`
+	Policy    policy.Policy `json:"policy"`
+	CreatedAt *time.Time    `json:"created_at,omitempty"`
+	UpdatedAt *time.Time    `json:"updated_at,omitempty"`
+}
+
+func provisionerResponse(p store.Provisioner) provisionerBody {
+	c, u := p.CreatedAt.UTC(), p.UpdatedAt.UTC()
+	return provisionerBody{Name: p.Name, Type: p.Type, Policy: p.Policy, CreatedAt: &c, UpdatedAt: &u}
+}
+
+func (s *Server) handleListProvisioners(w http.ResponseWriter, r *http.Request, _ caller) error {
+	all, err := s.st.ListProvisioners(r.Context())
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Provisioners []provisionerBody `json:"provisioners"`
+	}{Provisioners: make([]provisionerBody, 0, len(all))}
+	for _, p := range all {
+		out.Provisioners = append(out.Provisioners, provisionerResponse(p))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) handleAddProvisioner(w http.ResponseWriter, r *http.Request, c caller) error {
+	var body provisionerBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	p, err := s.ca.AddProvisioner(r.Context(), ca.ProvisionerChange{Provisioner: store.Provisioner{Name: body.Name, Type: body.Type, Policy: body.Policy}, Actor: c.actor()})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, provisionerResponse(p))
+	return nil
+}
+
+func (s *Server) handleGetProvisioner(w http.ResponseWriter, r *http.Request, _ caller) error {
+	name := r.PathValue("name")
+	p, err := s.st.GetProvisioner(r.Context(), name)
+	if err != nil {
+		if isNotFound(err) {
+			return newError(http.StatusNotFound, "not_found", fmt.Sprintf("no provisioner named %q", name))
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, provisionerResponse(p))
+	return nil
+}
+
+func (s *Server) handleUpdateProvisioner(w http.ResponseWriter, r *http.Request, c caller) error {
+	var body provisionerBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	if body.Name != "" && body.Name != name {
+		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("body names provisioner %q but the path names %q", body.Name, name))
+	}
+	p, err := s.ca.UpdateProvisioner(r.Context(), ca.ProvisionerChange{Provisioner: store.Provisioner{Name: name, Type: body.Type, Policy: body.Policy}, Actor: c.actor()})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, provisionerResponse(p))
+	return nil
+}
+
+func (s *Server) handleRemoveProvisioner(w http.ResponseWriter, r *http.Request, c caller) error {
+	if err := s.ca.RemoveProvisioner(r.Context(), r.PathValue("name"), c.actor()); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type policyCheckRequest struct {
+	Provisioner string   `json:"provisioner"`
+	SANs        []string `json:"sans"`
+	TTL         duration `json:"ttl,omitempty"`
+	KeyType     string   `json:"key_type,omitempty"`
+}
+
+func (s *Server) handleCheckPolicy(w http.ResponseWriter, r *http.Request, _ caller) error {
+	var req policyCheckRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	ttl, err := req.TTL.parse("ttl")
+	if err != nil {
+		return err
+	}
+	d, err := s.ca.CheckPolicy(r.Context(), ca.CheckRequest{Provisioner: req.Provisioner, SANs: req.SANs, TTL: ttl, KeyType: req.KeyType})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (s *Server) handleRoots(w http.ResponseWriter, _ *http.Request) error {
+	return writePEM(w, s.ca.Hierarchy().RootsPEM())
+}
+
+func (s *Server) handleIntermediates(w http.ResponseWriter, _ *http.Request) error {
+	return writePEM(w, s.ca.Hierarchy().IntermediatesPEM(s.now()))
+}
+
+func writePEM(w http.ResponseWriter, b []byte) error {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, err := w.Write(b)
+	return err
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := w.Write([]byte("ok\n"))
+	return err
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
+	if err := s.st.Ping(r.Context()); err != nil {
+		s.log.Warn("readiness check failed", "error", err)
+		return newError(http.StatusServiceUnavailable, "unavailable", "the store is not reachable")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := w.Write([]byte("ok\n"))
+	return err
+}

@@ -1,0 +1,250 @@
+package api
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// MaxBodyBytes caps every request body.
+const MaxBodyBytes = 1 << 20
+
+// Config is what the API needs.
+type Config struct {
+	// Authority is the issuance path every endpoint calls.
+	Authority *ca.Authority
+	// Store answers listings and readiness.
+	Store store.Store
+	// Registry receives the API's metrics (default: a new registry).
+	Registry *prometheus.Registry
+	// Logger receives request failures (default slog.Default()).
+	Logger *slog.Logger
+	// Clock returns the current time (default time.Now).
+	Clock func() time.Time
+}
+
+// Server is the JSON API as an http.Handler. Safe for concurrent use.
+type Server struct {
+	ca       *ca.Authority
+	st       store.Store
+	log      *slog.Logger
+	now      func() time.Time
+	mux      *http.ServeMux
+	metrics  *Metrics
+	registry *prometheus.Registry
+}
+
+// New builds the API handler and registers its metrics.
+func New(cfg Config) (*Server, error) {
+	if cfg.Authority == nil || cfg.Store == nil {
+		return nil, errors.New("api: Config needs Authority and Store")
+	}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(s.registry)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	s.routes()
+	return s, nil
+}
+
+// Metrics returns the API's metrics, so the server can feed batch sizes.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// endpoint is one route: the methods it answers and their handlers.
+type endpoint map[string]func(http.ResponseWriter, *http.Request) error
+
+func (s *Server) routes() {
+	s.mux = http.NewServeMux()
+	handle := func(route string, e endpoint) {
+		s.mux.Handle(route, s.instrument(route, e))
+	}
+	handle("/roots.pem", endpoint{"GET": s.handleRoots})
+	handle("/intermediates.pem", endpoint{"GET": s.handleIntermediates})
+	handle("/healthz", endpoint{"GET": s.handleHealthz})
+	handle("/readyz", endpoint{"GET": s.handleReadyz})
+	s.mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	handle("/v1/sign", endpoint{"POST": s.handleSign})
+	handle("/v1/renew", endpoint{"POST": s.handleRenew})
+	handle("/v1/revoke", endpoint{"POST": s.handleRevoke})
+	handle("/v1/certificates", endpoint{"GET": s.admin(s.handleListCertificates)})
+	handle("/v1/certificates/{serial}", endpoint{"GET": s.admin(s.handleGetCertificate)})
+	handle("/v1/tokens", endpoint{"POST": s.admin(s.handleCreateToken)})
+	handle("/v1/provisioners", endpoint{"GET": s.admin(s.handleListProvisioners), "POST": s.admin(s.handleAddProvisioner)})
+	handle("/v1/provisioners/{name}", endpoint{
+		"GET":    s.admin(s.handleGetProvisioner),
+		"PUT":    s.admin(s.handleUpdateProvisioner),
+		"DELETE": s.admin(s.handleRemoveProvisioner),
+	})
+	handle("/v1/policy/check", endpoint{"POST": s.admin(s.handleCheckPolicy)})
+	handle("/", endpoint{"*": func(w http.ResponseWriter, r *http.Request) error {
+		return newError(http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s", r.URL.Path))
+	}})
+}
+
+// instrument dispatches by method, turns returned errors into JSON error
+// responses, and counts every request by route, status and error code.
+func (s *Server) instrument(route string, e endpoint) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h, ok := e[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = e["GET"]
+		}
+		if !ok {
+			h, ok = e["*"]
+		}
+		var err error
+		if !ok {
+			allowed := make([]string, 0, len(e))
+			for m := range e {
+				allowed = append(allowed, m)
+			}
+			rec.Header().Set("Allow", strings.Join(allowed, ", "))
+			err = newError(http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
+		} else {
+			err = h(rec, r)
+		}
+		if err != nil {
+			s.writeError(rec, r, err)
+		}
+		s.metrics.observe(route, rec.status, rec.errorCode, time.Since(start))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status    int
+	errorCode string
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// decodeJSON reads one JSON object into v: at most MaxBodyBytes, no unknown
+// fields, nothing after it.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("the body must be application/json, not %q", ct))
+		}
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, MaxBodyBytes))
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return jsonError(err)
+		}
+		return newError(http.StatusBadRequest, "bad_request", "the body must hold a single JSON object")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var mbe *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is over the limit of %d bytes", MaxBodyBytes))
+	case errors.Is(err, io.EOF):
+		return newError(http.StatusBadRequest, "bad_request", "the body is empty; a JSON object is required")
+	case errors.As(err, &syn):
+		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("the body is not valid JSON (at byte %d)", syn.Offset))
+	case errors.As(err, &typ):
+		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("field %q must be %s", typ.Field, typ.Type))
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return newError(http.StatusBadRequest, "bad_request", "unknown "+strings.TrimPrefix(err.Error(), "json: unknown "))
+	}
+	return newError(http.StatusBadRequest, "bad_request", "the body is not a valid JSON object: "+err.Error())
+}
+
+// clientCert returns the verified TLS client certificate, if any.
+func clientCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return r.TLS.VerifiedChains[0][0]
+}
+
+// caller is who a request authenticated as.
+type caller struct {
+	cert  *x509.Certificate
+	admin string // the admin URI, or "" for a plain holder
+}
+
+func (c caller) actor() string {
+	if c.admin != "" {
+		return "admin:" + c.admin
+	}
+	return "cert:" + ca.SerialString(c.cert.SerialNumber)
+}
+
+// authenticate checks the client certificate against the store: recorded,
+// unrevoked, unexpired.
+func (s *Server) authenticate(r *http.Request) (caller, error) {
+	cert := clientCert(r)
+	if cert == nil {
+		return caller{}, newError(http.StatusUnauthorized, "unauthorized", "this endpoint needs a client certificate issued by this CA")
+	}
+	if _, err := s.ca.CheckHolder(r.Context(), cert); err != nil {
+		return caller{}, err
+	}
+	c := caller{cert: cert}
+	c.admin, _ = s.ca.IsAdmin(cert)
+	return c, nil
+}
+
+type adminHandler func(w http.ResponseWriter, r *http.Request, admin caller) error
+
+// admin wraps a handler that only an admin may call.
+func (s *Server) admin(h adminHandler) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		c, err := s.authenticate(r)
+		if err != nil {
+			return err
+		}
+		if c.admin == "" {
+			return newError(http.StatusForbidden, "forbidden", "this endpoint needs an admin certificate")
+		}
+		return h(w, r, c)
+	}
+}

@@ -1,0 +1,208 @@
+package ca
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/token"
+)
+
+// Config is what an Authority needs. Hierarchy, Store and Keyring are required.
+type Config struct {
+	// Hierarchy holds the root and the issuing intermediates.
+	Hierarchy *Hierarchy
+	// Store records certificates, consumed tokens, provisioners and audit.
+	Store store.Store
+	// Keyring mints and verifies one-time tokens.
+	Keyring *token.Keyring
+	// Audience is the token audience this CA accepts, normally the public
+	// URL of /v1/sign. Replicas behind one load balancer share it.
+	Audience string
+	// Clock returns the current time (default time.Now).
+	Clock func() time.Time
+	// Logger receives operational logs (default slog.Default()).
+	Logger *slog.Logger
+	// ProvisionerTTL is how long a provisioner read from the store is
+	// trusted before it is read again, so that a change made on another
+	// replica applies within this time (default 2s). Changes made through
+	// this Authority apply at once.
+	ProvisionerTTL time.Duration
+	// MaxBatch caps how many issuances share one durable commit (default 256).
+	MaxBatch int
+	// ObserveBatch, if set, is told the size of every commit batch.
+	ObserveBatch func(size int)
+}
+
+// Authority is the certificate authority's one issuance path: every front
+// door (the JSON API, ACME, the agent API) calls it to turn a request and a
+// credential into a recorded, audited certificate. It is safe for concurrent
+// use; Run must be running for issuance to complete.
+type Authority struct {
+	h        *Hierarchy
+	st       store.Store
+	keyring  *token.Keyring
+	audience string
+	now      func() time.Time
+	log      *slog.Logger
+	commits  *committer
+	provs    provisionerCache
+}
+
+// New returns an Authority. Call Run to start its commit loop.
+func New(cfg Config) (*Authority, error) {
+	if cfg.Hierarchy == nil || cfg.Store == nil || cfg.Keyring == nil {
+		return nil, errors.New("ca: Config needs Hierarchy, Store and Keyring")
+	}
+	a := &Authority{
+		h:        cfg.Hierarchy,
+		st:       cfg.Store,
+		keyring:  cfg.Keyring,
+		audience: cfg.Audience,
+		now:      cfg.Clock,
+		log:      cfg.Logger,
+		commits:  newCommitter(cfg.Store, cfg.MaxBatch, cfg.ObserveBatch),
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	ttl := cfg.ProvisionerTTL
+	if ttl <= 0 {
+		ttl = 2 * time.Second
+	}
+	a.provs = provisionerCache{st: cfg.Store, ttl: ttl, now: a.now, entries: map[string]cachedProvisioner{}}
+	return a, nil
+}
+
+// Run commits issuances until ctx ends.
+func (a *Authority) Run(ctx context.Context) error { return a.commits.run(ctx) }
+
+// Hierarchy returns the CA hierarchy the Authority signs with.
+func (a *Authority) Hierarchy() *Hierarchy { return a.h }
+
+// Audience returns the token audience this Authority accepts.
+func (a *Authority) Audience() string { return a.audience }
+
+// Issued is a certificate that has been recorded and may be handed out.
+type Issued struct {
+	Certificate *x509.Certificate
+	// Chain is the issuing intermediate(s), leaf-side first.
+	Chain  []*x509.Certificate
+	Serial string
+	Record store.Certificate
+}
+
+// PEM returns the leaf followed by its chain, PEM encoded.
+func (i *Issued) PEM() []byte {
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.Certificate.Raw})
+	for _, c := range i.Chain {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return b
+}
+
+// ReservedPrefix is the URI namespace the CA keeps for its own identities
+// (admins, the server itself); no provisioner policy can grant it.
+func (a *Authority) ReservedPrefix() string {
+	return "spiffe://" + a.h.TrustDomain() + "/meshpki/"
+}
+
+// AdminURIPrefix is the URI SAN prefix that marks an admin certificate.
+func (a *Authority) AdminURIPrefix() string { return a.ReservedPrefix() + "admin/" }
+
+// IsAdmin reports whether cert carries an admin identity of this CA. The
+// caller must already have verified the chain and checked revocation.
+func (a *Authority) IsAdmin(cert *x509.Certificate) (string, bool) {
+	prefix := a.AdminURIPrefix()
+	for _, u := range cert.URIs {
+		if s := u.String(); strings.HasPrefix(s, prefix) && len(s) > len(prefix) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+func (a *Authority) reservedName(n policy.Names) (string, bool) {
+	prefix := a.ReservedPrefix()
+	for _, u := range n.URIs {
+		if strings.HasPrefix(strings.ToLower(u.String()), prefix) {
+			return u.String(), true
+		}
+	}
+	return "", false
+}
+
+// deny records a denied request in the audit log and returns err. The audit
+// write goes through the same group commit as issuance.
+func (a *Authority) deny(ctx context.Context, err *Error, actor, subject string, detail map[string]string) error {
+	if detail == nil {
+		detail = map[string]string{}
+	}
+	detail["reason"] = err.Msg
+	if err.Rule != "" {
+		detail["rule"] = err.Rule
+	}
+	ev := audit.Event{Time: a.now(), Type: audit.TypeRequestDenied, Actor: actor, Subject: subject, Outcome: "denied", Detail: detail}
+	if cerr := a.commits.commit(ctx, store.Issuance{Audit: []audit.Event{ev}}); cerr != nil {
+		a.log.Error("audit of denied request failed", "error", cerr, "actor", actor)
+	}
+	return err
+}
+
+// provisionerCache keeps compiled provisioner policies for a short time so
+// the hot path does not read the store on every request.
+type provisionerCache struct {
+	st      store.Provisioners
+	ttl     time.Duration
+	now     func() time.Time
+	mu      sync.RWMutex
+	entries map[string]cachedProvisioner
+}
+
+type cachedProvisioner struct {
+	prov     store.Provisioner
+	compiled *policy.Compiled
+	fetched  time.Time
+}
+
+func (c *provisionerCache) get(ctx context.Context, name string) (cachedProvisioner, error) {
+	now := c.now()
+	c.mu.RLock()
+	e, ok := c.entries[name]
+	c.mu.RUnlock()
+	if ok && now.Sub(e.fetched) < c.ttl {
+		return e, nil
+	}
+	p, err := c.st.GetProvisioner(ctx, name)
+	if err != nil {
+		c.invalidate(name)
+		return cachedProvisioner{}, err
+	}
+	compiled, err := policy.Compile(p.Policy)
+	if err != nil {
+		return cachedProvisioner{}, fmt.Errorf("ca: provisioner %q has an invalid policy: %w", name, err)
+	}
+	e = cachedProvisioner{prov: p, compiled: compiled, fetched: now}
+	c.mu.Lock()
+	c.entries[name] = e
+	c.mu.Unlock()
+	return e, nil
+}
+
+func (c *provisionerCache) invalidate(name string) {
+	c.mu.Lock()
+	delete(c.entries, name)
+	c.mu.Unlock()
+}

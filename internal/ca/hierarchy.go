@@ -1,0 +1,733 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/meshpki/meshpki/internal/keys"
+)
+
+// Errors of the hierarchy that callers branch on.
+var (
+	// ErrAlreadyInitialized is returned by Init when DIR/ca/ca.json exists.
+	ErrAlreadyInitialized = errors.New("ca: already initialized")
+	// ErrNotInitialized is returned by Load when DIR/ca/ca.json does not exist.
+	ErrNotInitialized = errors.New("ca: not initialized")
+	// ErrUnknownIssuer is wrapped by Issuer and RotateIntermediate when no
+	// intermediate of that name exists or none is currently valid.
+	ErrUnknownIssuer = errors.New("ca: unknown issuer")
+	// ErrIssuerExists is returned by AddIssuer when the name is taken.
+	ErrIssuerExists = errors.New("ca: issuer already exists")
+)
+
+// Defaults of InitOptions and AddIssuer.
+const (
+	DefaultIssuerName     = "default"
+	DefaultName           = "meshpki"
+	DefaultRootLifetime   = 10 * 365 * 24 * time.Hour
+	DefaultIssuerLifetime = 365 * 24 * time.Hour
+)
+
+// File names inside DIR/ca.
+const (
+	caDirName    = "ca"
+	configName   = "ca.json"
+	rootCertName = "root.crt"
+	issuersDir   = "issuers"
+	rootKeyName  = "root"
+	tokenKeyName = "token"
+	tokenKeySize = 32
+	maxIssuerLen = 32
+)
+
+// InitOptions configure a new CA. The zero value of every field but
+// TrustDomain selects its default.
+type InitOptions struct {
+	// Name is the organisation shown in subjects: "Acme Internal" gives
+	// "Acme Internal Root CA" and "Acme Internal Intermediate CA (default, 1)".
+	// At most 64 characters; "" means "meshpki".
+	Name string
+	// TrustDomain is the SPIFFE trust domain, e.g. "example.internal":
+	// lowercase letters, digits, '.', '-' and '_'.
+	TrustDomain string
+	// KeyType is the key type of the root and of the intermediate
+	// "default" ("" means ECDSA P-256).
+	KeyType keys.KeyType
+	// RootLifetime is the root's lifetime (0 means 10 years).
+	RootLifetime time.Duration
+	// IssuerLifetime is the lifetime of intermediate "default", capped at
+	// the root's (0 means 1 year).
+	IssuerLifetime time.Duration
+	// Now is the clock (nil means time.Now).
+	Now func() time.Time
+}
+
+// Issuer is one generation of a named intermediate with its signer. It is
+// immutable once returned.
+type Issuer struct {
+	Name       string
+	Generation int
+	Cert       *x509.Certificate
+	Signer     crypto.Signer
+	Lifetime   time.Duration
+	KeyType    keys.KeyType
+
+	pem    []byte
+	keyRef string
+	file   string
+}
+
+// Hierarchy is the CA's root and intermediates as recorded in DIR/ca/ca.json.
+// It is safe for concurrent use: readers (Issuer, Issuers, RootsPEM, ...)
+// take no lock; AddIssuer, RotateIntermediate and Reload are serialised
+// within the process and replace the whole state at once.
+type Hierarchy struct {
+	caDir string
+	kb    keys.Backend
+	now   func() time.Time
+
+	mu    sync.Mutex // serialises writers
+	state atomic.Pointer[hierarchyState]
+}
+
+// hierarchyState is an immutable snapshot.
+type hierarchyState struct {
+	cfg     caConfig
+	root    *x509.Certificate
+	rootPEM []byte
+	issuers []*Issuer            // newest first
+	byName  map[string][]*Issuer // per name, newest generation first
+}
+
+// caConfig is the JSON form of ca.json. Paths are relative to DIR/ca and use
+// forward slashes; key references are those the key backend returned.
+type caConfig struct {
+	Name        string         `json:"name"`
+	TrustDomain string         `json:"trust_domain"`
+	KeyType     keys.KeyType   `json:"key_type"`
+	CreatedAt   time.Time      `json:"created_at"`
+	Root        rootConfig     `json:"root"`
+	TokenKey    string         `json:"token_key"`
+	Issuers     []issuerConfig `json:"issuers"`
+}
+
+type rootConfig struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+type issuerConfig struct {
+	Name       string       `json:"name"`
+	Generation int          `json:"generation"`
+	Cert       string       `json:"cert"`
+	Key        string       `json:"key"`
+	Lifetime   string       `json:"lifetime"`
+	KeyType    keys.KeyType `json:"key_type"`
+}
+
+// Initialized reports whether dataDir holds a CA (DIR/ca/ca.json exists).
+func Initialized(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, caDirName, configName))
+	return err == nil
+}
+
+// Init creates a CA in dataDir: a self-signed root, the intermediate
+// "default" (generation 1) and a 32-byte token MAC secret, all keys created
+// through kb, which must keep its files in DIR/ca/keys. ca.json is written
+// last, so a CA exists only once Init succeeds. It returns
+// ErrAlreadyInitialized if dataDir holds a CA.
+func Init(ctx context.Context, dataDir string, opts InitOptions, kb *keys.FileBackend) (*Hierarchy, error) {
+	return initHierarchy(ctx, dataDir, opts, kb)
+}
+
+// initBackend is what Init needs of a key backend: keys and a secret.
+type initBackend interface {
+	keys.Backend
+	CreateSecret(ctx context.Context, name string, size int) ([]byte, string, error)
+}
+
+func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb initBackend) (*Hierarchy, error) {
+	if opts.Name == "" {
+		opts.Name = DefaultName
+	}
+	if err := validateName(opts.Name); err != nil {
+		return nil, err
+	}
+	if err := ValidateTrustDomain(opts.TrustDomain); err != nil {
+		return nil, err
+	}
+	if opts.KeyType == "" {
+		opts.KeyType = keys.ECP256
+	}
+	if _, err := keys.ParseKeyType(string(opts.KeyType)); err != nil {
+		return nil, fmt.Errorf("ca: init: %w", err)
+	}
+	if opts.RootLifetime == 0 {
+		opts.RootLifetime = DefaultRootLifetime
+	}
+	if opts.IssuerLifetime == 0 {
+		opts.IssuerLifetime = DefaultIssuerLifetime
+	}
+	if opts.RootLifetime < 0 || opts.IssuerLifetime < 0 {
+		return nil, errors.New("ca: init: lifetimes must be positive")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if Initialized(dataDir) {
+		return nil, ErrAlreadyInitialized
+	}
+	h := &Hierarchy{caDir: filepath.Join(dataDir, caDirName), kb: kb, now: opts.Now}
+	if err := os.MkdirAll(filepath.Join(h.caDir, issuersDir), 0o700); err != nil {
+		return nil, fmt.Errorf("ca: init: %w", err)
+	}
+
+	now := opts.Now()
+	rootKey, rootRef, err := kb.Create(ctx, rootKeyName, opts.KeyType)
+	if err != nil {
+		return nil, fmt.Errorf("ca: init: create root key: %w", err)
+	}
+	root, rootPEM, err := createRoot(opts.Name, rootKey, now, opts.RootLifetime)
+	if err != nil {
+		return nil, err
+	}
+	if err := keys.WriteFile(filepath.Join(h.caDir, rootCertName), rootPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("ca: init: write root: %w", err)
+	}
+	_, tokenRef, err := kb.CreateSecret(ctx, tokenKeyName, tokenKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("ca: init: create token secret: %w", err)
+	}
+	cfg := caConfig{
+		Name:        opts.Name,
+		TrustDomain: opts.TrustDomain,
+		KeyType:     opts.KeyType,
+		CreatedAt:   now.UTC().Truncate(time.Second),
+		Root:        rootConfig{Cert: rootCertName, Key: rootRef},
+		TokenKey:    tokenRef,
+	}
+	iss, ic, err := h.mintIssuer(ctx, &cfg, root, rootKey, DefaultIssuerName, 1, opts.IssuerLifetime, opts.KeyType, now)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Issuers = []issuerConfig{ic}
+	data, err := marshalConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := keys.WriteFileExclusive(filepath.Join(h.caDir, configName), data, 0o600); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, ErrAlreadyInitialized
+		}
+		return nil, fmt.Errorf("ca: init: write %s: %w", configName, err)
+	}
+	h.state.Store(newState(cfg, root, rootPEM, []*Issuer{iss}))
+	return h, nil
+}
+
+// Load reads the CA in dataDir: the root certificate, and the certificate
+// and signer of every intermediate generation that has not expired. The root
+// key is not loaded. It returns ErrNotInitialized if dataDir holds no CA.
+func Load(ctx context.Context, dataDir string, kb keys.Backend) (*Hierarchy, error) {
+	return load(ctx, dataDir, kb, time.Now)
+}
+
+func load(ctx context.Context, dataDir string, kb keys.Backend, now func() time.Time) (*Hierarchy, error) {
+	h := &Hierarchy{caDir: filepath.Join(dataDir, caDirName), kb: kb, now: now}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.reloadLocked(ctx); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Reload re-reads ca.json, so that a running server picks up an intermediate
+// added or rotated by another process, and replaces the state at once.
+// Signers of generations already loaded are reused. On error the previous
+// state stays in use.
+func (h *Hierarchy) Reload(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reloadLocked(ctx)
+}
+
+func (h *Hierarchy) reloadLocked(ctx context.Context) error {
+	cfg, err := h.readConfig()
+	if err != nil {
+		return err
+	}
+	rootPath, err := h.path(cfg.Root.Cert)
+	if err != nil {
+		return err
+	}
+	root, rootPEM, err := readCert(rootPath)
+	if err != nil {
+		return err
+	}
+	loaded := map[string]*Issuer{}
+	if old := h.state.Load(); old != nil {
+		for _, iss := range old.issuers {
+			loaded[iss.file+"\x00"+iss.keyRef] = iss
+		}
+	}
+	now := h.now()
+	var issuers []*Issuer
+	for _, ic := range cfg.Issuers {
+		if iss, ok := loaded[ic.Cert+"\x00"+ic.Key]; ok && iss.Name == ic.Name && iss.Generation == ic.Generation && bytes.Equal(iss.Cert.RawIssuer, root.RawSubject) {
+			if now.Before(iss.Cert.NotAfter) {
+				issuers = append(issuers, iss)
+			}
+			continue
+		}
+		iss, err := h.loadIssuer(ctx, ic, root, now)
+		if err != nil {
+			return err
+		}
+		if iss != nil {
+			issuers = append(issuers, iss)
+		}
+	}
+	h.state.Store(newState(cfg, root, rootPEM, issuers))
+	return nil
+}
+
+// loadIssuer reads one generation; it returns nil, nil if it has expired.
+func (h *Hierarchy) loadIssuer(ctx context.Context, ic issuerConfig, root *x509.Certificate, now time.Time) (*Issuer, error) {
+	certPath, err := h.path(ic.Cert)
+	if err != nil {
+		return nil, err
+	}
+	cert, certPEM, err := readCert(certPath)
+	if err != nil {
+		return nil, err
+	}
+	if !now.Before(cert.NotAfter) {
+		return nil, nil
+	}
+	label := fmt.Sprintf("issuer %q generation %d", ic.Name, ic.Generation)
+	if err := cert.CheckSignatureFrom(root); err != nil {
+		return nil, fmt.Errorf("ca: %s (%s) is not signed by the root: %w", label, ic.Cert, err)
+	}
+	lifetime, err := time.ParseDuration(ic.Lifetime)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %s in %s: lifetime: %w", label, configName, err)
+	}
+	signer, err := h.kb.Load(ctx, ic.Key)
+	if err != nil {
+		return nil, fmt.Errorf("ca: load key of %s: %w", label, err)
+	}
+	if !publicKeysEqual(signer.Public(), cert.PublicKey) {
+		return nil, fmt.Errorf("ca: key %s does not match the certificate of %s", ic.Key, label)
+	}
+	return &Issuer{
+		Name:       ic.Name,
+		Generation: ic.Generation,
+		Cert:       cert,
+		Signer:     signer,
+		Lifetime:   lifetime,
+		KeyType:    ic.KeyType,
+		pem:        certPEM,
+		keyRef:     ic.Key,
+		file:       ic.Cert,
+	}, nil
+}
+
+// Name returns the CA's name, as given to Init.
+func (h *Hierarchy) Name() string { return h.state.Load().cfg.Name }
+
+// TrustDomain returns the SPIFFE trust domain.
+func (h *Hierarchy) TrustDomain() string { return h.state.Load().cfg.TrustDomain }
+
+// Root returns the root certificate.
+func (h *Hierarchy) Root() *x509.Certificate { return h.state.Load().root }
+
+// TokenKeyRef returns the key backend reference of the token MAC secret.
+func (h *Hierarchy) TokenKeyRef() string { return h.state.Load().cfg.TokenKey }
+
+// RootsPEM returns the root certificate in PEM form, as served at /roots.pem.
+func (h *Hierarchy) RootsPEM() []byte { return slices.Clone(h.state.Load().rootPEM) }
+
+// Issuer returns the newest generation of the named intermediate that is
+// valid now. The error wraps ErrUnknownIssuer when there is none.
+func (h *Hierarchy) Issuer(name string) (*Issuer, error) {
+	gens := h.state.Load().byName[name]
+	if len(gens) == 0 {
+		return nil, fmt.Errorf("%w %q", ErrUnknownIssuer, name)
+	}
+	now := h.now()
+	for _, iss := range gens {
+		if !now.Before(iss.Cert.NotBefore) && now.Before(iss.Cert.NotAfter) {
+			return iss, nil
+		}
+	}
+	return nil, fmt.Errorf("%w %q: no generation is valid at %s", ErrUnknownIssuer, name, now.UTC().Format(time.RFC3339))
+}
+
+// Issuers returns every loaded generation of every intermediate, newest
+// first.
+func (h *Hierarchy) Issuers() []*Issuer {
+	return slices.Clone(h.state.Load().issuers)
+}
+
+// IntermediatesPEM returns, newest first, every intermediate certificate not
+// expired at now, so that relying parties can build chains for leaves of
+// older generations until those expire.
+func (h *Hierarchy) IntermediatesPEM(now time.Time) []byte {
+	var buf bytes.Buffer
+	for _, iss := range h.state.Load().issuers {
+		if now.Before(iss.Cert.NotAfter) {
+			buf.Write(iss.pem)
+		}
+	}
+	return buf.Bytes()
+}
+
+// AddIssuer creates a new named intermediate, generation 1, signed by the
+// root. name is 1 to 32 characters of [a-z0-9-], not starting with '-';
+// lifetime 0 means 1 year and
+// kt "" means the CA's key type. It returns ErrIssuerExists if ca.json has an
+// intermediate of that name.
+func (h *Hierarchy) AddIssuer(ctx context.Context, name string, lifetime time.Duration, kt keys.KeyType) (*Issuer, error) {
+	if err := validateIssuerName(name); err != nil {
+		return nil, err
+	}
+	if lifetime == 0 {
+		lifetime = DefaultIssuerLifetime
+	}
+	if lifetime < 0 {
+		return nil, errors.New("ca: add issuer: lifetime must be positive")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cfg, err := h.readConfig()
+	if err != nil {
+		return nil, err
+	}
+	if kt == "" {
+		kt = cfg.KeyType
+	}
+	if _, err := keys.ParseKeyType(string(kt)); err != nil {
+		return nil, fmt.Errorf("ca: add issuer: %w", err)
+	}
+	for _, ic := range cfg.Issuers {
+		if ic.Name == name {
+			return nil, fmt.Errorf("%w: %q", ErrIssuerExists, name)
+		}
+	}
+	return h.extendLocked(ctx, cfg, name, 1, lifetime, kt)
+}
+
+// RotateIntermediate creates generation n+1 of the named intermediate with
+// the same lifetime and key type as generation n. Older generations stay in
+// ca.json, loaded and published, until they expire; Issuer returns the new
+// one from now on. The error wraps ErrUnknownIssuer if there is no such
+// intermediate.
+func (h *Hierarchy) RotateIntermediate(ctx context.Context, name string) (*Issuer, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cfg, err := h.readConfig()
+	if err != nil {
+		return nil, err
+	}
+	var newest *issuerConfig
+	for i := range cfg.Issuers {
+		if ic := &cfg.Issuers[i]; ic.Name == name && (newest == nil || ic.Generation > newest.Generation) {
+			newest = ic
+		}
+	}
+	if newest == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownIssuer, name)
+	}
+	lifetime, err := time.ParseDuration(newest.Lifetime)
+	if err != nil || lifetime <= 0 {
+		return nil, fmt.Errorf("ca: issuer %q in %s: bad lifetime %q", name, configName, newest.Lifetime)
+	}
+	return h.extendLocked(ctx, cfg, name, newest.Generation+1, lifetime, newest.KeyType)
+}
+
+// extendLocked mints an intermediate with the root key, records it in
+// ca.json and reloads the state. cfg is the configuration just read from
+// disk, so changes made by other processes are kept.
+func (h *Hierarchy) extendLocked(ctx context.Context, cfg caConfig, name string, gen int, lifetime time.Duration, kt keys.KeyType) (*Issuer, error) {
+	rootPath, err := h.path(cfg.Root.Cert)
+	if err != nil {
+		return nil, err
+	}
+	root, _, err := readCert(rootPath)
+	if err != nil {
+		return nil, err
+	}
+	rootKey, err := h.kb.Load(ctx, cfg.Root.Key)
+	if err != nil {
+		return nil, fmt.Errorf("ca: load root key: %w", err)
+	}
+	iss, ic, err := h.mintIssuer(ctx, &cfg, root, rootKey, name, gen, lifetime, kt, h.now())
+	if err != nil {
+		return nil, err
+	}
+	cfg.Issuers = append(cfg.Issuers, ic)
+	data, err := marshalConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := keys.WriteFile(filepath.Join(h.caDir, configName), data, 0o600); err != nil {
+		return nil, fmt.Errorf("ca: write %s: %w", configName, err)
+	}
+	if err := h.reloadLocked(ctx); err != nil {
+		return nil, err
+	}
+	// Return the instance the state holds, so that callers and Issuer
+	// agree on identity.
+	for _, loaded := range h.state.Load().byName[name] {
+		if loaded.Generation == gen {
+			return loaded, nil
+		}
+	}
+	return iss, nil
+}
+
+// mintIssuer creates the key and certificate of one intermediate generation
+// and writes the certificate file; the caller records it in ca.json.
+func (h *Hierarchy) mintIssuer(ctx context.Context, cfg *caConfig, root *x509.Certificate, rootKey crypto.Signer, name string, gen int, lifetime time.Duration, kt keys.KeyType, now time.Time) (*Issuer, issuerConfig, error) {
+	keyName := name + "-" + strconv.Itoa(gen)
+	label := fmt.Sprintf("issuer %q generation %d", name, gen)
+	signer, ref, err := h.kb.Create(ctx, keyName, kt)
+	if err != nil {
+		return nil, issuerConfig{}, fmt.Errorf("ca: create key of %s: %w", label, err)
+	}
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, issuerConfig{}, err
+	}
+	notAfter := now.Add(lifetime)
+	if notAfter.After(root.NotAfter) {
+		notAfter = root.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               caSubject(cfg.Name, fmt.Sprintf("Intermediate CA (%s, %d)", name, gen)),
+		NotBefore:             now.Add(-caBackdate),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+	}
+	if tmpl.SubjectKeyId, err = subjectKeyID(signer.Public()); err != nil {
+		return nil, issuerConfig{}, fmt.Errorf("ca: %s: %w", label, err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, signer.Public(), rootKey)
+	if err != nil {
+		return nil, issuerConfig{}, fmt.Errorf("ca: sign %s: %w", label, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, issuerConfig{}, fmt.Errorf("ca: parse %s: %w", label, err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	file := path.Join(issuersDir, keyName+".crt")
+	if err := keys.WriteFile(filepath.Join(h.caDir, filepath.FromSlash(file)), certPEM, 0o644); err != nil {
+		return nil, issuerConfig{}, fmt.Errorf("ca: write %s: %w", label, err)
+	}
+	iss := &Issuer{
+		Name:       name,
+		Generation: gen,
+		Cert:       cert,
+		Signer:     signer,
+		Lifetime:   lifetime,
+		KeyType:    kt,
+		pem:        certPEM,
+		keyRef:     ref,
+		file:       file,
+	}
+	ic := issuerConfig{Name: name, Generation: gen, Cert: file, Key: ref, Lifetime: lifetime.String(), KeyType: kt}
+	return iss, ic, nil
+}
+
+// createRoot self-signs the root certificate.
+func createRoot(name string, key crypto.Signer, now time.Time, lifetime time.Duration) (*x509.Certificate, []byte, error) {
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	skid, err := subjectKeyID(key.Public())
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: root: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               caSubject(name, "Root CA"),
+		NotBefore:             now.Add(-caBackdate),
+		NotAfter:              now.Add(lifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            -1,
+		SubjectKeyId:          skid,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: sign root: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: parse root: %w", err)
+	}
+	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// caSubject is O=name, CN="name role", or CN=role alone when that would
+// exceed the 64-character bound of a common name.
+func caSubject(name, role string) pkix.Name {
+	cn := name + " " + role
+	if utf8.RuneCountInString(cn) > maxCommonNameLength {
+		cn = role
+	}
+	return pkix.Name{Organization: []string{name}, CommonName: cn}
+}
+
+func newState(cfg caConfig, root *x509.Certificate, rootPEM []byte, issuers []*Issuer) *hierarchyState {
+	slices.SortStableFunc(issuers, func(a, b *Issuer) int {
+		if c := b.Cert.NotBefore.Compare(a.Cert.NotBefore); c != 0 {
+			return c
+		}
+		if a.Name != b.Name {
+			if a.Name < b.Name {
+				return -1
+			}
+			return 1
+		}
+		return b.Generation - a.Generation
+	})
+	byName := make(map[string][]*Issuer)
+	for _, iss := range issuers {
+		byName[iss.Name] = append(byName[iss.Name], iss)
+	}
+	for _, gens := range byName {
+		slices.SortStableFunc(gens, func(a, b *Issuer) int { return b.Generation - a.Generation })
+	}
+	return &hierarchyState{cfg: cfg, root: root, rootPEM: rootPEM, issuers: issuers, byName: byName}
+}
+
+func (h *Hierarchy) readConfig() (caConfig, error) {
+	var cfg caConfig
+	data, err := os.ReadFile(filepath.Join(h.caDir, configName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, fmt.Errorf("%w: %s not found", ErrNotInitialized, filepath.Join(h.caDir, configName))
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("ca: %w", err)
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("ca: parse %s: %w", filepath.Join(h.caDir, configName), err)
+	}
+	if cfg.Root.Cert == "" || cfg.Root.Key == "" {
+		return cfg, fmt.Errorf("ca: %s: no root", filepath.Join(h.caDir, configName))
+	}
+	return cfg, nil
+}
+
+func marshalConfig(cfg caConfig) ([]byte, error) {
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("ca: encode %s: %w", configName, err)
+	}
+	return append(data, '\n'), nil
+}
+
+// path resolves a path recorded in ca.json, which must stay inside DIR/ca.
+func (h *Hierarchy) path(rel string) (string, error) {
+	p := filepath.FromSlash(rel)
+	if !filepath.IsLocal(p) {
+		return "", fmt.Errorf("ca: %s: path %q is outside the CA directory", configName, rel)
+	}
+	return filepath.Join(h.caDir, p), nil
+}
+
+// readCert reads a file holding one PEM certificate and returns it parsed
+// and re-encoded.
+func readCert(file string) (*x509.Certificate, []byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, nil, fmt.Errorf("ca: %s: no PEM certificate", file)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: %s: %w", file, err)
+	}
+	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: block.Bytes}), nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// ValidateTrustDomain checks a SPIFFE trust domain name: 1 to 255 characters
+// of lowercase letters, digits, '.', '-' and '_' (SPIFFE-ID, section 2.1).
+func ValidateTrustDomain(td string) error {
+	if td == "" {
+		return errors.New("ca: trust domain is empty")
+	}
+	if len(td) > 255 {
+		return fmt.Errorf("ca: trust domain is longer than 255 characters")
+	}
+	for _, r := range td {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return fmt.Errorf("ca: trust domain %q: character %q is not allowed (use lowercase letters, digits, '.', '-' and '_')", td, r)
+		}
+	}
+	return nil
+}
+
+func validateName(name string) error {
+	if !utf8.ValidString(name) {
+		return errors.New("ca: name is not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(name); n > maxCommonNameLength {
+		return fmt.Errorf("ca: name %q is longer than %d characters", name, maxCommonNameLength)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("ca: name %q contains the unprintable character %q", name, r)
+		}
+	}
+	return nil
+}
+
+func validateIssuerName(name string) error {
+	if name == "" || len(name) > maxIssuerLen {
+		return fmt.Errorf("ca: issuer name %q must be 1 to %d characters", name, maxIssuerLen)
+	}
+	for i, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0) {
+			return fmt.Errorf("ca: issuer name %q: character %q is not allowed (use a-z, 0-9 and '-', starting with a letter or digit)", name, r)
+		}
+	}
+	return nil
+}

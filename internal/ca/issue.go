@@ -1,0 +1,342 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/token"
+)
+
+// backdate is how far before "now" a leaf's NotBefore is set, so that a
+// relying party whose clock is slightly behind still accepts it.
+const backdate = time.Minute
+
+// SignRequest asks for a certificate with a one-time token.
+type SignRequest struct {
+	CSR   []byte        // PEM "CERTIFICATE REQUEST"
+	Token string        // compact JWT from CreateToken
+	TTL   time.Duration // 0 for the provisioner's default
+}
+
+// Sign checks the token and the CSR, decides the names and lifetime by the
+// provisioner's policy, signs, records and audits the certificate, and
+// consumes the token, in that order. The certificate's names are the CSR's if
+// it lists any (each must be granted by the token), else the token's.
+func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) {
+	now := a.now()
+	claims, err := a.keyring.Verify(req.Token, a.audience, token.PurposeSign, now)
+	if err != nil {
+		var te *token.Error
+		msg := "invalid token"
+		if errors.As(err, &te) {
+			msg = strings.TrimPrefix(te.Error(), "token: ")
+		}
+		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: %s", msg), "token", "", nil)
+	}
+	actor := "token:" + claims.ID
+	prov, err := a.provs.get(ctx, claims.Provisioner)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: provisioner %q no longer exists", claims.Provisioner), actor, claims.Subject, nil)
+		}
+		return nil, storeErr(err, "read provisioner")
+	}
+	csr, kt, err := parseCSR(req.CSR)
+	if err != nil {
+		return nil, a.deny(ctx, err.(*Error), actor, claims.Subject, map[string]string{"provisioner": claims.Provisioner})
+	}
+	grant, perr := policy.ParseNames(claims.SANs)
+	if perr != nil {
+		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: %v", perr), actor, claims.Subject, nil)
+	}
+	names := grant
+	if asked := policy.NamesFromCSR(csr); asked.Len() > 0 {
+		if ok, missing := grant.Contains(asked); !ok {
+			return nil, a.deny(ctx, errorf(KindForbidden, "the CSR asks for %q, which the token does not grant", missing), actor, claims.Subject, map[string]string{"provisioner": claims.Provisioner})
+		}
+		names = asked
+	}
+	if cn := csr.Subject.CommonName; cn != "" && cn != claims.Subject && !nameListed(names, cn) {
+		return nil, a.deny(ctx, errorf(KindForbidden, "the CSR's common name %q is neither the token's subject nor one of its names", cn), actor, claims.Subject, nil)
+	}
+	return a.issue(ctx, issueParams{
+		provisioner: prov,
+		subject:     claims.Subject,
+		names:       names,
+		publicKey:   csr.PublicKey,
+		keyType:     kt,
+		ttl:         req.TTL,
+		actor:       actor,
+		tokenID:     claims.ID,
+		tokenExp:    claims.Expiry,
+		eventType:   audit.TypeCertificateIssued,
+	})
+}
+
+// RenewRequest asks for a fresh certificate with the identity of Current,
+// which the caller presented over mTLS and whose chain TLS has verified.
+type RenewRequest struct {
+	Current *x509.Certificate
+	CSR     []byte        // optional: a new key; its names are ignored
+	TTL     time.Duration // 0 keeps the current lifetime
+}
+
+// Renew issues a certificate with the same subject, names, provisioner and
+// issuer as the current one, after checking the current one is this CA's,
+// unexpired and unrevoked, and that the provisioner's policy still allows it.
+func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
+	cur := req.Current
+	serial := SerialString(cur.SerialNumber)
+	actor := "cert:" + serial
+	rec, err := a.CheckHolder(ctx, cur)
+	if err != nil {
+		return nil, a.deny(ctx, err.(*Error), actor, serial, nil)
+	}
+	publicKey := cur.PublicKey
+	kt, kerr := keys.TypeOf(publicKey)
+	if len(req.CSR) > 0 {
+		csr, ckt, err := parseCSR(req.CSR)
+		if err != nil {
+			return nil, a.deny(ctx, err.(*Error), actor, serial, nil)
+		}
+		publicKey, kt, kerr = csr.PublicKey, ckt, nil
+	}
+	if kerr != nil {
+		return nil, a.deny(ctx, wrapErr(KindBadKey, kerr, "%v", kerr), actor, serial, nil)
+	}
+	names := policy.Names{DNS: cur.DNSNames, IPs: cur.IPAddresses, URIs: cur.URIs, Emails: cur.EmailAddresses}
+	lifetime := cur.NotAfter.Sub(cur.NotBefore) - backdate
+	p := issueParams{
+		subject:     cur.Subject.CommonName,
+		names:       names,
+		publicKey:   publicKey,
+		keyType:     kt,
+		ttl:         req.TTL,
+		actor:       actor,
+		renewedFrom: serial,
+		issuerName:  rec.Issuer,
+		eventType:   audit.TypeCertificateRenewed,
+	}
+	if rec.Provisioner == "" {
+		// An identity the CA issued to itself or its admins: same lifetime,
+		// same names, no provisioner policy.
+		if p.ttl == 0 || p.ttl > lifetime {
+			p.ttl = lifetime
+		}
+		p.internal = true
+		return a.issue(ctx, p)
+	}
+	prov, err := a.provs.get(ctx, rec.Provisioner)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, a.deny(ctx, errorf(KindForbidden, "provisioner %q that issued this certificate no longer exists", rec.Provisioner), actor, serial, nil)
+		}
+		return nil, storeErr(err, "read provisioner")
+	}
+	if p.ttl == 0 {
+		p.ttl = min(lifetime, prov.compiled.Policy().EffectiveMaxTTL())
+		p.ttl = max(p.ttl, policy.MinTTL)
+	}
+	p.provisioner = prov
+	p.issuerName = "" // follow the provisioner's current issuer
+	return a.issue(ctx, p)
+}
+
+// CheckHolder verifies that cert, presented over mTLS, is recorded by this
+// CA, unrevoked and unexpired, and returns its record.
+func (a *Authority) CheckHolder(ctx context.Context, cert *x509.Certificate) (store.Certificate, error) {
+	serial := SerialString(cert.SerialNumber)
+	rec, err := a.st.GetCertificate(ctx, serial)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return rec, errorf(KindUnauthorized, "client certificate %s is not recorded by this CA", serial)
+		}
+		return rec, storeErr(err, "read certificate")
+	}
+	if rec.Status == store.StatusRevoked {
+		return rec, errorf(KindUnauthorized, "client certificate %s is revoked", serial)
+	}
+	if now := a.now(); now.After(rec.NotAfter) {
+		return rec, errorf(KindUnauthorized, "client certificate %s expired at %s", serial, rec.NotAfter.Format(time.RFC3339))
+	}
+	return rec, nil
+}
+
+// InternalRequest issues a certificate to the CA's own identities (the
+// server's TLS certificate, admin certificates). No provisioner or token is
+// involved; the request is recorded and audited like any other.
+type InternalRequest struct {
+	Subject   string
+	Names     policy.Names
+	PublicKey crypto.PublicKey
+	TTL       time.Duration
+	Actor     string // who asked, for the audit log ("system" by default)
+}
+
+// IssueInternal issues an internal certificate with the default issuer.
+func (a *Authority) IssueInternal(ctx context.Context, req InternalRequest) (*Issued, error) {
+	kt, err := keys.TypeOf(req.PublicKey)
+	if err != nil {
+		return nil, wrapErr(KindBadKey, err, "%v", err)
+	}
+	actor := req.Actor
+	if actor == "" {
+		actor = "system"
+	}
+	return a.issue(ctx, issueParams{
+		internal:  true,
+		subject:   req.Subject,
+		names:     req.Names,
+		publicKey: req.PublicKey,
+		keyType:   kt,
+		ttl:       req.TTL,
+		actor:     actor,
+		eventType: audit.TypeCertificateIssued,
+	})
+}
+
+type issueParams struct {
+	provisioner cachedProvisioner // zero when internal
+	internal    bool
+	subject     string
+	names       policy.Names
+	publicKey   crypto.PublicKey
+	keyType     keys.KeyType
+	ttl         time.Duration
+	actor       string
+	tokenID     string
+	tokenExp    time.Time
+	renewedFrom string
+	issuerName  string // "" for the provisioner's issuer
+	eventType   string
+}
+
+// issue is the shared tail of every issuance: policy, sign, record, audit.
+func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
+	provName := p.provisioner.prov.Name
+	ttl := p.ttl
+	issuerName := p.issuerName
+	if !p.internal {
+		if reserved, ok := a.reservedName(p.names); ok {
+			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "the name " + reserved + " is reserved for the CA's own identities", Rule: "reserved " + a.ReservedPrefix()}, p.actor, p.subject, map[string]string{"provisioner": provName})
+		}
+		d := p.provisioner.compiled.Evaluate(policy.Request{Names: p.names, TTL: p.ttl, KeyType: p.keyType})
+		if !d.Allowed {
+			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "policy of provisioner " + provName + " denies the request: " + d.Reason, Rule: d.Rule}, p.actor, p.subject, map[string]string{"provisioner": provName, "names": strings.Join(p.names.Strings(), ",")})
+		}
+		ttl = d.TTL
+		if issuerName == "" {
+			issuerName = p.provisioner.compiled.Policy().EffectiveIssuer()
+		}
+	} else if ttl < policy.MinTTL {
+		return nil, errorf(KindBadRequest, "lifetime %s is under the minimum of %s", ttl, policy.MinTTL)
+	}
+	if issuerName == "" {
+		issuerName = "default"
+	}
+	iss, err := a.h.Issuer(issuerName)
+	if err != nil {
+		return nil, wrapErr(KindInternal, err, "issuer %q is not available", issuerName)
+	}
+	now := a.now()
+	cert, err := iss.SignLeaf(LeafRequest{
+		Subject:   p.subject,
+		Names:     p.names,
+		PublicKey: p.publicKey,
+		NotBefore: now.Add(-backdate),
+		NotAfter:  now.Add(ttl),
+	})
+	if err != nil {
+		return nil, wrapErr(KindInternal, err, "sign certificate")
+	}
+	serial := SerialString(cert.SerialNumber)
+	names := p.names.Strings()
+	rec := store.Certificate{
+		Serial:      serial,
+		Provisioner: provName,
+		Issuer:      iss.Name,
+		Subject:     p.subject,
+		Names:       names,
+		NotBefore:   cert.NotBefore,
+		NotAfter:    cert.NotAfter,
+		DER:         cert.Raw,
+		Status:      store.StatusValid,
+		RenewedFrom: p.renewedFrom,
+		CreatedAt:   now,
+	}
+	detail := map[string]string{
+		"names":     strings.Join(names, ","),
+		"not_after": cert.NotAfter.UTC().Format(time.RFC3339),
+		"issuer":    iss.Name,
+		"key_type":  string(p.keyType),
+	}
+	if provName != "" {
+		detail["provisioner"] = provName
+	}
+	if p.renewedFrom != "" {
+		detail["renewed_from"] = p.renewedFrom
+	}
+	ev := audit.Event{Time: now, Type: p.eventType, Actor: p.actor, Subject: serial, Outcome: "success", Detail: detail}
+	err = a.commits.commit(ctx, store.Issuance{TokenID: p.tokenID, TokenExpires: p.tokenExp, Certificate: &rec, Audit: []audit.Event{ev}})
+	switch {
+	case errors.Is(err, store.ErrTokenReplayed):
+		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: it was already used"), p.actor, p.subject, nil)
+	case err != nil:
+		return nil, storeErr(err, "record certificate")
+	}
+	return &Issued{Certificate: cert, Chain: iss.Chain(), Serial: serial, Record: rec}, nil
+}
+
+// parseCSR decodes a PEM CSR, checks its signature and its key type.
+func parseCSR(data []byte) (*x509.CertificateRequest, keys.KeyType, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, "", errorf(KindBadCSR, "the CSR is not PEM encoded")
+	}
+	if block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" {
+		return nil, "", errorf(KindBadCSR, "expected a PEM CERTIFICATE REQUEST, got %q", block.Type)
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, "", errorf(KindBadCSR, "the CSR cannot be parsed: %v", err)
+	}
+	kt, err := keys.TypeOf(csr.PublicKey)
+	if err != nil {
+		return nil, "", wrapErr(KindBadKey, err, "%v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, "", errorf(KindBadCSR, "the CSR's signature does not verify: %v", err)
+	}
+	return csr, kt, nil
+}
+
+func nameListed(n policy.Names, name string) bool {
+	for _, s := range n.Strings() {
+		if strings.EqualFold(s, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// storeErr maps a store failure to an Error.
+func storeErr(err error, what string) *Error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return wrapErr(KindNotFound, err, "%s: not found", what)
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyRevoked):
+		return wrapErr(KindConflict, err, "%s: %v", what, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return wrapErr(KindUnavailable, err, "%s: request cancelled", what)
+	}
+	return wrapErr(KindUnavailable, err, "%s: the store failed", what)
+}

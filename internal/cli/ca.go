@@ -1,0 +1,214 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/server"
+)
+
+func init() { register(newCACommand) }
+
+func newCACommand(s *streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ca",
+		Short: "Create and manage the CA hierarchy (root and issuing intermediates)",
+		Long: `Create and manage the CA hierarchy in DIR/ca: an offline-use root (its key is
+loaded only to sign intermediates) and one or more online issuing
+intermediates. Every private key is encrypted with the CA passphrase.`,
+	}
+	cmd.AddCommand(newCAInitCommand(s), newCARotateCommand(s), newCAAddIssuerCommand(s), newCAStatusCommand(s))
+	return cmd
+}
+
+func newCAInitCommand(s *streams) *cobra.Command {
+	var (
+		dataDir, passwordFile, keyType string
+		opts                           ca.InitOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "init --data DIR --name NAME --trust-domain TD",
+		Short: "Create a root (10 years) and an issuing intermediate (1 year)",
+		Long: `Create a new CA in DIR/ca: a root valid for 10 years and an issuing
+intermediate named "default" valid for 1 year, signed by it, plus the key that
+signs one-time tokens. Keys are ECDSA P-256 unless --key-type says otherwise.
+
+The passphrase that encrypts the keys comes from --password-file, else
+MESHPKI_PASSWORD; when neither is given a random one is written to
+DIR/secrets/password (0600) — fine for development, not for production.`,
+		Example: `  meshpki ca init --data ./ca-data --name "Acme Internal" --trust-domain acme.internal
+  meshpki ca init --data /var/lib/meshpki --name Acme --trust-domain acme.internal --key-type ec-p384 --password-file /run/secrets/ca-pass`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" || opts.Name == "" || opts.TrustDomain == "" {
+				return usageError{fmt.Errorf("--data, --name and --trust-domain are required")}
+			}
+			kt, err := keys.ParseKeyType(keyType)
+			if err != nil {
+				return usageError{err}
+			}
+			opts.KeyType = kt
+			if ca.Initialized(dataDir) {
+				return fmt.Errorf("%s already holds a CA (%s); refusing to overwrite it", dataDir, filepath.Join(dataDir, "ca", "ca.json"))
+			}
+			pass, generated, err := keys.ResolvePassphrase(dataDir, passwordFile, true)
+			if err != nil {
+				return err
+			}
+			if generated != "" {
+				fmt.Fprintf(s.err, "WARNING: no passphrase given; a random one was written to %s (development only).\n", generated)
+			}
+			fmt.Fprintf(s.err, "Generating %s keys…\n", kt)
+			h, err := ca.Init(contextOf(cmd), dataDir, opts, keys.NewFileBackend(filepath.Join(dataDir, "ca", "keys"), pass))
+			if err != nil {
+				return err
+			}
+			root := h.Root()
+			fmt.Fprintf(s.out, "Created CA %q (trust domain %s) in %s\n", h.Name(), h.TrustDomain(), dataDir)
+			fmt.Fprintf(s.out, "  root:          %s, valid until %s\n", filepath.Join(dataDir, server.RootCertFile), root.NotAfter.UTC().Format(time.DateOnly))
+			fmt.Fprintf(s.out, "  fingerprint:   %s (SHA-256)\n", server.RootFingerprint(root))
+			for _, iss := range h.Issuers() {
+				fmt.Fprintf(s.out, "  intermediate:  %s (generation %d), valid until %s\n", iss.Name, iss.Generation, iss.Cert.NotAfter.UTC().Format(time.DateOnly))
+			}
+			fmt.Fprintf(s.out, "Start it with: meshpki server --data %s\n", dataDir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "", "data directory")
+	f.StringVar(&opts.Name, "name", "", "CA name (appears in the certificates' subjects)")
+	f.StringVar(&opts.TrustDomain, "trust-domain", "", "SPIFFE trust domain, e.g. acme.internal")
+	f.StringVar(&keyType, "key-type", string(keys.ECP256), "key type: ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072, rsa-4096")
+	f.DurationVar(&opts.RootLifetime, "root-lifetime", 0, "root lifetime (default 87600h = 10 years)")
+	f.DurationVar(&opts.IssuerLifetime, "intermediate-lifetime", 0, "intermediate lifetime (default 8760h = 1 year)")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	return cmd
+}
+
+// openHierarchy loads the CA in dataDir with the resolved passphrase.
+func openHierarchy(cmd *cobra.Command, dataDir, passwordFile string) (*ca.Hierarchy, error) {
+	if dataDir == "" {
+		return nil, usageError{fmt.Errorf("--data DIR is required")}
+	}
+	if !ca.Initialized(dataDir) {
+		return nil, fmt.Errorf("%s holds no CA: run 'meshpki ca init --data %s …' or start 'meshpki server --data %s'", dataDir, dataDir, dataDir)
+	}
+	pass, _, err := keys.ResolvePassphrase(dataDir, passwordFile, false)
+	if err != nil {
+		return nil, err
+	}
+	return ca.Load(contextOf(cmd), dataDir, keys.NewFileBackend(filepath.Join(dataDir, "ca", "keys"), pass))
+}
+
+func newCARotateCommand(s *streams) *cobra.Command {
+	var dataDir, passwordFile, issuer string
+	cmd := &cobra.Command{
+		Use:   "rotate-intermediate --data DIR [--issuer NAME]",
+		Short: "Make a new generation of an issuing intermediate",
+		Long: `Make a new generation of an issuing intermediate (default "default"), with
+the same lifetime and key type, signed by the root. New certificates are signed
+by it; certificates under older generations keep verifying until they expire,
+and /intermediates.pem serves every unexpired generation. A running server
+picks the new intermediate up within 10 seconds.`,
+		Example: `  meshpki ca rotate-intermediate --data ./ca-data
+  meshpki ca rotate-intermediate --data ./ca-data --issuer payments`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, err := openHierarchy(cmd, dataDir, passwordFile)
+			if err != nil {
+				return err
+			}
+			iss, err := h.RotateIntermediate(contextOf(cmd), issuer)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "Issuer %q is now at generation %d, valid until %s (serial %s)\n",
+				iss.Name, iss.Generation, iss.Cert.NotAfter.UTC().Format(time.DateOnly), ca.SerialString(iss.Cert.SerialNumber))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "", "data directory")
+	f.StringVar(&issuer, "issuer", "default", "name of the issuing intermediate to rotate")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	return cmd
+}
+
+func newCAAddIssuerCommand(s *streams) *cobra.Command {
+	var dataDir, passwordFile, keyType string
+	var lifetime time.Duration
+	cmd := &cobra.Command{
+		Use:   "add-issuer NAME --data DIR [--lifetime 8760h] [--key-type ec-p256]",
+		Short: "Add another issuing intermediate (one per team or environment)",
+		Long: `Add a named issuing intermediate signed by the root, with its own lifetime
+and key type. A provisioner signs with it when its policy names it
+(--issuer NAME on 'meshpki provisioner add').`,
+		Example: `  meshpki ca add-issuer payments --data ./ca-data --lifetime 2160h`,
+		Args:    exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kt, err := keys.ParseKeyType(keyType)
+			if err != nil {
+				return usageError{err}
+			}
+			h, err := openHierarchy(cmd, dataDir, passwordFile)
+			if err != nil {
+				return err
+			}
+			iss, err := h.AddIssuer(contextOf(cmd), args[0], lifetime, kt)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "Added issuer %q (%s), valid until %s\n", iss.Name, iss.KeyType, iss.Cert.NotAfter.UTC().Format(time.DateOnly))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "", "data directory")
+	f.DurationVar(&lifetime, "lifetime", 8760*time.Hour, "intermediate lifetime")
+	f.StringVar(&keyType, "key-type", string(keys.ECP256), "key type")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	return cmd
+}
+
+func newCAStatusCommand(s *streams) *cobra.Command {
+	var dataDir, passwordFile string
+	cmd := &cobra.Command{
+		Use:     "status --data DIR",
+		Short:   "Show the root and every issuing intermediate with their expiry",
+		Example: `  meshpki ca status --data ./ca-data`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, err := openHierarchy(cmd, dataDir, passwordFile)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			root := h.Root()
+			fmt.Fprintf(s.out, "CA %q, trust domain %s\n", h.Name(), h.TrustDomain())
+			fmt.Fprintf(s.out, "root          %s  %s\n", server.RootFingerprint(root), expiresPhrase(root.NotAfter, now))
+			for _, iss := range h.Issuers() {
+				fmt.Fprintf(s.out, "issuer %-8s generation %d  %s  %s\n", iss.Name, iss.Generation, iss.KeyType, expiresPhrase(iss.Cert.NotAfter, now))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "", "data directory")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	return cmd
+}
+
+// exactArgs is cobra.ExactArgs with a usage error that names the arguments.
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s expects %s (see '%s --help')", cmd.CommandPath(), names, cmd.CommandPath())}
+		}
+		return nil
+	}
+}

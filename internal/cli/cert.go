@@ -1,0 +1,574 @@
+package cli
+
+import (
+	"bufio"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshpki/meshpki/internal/client"
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/policy"
+)
+
+func init() { register(newCertCommand) }
+
+func newCertCommand(s *streams) *cobra.Command {
+	return groupCommand("cert",
+		"Issue, renew, revoke, list and inspect certificates",
+		`Work with certificates: get one with a token (issue), renew it with itself
+(renew), revoke it, list and show what the CA has issued (needs an admin), and
+inspect certificate files or TLS endpoints (offline).`,
+		`  meshpki cert issue web --san web.example.internal --token "$TOKEN" --ca-url https://ca.example.internal:8443 --root root.crt --out /etc/web/tls
+  meshpki cert renew --cert /etc/web/tls/web.crt --key /etc/web/tls/web.key --ca-url https://ca.example.internal:8443 --root root.crt
+  meshpki cert list --expiring-within 72h --data /var/lib/meshpki
+  meshpki cert inspect example.internal:443`,
+		newCertIssueCommand(s),
+		newCertRenewCommand(s),
+		newCertRevokeCommand(s),
+		newCertListCommand(s),
+		newCertShowCommand(s),
+		newCertInspectCommand(s),
+	)
+}
+
+func newCertIssueCommand(s *streams) *cobra.Command {
+	var (
+		sans    []string
+		token   string
+		outDir  string
+		keyType string
+		ttl     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "issue NAME --san NAME... --token T --ca-url URL --root FILE --out DIR [--key-type ec-p256] [--ttl D]",
+		Short: "Get a certificate with a one-time token; the key is made here and never sent",
+		Long: `Get a certificate for NAME with a one-time token from 'meshpki token create'.
+A new private key of --key-type is generated locally and never leaves this
+machine: only a certificate request (common name NAME, the --san names) is
+sent. Each --san must be granted by the token.
+
+Writes DIR/NAME.crt (the certificate followed by its chain, PEM) and
+DIR/NAME.key (the private key, unencrypted PKCS#8, mode 0600); DIR is created
+with mode 0700 if missing. Both files are replaced atomically. --token - reads
+the token from the first line of stdin, which keeps it out of the process list.
+` + connectHelp,
+		Example: `  meshpki cert issue web --san web.example.internal --san 10.0.0.7 --token "$TOKEN" \
+      --ca-url https://ca.example.internal:8443 --root root.crt --out /etc/web/tls
+  meshpki token create web --san web.example.internal --data /var/lib/meshpki | \
+      meshpki cert issue web --san web.example.internal --token - --data /var/lib/meshpki --out ./tls --key-type ed25519`,
+		Args: positionalArgs("NAME"),
+	}
+	conn := addConnectFlags(cmd, credentialNone)
+	f := cmd.Flags()
+	f.StringSliceVar(&sans, "san", nil, "a name for the certificate (repeatable, comma-separated): DNS name, IP, URI or email")
+	f.StringVar(&token, "token", "", `the one-time token, or "-" to read it from stdin`)
+	f.StringVar(&outDir, "out", "", "directory to write NAME.crt and NAME.key to")
+	f.StringVar(&keyType, "key-type", string(keys.ECP256), "type of the new key: ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072 or rsa-4096")
+	f.DurationVar(&ttl, "ttl", 0, "certificate lifetime (default: the provisioner's)")
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		name := args[0]
+		if err := requireFlags(c, "san", "token", "out"); err != nil {
+			return err
+		}
+		if err := checkFileName(name); err != nil {
+			return err
+		}
+		if ttl < 0 {
+			return usageError{errors.New("--ttl must be positive")}
+		}
+		kt, err := keys.ParseKeyType(keyType)
+		if err != nil {
+			return usageError{fmt.Errorf("--key-type: %w", err)}
+		}
+		names, err := policy.ParseNames(trimAll(sans))
+		if err != nil {
+			return usageError{fmt.Errorf("--san: %w", err)}
+		}
+		if names.Len() == 0 {
+			return usageError{errors.New("--san needs at least one name")}
+		}
+		if token == "-" {
+			if token, err = readTokenLine(s.in); err != nil {
+				return err
+			}
+		}
+		cl, err := conn.client()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+
+		key, err := kt.Generate()
+		if err != nil {
+			return err
+		}
+		csrPEM, err := createCSR(key, name, names)
+		if err != nil {
+			return err
+		}
+		resp, err := cl.Sign(c.Context(), client.SignRequest{CSR: csrPEM, Token: token, TTL: policy.Duration(ttl)})
+		if err != nil {
+			return err
+		}
+		chain, err := checkIssued(resp, key.Public())
+		if err != nil {
+			return err
+		}
+		keyPEM, err := keys.MarshalPrivateKeyPEM(key)
+		if err != nil {
+			return err
+		}
+		certFile := filepath.Join(outDir, name+".crt")
+		keyFile := filepath.Join(outDir, name+".key")
+		err = keys.WriteFile(keyFile, keyPEM, 0o600)
+		clear(keyPEM)
+		if err != nil {
+			return err
+		}
+		if err := keys.WriteFile(certFile, encodeChain(chain), 0o644); err != nil {
+			return err
+		}
+		return printIssued(s.out, "issued", chain[0], resp, certFile, keyFile)
+	}
+	return cmd
+}
+
+func newCertRenewCommand(s *streams) *cobra.Command {
+	var (
+		rotateKey bool
+		ttl       time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "renew --cert FILE --key FILE --ca-url URL --root FILE [--rotate-key] [--ttl D]",
+		Short: "Renew a certificate, authenticating with the certificate itself",
+		Long: `Renew a certificate before it expires, presenting it and its key as the TLS
+client certificate; no token is needed. The new certificate has the same
+subject and names; its lifetime is the old one's unless --ttl asks for
+another, within the provisioner's current policy.
+
+With --rotate-key a new key of the same type is generated locally and only
+its certificate request is sent. The --cert file (and, when rotated, the
+--key file) is replaced atomically once the new certificate has arrived: the
+key is written first, then the certificate.
+` + connectHelp,
+		Example: `  meshpki cert renew --cert /etc/web/tls/web.crt --key /etc/web/tls/web.key \
+      --ca-url https://ca.example.internal:8443 --root root.crt --rotate-key`,
+		Args: positionalArgs(),
+	}
+	conn := addConnectFlags(cmd, credentialHolder)
+	f := cmd.Flags()
+	f.BoolVar(&rotateKey, "rotate-key", false, "generate a new key of the same type")
+	f.DurationVar(&ttl, "ttl", 0, "certificate lifetime (default: the old certificate's)")
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		if ttl < 0 {
+			return usageError{errors.New("--ttl must be positive")}
+		}
+		t, err := conn.resolve()
+		if err != nil {
+			return err
+		}
+		cl, err := client.New(client.Config{URL: t.url, RootsPEM: t.rootsPEM, Certificate: t.cred})
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		req := client.RenewRequest{TTL: policy.Duration(ttl)}
+		wantKey := t.cred.Leaf.PublicKey
+		var newKey crypto.Signer
+		if rotateKey {
+			kt, err := keys.TypeOf(t.cred.Leaf.PublicKey)
+			if err != nil {
+				return err
+			}
+			if newKey, err = kt.Generate(); err != nil {
+				return err
+			}
+			if req.CSR, err = createCSR(newKey, t.cred.Leaf.Subject.CommonName, policy.Names{}); err != nil {
+				return err
+			}
+			wantKey = newKey.Public()
+		}
+		resp, err := cl.Renew(c.Context(), req)
+		if err != nil {
+			return err
+		}
+		chain, err := checkIssued(resp, wantKey)
+		if err != nil {
+			return err
+		}
+		if newKey != nil {
+			keyPEM, err := keys.MarshalPrivateKeyPEM(newKey)
+			if err != nil {
+				return err
+			}
+			err = keys.WriteFile(conn.keyFile, keyPEM, 0o600)
+			clear(keyPEM)
+			if err != nil {
+				return err
+			}
+		}
+		if err := keys.WriteFile(conn.certFile, encodeChain(chain), fileMode(conn.certFile, 0o644)); err != nil {
+			return err
+		}
+		verb := "renewed"
+		if newKey != nil {
+			verb = "renewed with a new key"
+		}
+		return printIssued(s.out, verb, chain[0], resp, conn.certFile, conn.keyFile)
+	}
+	return cmd
+}
+
+func newCertRevokeCommand(s *streams) *cobra.Command {
+	var (
+		reason string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke SERIAL [--reason R]",
+		Short: "Revoke a certificate, as an admin or as its holder",
+		Long: `Revoke the certificate with serial number SERIAL (hexadecimal; colons and
+leading zeros are ignored). An admin can revoke any certificate; a holder can
+revoke their own by passing it and its key with --cert and --key.
+
+--reason is an RFC 5280 reason: ` + strings.Join(client.RevocationReasons, ", ") + `
+(default unspecified).
+` + adminConnectHelp,
+		Example: `  meshpki cert revoke 5f0c3a9e --reason keyCompromise --data /var/lib/meshpki
+  meshpki cert revoke 5f0c3a9e --reason superseded --cert web.crt --key web.key --ca-url https://ca.example.internal:8443 --root root.crt`,
+		Args: positionalArgs("SERIAL"),
+	}
+	conn := addConnectFlags(cmd, credentialAdmin)
+	f := cmd.Flags()
+	f.StringVar(&reason, "reason", "", "RFC 5280 revocation reason, e.g. keyCompromise or superseded")
+	f.BoolVar(&asJSON, "json", false, "print the revoked certificate's record as JSON")
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		serial, err := normalizeSerial(args[0])
+		if err != nil {
+			return err
+		}
+		if reason != "" {
+			if reason, err = checkReason(reason); err != nil {
+				return err
+			}
+		}
+		cl, err := conn.client()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		cert, err := cl.Revoke(c.Context(), client.RevokeRequest{Serial: serial, Reason: reason})
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(s.out, cert)
+		}
+		shown := cert.RevocationReason
+		if shown == "" {
+			shown = "unspecified"
+		}
+		_, err = fmt.Fprintf(s.out, "revoked %s (%s): %s, %s\n", cert.Serial, shown, cert.Subject, strings.Join(cert.Names, ", "))
+		return err
+	}
+	return cmd
+}
+
+func newCertListCommand(s *streams) *cobra.Command {
+	var (
+		name           string
+		status         string
+		expiringWithin time.Duration
+		limit          int
+		all            bool
+		asJSON         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list [--name N] [--status S] [--expiring-within D] [--limit N] [--all] [--json]",
+		Short: "List the certificates the CA has issued",
+		Long: `List issued certificates in the order the server returns them:
+serial, subject, names, status and when each expires. --name matches the
+subject or any name exactly; --status is valid, revoked or expired;
+--expiring-within selects certificates that expire within that duration.
+
+One page of --limit certificates (default 100, at most 1000) is shown; --all
+follows the pages to the end.
+` + adminConnectHelp,
+		Example: `  meshpki cert list --data /var/lib/meshpki
+  meshpki cert list --status valid --expiring-within 72h --all --data /var/lib/meshpki
+  meshpki cert list --name web.example.internal --json --data /var/lib/meshpki`,
+		Args: positionalArgs(),
+	}
+	conn := addConnectFlags(cmd, credentialAdmin)
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "only certificates with this subject or name")
+	f.StringVar(&status, "status", "", "only certificates with this status: valid, revoked or expired")
+	f.DurationVar(&expiringWithin, "expiring-within", 0, "only certificates that expire within this duration, e.g. 72h")
+	f.IntVar(&limit, "limit", 0, "certificates per page (default 100, max 1000)")
+	f.BoolVar(&all, "all", false, "follow the pages to the end")
+	f.BoolVar(&asJSON, "json", false, `print {"certificates": [...], "next": "..."} as JSON`)
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		switch status {
+		case "", "valid", "revoked", "expired":
+		default:
+			return usageError{fmt.Errorf("--status %q: use valid, revoked or expired", status)}
+		}
+		if limit < 0 || limit > 1000 {
+			return usageError{errors.New("--limit must be between 1 and 1000")}
+		}
+		if expiringWithin < 0 {
+			return usageError{errors.New("--expiring-within must be positive")}
+		}
+		cl, err := conn.client()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		q := client.CertificateQuery{Name: name, Status: status, ExpiringWithin: expiringWithin, Limit: limit}
+		var result client.CertificatePage
+		for {
+			page, err := cl.ListCertificates(c.Context(), q)
+			if err != nil {
+				return err
+			}
+			result.Certificates = append(result.Certificates, page.Certificates...)
+			result.Next = page.Next
+			if !all || page.Next == "" || page.Next == q.After {
+				break
+			}
+			q.After = page.Next
+		}
+		if asJSON {
+			if result.Certificates == nil {
+				result.Certificates = []client.Certificate{}
+			}
+			return writeJSON(s.out, result)
+		}
+		if len(result.Certificates) == 0 {
+			fmt.Fprintln(s.err, "no certificates match")
+			return nil
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SERIAL\tSUBJECT\tNAMES\tSTATUS\tEXPIRES")
+		for _, cert := range result.Certificates {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cert.Serial, cert.Subject, shortNames(cert.Names), cert.Status, expiresPhrase(cert.NotAfter, now))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if result.Next != "" {
+			fmt.Fprintf(s.err, "more certificates follow: pass --all to list them\n")
+		}
+		return nil
+	}
+	return cmd
+}
+
+func newCertShowCommand(s *streams) *cobra.Command {
+	var asJSON, asPEM bool
+	cmd := &cobra.Command{
+		Use:   "show SERIAL [--json | --pem]",
+		Short: "Show the CA's record of one certificate",
+		Long: `Show the CA's record of the certificate with serial number SERIAL: subject,
+names, provisioner, issuer, status, validity, revocation and what it renewed.
+--pem prints the certificate itself instead, for 'meshpki cert inspect -' or
+openssl.
+` + adminConnectHelp,
+		Example: `  meshpki cert show 5f0c3a9e --data /var/lib/meshpki
+  meshpki cert show 5f0c3a9e --pem --data /var/lib/meshpki > web.crt`,
+		Args: positionalArgs("SERIAL"),
+	}
+	conn := addConnectFlags(cmd, credentialAdmin)
+	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, "print the record, with the PEM certificate, as JSON")
+	f.BoolVar(&asPEM, "pem", false, "print only the certificate, PEM")
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if asJSON && asPEM {
+			return usageError{errors.New("--json and --pem exclude each other")}
+		}
+		serial, err := normalizeSerial(args[0])
+		if err != nil {
+			return err
+		}
+		cl, err := conn.client()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		cert, err := cl.GetCertificate(c.Context(), serial)
+		if err != nil {
+			return err
+		}
+		switch {
+		case asJSON:
+			return writeJSON(s.out, cert)
+		case asPEM:
+			_, err := io.WriteString(s.out, strings.TrimRight(cert.PEM, "\n")+"\n")
+			return err
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "serial\t%s\n", cert.Serial)
+		fmt.Fprintf(tw, "subject\t%s\n", cert.Subject)
+		fmt.Fprintf(tw, "names\t%s\n", strings.Join(cert.Names, ", "))
+		fmt.Fprintf(tw, "provisioner\t%s\n", cert.Provisioner)
+		fmt.Fprintf(tw, "issuer\t%s\n", cert.Issuer)
+		fmt.Fprintf(tw, "status\t%s\n", cert.Status)
+		fmt.Fprintf(tw, "not before\t%s\n", cert.NotBefore.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "not after\t%s (%s)\n", cert.NotAfter.UTC().Format(time.RFC3339), expiresPhrase(cert.NotAfter, now))
+		if cert.RevokedAt != nil {
+			reason := cert.RevocationReason
+			if reason == "" {
+				reason = "unspecified"
+			}
+			fmt.Fprintf(tw, "revoked\t%s, %s ago (%s)\n", cert.RevokedAt.UTC().Format(time.RFC3339), humanDuration(now.Sub(*cert.RevokedAt)), reason)
+		}
+		if cert.RenewedFrom != "" {
+			fmt.Fprintf(tw, "renewed from\t%s\n", cert.RenewedFrom)
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+// createCSR returns a PEM certificate request for key with common name cn
+// and the given names.
+func createCSR(key crypto.Signer, cn string, names policy.Names) (string, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:        pkix.Name{CommonName: cn},
+		DNSNames:       names.DNS,
+		IPAddresses:    names.IPs,
+		URIs:           names.URIs,
+		EmailAddresses: names.Emails,
+	}, key)
+	if err != nil {
+		return "", fmt.Errorf("create certificate request: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), nil
+}
+
+// checkIssued parses the chain the CA returned and checks that its leaf is
+// for want, the key this side holds.
+func checkIssued(resp *client.SignResponse, want crypto.PublicKey) ([]*x509.Certificate, error) {
+	chain, err := client.ParseCertificatesPEM([]byte(resp.Certificate))
+	if err != nil {
+		return nil, fmt.Errorf("the CA's answer holds no usable certificate: %w", err)
+	}
+	got, ok := chain[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !got.Equal(want) {
+		return nil, errors.New("the CA returned a certificate for a different key; nothing was written")
+	}
+	return chain, nil
+}
+
+// encodeChain returns the certificates as concatenated PEM blocks.
+func encodeChain(chain []*x509.Certificate) []byte {
+	var out []byte
+	for _, cert := range chain {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
+	}
+	return out
+}
+
+// printIssued prints what issue and renew did.
+func printIssued(w io.Writer, verb string, leaf *x509.Certificate, resp *client.SignResponse, certFile, keyFile string) error {
+	names := certNames(leaf)
+	fmt.Fprintf(w, "%s %s\n", verb, leaf.Subject.CommonName)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "serial\t%s\n", resp.Serial)
+	fmt.Fprintf(tw, "names\t%s\n", strings.Join(names, ", "))
+	fmt.Fprintf(tw, "valid\t%s to %s (%s)\n", leaf.NotBefore.UTC().Format(time.RFC3339),
+		leaf.NotAfter.UTC().Format(time.RFC3339), expiresPhrase(leaf.NotAfter, time.Now()))
+	fmt.Fprintf(tw, "certificate\t%s\n", certFile)
+	fmt.Fprintf(tw, "key\t%s\n", keyFile)
+	return tw.Flush()
+}
+
+// certNames lists a certificate's subject alternative names as text.
+func certNames(cert *x509.Certificate) []string {
+	return policy.Names{DNS: cert.DNSNames, IPs: cert.IPAddresses, URIs: cert.URIs, Emails: cert.EmailAddresses}.Strings()
+}
+
+// shortNames joins up to two names and counts the rest.
+func shortNames(names []string) string {
+	const shown = 2
+	if len(names) <= shown {
+		return strings.Join(names, ",")
+	}
+	return fmt.Sprintf("%s +%d", strings.Join(names[:shown], ","), len(names)-shown)
+}
+
+// normalizeSerial accepts a serial as users paste it (upper case, colons,
+// leading zeros) and returns the API's form: lowercase hex without leading
+// zeros.
+func normalizeSerial(s string) (string, error) {
+	serial := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	serial = strings.TrimPrefix(serial, "0x")
+	for _, c := range serial {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return "", usageError{fmt.Errorf("serial %q is not hexadecimal", s)}
+		}
+	}
+	serial = strings.TrimLeft(serial, "0")
+	if serial == "" {
+		return "", usageError{fmt.Errorf("serial %q is empty or zero", s)}
+	}
+	return serial, nil
+}
+
+// checkReason returns the API's spelling of a revocation reason, matched
+// without regard to case.
+func checkReason(reason string) (string, error) {
+	for _, r := range client.RevocationReasons {
+		if strings.EqualFold(r, reason) {
+			return r, nil
+		}
+	}
+	return "", usageError{fmt.Errorf("--reason %q: use one of %s", reason, strings.Join(client.RevocationReasons, ", "))}
+}
+
+// checkFileName rejects names that cannot be used as NAME.crt in --out.
+func checkFileName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0) {
+		return usageError{fmt.Errorf("NAME %q cannot be a file name in --out", name)}
+	}
+	return nil
+}
+
+// readTokenLine reads a token from the first line of r.
+func readTokenLine(r io.Reader) (string, error) {
+	if r == nil {
+		return "", usageError{errors.New("--token -: no stdin")}
+	}
+	line, err := bufio.NewReader(io.LimitReader(r, 64<<10)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read token from stdin: %w", err)
+	}
+	token := strings.TrimSpace(line)
+	if token == "" {
+		return "", usageError{errors.New("--token -: stdin is empty")}
+	}
+	return token, nil
+}
+
+// fileMode returns path's permission bits, or def if it cannot be read.
+func fileMode(path string, def os.FileMode) os.FileMode {
+	if info, err := os.Stat(path); err == nil {
+		return info.Mode().Perm()
+	}
+	return def
+}

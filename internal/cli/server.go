@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/server"
+)
+
+func init() { register(newServerCommand) }
+
+func newServerCommand(s *streams) *cobra.Command {
+	var (
+		opts     server.Options
+		ips      []string
+		keyType  string
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "server --data DIR [--listen 127.0.0.1:8443] [--store URL]",
+		Short: "Run the CA server: JSON API, roots, metrics and health over HTTPS",
+		Long: `Run the CA server. An empty or missing --data directory is initialised first
+(a root and an intermediate, as 'meshpki ca init' would), then the server
+prints the root fingerprint, its URL and where the first admin credential is.
+
+The store is SQLite in DIR/meshpki.db unless --store names PostgreSQL, e.g.
+--store postgres://user@db.internal:5432/meshpki. Several servers may share one
+PostgreSQL store and one copy of DIR/ca; give them the same --url.
+
+The CA passphrase comes from --password-file, else MESHPKI_PASSWORD, else
+DIR/secrets/password (created with a warning on first start if none is given).`,
+		Example: `  meshpki server --data ./ca-data
+  MESHPKI_PASSWORD=… meshpki server --data /var/lib/meshpki --listen 0.0.0.0:8443 --url https://ca.internal:8443`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.DataDir == "" {
+				return usageError{fmt.Errorf("--data DIR is required")}
+			}
+			for _, v := range ips {
+				ip := net.ParseIP(v)
+				if ip == nil {
+					return usageError{fmt.Errorf("--ip %q is not an IP address", v)}
+				}
+				opts.IPs = append(opts.IPs, ip)
+			}
+			kt, err := keys.ParseKeyType(keyType)
+			if err != nil {
+				return usageError{err}
+			}
+			opts.Init.KeyType = kt
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
+			}
+			opts.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
+			opts.Out = s.out
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return server.Run(ctx, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.DataDir, "data", "", "data directory (initialised when empty)")
+	f.StringVar(&opts.Listen, "listen", "127.0.0.1:8443", "address to serve HTTPS on")
+	f.StringVar(&opts.StoreURL, "store", "", "store URL: empty for SQLite in DIR, or postgres://…")
+	f.StringVar(&opts.PublicURL, "url", "", "public URL clients use (default https://LISTEN); tokens are bound to it")
+	f.StringSliceVar(&opts.DNSNames, "dns", nil, "extra DNS names for the server's TLS certificate")
+	f.StringSliceVar(&ips, "ip", nil, "extra IP addresses for the server's TLS certificate")
+	f.StringVar(&opts.PasswordFile, "password-file", "", "file holding the CA passphrase")
+	f.StringVar(&opts.Init.Name, "name", "meshpki", "CA name, when initialising")
+	f.StringVar(&opts.Init.TrustDomain, "trust-domain", "meshpki.internal", "SPIFFE trust domain, when initialising")
+	f.StringVar(&keyType, "key-type", string(keys.ECP256), "CA key type, when initialising")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+// contextOf returns the command's context or a background one.
+func contextOf(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}

@@ -1,0 +1,9 @@
+package keys
+
+// NewFastFileBackend is NewFileBackend with cheap scrypt parameters, for the
+// external conformance test.
+func NewFastFileBackend(dir string, passphrase []byte) *FileBackend {
+	b := NewFileBackend(dir, passphrase)
+	b.scrypt = testScrypt
+	return b
+}

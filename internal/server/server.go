@@ -1,0 +1,485 @@
+// Package server assembles and runs the CA server: it initialises an empty
+// data directory, unlocks the CA keys, opens the store, starts the issuance
+// path and the JSON API over HTTPS with a certificate from the CA itself,
+// keeps that certificate and the bootstrap admin credential renewed, and
+// stops cleanly when its context ends.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshpki/meshpki/internal/api"
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/store/sqlstore"
+	"github.com/meshpki/meshpki/internal/token"
+)
+
+// Options configure a server. DataDir is required.
+type Options struct {
+	// DataDir holds the CA (DIR/ca), secrets (DIR/secrets), the SQLite
+	// store and server.json. An empty or missing directory is initialised.
+	DataDir string
+	// Listen is the TCP address to serve HTTPS on (default 127.0.0.1:8443).
+	Listen string
+	// StoreURL selects the store: "" for SQLite in DataDir, or postgres://….
+	StoreURL string
+	// PublicURL is the URL clients use to reach this server (default
+	// https://<Listen>). Tokens are bound to it: replicas behind one load
+	// balancer must share it.
+	PublicURL string
+	// DNSNames and IPs are extra names for the server's TLS certificate.
+	DNSNames []string
+	IPs      []net.IP
+	// PasswordFile holds the CA passphrase (else MESHPKI_PASSWORD, else
+	// DIR/secrets/password).
+	PasswordFile string
+	// Init is used when DataDir is empty.
+	Init ca.InitOptions
+	// Out receives the start-up summary (default io.Discard).
+	Out io.Writer
+	// Logger receives operational logs (default slog.Default()).
+	Logger *slog.Logger
+	// Clock returns the current time (default time.Now).
+	Clock func() time.Time
+	// Ready, if set, is called with the bound address once serving.
+	Ready func(addr net.Addr)
+	// MaintainEvery is how often the server re-reads the CA hierarchy (to
+	// pick up intermediates rotated by the CLI) and checks its own
+	// credentials for renewal (default 10s).
+	MaintainEvery time.Duration
+}
+
+// Lifetimes of the server's own credentials.
+const (
+	ServerCertTTL = 24 * time.Hour
+	AdminCertTTL  = 30 * 24 * time.Hour
+)
+
+// Files in the data directory that clients on the CA host read.
+const (
+	StateFile     = "server.json"
+	AdminCertFile = "secrets/admin.crt"
+	AdminKeyFile  = "secrets/admin.key"
+	RootCertFile  = "ca/root.crt"
+)
+
+// State is what DIR/server.json records for the CLI on the CA host.
+type State struct {
+	URL             string    `json:"url"`
+	Listen          string    `json:"listen"`
+	PID             int       `json:"pid"`
+	RootFingerprint string    `json:"root_fingerprint"`
+	StartedAt       time.Time `json:"started_at"`
+}
+
+// Server is a running CA server.
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	now       func() time.Time
+	pass      []byte
+	hierarchy *ca.Hierarchy
+	store     store.Store
+	authority *ca.Authority
+	api       *api.Server
+	tlsCert   atomic.Pointer[tls.Certificate]
+	listener  net.Listener
+	publicURL string
+}
+
+// Run initialises (if needed), starts and serves until ctx ends.
+func Run(ctx context.Context, opts Options) error {
+	s, err := Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// Start prepares everything and binds the listener, but does not serve yet.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("server: a data directory is required (--data DIR)")
+	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:8443"
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Clock}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.openCA(ctx); err != nil {
+		return nil, err
+	}
+	ok := false
+	st, err := sqlstore.Open(ctx, opts.StoreURL, opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("server: open store: %w", err)
+	}
+	s.store = st
+	defer func() {
+		if !ok {
+			st.Close()
+		}
+	}()
+
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen on %s: %w", opts.Listen, err)
+	}
+	s.listener = ln
+	defer func() {
+		if !ok {
+			ln.Close()
+		}
+	}()
+	s.publicURL = strings.TrimRight(opts.PublicURL, "/")
+	if s.publicURL == "" {
+		s.publicURL = "https://" + ln.Addr().String()
+	}
+	if _, err := url.Parse(s.publicURL); err != nil {
+		return nil, fmt.Errorf("server: public URL %q: %w", s.publicURL, err)
+	}
+
+	secret, err := keys.NewFileBackend(filepath.Join(opts.DataDir, "ca", "keys"), s.pass).LoadSecret(ctx, s.hierarchy.TokenKeyRef())
+	if err != nil {
+		return nil, fmt.Errorf("server: load token key: %w", err)
+	}
+	keyring, err := token.NewKeyring(secret)
+	if err != nil {
+		return nil, fmt.Errorf("server: token key: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	var apiSrv *api.Server
+	s.authority, err = ca.New(ca.Config{
+		Hierarchy: s.hierarchy,
+		Store:     st,
+		Keyring:   keyring,
+		Audience:  s.publicURL + "/v1/sign",
+		Clock:     s.now,
+		Logger:    s.log,
+		ObserveBatch: func(n int) {
+			if apiSrv != nil {
+				apiSrv.Metrics().ObserveBatch(n)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, Registry: reg, Logger: s.log, Clock: s.now})
+	if err != nil {
+		return nil, err
+	}
+	s.api = apiSrv
+	ok = true
+	return s, nil
+}
+
+// openCA initialises an empty data directory, then unlocks and loads the CA.
+func (s *Server) openCA(ctx context.Context) error {
+	dir := s.opts.DataDir
+	if !ca.Initialized(dir) {
+		pass, generated, err := keys.ResolvePassphrase(dir, s.opts.PasswordFile, true)
+		if err != nil {
+			return err
+		}
+		if generated != "" {
+			fmt.Fprintf(s.opts.Out, "WARNING: no CA passphrase was given, so a random one was written to %s.\n"+
+				"         That is fine for development; in production pass --password-file or MESHPKI_PASSWORD\n"+
+				"         and keep the passphrase away from the data directory.\n", generated)
+		}
+		h, err := ca.Init(ctx, dir, s.opts.Init, keys.NewFileBackend(filepath.Join(dir, "ca", "keys"), pass))
+		if err != nil {
+			return fmt.Errorf("server: initialise %s: %w", dir, err)
+		}
+		fmt.Fprintf(s.opts.Out, "Initialised a new CA %q (trust domain %s) in %s\n", h.Name(), h.TrustDomain(), dir)
+	}
+	pass, _, err := keys.ResolvePassphrase(dir, s.opts.PasswordFile, false)
+	if err != nil {
+		return err
+	}
+	s.pass = pass
+	h, err := ca.Load(ctx, dir, keys.NewFileBackend(filepath.Join(dir, "ca", "keys"), pass))
+	if err != nil {
+		return fmt.Errorf("server: load CA from %s: %w", dir, err)
+	}
+	s.hierarchy = h
+	return nil
+}
+
+// Authority returns the issuance path (for tests and benchmarks).
+func (s *Server) Authority() *ca.Authority { return s.authority }
+
+// Store returns the server's store.
+func (s *Server) Store() store.Store { return s.store }
+
+// Addr returns the bound listen address.
+func (s *Server) Addr() net.Addr { return s.listener.Addr() }
+
+// URL returns the server's public URL.
+func (s *Server) URL() string { return s.publicURL }
+
+// Serve runs the issuance loop, issues the server's own certificate and the
+// admin credential, and serves HTTPS until ctx ends.
+func (s *Server) Serve(ctx context.Context) error {
+	defer s.store.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	authorityDone := make(chan error, 1)
+	go func() { authorityDone <- s.authority.Run(ctx) }()
+
+	if err := s.renewServerCert(ctx); err != nil {
+		s.listener.Close()
+		return err
+	}
+	adminPath, err := s.ensureAdminCredential(ctx)
+	if err != nil {
+		s.listener.Close()
+		return err
+	}
+	if err := s.writeState(); err != nil {
+		s.listener.Close()
+		return err
+	}
+	s.printBanner(adminPath)
+
+	roots := x509.NewCertPool()
+	roots.AddCert(s.hierarchy.Root())
+	httpSrv := &http.Server{
+		Handler:           s.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		TLSConfig: &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.VerifyClientCertIfGiven,
+			ClientCAs:  roots,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return s.tlsCert.Load(), nil
+			},
+		},
+	}
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- httpSrv.ServeTLS(s.listener, "", "") }()
+	if s.opts.Ready != nil {
+		s.opts.Ready(s.listener.Addr())
+	}
+	go s.maintain(ctx)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-serveDone:
+	}
+	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer stop()
+	_ = httpSrv.Shutdown(shutdownCtx)
+	cancel()
+	<-authorityDone
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("server: serve: %w", serveErr)
+	}
+	return nil
+}
+
+// maintain renews the server certificate and admin credential, picks up
+// intermediates rotated by the CLI, and forgets expired token ids.
+func (s *Server) maintain(ctx context.Context) {
+	every := s.opts.MaintainEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	lastPrune := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := s.hierarchy.Reload(ctx); err != nil {
+			s.log.Warn("reload CA hierarchy failed", "error", err)
+		}
+		if leaf := s.tlsCert.Load(); leaf != nil && needsRenewal(leaf.Leaf, s.now()) {
+			if err := s.renewServerCert(ctx); err != nil {
+				s.log.Error("renew server certificate failed", "error", err)
+			}
+		}
+		if _, err := s.ensureAdminCredential(ctx); err != nil {
+			s.log.Error("renew admin credential failed", "error", err)
+		}
+		if now := s.now(); now.Sub(lastPrune) > time.Hour {
+			if err := s.store.PruneTokens(ctx, now); err != nil {
+				s.log.Warn("prune token ids failed", "error", err)
+			}
+			lastPrune = now
+		}
+	}
+}
+
+// needsRenewal reports whether two thirds of cert's lifetime have passed.
+func needsRenewal(cert *x509.Certificate, now time.Time) bool {
+	if cert == nil {
+		return true
+	}
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	return now.After(cert.NotBefore.Add(life * 2 / 3))
+}
+
+// renewServerCert issues the server's TLS certificate through the CA's own
+// issuance path and swaps it in; handshakes read it without locks.
+func (s *Server) renewServerCert(ctx context.Context) error {
+	key, err := keys.ECP256.Generate()
+	if err != nil {
+		return err
+	}
+	names := policy.Names{DNS: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1).To4(), net.IPv6loopback}}
+	names.DNS = append(names.DNS, s.opts.DNSNames...)
+	names.IPs = append(names.IPs, s.opts.IPs...)
+	if host, _, err := net.SplitHostPort(s.listener.Addr().String()); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() {
+			names.IPs = append(names.IPs, ip)
+		}
+	}
+	if u, err := url.Parse(s.publicURL); err == nil {
+		h := u.Hostname()
+		if ip := net.ParseIP(h); ip != nil {
+			if !ip.IsLoopback() {
+				names.IPs = append(names.IPs, ip)
+			}
+		} else if h != "" && h != "localhost" {
+			names.DNS = append(names.DNS, strings.ToLower(h))
+		}
+	}
+	names.URIs = []*url.URL{{Scheme: "spiffe", Host: s.hierarchy.TrustDomain(), Path: "/meshpki/server"}}
+	is, err := s.authority.IssueInternal(ctx, ca.InternalRequest{Subject: "meshpki server", Names: names, PublicKey: key.Public(), TTL: ServerCertTTL})
+	if err != nil {
+		return fmt.Errorf("server: issue TLS certificate: %w", err)
+	}
+	chain := [][]byte{is.Certificate.Raw}
+	for _, c := range is.Chain {
+		chain = append(chain, c.Raw)
+	}
+	s.tlsCert.Store(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: is.Certificate})
+	s.log.Info("server certificate issued", "serial", is.Serial, "not_after", is.Certificate.NotAfter)
+	return nil
+}
+
+// ensureAdminCredential writes DIR/secrets/admin.{crt,key} when missing or
+// past two thirds of its life. The key is encrypted with the CA passphrase.
+func (s *Server) ensureAdminCredential(ctx context.Context) (string, error) {
+	certPath := filepath.Join(s.opts.DataDir, AdminCertFile)
+	keyPath := filepath.Join(s.opts.DataDir, AdminKeyFile)
+	if data, err := os.ReadFile(certPath); err == nil {
+		if cert, err := firstCert(data); err == nil && !needsRenewal(cert, s.now()) {
+			if _, err := s.authority.CheckHolder(ctx, cert); err == nil {
+				return certPath, nil
+			}
+		}
+	}
+	key, err := keys.ECP256.Generate()
+	if err != nil {
+		return "", err
+	}
+	adminURI := &url.URL{Scheme: "spiffe", Host: s.hierarchy.TrustDomain(), Path: "/meshpki/admin/bootstrap"}
+	is, err := s.authority.IssueInternal(ctx, ca.InternalRequest{Subject: "meshpki admin", Names: policy.Names{URIs: []*url.URL{adminURI}}, PublicKey: key.Public(), TTL: AdminCertTTL})
+	if err != nil {
+		return "", fmt.Errorf("server: issue admin certificate: %w", err)
+	}
+	keyPEM, err := keys.EncryptPEM(key, s.pass)
+	if err != nil {
+		return "", err
+	}
+	if err := keys.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+		return "", fmt.Errorf("server: write admin key: %w", err)
+	}
+	if err := keys.WriteFile(certPath, is.PEM(), 0o600); err != nil {
+		return "", fmt.Errorf("server: write admin certificate: %w", err)
+	}
+	s.log.Info("admin credential issued", "serial", is.Serial, "path", certPath)
+	return certPath, nil
+}
+
+func firstCert(data []byte) (*x509.Certificate, error) {
+	certs, err := ca.ParseCertificatesPEM(data)
+	if err != nil {
+		return nil, err
+	}
+	return certs[0], nil
+}
+
+// RootFingerprint is the SHA-256 of the root certificate, hex.
+func RootFingerprint(root *x509.Certificate) string {
+	sum := sha256.Sum256(root.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Server) writeState() error {
+	st := State{
+		URL:             s.publicURL,
+		Listen:          s.listener.Addr().String(),
+		PID:             os.Getpid(),
+		RootFingerprint: RootFingerprint(s.hierarchy.Root()),
+		StartedAt:       s.now().UTC(),
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return keys.WriteFile(filepath.Join(s.opts.DataDir, StateFile), append(b, '\n'), 0o600)
+}
+
+func (s *Server) printBanner(adminPath string) {
+	storeDesc := "SQLite in " + filepath.Join(s.opts.DataDir, "meshpki.db")
+	if s.opts.StoreURL != "" {
+		storeDesc = redactURL(s.opts.StoreURL)
+	}
+	fmt.Fprintf(s.opts.Out, `meshpki CA %q is serving
+  URL:               %s
+  root fingerprint:  %s (SHA-256)
+  root certificate:  %s (also GET %s/roots.pem)
+  admin credential:  %s and %s (key encrypted with the CA passphrase)
+  store:             %s
+Try: meshpki provisioner add token web --allow-dns '*.example.internal' --data %s
+`, s.hierarchy.Name(), s.publicURL, RootFingerprint(s.hierarchy.Root()),
+		filepath.Join(s.opts.DataDir, RootCertFile), s.publicURL,
+		adminPath, filepath.Join(s.opts.DataDir, AdminKeyFile), storeDesc, s.opts.DataDir)
+}
+
+// redactURL hides a password in a store URL.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable store URL)"
+	}
+	return u.Redacted()
+}

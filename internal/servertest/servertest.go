@@ -1,0 +1,188 @@
+// Package servertest starts a real meshpki CA server for tests: a fresh data
+// directory, the real store (SQLite in the directory, or a fresh PostgreSQL
+// schema), real HTTPS on a loopback port, and clients that trust its root and
+// hold its admin credential.
+package servertest
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/server"
+)
+
+// Password is the CA passphrase of every test server.
+const Password = "test-passphrase-not-secret"
+
+// Options tune Start. The zero value gives SQLite in a temp dir.
+type Options struct {
+	DataDir   string // reuse an existing data dir (e.g. a second replica)
+	StoreURL  string // "" for SQLite in DataDir
+	PublicURL string // shared by replicas
+	Clock     func() time.Time
+}
+
+// Instance is a running server.
+type Instance struct {
+	Server *server.Server
+	// URL is where the test reaches the server (https://127.0.0.1:PORT);
+	// the token audience is Server.URL()+"/v1/sign", which differs when
+	// Options.PublicURL is set.
+	URL          string
+	DataDir      string
+	PasswordFile string
+	Roots        *x509.CertPool
+	RootPEM      []byte
+	AdminCert    tls.Certificate
+	// Admin is an HTTP client presenting the admin credential.
+	Admin *http.Client
+	// Anonymous is an HTTP client with no client certificate.
+	Anonymous *http.Client
+	stop      context.CancelFunc
+	done      chan error
+}
+
+// Start runs a server until the test ends.
+func Start(t testing.TB, o Options) *Instance {
+	t.Helper()
+	dir := o.DataDir
+	if dir == "" {
+		dir = filepath.Join(t.TempDir(), "data")
+	}
+	pwFile := filepath.Join(filepath.Dir(dir), "password")
+	if err := os.WriteFile(pwFile, []byte(Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	srv, err := server.Start(ctx, server.Options{
+		DataDir:      dir,
+		Listen:       "127.0.0.1:0",
+		StoreURL:     o.StoreURL,
+		PublicURL:    o.PublicURL,
+		PasswordFile: pwFile,
+		Init:         ca.InitOptions{Name: "Test", TrustDomain: "test.internal"},
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Clock:        o.Clock,
+		Ready:        func(a net.Addr) { ready <- a },
+		// Pick up CLI-made rotations quickly in tests.
+		MaintainEvery: 200 * time.Millisecond,
+	})
+	if err != nil {
+		cancel()
+		t.Fatalf("servertest: start: %v", err)
+	}
+	in := &Instance{Server: srv, URL: "https://" + srv.Addr().String(), DataDir: dir, PasswordFile: pwFile, stop: cancel, done: make(chan error, 1)}
+	go func() { in.done <- srv.Serve(ctx) }()
+	select {
+	case <-ready:
+	case err := <-in.done:
+		cancel()
+		t.Fatalf("servertest: serve: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("servertest: server did not start in 30s")
+	}
+	t.Cleanup(in.Stop)
+
+	in.RootPEM, err = os.ReadFile(filepath.Join(dir, server.RootCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Roots = x509.NewCertPool()
+	in.Roots.AppendCertsFromPEM(in.RootPEM)
+	in.AdminCert = LoadCredential(t, filepath.Join(dir, server.AdminCertFile), filepath.Join(dir, server.AdminKeyFile), []byte(Password))
+	in.Admin = in.Client(&in.AdminCert)
+	in.Anonymous = in.Client(nil)
+	return in
+}
+
+// Stop stops the server and waits for it (idempotent).
+func (in *Instance) Stop() {
+	if in.stop == nil {
+		return
+	}
+	in.stop()
+	in.stop = nil
+	select {
+	case <-in.done:
+	case <-time.After(15 * time.Second):
+	}
+}
+
+// Client returns an HTTP client trusting the test root, presenting cert if
+// not nil.
+func (in *Instance) Client(cert *tls.Certificate) *http.Client {
+	cfg := &tls.Config{RootCAs: in.Roots, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}}
+}
+
+// LoadCredential reads a certificate chain and a (possibly encrypted) key.
+func LoadCredential(t testing.TB, certPath, keyPath string, pass []byte) tls.Certificate {
+	t.Helper()
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := keys.ParsePrivateKeyPEM(keyPEM, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := ca.ParseCertificatesPEM(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := tls.Certificate{PrivateKey: key, Leaf: certs[0]}
+	for _, c := range certs {
+		out.Certificate = append(out.Certificate, c.Raw)
+	}
+	return out
+}
+
+// PostgresURL returns the test PostgreSQL URL with a fresh schema that is
+// dropped when the test ends. Without MESHPKI_TEST_POSTGRES_URL it skips the
+// test, except under CI=true, where it fails: CI never skips PostgreSQL.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("MESHPKI_TEST_POSTGRES_URL")
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("MESHPKI_TEST_POSTGRES_URL is not set; CI must run the PostgreSQL tests")
+		}
+		t.Skip("MESHPKI_TEST_POSTGRES_URL not set")
+	}
+	schema := fmt.Sprintf("t_%d", time.Now().UnixNano())
+	db := openPG(t, base)
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		db.Exec("DROP SCHEMA " + schema + " CASCADE")
+		db.Close()
+	})
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + schema
+}

@@ -1,0 +1,154 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+const provisionerColumns = `name, type, policy, created_at, updated_at`
+
+// CreateProvisioner stores p; store.ErrConflict if the name exists. Zero
+// CreatedAt and UpdatedAt are set to now.
+func (s *Store) CreateProvisioner(ctx context.Context, p store.Provisioner, ev audit.Event) error {
+	if p.Name == "" {
+		return errors.New("sqlstore: create provisioner: empty name")
+	}
+	policy, err := json.Marshal(p.Policy)
+	if err != nil {
+		return fmt.Errorf("sqlstore: create provisioner %s: encode policy: %w", p.Name, err)
+	}
+	now := s.now()
+	if p.CreatedAt.IsZero() {
+		p.CreatedAt = now
+	}
+	if p.UpdatedAt.IsZero() {
+		p.UpdatedAt = p.CreatedAt
+	}
+	return s.lockedTx(ctx, "create provisioner "+p.Name, func(tx *sql.Tx, emit func(...audit.Event)) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO provisioners (`+provisionerColumns+`) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (name) DO NOTHING`,
+			p.Name, p.Type, string(policy), micros(p.CreatedAt), micros(p.UpdatedAt))
+		if err != nil {
+			return err
+		}
+		if err := expectOneRow(res, store.ErrConflict); err != nil {
+			return err
+		}
+		if ev.Type != "" {
+			emit(ev)
+		}
+		return nil
+	})
+}
+
+// UpdateProvisioner replaces the type and policy of p.Name and sets its
+// UpdatedAt (now when zero); store.ErrNotFound if absent. CreatedAt is kept.
+func (s *Store) UpdateProvisioner(ctx context.Context, p store.Provisioner, ev audit.Event) error {
+	policy, err := json.Marshal(p.Policy)
+	if err != nil {
+		return fmt.Errorf("sqlstore: update provisioner %s: encode policy: %w", p.Name, err)
+	}
+	if p.UpdatedAt.IsZero() {
+		p.UpdatedAt = s.now()
+	}
+	return s.lockedTx(ctx, "update provisioner "+p.Name, func(tx *sql.Tx, emit func(...audit.Event)) error {
+		res, err := tx.ExecContext(ctx, `UPDATE provisioners SET type = $2, policy = $3, updated_at = $4 WHERE name = $1`,
+			p.Name, p.Type, string(policy), micros(p.UpdatedAt))
+		if err != nil {
+			return err
+		}
+		if err := expectOneRow(res, store.ErrNotFound); err != nil {
+			return err
+		}
+		if ev.Type != "" {
+			emit(ev)
+		}
+		return nil
+	})
+}
+
+// DeleteProvisioner removes a provisioner; store.ErrNotFound if absent.
+func (s *Store) DeleteProvisioner(ctx context.Context, name string, ev audit.Event) error {
+	return s.lockedTx(ctx, "delete provisioner "+name, func(tx *sql.Tx, emit func(...audit.Event)) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM provisioners WHERE name = $1`, name)
+		if err != nil {
+			return err
+		}
+		if err := expectOneRow(res, store.ErrNotFound); err != nil {
+			return err
+		}
+		if ev.Type != "" {
+			emit(ev)
+		}
+		return nil
+	})
+}
+
+// GetProvisioner returns the named provisioner or store.ErrNotFound.
+func (s *Store) GetProvisioner(ctx context.Context, name string) (store.Provisioner, error) {
+	row := s.read.QueryRowContext(ctx, `SELECT `+provisionerColumns+` FROM provisioners WHERE name = $1`, name)
+	p, err := scanProvisioner(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Provisioner{}, fmt.Errorf("sqlstore: provisioner %s: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Provisioner{}, fmt.Errorf("sqlstore: get provisioner %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// ListProvisioners returns every provisioner ordered by name.
+func (s *Store) ListProvisioners(ctx context.Context) ([]store.Provisioner, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+provisionerColumns+` FROM provisioners ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: list provisioners: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Provisioner
+	for rows.Next() {
+		p, err := scanProvisioner(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: list provisioners: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: list provisioners: %w", err)
+	}
+	return out, nil
+}
+
+func scanProvisioner(row scanner) (store.Provisioner, error) {
+	var (
+		p                store.Provisioner
+		policy           string
+		created, updated int64
+	)
+	if err := row.Scan(&p.Name, &p.Type, &policy, &created, &updated); err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal([]byte(policy), &p.Policy); err != nil {
+		return p, fmt.Errorf("provisioner %s: decode policy: %w", p.Name, err)
+	}
+	p.CreatedAt = fromMicros(created)
+	p.UpdatedAt = fromMicros(updated)
+	return p, nil
+}
+
+// expectOneRow returns none when res changed no row.
+func expectOneRow(res sql.Result, none error) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return none
+	}
+	return nil
+}

@@ -1,0 +1,387 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/store/storetest"
+)
+
+// postgresEnv names the PostgreSQL database the tests use, e.g.
+// postgres://postgres@127.0.0.1:5432/test?sslmode=disable. Each test gets a
+// schema of its own in it.
+const postgresEnv = "MESHPKI_TEST_POSTGRES_URL"
+
+func mustOpen(t testing.TB, url, dataDir string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url, dataDir)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// postgresSchema creates a schema only this test uses, dropped when it ends,
+// and returns the URL of the test database with search_path set to it.
+// Without MESHPKI_TEST_POSTGRES_URL the test is skipped, or fails in CI.
+func postgresSchema(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(postgresEnv)
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: CI must run the PostgreSQL suite", postgresEnv)
+		}
+		t.Skipf("set %s to run against PostgreSQL", postgresEnv)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("%s: %v", postgresEnv, err)
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	schema := "meshpki_test_" + hex.EncodeToString(b)
+
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
+		admin.Close()
+		t.Fatalf("create test schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`); err != nil {
+			t.Errorf("drop test schema: %v", err)
+		}
+		admin.Close()
+	})
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func TestSQLite(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return mustOpen(t, "", t.TempDir())
+	})
+}
+
+func TestPostgres(t *testing.T) {
+	postgresSchema(t) // skip or fail before starting the subtests
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return mustOpen(t, postgresSchema(t), "")
+	})
+}
+
+// Two stores on one database stand in for two replicas of the CA.
+func TestPostgresReplicasShareOneDatabase(t *testing.T) {
+	url := postgresSchema(t)
+	storetest.CheckConcurrentCommits(t, mustOpen(t, url, ""), mustOpen(t, url, ""))
+}
+
+// Two processes may open one SQLite file; the write lock orders them.
+func TestSQLiteStoresShareOneFile(t *testing.T) {
+	dir := t.TempDir()
+	storetest.CheckConcurrentCommits(t, mustOpen(t, "", dir), mustOpen(t, "", dir))
+}
+
+func TestOpenURL(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, url, dataDir, wantErr string
+	}{
+		{"bad-scheme", "mysql://root@localhost/meshpki", "", `sqlstore: unsupported store URL scheme "mysql" (use sqlite:// or postgres://)`},
+		{"bad-no-scheme", "/var/lib/meshpki.db", "", `sqlstore: unsupported store URL scheme "" (use sqlite:// or postgres://)`},
+		{"bad-sqlite-no-file", "sqlite://", "", "sqlstore: sqlite store URL names no file (use sqlite:///abs/path.db)"},
+		{"bad-sqlite-query", "sqlite:///tmp/x.db?_pragma=synchronous(OFF)", "", "sqlstore: sqlite store URL takes no query or fragment"},
+		{"bad-no-url-no-dir", "", "", "sqlstore: no store URL and no data directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(ctx, tc.url, tc.dataDir)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if err.Error() != tc.wantErr {
+				t.Errorf("Open error %q, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestOpenDataDirCreatesPrivateFile(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "state", "meshpki")
+	mustOpen(t, "", dataDir)
+	checkMode(t, dataDir, 0o700|os.ModeDir)
+	checkMode(t, filepath.Join(dataDir, DefaultFile), 0o600)
+}
+
+func TestOpenSQLiteURL(t *testing.T) {
+	dir := t.TempDir()
+	abs := filepath.Join(dir, "with space #1", "abs.db")
+	mustOpen(t, "sqlite://"+(&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath(), "ignored")
+	checkMode(t, abs, 0o600)
+
+	t.Chdir(dir)
+	mustOpen(t, "sqlite://rel/relative.db", "ignored")
+	checkMode(t, filepath.Join(dir, "rel", "relative.db"), 0o600)
+}
+
+func checkMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode() != want {
+		t.Errorf("%s: mode %v, want %v", path, fi.Mode(), want)
+	}
+}
+
+// countVersions returns the rows of schema_migrations.
+func countVersions(t *testing.T, s *Store) int {
+	t.Helper()
+	var n int
+	if err := s.read.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// checkReopen opens url twice in turn and once more twice at the same time,
+// checking each sees one migration per version and the data of the first.
+func checkReopen(t *testing.T, url, dataDir string) {
+	ctx := context.Background()
+	first, err := Open(ctx, url, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.AppendAudit(ctx, audit.Event{Type: audit.TypeCAInitialized, Actor: "system", Outcome: "success"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg     sync.WaitGroup
+		stores [3]*Store
+		errs   [3]error
+	)
+	stores[0], errs[0] = Open(ctx, url, dataDir)
+	for i := 1; i < 3; i++ {
+		wg.Go(func() { stores[i], errs[i] = Open(ctx, url, dataDir) })
+	}
+	wg.Wait()
+	for i, s := range stores {
+		if errs[i] != nil {
+			t.Fatalf("reopen %d: %v", i, errs[i])
+		}
+		t.Cleanup(func() { s.Close() })
+		if got := countVersions(t, s); got != len(migrations) {
+			t.Errorf("schema_migrations has %d rows, want %d", got, len(migrations))
+		}
+		if seq, _, err := s.AuditHead(ctx); err != nil || seq != 1 {
+			t.Errorf("reopened store: audit head %d, %v; want the record written before", seq, err)
+		}
+	}
+}
+
+func TestMigrationsIdempotentSQLite(t *testing.T) {
+	checkReopen(t, "", t.TempDir())
+}
+
+func TestMigrationsIdempotentPostgres(t *testing.T) {
+	checkReopen(t, postgresSchema(t), "")
+}
+
+func TestConcurrentFirstOpenPostgres(t *testing.T) {
+	url := postgresSchema(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(context.Background(), url, "")
+			if err == nil {
+				err = s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("concurrent Open of an empty schema: %v", err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, "", dir)
+	if _, err := s.write.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)`, len(migrations)+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), "", dir)
+	if err == nil || !strings.Contains(err.Error(), "newer than this meshpki") {
+		t.Errorf("Open of a newer schema: %v, want a refusal", err)
+	}
+}
+
+func TestAuditTamperDetectedSQLite(t *testing.T) {
+	testAuditTamper(t, func(t *testing.T) *Store { return mustOpen(t, "", t.TempDir()) })
+}
+
+func TestAuditTamperDetectedPostgres(t *testing.T) {
+	postgresSchema(t)
+	testAuditTamper(t, func(t *testing.T) *Store { return mustOpen(t, postgresSchema(t), "") })
+}
+
+// testAuditTamper edits the audit tables behind the store's back and checks
+// that audit.Verify names the damage.
+func testAuditTamper(t *testing.T, open func(t *testing.T) *Store) {
+	const records = 5
+	// forge returns a correctly sealed record an attacker could compute.
+	forge := func(seq int64, prev []byte) audit.Event {
+		e := audit.Event{Time: time.Now(), Type: audit.TypeCertificateIssued, Actor: "admin:mallory", Subject: "ff", Outcome: "success"}
+		audit.Seal(&e, seq, prev)
+		return e
+	}
+	record := func(t *testing.T, s *Store, seq int64) audit.Event {
+		events, err := s.ListAudit(context.Background(), seq-1, 1)
+		if err != nil || len(events) != 1 {
+			t.Fatalf("read record %d: %v", seq, err)
+		}
+		return events[0]
+	}
+	insert := func(t *testing.T, s *Store, e audit.Event) {
+		if _, err := s.write.Exec(`INSERT INTO audit_events (seq, event_time, event_type, actor, subject, outcome, detail, prev_hash, hash)
+			VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)`,
+			e.Seq, micros(e.Time), e.Type, e.Actor, e.Subject, e.Outcome, e.PrevHash, e.Hash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		tamper  func(t *testing.T, s *Store)
+		wantSeq int64
+		want    string
+	}{
+		{"edited", func(t *testing.T, s *Store) {
+			exec(t, s, `UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = 3`)
+		}, 3, "(edited)"},
+		{"edited-time", func(t *testing.T, s *Store) {
+			exec(t, s, `UPDATE audit_events SET event_time = event_time + 1 WHERE seq = 2`)
+		}, 2, "(edited)"},
+		{"deleted", func(t *testing.T, s *Store) {
+			exec(t, s, `DELETE FROM audit_events WHERE seq = 3`)
+		}, 4, "(deleted)"},
+		{"deleted-tail", func(t *testing.T, s *Store) {
+			exec(t, s, `DELETE FROM audit_events WHERE seq = 5`)
+		}, 5, "missing at the end of the log (deleted)"},
+		{"replaced-and-resealed", func(t *testing.T, s *Store) {
+			exec(t, s, `DELETE FROM audit_events WHERE seq = 3`)
+			insert(t, s, forge(3, record(t, s, 2).Hash))
+		}, 4, "(inserted or reordered)"},
+		{"inserted-at-end", func(t *testing.T, s *Store) {
+			insert(t, s, forge(records+1, record(t, s, records).Hash))
+		}, records + 1, "added outside the CA (inserted)"},
+		{"head-edited", func(t *testing.T, s *Store) {
+			exec(t, s, `UPDATE audit_head SET hash = $1 WHERE id = 1`, make([]byte, audit.HashSize))
+		}, records, "does not match the stored head (edited)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			ctx := context.Background()
+			for i := range records {
+				ev := audit.Event{Time: time.Now(), Type: audit.TypeRequestDenied, Actor: "system", Subject: fmt.Sprint(i), Outcome: "denied"}
+				if err := s.AppendAudit(ctx, ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rep, err := audit.Verify(ctx, s, nil); err != nil || !rep.OK() {
+				t.Fatalf("untouched log: %v, %v", rep.Problems, err)
+			}
+			tc.tamper(t, s)
+			rep, err := audit.Verify(ctx, s, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range rep.Problems {
+				if p.Seq == tc.wantSeq && strings.Contains(p.Reason, tc.want) {
+					return
+				}
+			}
+			t.Errorf("Verify problems %v, want record %d %q", rep.Problems, tc.wantSeq, tc.want)
+		})
+	}
+}
+
+func exec(t *testing.T, s *Store, query string, args ...any) {
+	t.Helper()
+	if _, err := s.write.Exec(query, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkCommitIssuances commits batches of 64 issuances, each with a token,
+// a certificate and one audit event, to SQLite in a temporary directory and,
+// when MESHPKI_TEST_POSTGRES_URL is set, to PostgreSQL.
+func BenchmarkCommitIssuances(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) { benchmarkCommit(b, mustOpen(b, "", b.TempDir())) })
+	b.Run("postgres", func(b *testing.B) { benchmarkCommit(b, mustOpen(b, postgresSchema(b), "")) })
+}
+
+func benchmarkCommit(b *testing.B, s *Store) {
+	const batch = 64
+	ctx := context.Background()
+	notBefore := time.Now()
+	der := make([]byte, 700)
+	rand.Read(der)
+	n := 0
+	for b.Loop() {
+		items := make([]store.Issuance, batch)
+		for i := range items {
+			n++
+			serial := fmt.Sprintf("%x", 1<<40+n)
+			items[i] = store.Issuance{
+				TokenID:      "tok-" + serial,
+				TokenExpires: notBefore.Add(5 * time.Minute),
+				Certificate: &store.Certificate{
+					Serial: serial, Provisioner: "bench", Issuer: "default", Subject: serial + ".example.com",
+					Names: []string{serial + ".example.com"}, NotBefore: notBefore, NotAfter: notBefore.Add(24 * time.Hour),
+					DER: der, Status: store.StatusValid,
+				},
+				Audit: []audit.Event{{Time: notBefore, Type: audit.TypeCertificateIssued, Actor: "token:" + serial, Subject: serial, Outcome: "success",
+					Detail: map[string]string{"names": serial + ".example.com"}}},
+			}
+		}
+		results, err := s.CommitIssuances(ctx, items)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, err := range results {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "certs/s")
+}

@@ -1,0 +1,41 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// ConsumeToken records a one-time token id; store.ErrTokenReplayed when it was
+// already recorded.
+func (s *Store) ConsumeToken(ctx context.Context, id string, expires time.Time) error {
+	// Under the write lock, like every other writer of tokens (see
+	// CommitIssuances).
+	return s.lockedTx(ctx, "consume token", func(tx *sql.Tx, _ func(...audit.Event)) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`,
+			id, micros(expires))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return store.ErrTokenReplayed
+		}
+		return nil
+	})
+}
+
+// PruneTokens forgets token ids whose tokens expired before t.
+func (s *Store) PruneTokens(ctx context.Context, before time.Time) error {
+	if _, err := s.write.ExecContext(ctx, `DELETE FROM tokens WHERE expires_at < $1`, micros(before)); err != nil {
+		return fmt.Errorf("sqlstore: prune tokens: %w", err)
+	}
+	return nil
+}

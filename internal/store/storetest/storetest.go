@@ -1,0 +1,1075 @@
+// Package storetest owns the conformance suite of store.Store: every
+// implementation must pass Run, which checks each method against the
+// sentences of its contract in package store. Use it from a backend's tests:
+//
+//	func TestStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.Store {
+//			s, err := mybackend.Open(…)
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
+//
+// Subtests run in parallel, each on its own empty store.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math/big"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// Run runs the conformance suite. open must return a new, empty store for the
+// test it is given and close it when that test ends.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s store.Store)
+	}{
+		{"CommitThenGetRoundTripsEveryField", testRoundTrip},
+		{"GetUnknownSerialIsNotFound", testGetNotFound},
+		{"CommitOfNoItems", testCommitNoItems},
+		{"TokenReplayedAcrossCommits", testReplayAcrossCommits},
+		{"TokenReplayedWithinBatch", testReplayWithinBatch},
+		{"DuplicateSerialLeavesTokenUnconsumed", testDuplicateSerial},
+		{"DuplicateSerialWithinBatch", testDuplicateSerialWithinBatch},
+		{"RefusedItemLeavesTokenForLaterItem", testRefusedItemFreesToken},
+		{"MixedBatchWritesOnlyAcceptedItems", testMixedBatch},
+		{"CanceledContextWritesNothing", testCanceled},
+		{"ConsumeTokenOnce", testConsumeToken},
+		{"PruneTokensForgetsOnlyExpired", testPruneTokens},
+		{"RevokeMarksRevokedAndAppendsEvent", testRevoke},
+		{"RevokeUnknownIsNotFound", testRevokeNotFound},
+		{"RevokeTwiceIsAlreadyRevoked", testRevokeTwice},
+		{"ListByName", testListByName},
+		{"ListByStatusAndExpiry", testListByStatus},
+		{"ListStatusWithoutNowUsesClock", testListStatusClock},
+		{"ListPagesWithoutGapsOrDuplicates", testListPages},
+		{"ListPageSizeDefaultAndCap", testListPageSize},
+		{"ProvisionerLifecycle", testProvisionerLifecycle},
+		{"ProvisionerErrorsChangeNothing", testProvisionerErrors},
+		{"ListProvisionersOrderedByName", testListProvisioners},
+		{"AuditEmptyLog", testAuditEmpty},
+		{"AuditAppendChains", testAuditAppend},
+		{"AuditListPages", testAuditPages},
+		{"AuditEventsOfEveryWriteChainInOrder", testAuditFromWrites},
+		{"ConcurrentCommitsLoseNothing", testConcurrentCommits},
+		{"Ping", testPing},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, open(t))
+		})
+	}
+}
+
+// epoch is the fixtures' reference time: not UTC and with nanoseconds, so
+// the suite sees the store normalise both.
+var epoch = time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.FixedZone("UTC+5", 5*3600))
+
+// µs normalises t the way the store must return it.
+func µs(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// newSerial returns a random serial in the store's form: lowercase hex, no
+// leading zeros.
+func newSerial(t testing.TB) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return new(big.Int).SetBytes(b).Text(16)
+}
+
+// newCert returns a valid certificate for subject, valid an hour either side
+// of epoch.
+func newCert(t testing.TB, subject string, names ...string) *store.Certificate {
+	der := make([]byte, 64)
+	if _, err := rand.Read(der); err != nil {
+		t.Fatal(err)
+	}
+	return &store.Certificate{
+		Serial:      newSerial(t),
+		Provisioner: "good-provisioner",
+		Issuer:      "default",
+		Subject:     subject,
+		Names:       names,
+		NotBefore:   epoch.Add(-time.Hour),
+		NotAfter:    epoch.Add(time.Hour),
+		DER:         der,
+		Status:      store.StatusValid,
+		CreatedAt:   epoch.Add(-time.Minute),
+	}
+}
+
+// newEvent returns an event about subject.
+func newEvent(typ, subject string) audit.Event {
+	return audit.Event{
+		Time:    epoch,
+		Type:    typ,
+		Actor:   "system",
+		Subject: subject,
+		Outcome: "success",
+		Detail:  map[string]string{"subject": subject},
+	}
+}
+
+// issuance is the item that issues c against token id tokenID with one event.
+func issuance(tokenID string, c *store.Certificate) store.Issuance {
+	return store.Issuance{
+		TokenID:      tokenID,
+		TokenExpires: epoch.Add(5 * time.Minute),
+		Certificate:  c,
+		Audit:        []audit.Event{newEvent(audit.TypeCertificateIssued, c.Serial)},
+	}
+}
+
+func commit(t testing.TB, s store.Store, items ...store.Issuance) []error {
+	t.Helper()
+	results, err := s.CommitIssuances(context.Background(), items)
+	if err != nil {
+		t.Fatalf("CommitIssuances: %v", err)
+	}
+	if len(results) != len(items) {
+		t.Fatalf("CommitIssuances returned %d results for %d items", len(results), len(items))
+	}
+	return results
+}
+
+// wantResults checks per-item results against the sentinel errors expected.
+func wantResults(t testing.TB, got []error, want ...error) {
+	t.Helper()
+	for i := range want {
+		switch {
+		case want[i] == nil && got[i] != nil:
+			t.Errorf("item %d: got %v, want it written", i, got[i])
+		case want[i] != nil && !errors.Is(got[i], want[i]):
+			t.Errorf("item %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func mustGet(t testing.TB, s store.Store, serial string) store.Certificate {
+	t.Helper()
+	c, err := s.GetCertificate(context.Background(), serial)
+	if err != nil {
+		t.Fatalf("GetCertificate(%s): %v", serial, err)
+	}
+	return c
+}
+
+func wantAbsent(t testing.TB, s store.Store, serial string) {
+	t.Helper()
+	if _, err := s.GetCertificate(context.Background(), serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetCertificate(%s): got %v, want ErrNotFound", serial, err)
+	}
+}
+
+// checkTime checks that got is want at microsecond precision, in UTC.
+func checkTime(t testing.TB, field string, got, want time.Time) {
+	t.Helper()
+	want = µs(want)
+	if !got.Equal(want) || (!got.IsZero() && got.Location() != time.UTC) {
+		t.Errorf("%s = %v, want %v", field, got, want)
+	}
+}
+
+// checkCert checks that got is the record of want after a round trip.
+func checkCert(t testing.TB, got, want store.Certificate) {
+	t.Helper()
+	if want.Status == "" {
+		want.Status = store.StatusValid
+	}
+	checkTime(t, "NotBefore", got.NotBefore, want.NotBefore)
+	checkTime(t, "NotAfter", got.NotAfter, want.NotAfter)
+	checkTime(t, "RevokedAt", got.RevokedAt, want.RevokedAt)
+	checkTime(t, "CreatedAt", got.CreatedAt, want.CreatedAt)
+	got.NotBefore, got.NotAfter, got.RevokedAt, got.CreatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	want.NotBefore, want.NotAfter, want.RevokedAt, want.CreatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("certificate round trip:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func head(t testing.TB, s store.Store) int64 {
+	t.Helper()
+	seq, _, err := s.AuditHead(context.Background())
+	if err != nil {
+		t.Fatalf("AuditHead: %v", err)
+	}
+	return seq
+}
+
+// allAudit reads the whole log, checking it verifies.
+func allAudit(t testing.TB, s store.Store) []audit.Event {
+	t.Helper()
+	ctx := context.Background()
+	rep, err := audit.Verify(ctx, s, nil)
+	if err != nil {
+		t.Fatalf("audit.Verify: %v", err)
+	}
+	if !rep.OK() {
+		t.Fatalf("audit.Verify: %v", rep.Problems)
+	}
+	var all []audit.Event
+	for {
+		page, err := s.ListAudit(ctx, int64(len(all)), 100)
+		if err != nil {
+			t.Fatalf("ListAudit: %v", err)
+		}
+		all = append(all, page...)
+		if len(page) < 100 {
+			break
+		}
+	}
+	if int64(len(all)) != rep.Records {
+		t.Fatalf("read %d records, Verify read %d", len(all), rep.Records)
+	}
+	return all
+}
+
+// auditSubjects lists the Type:Subject of every record in order.
+func auditSubjects(events []audit.Event) []string {
+	out := make([]string, len(events))
+	for i, e := range events {
+		out[i] = e.Type + ":" + e.Subject
+	}
+	return out
+}
+
+func testRoundTrip(t *testing.T, s store.Store) {
+	valid := newCert(t, "svc.example.com", "svc.example.com", "b.example.com", "10.0.0.1", "spiffe://example.com/svc", "ops@example.com")
+	valid.RenewedFrom = newSerial(t)
+	revoked := newCert(t, "old.example.com")
+	revoked.Provisioner = ""
+	revoked.Status = store.StatusRevoked
+	revoked.RevokedAt = epoch.Add(-time.Second)
+	revoked.RevocationReason = 4
+	unstamped := newCert(t, "new.example.com", "new.example.com")
+	unstamped.CreatedAt = time.Time{}
+	unstamped.Status = ""
+
+	before := time.Now()
+	wantResults(t, commit(t, s, issuance("tok-1", valid), issuance("", revoked), issuance("tok-3", unstamped)), nil, nil, nil)
+	after := time.Now()
+
+	checkCert(t, mustGet(t, s, valid.Serial), *valid)
+	checkCert(t, mustGet(t, s, revoked.Serial), *revoked)
+
+	got := mustGet(t, s, unstamped.Serial)
+	if got.CreatedAt.Before(before.Truncate(time.Microsecond)) || got.CreatedAt.After(after) {
+		t.Errorf("zero CreatedAt recorded as %v, want the time of the commit", got.CreatedAt)
+	}
+	want := *unstamped
+	want.CreatedAt = got.CreatedAt
+	checkCert(t, got, want)
+}
+
+func testGetNotFound(t *testing.T, s store.Store) {
+	wantAbsent(t, s, "abc123")
+}
+
+func testCommitNoItems(t *testing.T, s store.Store) {
+	results, err := s.CommitIssuances(context.Background(), nil)
+	if err != nil || len(results) != 0 {
+		t.Fatalf("CommitIssuances(nil) = %v, %v; want no results and no error", results, err)
+	}
+	if got := head(t, s); got != 0 {
+		t.Errorf("audit head %d after an empty commit, want 0", got)
+	}
+}
+
+func testReplayAcrossCommits(t *testing.T, s store.Store) {
+	first, second := newCert(t, "a.example.com"), newCert(t, "b.example.com")
+	wantResults(t, commit(t, s, issuance("tok-replayed", first)), nil)
+	wantResults(t, commit(t, s, issuance("tok-replayed", second)), store.ErrTokenReplayed)
+	mustGet(t, s, first.Serial)
+	wantAbsent(t, s, second.Serial)
+	if got := auditSubjects(allAudit(t, s)); !slices.Equal(got, []string{audit.TypeCertificateIssued + ":" + first.Serial}) {
+		t.Errorf("audit log %v, want only the first issuance", got)
+	}
+}
+
+func testReplayWithinBatch(t *testing.T, s store.Store) {
+	first, second := newCert(t, "a.example.com"), newCert(t, "b.example.com")
+	wantResults(t, commit(t, s, issuance("tok-twice", first), issuance("tok-twice", second)), nil, store.ErrTokenReplayed)
+	mustGet(t, s, first.Serial)
+	wantAbsent(t, s, second.Serial)
+	if got := head(t, s); got != 1 {
+		t.Errorf("audit head %d, want 1 (the replayed item's event is not written)", got)
+	}
+}
+
+func testDuplicateSerial(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	original := newCert(t, "a.example.com")
+	wantResults(t, commit(t, s, issuance("tok-a", original)), nil)
+
+	clash := newCert(t, "b.example.com")
+	clash.Serial = original.Serial
+	wantResults(t, commit(t, s, issuance("tok-b", clash)), store.ErrConflict)
+
+	checkCert(t, mustGet(t, s, original.Serial), *original)
+	if got := head(t, s); got != 1 {
+		t.Errorf("audit head %d, want 1 (the conflicting item's event is not written)", got)
+	}
+	if err := s.ConsumeToken(ctx, "tok-b", epoch); err != nil {
+		t.Errorf("token of the conflicting item was consumed: ConsumeToken = %v", err)
+	}
+}
+
+func testDuplicateSerialWithinBatch(t *testing.T, s store.Store) {
+	first := newCert(t, "a.example.com")
+	second := newCert(t, "b.example.com")
+	second.Serial = first.Serial
+	wantResults(t, commit(t, s, issuance("tok-1", first), issuance("tok-2", second)), nil, store.ErrConflict)
+	checkCert(t, mustGet(t, s, first.Serial), *first)
+	if err := s.ConsumeToken(context.Background(), "tok-2", epoch); err != nil {
+		t.Errorf("token of the conflicting item was consumed: ConsumeToken = %v", err)
+	}
+}
+
+// An item refused for its serial did not consume its token, so a later item
+// of the same batch with that token is written.
+func testRefusedItemFreesToken(t *testing.T, s store.Store) {
+	existing := newCert(t, "a.example.com")
+	wantResults(t, commit(t, s, issuance("", existing)), nil)
+
+	clash := newCert(t, "b.example.com")
+	clash.Serial = existing.Serial
+	retry := newCert(t, "b.example.com")
+	wantResults(t, commit(t, s, issuance("tok-retry", clash), issuance("tok-retry", retry)), store.ErrConflict, nil)
+	mustGet(t, s, retry.Serial)
+	wantResults(t, commit(t, s, issuance("tok-retry", newCert(t, "c.example.com"))), store.ErrTokenReplayed)
+}
+
+func testMixedBatch(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.ConsumeToken(ctx, "tok-used", epoch.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	existing := newCert(t, "existing.example.com")
+	wantResults(t, commit(t, s, issuance("", existing)), nil)
+
+	ok1 := newCert(t, "ok1.example.com")
+	replayed := newCert(t, "replayed.example.com")
+	clash := newCert(t, "clash.example.com")
+	clash.Serial = existing.Serial
+	ok2 := newCert(t, "ok2.example.com")
+	tokenOnly := store.Issuance{TokenID: "tok-only", TokenExpires: epoch, Audit: []audit.Event{newEvent(audit.TypeTokenCreated, "tok-only")}}
+	auditOnly := store.Issuance{Audit: []audit.Event{newEvent(audit.TypeRequestDenied, "denied"), newEvent(audit.TypeRequestDenied, "denied-again")}}
+
+	results := commit(t, s,
+		issuance("tok-ok1", ok1),
+		issuance("tok-used", replayed),
+		issuance("tok-clash", clash),
+		issuance("tok-ok2", ok2),
+		tokenOnly,
+		auditOnly,
+	)
+	wantResults(t, results, nil, store.ErrTokenReplayed, store.ErrConflict, nil, nil, nil)
+
+	mustGet(t, s, ok1.Serial)
+	mustGet(t, s, ok2.Serial)
+	wantAbsent(t, s, replayed.Serial)
+	checkCert(t, mustGet(t, s, existing.Serial), *existing)
+	if err := s.ConsumeToken(ctx, "tok-only", epoch); !errors.Is(err, store.ErrTokenReplayed) {
+		t.Errorf("token-only item: ConsumeToken = %v, want ErrTokenReplayed", err)
+	}
+	if err := s.ConsumeToken(ctx, "tok-clash", epoch); err != nil {
+		t.Errorf("token of the conflicting item: ConsumeToken = %v, want it unconsumed", err)
+	}
+	issued := audit.TypeCertificateIssued + ":"
+	want := []string{
+		issued + existing.Serial,
+		issued + ok1.Serial,
+		issued + ok2.Serial,
+		audit.TypeTokenCreated + ":tok-only",
+		audit.TypeRequestDenied + ":denied",
+		audit.TypeRequestDenied + ":denied-again",
+	}
+	if got := auditSubjects(allAudit(t, s)); !slices.Equal(got, want) {
+		t.Errorf("audit log\n got %v\nwant %v", got, want)
+	}
+}
+
+func testCanceled(t *testing.T, s store.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c := newCert(t, "a.example.com")
+	if _, err := s.CommitIssuances(ctx, []store.Issuance{issuance("tok-1", c)}); err == nil {
+		t.Fatal("CommitIssuances with a canceled context succeeded")
+	}
+	wantAbsent(t, s, c.Serial)
+	if got := head(t, s); got != 0 {
+		t.Errorf("audit head %d, want 0", got)
+	}
+	if err := s.ConsumeToken(context.Background(), "tok-1", epoch); err != nil {
+		t.Errorf("token consumed by a canceled commit: %v", err)
+	}
+}
+
+func testConsumeToken(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.ConsumeToken(ctx, "tok-1", epoch); err != nil {
+		t.Fatalf("first ConsumeToken: %v", err)
+	}
+	if err := s.ConsumeToken(ctx, "tok-1", epoch); !errors.Is(err, store.ErrTokenReplayed) {
+		t.Errorf("second ConsumeToken = %v, want ErrTokenReplayed", err)
+	}
+	wantResults(t, commit(t, s, issuance("tok-1", newCert(t, "a.example.com"))), store.ErrTokenReplayed)
+	wantResults(t, commit(t, s, issuance("tok-2", newCert(t, "a.example.com"))), nil)
+	if err := s.ConsumeToken(ctx, "tok-2", epoch); !errors.Is(err, store.ErrTokenReplayed) {
+		t.Errorf("ConsumeToken of a committed token = %v, want ErrTokenReplayed", err)
+	}
+}
+
+func testPruneTokens(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for id, expires := range map[string]time.Time{
+		"tok-expired":  epoch.Add(-time.Minute),
+		"tok-boundary": epoch,
+		"tok-live":     epoch.Add(time.Minute),
+	} {
+		if err := s.ConsumeToken(ctx, id, expires); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PruneTokens(ctx, epoch); err != nil {
+		t.Fatalf("PruneTokens: %v", err)
+	}
+	if err := s.ConsumeToken(ctx, "tok-expired", epoch); err != nil {
+		t.Errorf("expired token id not forgotten: %v", err)
+	}
+	for _, id := range []string{"tok-boundary", "tok-live"} {
+		if err := s.ConsumeToken(ctx, id, epoch); !errors.Is(err, store.ErrTokenReplayed) {
+			t.Errorf("%s: ConsumeToken after prune = %v, want ErrTokenReplayed", id, err)
+		}
+	}
+}
+
+func testRevoke(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newCert(t, "a.example.com")
+	wantResults(t, commit(t, s, issuance("", c)), nil)
+	at := epoch.Add(10 * time.Minute)
+	ev := newEvent(audit.TypeCertificateRevoked, c.Serial)
+	if err := s.RevokeCertificate(ctx, c.Serial, 1, at, ev); err != nil {
+		t.Fatalf("RevokeCertificate: %v", err)
+	}
+	want := *c
+	want.Status, want.RevokedAt, want.RevocationReason = store.StatusRevoked, at, 1
+	checkCert(t, mustGet(t, s, c.Serial), want)
+	events := allAudit(t, s)
+	if len(events) != 2 || events[1].Type != audit.TypeCertificateRevoked || events[1].Subject != c.Serial {
+		t.Errorf("audit log %v, want the issuance then the revocation", auditSubjects(events))
+	}
+}
+
+func testRevokeNotFound(t *testing.T, s store.Store) {
+	err := s.RevokeCertificate(context.Background(), "abc", 0, epoch, newEvent(audit.TypeCertificateRevoked, "abc"))
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeCertificate(unknown) = %v, want ErrNotFound", err)
+	}
+	if got := head(t, s); got != 0 {
+		t.Errorf("audit head %d after a failed revocation, want 0", got)
+	}
+}
+
+func testRevokeTwice(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newCert(t, "a.example.com")
+	wantResults(t, commit(t, s, issuance("", c)), nil)
+	if err := s.RevokeCertificate(ctx, c.Serial, 1, epoch, newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
+		t.Fatal(err)
+	}
+	err := s.RevokeCertificate(ctx, c.Serial, 4, epoch.Add(time.Hour), newEvent(audit.TypeCertificateRevoked, c.Serial))
+	if !errors.Is(err, store.ErrAlreadyRevoked) {
+		t.Errorf("second RevokeCertificate = %v, want ErrAlreadyRevoked", err)
+	}
+	want := *c
+	want.Status, want.RevokedAt, want.RevocationReason = store.StatusRevoked, epoch, 1
+	checkCert(t, mustGet(t, s, c.Serial), want)
+	if got := head(t, s); got != 2 {
+		t.Errorf("audit head %d, want 2 (the refused revocation appends nothing)", got)
+	}
+}
+
+// listAll pages through f, checking pages are in order without duplicates,
+// and returns the serials.
+func listAll(t testing.TB, s store.Store, f store.CertFilter) []string {
+	t.Helper()
+	var serials []string
+	for pages := 0; ; pages++ {
+		if pages > 10000 {
+			t.Fatal("ListCertificates never reached the last page")
+		}
+		page, err := s.ListCertificates(context.Background(), f)
+		if err != nil {
+			t.Fatalf("ListCertificates(%+v): %v", f, err)
+		}
+		if f.Limit > 0 && len(page.Certificates) > f.Limit {
+			t.Fatalf("page of %d certificates, limit %d", len(page.Certificates), f.Limit)
+		}
+		for _, c := range page.Certificates {
+			if n := len(serials); n > 0 && c.Serial <= serials[n-1] {
+				t.Fatalf("serial %s listed after %s: not in order or repeated", c.Serial, serials[n-1])
+			}
+			serials = append(serials, c.Serial)
+		}
+		if page.Next == "" {
+			return serials
+		}
+		if len(page.Certificates) == 0 {
+			t.Fatal("empty page with a Next cursor")
+		}
+		f.After = page.Next
+	}
+}
+
+// sorted returns the serials of certs in listing order.
+func sorted(certs ...*store.Certificate) []string {
+	out := make([]string, len(certs))
+	for i, c := range certs {
+		out[i] = c.Serial
+	}
+	slices.Sort(out)
+	return out
+}
+
+func testListByName(t *testing.T, s store.Store) {
+	bySubject := newCert(t, "api.example.com")
+	bySAN := newCert(t, "worker", "api.example.com", "10.0.0.7")
+	other := newCert(t, "db.example.com", "db.example.com", "spiffe://example.com/db")
+	wantResults(t, commit(t, s, issuance("", bySubject), issuance("", bySAN), issuance("", other)), nil, nil, nil)
+
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"api.example.com", sorted(bySubject, bySAN)},
+		{"10.0.0.7", sorted(bySAN)},
+		{"spiffe://example.com/db", sorted(other)},
+		{"worker", sorted(bySAN)},
+		{"example.com", nil},
+		{"API.example.com", nil},
+	} {
+		if got := listAll(t, s, store.CertFilter{Name: tc.name}); !slices.Equal(got, tc.want) {
+			t.Errorf("Name %q: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func testListByStatus(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := epoch
+	live := newCert(t, "live.example.com")
+	live.NotAfter = now.Add(time.Hour)
+	lastMoment := newCert(t, "last-moment.example.com")
+	lastMoment.NotAfter = now
+	expired := newCert(t, "expired.example.com")
+	expired.NotAfter = now.Add(-time.Hour)
+	revokedLive := newCert(t, "revoked-live.example.com")
+	revokedLive.NotAfter = now.Add(time.Hour)
+	revokedExpired := newCert(t, "revoked-expired.example.com")
+	revokedExpired.NotAfter = now.Add(-time.Hour)
+	all := []*store.Certificate{live, lastMoment, expired, revokedLive, revokedExpired}
+	var items []store.Issuance
+	for _, c := range all {
+		items = append(items, issuance("", c))
+	}
+	wantResults(t, commit(t, s, items...), nil, nil, nil, nil, nil)
+	for _, c := range []*store.Certificate{revokedLive, revokedExpired} {
+		if err := s.RevokeCertificate(ctx, c.Serial, 0, now.Add(-2*time.Hour), newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		f    store.CertFilter
+		want []string
+	}{
+		{"all", store.CertFilter{Now: now}, sorted(all...)},
+		{"valid includes NotAfter equal to now", store.CertFilter{Status: store.StatusValid, Now: now}, sorted(live, lastMoment)},
+		{"expired", store.CertFilter{Status: store.StatusExpired, Now: now}, sorted(expired)},
+		{"revoked whether or not expired", store.CertFilter{Status: store.StatusRevoked, Now: now}, sorted(revokedLive, revokedExpired)},
+		{"expiring before is strict", store.CertFilter{ExpiringBefore: now}, sorted(expired, revokedExpired)},
+		{"expiring soon", store.CertFilter{ExpiringBefore: now.Add(2 * time.Hour)}, sorted(all...)},
+		{"valid and expiring soon", store.CertFilter{Status: store.StatusValid, Now: now, ExpiringBefore: now.Add(time.Minute)}, sorted(lastMoment)},
+		{"later now expires more", store.CertFilter{Status: store.StatusExpired, Now: now.Add(90 * time.Minute)}, sorted(live, lastMoment, expired)},
+		{"name and status", store.CertFilter{Name: "live.example.com", Status: store.StatusValid, Now: now}, sorted(live)},
+		{"name and other status", store.CertFilter{Name: "live.example.com", Status: store.StatusRevoked, Now: now}, nil},
+	} {
+		if got := listAll(t, s, tc.f); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if _, err := s.ListCertificates(ctx, store.CertFilter{Status: "bogus"}); err == nil {
+		t.Error("unknown status filter accepted")
+	}
+}
+
+func testListStatusClock(t *testing.T, s store.Store) {
+	live := newCert(t, "live.example.com")
+	live.NotAfter = time.Now().Add(time.Hour)
+	expired := newCert(t, "expired.example.com")
+	expired.NotAfter = time.Now().Add(-time.Hour)
+	wantResults(t, commit(t, s, issuance("", live), issuance("", expired)), nil, nil)
+	if got := listAll(t, s, store.CertFilter{Status: store.StatusValid}); !slices.Equal(got, sorted(live)) {
+		t.Errorf("valid with zero Now: got %v, want %v", got, sorted(live))
+	}
+	if got := listAll(t, s, store.CertFilter{Status: store.StatusExpired}); !slices.Equal(got, sorted(expired)) {
+		t.Errorf("expired with zero Now: got %v, want %v", got, sorted(expired))
+	}
+}
+
+// commitMany records n certificates, every third also named shared.example.com.
+func commitMany(t testing.TB, s store.Store, n int) (all, shared []string) {
+	var items []store.Issuance
+	for i := range n {
+		c := newCert(t, fmt.Sprintf("host-%d.example.com", i))
+		if i%3 == 0 {
+			c.Names = []string{"shared.example.com"}
+			shared = append(shared, c.Serial)
+		}
+		all = append(all, c.Serial)
+		items = append(items, issuance("", c))
+		if len(items) == 250 || i == n-1 {
+			for i, err := range commit(t, s, items...) {
+				if err != nil {
+					t.Fatalf("item %d: %v", i, err)
+				}
+			}
+			items = items[:0]
+		}
+	}
+	slices.Sort(all)
+	slices.Sort(shared)
+	return all, shared
+}
+
+func testListPages(t *testing.T, s store.Store) {
+	all, shared := commitMany(t, s, 203)
+	for _, limit := range []int{1, 7, 50, 203, 500} {
+		if got := listAll(t, s, store.CertFilter{Limit: limit}); !slices.Equal(got, all) {
+			t.Errorf("limit %d: listed %d certificates, want the %d committed", limit, len(got), len(all))
+		}
+		if got := listAll(t, s, store.CertFilter{Limit: limit, Name: "shared.example.com"}); !slices.Equal(got, shared) {
+			t.Errorf("limit %d, by name: listed %d certificates, want %d", limit, len(got), len(shared))
+		}
+	}
+	// Exactly one page: no Next.
+	page, err := s.ListCertificates(context.Background(), store.CertFilter{Limit: len(all)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Certificates) != len(all) || page.Next != "" {
+		t.Errorf("limit equal to the count: %d certificates, Next %q; want all and no Next", len(page.Certificates), page.Next)
+	}
+}
+
+func testListPageSize(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	all, _ := commitMany(t, s, 1001)
+	for _, tc := range []struct {
+		limit, want int
+	}{{0, 100}, {-1, 100}, {5000, 1000}} {
+		page, err := s.ListCertificates(ctx, store.CertFilter{Limit: tc.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Certificates) != tc.want || page.Next != all[tc.want-1] {
+			t.Errorf("limit %d: page of %d, Next %q; want %d and Next %q", tc.limit, len(page.Certificates), page.Next, tc.want, all[tc.want-1])
+		}
+	}
+	page, err := s.ListCertificates(ctx, store.CertFilter{Limit: 5000, After: all[999]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Certificates) != 1 || page.Certificates[0].Serial != all[1000] || page.Next != "" {
+		t.Errorf("last page: %d certificates, Next %q; want the last one and no Next", len(page.Certificates), page.Next)
+	}
+}
+
+func goodPolicy() policy.Policy {
+	return policy.Policy{
+		AllowDNS:   []string{"*.example.com"},
+		DenyDNS:    []string{"*.prod.example.com"},
+		AllowIP:    []string{"10.0.0.0/8"},
+		AllowURI:   []string{"spiffe://example.com/"},
+		AllowEmail: []string{"@example.com"},
+		DefaultTTL: policy.Duration(time.Hour),
+		MaxTTL:     policy.Duration(24 * time.Hour),
+		KeyTypes:   []keys.KeyType{keys.ECP256, keys.Ed25519},
+		Issuer:     "default",
+	}
+}
+
+func checkProvisioner(t testing.TB, got, want store.Provisioner) {
+	t.Helper()
+	checkTime(t, "CreatedAt", got.CreatedAt, want.CreatedAt)
+	checkTime(t, "UpdatedAt", got.UpdatedAt, want.UpdatedAt)
+	if got.Name != want.Name || got.Type != want.Type || !reflect.DeepEqual(got.Policy, want.Policy) {
+		t.Errorf("provisioner round trip:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func testProvisionerLifecycle(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	p := store.Provisioner{Name: "good-ci", Type: "token", Policy: goodPolicy(), CreatedAt: epoch, UpdatedAt: epoch}
+	if err := s.CreateProvisioner(ctx, p, newEvent(audit.TypeProvisionerAdded, p.Name)); err != nil {
+		t.Fatalf("CreateProvisioner: %v", err)
+	}
+	got, err := s.GetProvisioner(ctx, p.Name)
+	if err != nil {
+		t.Fatalf("GetProvisioner: %v", err)
+	}
+	checkProvisioner(t, got, p)
+
+	updated := p
+	updated.Type = "acme"
+	updated.Policy = policy.Policy{AllowDNS: []string{"*.internal"}}
+	updated.CreatedAt = time.Time{} // the store keeps the original
+	updated.UpdatedAt = epoch.Add(time.Hour)
+	if err := s.UpdateProvisioner(ctx, updated, newEvent(audit.TypeProvisionerUpdated, p.Name)); err != nil {
+		t.Fatalf("UpdateProvisioner: %v", err)
+	}
+	got, err = s.GetProvisioner(ctx, p.Name)
+	if err != nil {
+		t.Fatalf("GetProvisioner after update: %v", err)
+	}
+	updated.CreatedAt = p.CreatedAt
+	checkProvisioner(t, got, updated)
+
+	if err := s.DeleteProvisioner(ctx, p.Name, newEvent(audit.TypeProvisionerRemoved, p.Name)); err != nil {
+		t.Fatalf("DeleteProvisioner: %v", err)
+	}
+	if _, err := s.GetProvisioner(ctx, p.Name); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetProvisioner after delete = %v, want ErrNotFound", err)
+	}
+	want := []string{
+		audit.TypeProvisionerAdded + ":" + p.Name,
+		audit.TypeProvisionerUpdated + ":" + p.Name,
+		audit.TypeProvisionerRemoved + ":" + p.Name,
+	}
+	if got := auditSubjects(allAudit(t, s)); !slices.Equal(got, want) {
+		t.Errorf("audit log %v, want %v", got, want)
+	}
+
+	// Zero times are set by the store.
+	before := time.Now().Truncate(time.Microsecond)
+	fresh := store.Provisioner{Name: "good-fresh", Type: "token"}
+	if err := s.CreateProvisioner(ctx, fresh, newEvent(audit.TypeProvisionerAdded, fresh.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateProvisioner(ctx, fresh, newEvent(audit.TypeProvisionerUpdated, fresh.Name)); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	got, err = s.GetProvisioner(ctx, fresh.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, v := range map[string]time.Time{"CreatedAt": got.CreatedAt, "UpdatedAt": got.UpdatedAt} {
+		if v.Before(before) || v.After(after) {
+			t.Errorf("zero %s recorded as %v, want the time of the write", field, v)
+		}
+	}
+}
+
+func testProvisionerErrors(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	p := store.Provisioner{Name: "good-ci", Type: "token", Policy: goodPolicy(), CreatedAt: epoch, UpdatedAt: epoch}
+	if err := s.CreateProvisioner(ctx, p, newEvent(audit.TypeProvisionerAdded, p.Name)); err != nil {
+		t.Fatal(err)
+	}
+	clash := store.Provisioner{Name: p.Name, Type: "acme"}
+	if err := s.CreateProvisioner(ctx, clash, newEvent(audit.TypeProvisionerAdded, p.Name)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateProvisioner(existing) = %v, want ErrConflict", err)
+	}
+	missing := store.Provisioner{Name: "bad-missing", Type: "token"}
+	if err := s.UpdateProvisioner(ctx, missing, newEvent(audit.TypeProvisionerUpdated, missing.Name)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateProvisioner(missing) = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteProvisioner(ctx, missing.Name, newEvent(audit.TypeProvisionerRemoved, missing.Name)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("DeleteProvisioner(missing) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetProvisioner(ctx, missing.Name); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetProvisioner(missing) = %v, want ErrNotFound", err)
+	}
+	got, err := s.GetProvisioner(ctx, p.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkProvisioner(t, got, p)
+	if all, err := s.ListProvisioners(ctx); err != nil || len(all) != 1 {
+		t.Errorf("ListProvisioners = %d provisioners, %v; want 1", len(all), err)
+	}
+	if got := head(t, s); got != 1 {
+		t.Errorf("audit head %d, want 1 (failed changes append nothing)", got)
+	}
+}
+
+func testListProvisioners(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if all, err := s.ListProvisioners(ctx); err != nil || len(all) != 0 {
+		t.Fatalf("ListProvisioners on an empty store = %v, %v", all, err)
+	}
+	names := []string{"good-m", "Good-Z", "good-a", "good-b2", "good-b10"}
+	for _, name := range names {
+		if err := s.CreateProvisioner(ctx, store.Provisioner{Name: name, Type: "token", Policy: goodPolicy()}, newEvent(audit.TypeProvisionerAdded, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.ListProvisioners(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range all {
+		got = append(got, p.Name)
+		if !reflect.DeepEqual(p.Policy, goodPolicy()) {
+			t.Errorf("%s: policy %+v, want %+v", p.Name, p.Policy, goodPolicy())
+		}
+	}
+	want := slices.Clone(names)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("ListProvisioners order %v, want %v", got, want)
+	}
+}
+
+func testAuditEmpty(t *testing.T, s store.Store) {
+	seq, hash, err := s.AuditHead(context.Background())
+	if err != nil || seq != 0 || !bytes.Equal(hash, audit.GenesisHash) {
+		t.Errorf("AuditHead of an empty log = %d, %x, %v; want 0 and the genesis hash", seq, hash, err)
+	}
+	events, err := s.ListAudit(context.Background(), 0, 10)
+	if err != nil || len(events) != 0 {
+		t.Errorf("ListAudit of an empty log = %v, %v", events, err)
+	}
+	if rep := allAudit(t, s); len(rep) != 0 {
+		t.Errorf("empty log verified with %d records", len(rep))
+	}
+}
+
+func testAuditAppend(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var sent []audit.Event
+	for i := range 8 {
+		e := newEvent(audit.TypeCertificateIssued, fmt.Sprintf("subject-%d", i))
+		e.Time = epoch.Add(time.Duration(i) * 1001 * time.Nanosecond)
+		if i == 3 {
+			e.Detail = nil
+		}
+		sent = append(sent, e)
+	}
+	if err := s.AppendAudit(ctx, sent[:5]...); err != nil {
+		t.Fatalf("AppendAudit: %v", err)
+	}
+	if err := s.AppendAudit(ctx, sent[5:]...); err != nil {
+		t.Fatalf("AppendAudit: %v", err)
+	}
+	if err := s.AppendAudit(ctx); err != nil {
+		t.Fatalf("AppendAudit(): %v", err)
+	}
+	if sent[0].Seq != 0 || sent[0].Hash != nil {
+		t.Error("AppendAudit changed the caller's events")
+	}
+
+	got := allAudit(t, s)
+	if len(got) != len(sent) {
+		t.Fatalf("log has %d records, want %d", len(got), len(sent))
+	}
+	prev := audit.GenesisHash
+	for i, e := range got {
+		want := sent[i]
+		audit.Seal(&want, int64(i+1), prev)
+		if !reflect.DeepEqual(e, want) {
+			t.Errorf("record %d:\n got %+v\nwant %+v", i+1, e, want)
+		}
+		prev = e.Hash
+	}
+	seq, hash, err := s.AuditHead(ctx)
+	if err != nil || seq != 8 || !bytes.Equal(hash, got[7].Hash) {
+		t.Errorf("AuditHead = %d, %x, %v; want 8, %x", seq, hash, err, got[7].Hash)
+	}
+}
+
+func testAuditPages(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var events []audit.Event
+	for i := range 25 {
+		events = append(events, newEvent(audit.TypeRequestDenied, fmt.Sprint(i)))
+	}
+	if err := s.AppendAudit(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		after         int64
+		limit         int
+		first, number int64
+	}{
+		{0, 10, 1, 10},
+		{10, 10, 11, 10},
+		{20, 10, 21, 5},
+		{25, 10, 0, 0},
+		{3, 1, 4, 1},
+	} {
+		got, err := s.ListAudit(ctx, tc.after, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(got)) != tc.number || (len(got) > 0 && got[0].Seq != tc.first) {
+			t.Errorf("ListAudit(%d, %d): %d records from %v, want %d from %d", tc.after, tc.limit, len(got), got, tc.number, tc.first)
+		}
+	}
+}
+
+func testAuditFromWrites(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newCert(t, "a.example.com")
+	item := issuance("tok-1", c)
+	item.Audit = append(item.Audit, newEvent(audit.TypeCertificateRenewed, c.Serial))
+	wantResults(t, commit(t, s, item), nil)
+	if err := s.RevokeCertificate(ctx, c.Serial, 0, epoch, newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
+		t.Fatal(err)
+	}
+	p := store.Provisioner{Name: "good-ci", Type: "token"}
+	if err := s.CreateProvisioner(ctx, p, newEvent(audit.TypeProvisionerAdded, p.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateProvisioner(ctx, p, newEvent(audit.TypeProvisionerUpdated, p.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteProvisioner(ctx, p.Name, newEvent(audit.TypeProvisionerRemoved, p.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(ctx, newEvent(audit.TypeCAInitialized, "ca")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		audit.TypeCertificateIssued + ":" + c.Serial,
+		audit.TypeCertificateRenewed + ":" + c.Serial,
+		audit.TypeCertificateRevoked + ":" + c.Serial,
+		audit.TypeProvisionerAdded + ":" + p.Name,
+		audit.TypeProvisionerUpdated + ":" + p.Name,
+		audit.TypeProvisionerRemoved + ":" + p.Name,
+		audit.TypeCAInitialized + ":ca",
+	}
+	events := allAudit(t, s)
+	if got := auditSubjects(events); !slices.Equal(got, want) {
+		t.Errorf("audit log\n got %v\nwant %v", got, want)
+	}
+	for i, e := range events {
+		if e.Seq != int64(i+1) {
+			t.Errorf("record %d has Seq %d", i+1, e.Seq)
+		}
+	}
+}
+
+// CheckConcurrentCommits commits from 16 goroutines at once to every store in
+// stores in turn (one store, or several sharing a database as replicas do) and
+// checks that nothing is lost, nothing is written twice, a token shared by all
+// is accepted once, and the audit chain is intact.
+func CheckConcurrentCommits(t *testing.T, stores ...store.Store) {
+	const (
+		workers = 16
+		batches = 4
+		perItem = 16
+	)
+	ctx := context.Background()
+	var (
+		wg         sync.WaitGroup
+		mu         sync.Mutex
+		serials    []string
+		sharedWins int
+	)
+	for w := range workers {
+		s := stores[w%len(stores)]
+		wg.Go(func() {
+			for b := range batches {
+				var items []store.Issuance
+				for i := range perItem {
+					items = append(items, issuance(fmt.Sprintf("tok-%d-%d-%d", w, b, i), newCert(t, "host.example.com")))
+				}
+				shared := issuance("tok-shared", newCert(t, "shared.example.com"))
+				items = append(items, shared)
+				results, err := s.CommitIssuances(ctx, items)
+				if err != nil {
+					t.Errorf("worker %d: CommitIssuances: %v", w, err)
+					return
+				}
+				mu.Lock()
+				for i, err := range results[:perItem] {
+					if err != nil {
+						t.Errorf("worker %d item %d: %v", w, i, err)
+					}
+					serials = append(serials, items[i].Certificate.Serial)
+				}
+				switch err := results[perItem]; {
+				case err == nil:
+					sharedWins++
+					serials = append(serials, shared.Certificate.Serial)
+				case !errors.Is(err, store.ErrTokenReplayed):
+					t.Errorf("worker %d shared token: %v, want ErrTokenReplayed", w, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if sharedWins != 1 {
+		t.Errorf("shared token accepted %d times, want once", sharedWins)
+	}
+	slices.Sort(serials)
+	for _, s := range stores {
+		if got := listAll(t, s, store.CertFilter{Limit: 1000}); !slices.Equal(got, serials) {
+			t.Errorf("listed %d certificates, want the %d written", len(got), len(serials))
+		}
+	}
+	events := allAudit(t, stores[0])
+	if len(events) != len(serials) {
+		t.Errorf("audit log has %d records, want one per certificate (%d)", len(events), len(serials))
+	}
+	var subjects []string
+	for _, e := range events {
+		subjects = append(subjects, e.Subject)
+	}
+	slices.Sort(subjects)
+	if !slices.Equal(subjects, serials) {
+		t.Error("audit records do not name exactly the certificates written")
+	}
+}
+
+func testConcurrentCommits(t *testing.T, s store.Store) {
+	CheckConcurrentCommits(t, s)
+}
+
+func testPing(t *testing.T, s store.Store) {
+	if err := s.Ping(context.Background()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+}
