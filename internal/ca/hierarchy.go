@@ -84,12 +84,18 @@ type InitOptions struct {
 // Issuer is one generation of a named intermediate with its signer. It is
 // immutable once returned.
 type Issuer struct {
-	Name       string
+	// Name is the intermediate's name in ca.json and in policies, e.g. "default".
+	Name string
+	// Generation counts rotations of Name, starting at 1.
 	Generation int
-	Cert       *x509.Certificate
-	Signer     crypto.Signer
-	Lifetime   time.Duration
-	KeyType    keys.KeyType
+	// Cert is this generation's certificate, signed by the root.
+	Cert *x509.Certificate
+	// Signer is this generation's private key; it is safe for concurrent use.
+	Signer crypto.Signer
+	// Lifetime is the validity a rotation gives the next generation.
+	Lifetime time.Duration
+	// KeyType is the type of Signer, and of the next generation's key.
+	KeyType keys.KeyType
 
 	pem    []byte
 	keyRef string

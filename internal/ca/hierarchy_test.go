@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -24,9 +25,64 @@ import (
 
 var testPassphrase = []byte("correct horse battery staple")
 
+// memBackend is an in-memory keys.Backend with CreateSecret, so that most
+// tests skip the scrypt cost of keys.FileBackend (seconds under -race). The
+// file-backed path is covered by TestFileBackedHierarchy. Two Hierarchy
+// values sharing one memBackend behave like two processes sharing DIR/ca/keys.
+type memBackend struct {
+	mu      sync.Mutex
+	signers map[string]crypto.Signer
+	secrets map[string][]byte
+}
+
+var memKeyName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`) // as keys.FileBackend
+
+func newMemBackend() *memBackend {
+	return &memBackend{signers: map[string]crypto.Signer{}, secrets: map[string][]byte{}}
+}
+
+func (b *memBackend) Create(ctx context.Context, name string, kt keys.KeyType) (crypto.Signer, string, error) {
+	if !memKeyName.MatchString(name) {
+		return nil, "", fmt.Errorf("mem: bad key name %q", name)
+	}
+	signer, err := kt.Generate()
+	if err != nil {
+		return nil, "", err
+	}
+	ref := "mem:" + name + ".key"
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.signers[ref]; ok {
+		return nil, "", fmt.Errorf("mem: %s: %w", ref, fs.ErrExist)
+	}
+	b.signers[ref] = signer
+	return signer, ref, nil
+}
+
+func (b *memBackend) Load(ctx context.Context, ref string) (crypto.Signer, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s, ok := b.signers[ref]; ok {
+		return s, nil
+	}
+	return nil, fmt.Errorf("mem: %s: %w", ref, fs.ErrNotExist)
+}
+
+func (b *memBackend) CreateSecret(ctx context.Context, name string, size int) ([]byte, string, error) {
+	secret := make([]byte, size)
+	ref := "mem:" + name + ".secret"
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.secrets[ref]; ok {
+		return nil, "", fmt.Errorf("mem: %s: %w", ref, fs.ErrExist)
+	}
+	b.secrets[ref] = secret
+	return secret, ref, nil
+}
+
 // Shared, read-only hierarchies and leaf keys, one per key type, so that key
-// generation and scrypt are paid once per test binary. Tests that change a
-// hierarchy create their own with newHierarchy.
+// generation is paid once per test binary. Tests that change a hierarchy
+// create their own with newHierarchy.
 var (
 	sharedMu      sync.Mutex
 	sharedDirs    []string
@@ -73,7 +129,7 @@ func sharedHierarchy(t testing.TB, kt keys.KeyType) *Hierarchy {
 		sharedMu.Lock()
 		sharedDirs = append(sharedDirs, dir)
 		sharedMu.Unlock()
-		e.value, e.err = Init(context.Background(), dir, InitOptions{Name: "Acme Internal", TrustDomain: "example.internal", KeyType: kt}, testBackend(dir))
+		e.value, e.err = initHierarchy(context.Background(), dir, InitOptions{Name: "Acme Internal", TrustDomain: "example.internal", KeyType: kt}, newMemBackend())
 	})
 	if e.err != nil {
 		t.Fatalf("init shared %s hierarchy: %v", kt, e.err)
@@ -92,12 +148,13 @@ func leafKey(t testing.TB, kt keys.KeyType) crypto.Signer {
 	return e.value
 }
 
-func testBackend(dataDir string) *keys.FileBackend {
+func testFileBackend(dataDir string) *keys.FileBackend {
 	return keys.NewFileBackend(filepath.Join(dataDir, "ca", "keys"), testPassphrase)
 }
 
-// newHierarchy initialises a fresh CA in a temporary directory.
-func newHierarchy(t testing.TB, opts InitOptions) (*Hierarchy, string) {
+// newHierarchy initialises a fresh CA with an in-memory key backend in a
+// temporary directory.
+func newHierarchy(t testing.TB, opts InitOptions) (*Hierarchy, string, *memBackend) {
 	t.Helper()
 	dir := t.TempDir()
 	if opts.TrustDomain == "" {
@@ -106,11 +163,12 @@ func newHierarchy(t testing.TB, opts InitOptions) (*Hierarchy, string) {
 	if opts.Name == "" {
 		opts.Name = "Acme Internal"
 	}
-	h, err := Init(context.Background(), dir, opts, testBackend(dir))
+	kb := newMemBackend()
+	h, err := initHierarchy(context.Background(), dir, opts, kb)
 	if err != nil {
 		t.Fatalf("Init: %v", err)
 	}
-	return h, dir
+	return h, dir, kb
 }
 
 func mustIssuer(t testing.TB, h *Hierarchy, name string) *Issuer {
@@ -213,7 +271,7 @@ func TestInitCreatesRootAndDefaultIssuerForEveryKeyType(t *testing.T) {
 			}
 			var h *Hierarchy
 			if kt == keys.RSA4096 {
-				h, _ = newHierarchy(t, InitOptions{KeyType: kt})
+				h, _, _ = newHierarchy(t, InitOptions{KeyType: kt})
 			} else {
 				h = sharedHierarchy(t, kt)
 			}
@@ -270,7 +328,7 @@ func TestInitCreatesRootAndDefaultIssuerForEveryKeyType(t *testing.T) {
 					t.Errorf("serial %x is not a positive 128-bit number", cert.SerialNumber)
 				}
 			}
-			if h.TrustDomain() != "example.internal" || h.Name() != "Acme Internal" || h.TokenKeyRef() != "file:token.secret" {
+			if h.TrustDomain() != "example.internal" || h.Name() != "Acme Internal" || h.TokenKeyRef() != "mem:token.secret" {
 				t.Errorf("trust domain %q, name %q, token key %q", h.TrustDomain(), h.Name(), h.TokenKeyRef())
 			}
 			verifyLeaf(t, h, mustSign(t, iss, serverLeafRequest(leafKey(t, keys.ECP256).Public(), time.Now())), time.Now())
@@ -287,10 +345,22 @@ func checkCriticalKeyUsage(t *testing.T, cert *x509.Certificate) {
 	}
 }
 
-func TestInitWritesLayoutWithPrivateModes(t *testing.T) {
-	h, dir := newHierarchy(t, InitOptions{})
+// TestFileBackedHierarchy runs the CA on the real encrypted key backend: the
+// layout and modes of DIR/ca, ca.json, the passphrase, a second Init, Load
+// with a fresh backend, and a rotation picked up by Reload. The steps share
+// one hierarchy because every key written or read costs a scrypt run.
+func TestFileBackedHierarchy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
 	caDir := filepath.Join(dir, "ca")
-	modes := map[string]fs.FileMode{
+	h, err := Init(ctx, dir, InitOptions{Name: "Acme Internal", TrustDomain: "example.internal"}, testFileBackend(dir))
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	if !Initialized(dir) {
+		t.Fatal("Initialized = false after Init")
+	}
+	checkModes(t, dir, map[string]fs.FileMode{
 		"ca":                       fs.ModeDir | 0o700,
 		"ca/issuers":               fs.ModeDir | 0o700,
 		"ca/keys":                  fs.ModeDir | 0o700,
@@ -300,52 +370,143 @@ func TestInitWritesLayoutWithPrivateModes(t *testing.T) {
 		"ca/keys/token.secret":     0o600,
 		"ca/root.crt":              0o644,
 		"ca/issuers/default-1.crt": 0o644,
+	})
+
+	t.Run("ca.json", func(t *testing.T) {
+		data := mustRead(t, filepath.Join(caDir, "ca.json"))
+		var doc struct {
+			Name        string    `json:"name"`
+			TrustDomain string    `json:"trust_domain"`
+			KeyType     string    `json:"key_type"`
+			CreatedAt   time.Time `json:"created_at"`
+			Root        struct {
+				Cert string `json:"cert"`
+				Key  string `json:"key"`
+			} `json:"root"`
+			TokenKey string           `json:"token_key"`
+			Issuers  []map[string]any `json:"issuers"`
+		}
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatalf("ca.json: %v", err)
+		}
+		if doc.Name != "Acme Internal" || doc.TrustDomain != "example.internal" || doc.KeyType != "ec-p256" || doc.CreatedAt.IsZero() ||
+			doc.Root.Cert != "root.crt" || doc.Root.Key != "file:root.key" || doc.TokenKey != "file:token.secret" {
+			t.Errorf("ca.json = %s", data)
+		}
+		wantIssuer := map[string]any{"name": "default", "generation": 1.0, "cert": "issuers/default-1.crt",
+			"key": "file:default-1.key", "lifetime": "8760h0m0s", "key_type": "ec-p256"}
+		if len(doc.Issuers) != 1 || fmt.Sprint(doc.Issuers[0]) != fmt.Sprint(wantIssuer) {
+			t.Errorf("ca.json issuers = %v, want [%v]", doc.Issuers, wantIssuer)
+		}
+		rootFile := mustRead(t, filepath.Join(caDir, "root.crt"))
+		if certs := pemCerts(t, rootFile); len(certs) != 1 || !certs[0].Equal(h.Root()) || !bytes.Equal(h.RootsPEM(), rootFile) {
+			t.Error("root.crt does not hold the root")
+		}
+		if h.TokenKeyRef() != "file:token.secret" {
+			t.Errorf("TokenKeyRef = %q", h.TokenKeyRef())
+		}
+	})
+
+	t.Run("keys are unreadable without the passphrase", func(t *testing.T) {
+		keyDir := filepath.Join(caDir, "keys")
+		entries, err := os.ReadDir(keyDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 3 {
+			t.Errorf("key directory holds %d files, want root, default-1 and token", len(entries))
+		}
+		for _, e := range entries {
+			block, _ := pem.Decode(mustRead(t, filepath.Join(keyDir, e.Name())))
+			if block == nil {
+				t.Errorf("%s is not PEM", e.Name())
+				continue
+			}
+			if _, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+				t.Errorf("%s holds a plain PKCS#8 key", e.Name())
+			}
+			if _, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+				t.Errorf("%s holds a plain EC key", e.Name())
+			}
+		}
+		wrong := keys.NewFileBackend(keyDir, []byte("wrong passphrase"))
+		if _, err := Load(ctx, dir, wrong); !errors.Is(err, keys.ErrBadPassphrase) {
+			t.Errorf("Load with a wrong passphrase: err = %v, want keys.ErrBadPassphrase", err)
+		}
+	})
+
+	t.Run("second Init is refused", func(t *testing.T) {
+		_, err := Init(ctx, dir, InitOptions{TrustDomain: "other.internal"}, testFileBackend(dir))
+		if !errors.Is(err, ErrAlreadyInitialized) {
+			t.Fatalf("second Init: err = %v, want ErrAlreadyInitialized", err)
+		}
+		if Initialized(t.TempDir()) {
+			t.Error("Initialized = true for an empty directory")
+		}
+	})
+
+	// cli stands for a second process: the CLI, with its own backend.
+	cli, err := Load(ctx, dir, testFileBackend(dir))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
 	}
+	t.Run("Load round trip", func(t *testing.T) {
+		checkSameHierarchy(t, h, cli)
+	})
+
+	t.Run("rotation by another process", func(t *testing.T) {
+		gen2, err := cli.RotateIntermediate(ctx, DefaultIssuerName)
+		if err != nil {
+			t.Fatalf("RotateIntermediate: %v", err)
+		}
+		checkModes(t, dir, map[string]fs.FileMode{
+			"ca/ca.json":               0o600,
+			"ca/keys/default-2.key":    0o600,
+			"ca/issuers/default-2.crt": 0o644,
+		})
+		if err := h.Reload(ctx); err != nil {
+			t.Fatalf("Reload: %v", err)
+		}
+		if got := mustIssuer(t, h, DefaultIssuerName); got.Generation != 2 || !got.Cert.Equal(gen2.Cert) || !publicKeysEqual(got.Signer.Public(), gen2.Signer.Public()) {
+			t.Errorf("after Reload Issuer = generation %d", got.Generation)
+		}
+		now := time.Now()
+		verifyLeaf(t, h, mustSign(t, mustIssuer(t, h, DefaultIssuerName), spiffeLeafRequest(leafKey(t, keys.ECP256).Public(), now)), now)
+	})
+}
+
+func checkModes(t *testing.T, dir string, modes map[string]fs.FileMode) {
+	t.Helper()
 	for rel, want := range modes {
 		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(rel)))
 		if err != nil {
 			t.Errorf("stat %s: %v", rel, err)
 			continue
 		}
-		got := fi.Mode() & (fs.ModeDir | fs.ModePerm)
-		if got != want {
+		if got := fi.Mode() & (fs.ModeDir | fs.ModePerm); got != want {
 			t.Errorf("%s mode = %v, want %v", rel, got, want)
 		}
 	}
+}
 
-	data, err := os.ReadFile(filepath.Join(caDir, "ca.json"))
-	if err != nil {
-		t.Fatal(err)
+// checkSameHierarchy compares a loaded hierarchy with the one that wrote it.
+func checkSameHierarchy(t *testing.T, want, got *Hierarchy) {
+	t.Helper()
+	if !got.Root().Equal(want.Root()) || !bytes.Equal(got.RootsPEM(), want.RootsPEM()) {
+		t.Error("loaded root differs")
 	}
-	var doc struct {
-		Name        string    `json:"name"`
-		TrustDomain string    `json:"trust_domain"`
-		KeyType     string    `json:"key_type"`
-		CreatedAt   time.Time `json:"created_at"`
-		Root        struct {
-			Cert string `json:"cert"`
-			Key  string `json:"key"`
-		} `json:"root"`
-		TokenKey string           `json:"token_key"`
-		Issuers  []map[string]any `json:"issuers"`
+	if got.Name() != want.Name() || got.TrustDomain() != want.TrustDomain() || got.TokenKeyRef() != want.TokenKeyRef() {
+		t.Error("loaded name, trust domain or token key differ")
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		t.Fatalf("ca.json: %v", err)
+	now := time.Now()
+	if !bytes.Equal(got.IntermediatesPEM(now), want.IntermediatesPEM(now)) {
+		t.Error("loaded intermediates differ")
 	}
-	if doc.Name != "Acme Internal" || doc.TrustDomain != "example.internal" || doc.KeyType != "ec-p256" || doc.CreatedAt.IsZero() ||
-		doc.Root.Cert != "root.crt" || doc.Root.Key != "file:root.key" || doc.TokenKey != "file:token.secret" {
-		t.Errorf("ca.json = %s", data)
+	a, b := mustIssuer(t, want, DefaultIssuerName), mustIssuer(t, got, DefaultIssuerName)
+	if !a.Cert.Equal(b.Cert) || a.Lifetime != b.Lifetime || a.KeyType != b.KeyType || a.Generation != b.Generation || !publicKeysEqual(a.Signer.Public(), b.Signer.Public()) {
+		t.Error("loaded issuer differs")
 	}
-	wantIssuer := map[string]any{"name": "default", "generation": 1.0, "cert": "issuers/default-1.crt",
-		"key": "file:default-1.key", "lifetime": "8760h0m0s", "key_type": "ec-p256"}
-	if len(doc.Issuers) != 1 || fmt.Sprint(doc.Issuers[0]) != fmt.Sprint(wantIssuer) {
-		t.Errorf("ca.json issuers = %v, want [%v]", doc.Issuers, wantIssuer)
-	}
-
-	rootFile := pemCerts(t, mustRead(t, filepath.Join(caDir, "root.crt")))
-	if len(rootFile) != 1 || !rootFile[0].Equal(h.Root()) || !bytes.Equal(h.RootsPEM(), mustRead(t, filepath.Join(caDir, "root.crt"))) {
-		t.Error("root.crt does not hold the root")
-	}
+	verifyLeaf(t, want, mustSign(t, b, spiffeLeafRequest(leafKey(t, keys.ECP256).Public(), now)), now)
 }
 
 func mustRead(t testing.TB, path string) []byte {
@@ -355,54 +516,6 @@ func mustRead(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
-}
-
-func TestKeysAreUnreadableWithoutPassphrase(t *testing.T) {
-	_, dir := newHierarchy(t, InitOptions{})
-	keyDir := filepath.Join(dir, "ca", "keys")
-	entries, err := os.ReadDir(keyDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 3 {
-		t.Errorf("key directory holds %d files, want root, default-1 and token", len(entries))
-	}
-	for _, e := range entries {
-		data := mustRead(t, filepath.Join(keyDir, e.Name()))
-		block, _ := pem.Decode(data)
-		if block == nil {
-			t.Errorf("%s is not PEM", e.Name())
-			continue
-		}
-		if _, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
-			t.Errorf("%s holds a plain PKCS#8 key", e.Name())
-		}
-		if _, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
-			t.Errorf("%s holds a plain EC key", e.Name())
-		}
-	}
-
-	wrong := keys.NewFileBackend(keyDir, []byte("wrong passphrase"))
-	if _, err := Load(context.Background(), dir, wrong); !errors.Is(err, keys.ErrBadPassphrase) {
-		t.Errorf("Load with a wrong passphrase: err = %v, want keys.ErrBadPassphrase", err)
-	}
-	if _, err := wrong.Load(context.Background(), "file:root.key"); !errors.Is(err, keys.ErrBadPassphrase) {
-		t.Errorf("load root key with a wrong passphrase: err = %v", err)
-	}
-}
-
-func TestInitRefusesAnInitializedDirectory(t *testing.T) {
-	_, dir := newHierarchy(t, InitOptions{})
-	if !Initialized(dir) {
-		t.Fatal("Initialized = false after Init")
-	}
-	_, err := Init(context.Background(), dir, InitOptions{TrustDomain: "other.internal"}, testBackend(dir))
-	if !errors.Is(err, ErrAlreadyInitialized) {
-		t.Fatalf("second Init: err = %v, want ErrAlreadyInitialized", err)
-	}
-	if Initialized(t.TempDir()) {
-		t.Error("Initialized = true for an empty directory")
-	}
 }
 
 func TestInitRejectsBadOptions(t *testing.T) {
@@ -418,7 +531,7 @@ func TestInitRejectsBadOptions(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			if _, err := Init(context.Background(), dir, opts, testBackend(dir)); err == nil {
+			if _, err := Init(context.Background(), dir, opts, testFileBackend(dir)); err == nil {
 				t.Fatal("Init succeeded")
 			}
 			if Initialized(dir) {
@@ -430,7 +543,7 @@ func TestInitRejectsBadOptions(t *testing.T) {
 
 func TestIssuerLifetimeIsCappedAtRoot(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	h, _ := newHierarchy(t, InitOptions{RootLifetime: 48 * time.Hour, IssuerLifetime: 100 * time.Hour, Now: func() time.Time { return now }})
+	h, _, _ := newHierarchy(t, InitOptions{RootLifetime: 48 * time.Hour, IssuerLifetime: 100 * time.Hour, Now: func() time.Time { return now }})
 	iss := mustIssuer(t, h, DefaultIssuerName)
 	if !iss.Cert.NotAfter.Equal(h.Root().NotAfter) {
 		t.Errorf("intermediate NotAfter = %s, root NotAfter = %s", iss.Cert.NotAfter, h.Root().NotAfter)
@@ -445,34 +558,19 @@ func TestIssuerLifetimeIsCappedAtRoot(t *testing.T) {
 }
 
 func TestLoadRoundTrip(t *testing.T) {
-	h, dir := newHierarchy(t, InitOptions{KeyType: keys.ECP384})
-	loaded, err := Load(context.Background(), dir, testBackend(dir))
+	h, dir, kb := newHierarchy(t, InitOptions{KeyType: keys.ECP384})
+	loaded, err := Load(context.Background(), dir, kb)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if !loaded.Root().Equal(h.Root()) || !bytes.Equal(loaded.RootsPEM(), h.RootsPEM()) {
-		t.Error("loaded root differs")
-	}
-	if loaded.Name() != h.Name() || loaded.TrustDomain() != h.TrustDomain() || loaded.TokenKeyRef() != h.TokenKeyRef() {
-		t.Error("loaded name, trust domain or token key differ")
-	}
-	now := time.Now()
-	if !bytes.Equal(loaded.IntermediatesPEM(now), h.IntermediatesPEM(now)) {
-		t.Error("loaded intermediates differ")
-	}
-	a, b := mustIssuer(t, h, DefaultIssuerName), mustIssuer(t, loaded, DefaultIssuerName)
-	if !a.Cert.Equal(b.Cert) || a.Lifetime != b.Lifetime || a.KeyType != b.KeyType || a.Generation != b.Generation || !publicKeysEqual(a.Signer.Public(), b.Signer.Public()) {
-		t.Error("loaded issuer differs")
-	}
-	verifyLeaf(t, h, mustSign(t, b, spiffeLeafRequest(leafKey(t, keys.ECP256).Public(), now)), now)
-
-	if _, err := Load(context.Background(), t.TempDir(), testBackend(dir)); !errors.Is(err, ErrNotInitialized) {
+	checkSameHierarchy(t, h, loaded)
+	if _, err := Load(context.Background(), t.TempDir(), kb); !errors.Is(err, ErrNotInitialized) {
 		t.Errorf("Load of an empty directory: err = %v, want ErrNotInitialized", err)
 	}
 }
 
 func TestRotationKeepsOlderLeavesVerifying(t *testing.T) {
-	h, dir := newHierarchy(t, InitOptions{})
+	h, dir, kb := newHierarchy(t, InitOptions{})
 	ctx := context.Background()
 	gen1 := mustIssuer(t, h, DefaultIssuerName)
 	now := time.Now()
@@ -506,7 +604,7 @@ func TestRotationKeepsOlderLeavesVerifying(t *testing.T) {
 	verifyLeaf(t, h, newLeaf, now)
 
 	// The rotation is on disk: a fresh Load sees both generations.
-	loaded, err := Load(ctx, dir, testBackend(dir))
+	loaded, err := Load(ctx, dir, kb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,7 +627,7 @@ func TestRotationKeepsOlderLeavesVerifying(t *testing.T) {
 func TestIssuerPicksNewestGenerationValidNow(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	clock := t0
-	h, dir := newHierarchy(t, InitOptions{IssuerLifetime: 48 * time.Hour, Now: func() time.Time { return clock }})
+	h, dir, kb := newHierarchy(t, InitOptions{IssuerLifetime: 48 * time.Hour, Now: func() time.Time { return clock }})
 	// The test changes the clock only while no other goroutine reads it.
 	clock = t0.Add(time.Hour)
 	gen2, err := h.RotateIntermediate(context.Background(), DefaultIssuerName)
@@ -568,7 +666,7 @@ func TestIssuerPicksNewestGenerationValidNow(t *testing.T) {
 	}
 
 	// Load skips generations that have expired.
-	loaded, err := load(context.Background(), dir, testBackend(dir), func() time.Time { return t0.Add(48*time.Hour + time.Minute) })
+	loaded, err := load(context.Background(), dir, kb, func() time.Time { return t0.Add(48*time.Hour + time.Minute) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,7 +676,7 @@ func TestIssuerPicksNewestGenerationValidNow(t *testing.T) {
 }
 
 func TestAddIssuer(t *testing.T) {
-	h, dir := newHierarchy(t, InitOptions{})
+	h, dir, kb := newHierarchy(t, InitOptions{})
 	ctx := context.Background()
 	edge, err := h.AddIssuer(ctx, "edge", 72*time.Hour, keys.Ed25519)
 	if err != nil {
@@ -625,7 +723,7 @@ func TestAddIssuer(t *testing.T) {
 		t.Errorf("defaults: lifetime %s, key type %s", defaults.Lifetime, defaults.KeyType)
 	}
 
-	loaded, err := Load(ctx, dir, testBackend(dir))
+	loaded, err := Load(ctx, dir, kb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -638,9 +736,9 @@ func TestAddIssuer(t *testing.T) {
 }
 
 func TestReloadPicksUpRotationByAnotherInstance(t *testing.T) {
-	server, dir := newHierarchy(t, InitOptions{})
+	server, dir, kb := newHierarchy(t, InitOptions{})
 	ctx := context.Background()
-	cli, err := Load(ctx, dir, testBackend(dir))
+	cli, err := Load(ctx, dir, kb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -684,7 +782,7 @@ func TestReloadPicksUpRotationByAnotherInstance(t *testing.T) {
 }
 
 func TestReloadFailureKeepsState(t *testing.T) {
-	h, dir := newHierarchy(t, InitOptions{})
+	h, dir, _ := newHierarchy(t, InitOptions{})
 	if err := os.WriteFile(filepath.Join(dir, "ca", "ca.json"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -695,7 +793,7 @@ func TestReloadFailureKeepsState(t *testing.T) {
 }
 
 func TestIssuerLookupIsSafeDuringReloadAndRotation(t *testing.T) {
-	h, _ := newHierarchy(t, InitOptions{})
+	h, _, _ := newHierarchy(t, InitOptions{})
 	ctx := context.Background()
 	pub := leafKey(t, keys.ECP256).Public()
 	var wg sync.WaitGroup

@@ -238,7 +238,7 @@ func TestOpenSSLVerifiesEveryProfile(t *testing.T) {
 }
 
 func TestOpenSSLVerifiesAcrossRotation(t *testing.T) {
-	h, _ := newHierarchy(t, InitOptions{})
+	h, _, _ := newHierarchy(t, InitOptions{})
 	pub := leafKey(t, keys.ECP256).Public()
 	old := mustSign(t, mustIssuer(t, h, DefaultIssuerName), spiffeLeafRequest(pub, time.Now()))
 	gen2, err := h.RotateIntermediate(context.Background(), DefaultIssuerName)

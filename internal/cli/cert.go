@@ -73,10 +73,10 @@ the token from the first line of stdin, which keeps it out of the process list.
 	}
 	conn := addConnectFlags(cmd, credentialNone)
 	f := cmd.Flags()
-	f.StringSliceVar(&sans, "san", nil, "a name for the certificate (repeatable, comma-separated): DNS name, IP, URI or email")
-	f.StringVar(&token, "token", "", `the one-time token, or "-" to read it from stdin`)
-	f.StringVar(&outDir, "out", "", "directory to write NAME.crt and NAME.key to")
-	f.StringVar(&keyType, "key-type", string(keys.ECP256), "type of the new key: ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072 or rsa-4096")
+	f.StringSliceVar(&sans, "san", nil, "a `NAME` for the certificate (repeatable, comma-separated): DNS name, IP, URI or email")
+	f.StringVar(&token, "token", "", "the one-time `TOKEN`, or \"-\" to read it from stdin")
+	f.StringVar(&outDir, "out", "", "`DIR` to write NAME.crt and NAME.key to")
+	f.StringVar(&keyType, "key-type", string(keys.ECP256), "`TYPE` of the new key: ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072 or rsa-4096")
 	f.DurationVar(&ttl, "ttl", 0, "certificate lifetime (default: the provisioner's)")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		name := args[0]
@@ -141,7 +141,7 @@ the token from the first line of stdin, which keeps it out of the process list.
 		if err := keys.WriteFile(certFile, encodeChain(chain), 0o644); err != nil {
 			return err
 		}
-		return printIssued(s.out, "issued", chain[0], resp, certFile, keyFile)
+		return printIssued(s.out, "issued "+name, chain[0], resp, certFile, keyFile)
 	}
 	return cmd
 }
@@ -179,6 +179,10 @@ key is written first, then the certificate.
 		t, err := conn.resolve()
 		if err != nil {
 			return err
+		}
+		if now := time.Now(); !now.Before(t.cred.Leaf.NotAfter) {
+			return fmt.Errorf("%s %s: an expired certificate cannot renew itself; get a new one with a token ('meshpki cert issue')",
+				conn.certFile, expiresPhrase(t.cred.Leaf.NotAfter, now))
 		}
 		cl, err := client.New(client.Config{URL: t.url, RootsPEM: t.rootsPEM, Certificate: t.cred})
 		if err != nil {
@@ -223,11 +227,11 @@ key is written first, then the certificate.
 		if err := keys.WriteFile(conn.certFile, encodeChain(chain), fileMode(conn.certFile, 0o644)); err != nil {
 			return err
 		}
-		verb := "renewed"
+		headline := "renewed " + chain[0].Subject.CommonName
 		if newKey != nil {
-			verb = "renewed with a new key"
+			headline += " with a new key"
 		}
-		return printIssued(s.out, verb, chain[0], resp, conn.certFile, conn.keyFile)
+		return printIssued(s.out, headline, chain[0], resp, conn.certFile, conn.keyFile)
 	}
 	return cmd
 }
@@ -253,7 +257,7 @@ revoke their own by passing it and its key with --cert and --key.
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
 	f := cmd.Flags()
-	f.StringVar(&reason, "reason", "", "RFC 5280 revocation reason, e.g. keyCompromise or superseded")
+	f.StringVar(&reason, "reason", "", "RFC 5280 revocation `REASON`, e.g. keyCompromise or superseded")
 	f.BoolVar(&asJSON, "json", false, "print the revoked certificate's record as JSON")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		serial, err := normalizeSerial(args[0])
@@ -314,10 +318,10 @@ follows the pages to the end.
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
 	f := cmd.Flags()
-	f.StringVar(&name, "name", "", "only certificates with this subject or name")
-	f.StringVar(&status, "status", "", "only certificates with this status: valid, revoked or expired")
+	f.StringVar(&name, "name", "", "only certificates with this subject or `NAME`")
+	f.StringVar(&status, "status", "", "only certificates with this `STATUS`: valid, revoked or expired")
 	f.DurationVar(&expiringWithin, "expiring-within", 0, "only certificates that expire within this duration, e.g. 72h")
-	f.IntVar(&limit, "limit", 0, "certificates per page (default 100, max 1000)")
+	f.IntVar(&limit, "limit", 0, "`N` certificates per page (default 100, max 1000)")
 	f.BoolVar(&all, "all", false, "follow the pages to the end")
 	f.BoolVar(&asJSON, "json", false, `print {"certificates": [...], "next": "..."} as JSON`)
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
@@ -484,10 +488,10 @@ func encodeChain(chain []*x509.Certificate) []byte {
 	return out
 }
 
-// printIssued prints what issue and renew did.
-func printIssued(w io.Writer, verb string, leaf *x509.Certificate, resp *client.SignResponse, certFile, keyFile string) error {
+// printIssued prints what issue and renew did, under a headline.
+func printIssued(w io.Writer, headline string, leaf *x509.Certificate, resp *client.SignResponse, certFile, keyFile string) error {
 	names := certNames(leaf)
-	fmt.Fprintf(w, "%s %s\n", verb, leaf.Subject.CommonName)
+	fmt.Fprintln(w, headline)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "serial\t%s\n", resp.Serial)
 	fmt.Fprintf(tw, "names\t%s\n", strings.Join(names, ", "))

@@ -88,8 +88,8 @@ in the file are ignored, never printed.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print the same fields as JSON")
-	f.StringVar(&rootFile, "root", "", "PEM file of a root to verify the chain against")
-	f.StringVar(&serverName, "server-name", "", "for HOST:PORT: the name to send (SNI) and verify (default HOST)")
+	f.StringVar(&rootFile, "root", "", "PEM `FILE` of a root to verify the chain against")
+	f.StringVar(&serverName, "server-name", "", "for HOST:PORT: the `NAME` to send (SNI) and verify (default HOST)")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		var roots *x509.CertPool
 		if rootFile != "" {
@@ -252,6 +252,10 @@ func verifyChain(chain []*x509.Certificate, roots *x509.CertPool, rootFile, dnsN
 	v := &verification{Root: rootFile}
 	if _, err := chain[0].Verify(opts); err != nil {
 		v.Error = err.Error()
+		var unknownAuthority x509.UnknownAuthorityError
+		if len(chain) == 1 && errors.As(err, &unknownAuthority) {
+			v.Error += " (only the leaf was given: is its intermediate missing?)"
+		}
 		return v
 	}
 	v.Verified = true

@@ -414,3 +414,15 @@ func TestNormalizeSerial(t *testing.T) {
 		}
 	}
 }
+
+func TestCertRenewRefusesExpiredCertificate(t *testing.T) {
+	clearConnectEnv(t)
+	pki := newTestPKI(t)
+	key := newTestKey(t)
+	leaf := pki.issue(t, key.Public(), "web", []string{"web.example.internal"}, nil, nil, -30*time.Minute)
+	certFile, keyFile := writeCredential(t, t.TempDir(), "web", pki.chainPEM(leaf), key)
+	code, _, errOut := invokeCLI(t, "", "cert", "renew", "--cert", certFile, "--key", keyFile, "--ca-url", "https://127.0.0.1:1", "--root", pki.rootFile)
+	if code != 1 || !strings.Contains(errOut, "web.crt expired 30m") || !strings.Contains(errOut, "ago: an expired certificate cannot renew itself") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}

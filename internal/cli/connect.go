@@ -56,17 +56,21 @@ type connectFlags struct {
 func addConnectFlags(cmd *cobra.Command, mode credentialMode) *connectFlags {
 	cf := &connectFlags{mode: mode}
 	f := cmd.Flags()
-	f.StringVar(&cf.dataDir, "data", "", "the CA's data directory, on the CA host: gives the URL (DIR/server.json), the root and the admin credential")
-	f.StringVar(&cf.caURL, "ca-url", "", "the CA's URL, e.g. https://ca.example.internal:8443 (env "+envCAURL+")")
-	f.StringVar(&cf.rootFile, "root", "", "PEM file of the root certificate to trust (env "+envRoot+")")
+	dataHelp := "the CA's data `DIR`, on the CA host: gives the URL and the root"
+	if mode == credentialAdmin {
+		dataHelp = "the CA's data `DIR`, on the CA host: gives the URL, the root and the admin credential"
+	}
+	f.StringVar(&cf.dataDir, "data", "", dataHelp)
+	f.StringVar(&cf.caURL, "ca-url", "", "the CA's `URL`, e.g. https://ca.example.internal:8443 (env "+envCAURL+")")
+	f.StringVar(&cf.rootFile, "root", "", "PEM `FILE` of the root certificate to trust (env "+envRoot+")")
 	switch mode {
 	case credentialHolder:
-		f.StringVar(&cf.certFile, "cert", "", "the certificate (PEM, leaf first)")
-		f.StringVar(&cf.keyFile, "key", "", "its private key (PEM)")
+		f.StringVar(&cf.certFile, "cert", "", "the certificate `FILE` (PEM, leaf first)")
+		f.StringVar(&cf.keyFile, "key", "", "its private key `FILE` (PEM)")
 	case credentialAdmin:
-		f.StringVar(&cf.certFile, "cert", "", "client certificate to present (PEM): an admin's, or the holder's (default with --data: DIR/"+server.AdminCertFile+")")
-		f.StringVar(&cf.keyFile, "key", "", "private key of --cert (PEM, plain or encrypted)")
-		f.StringVar(&cf.passwordFile, "password-file", "", "file holding the passphrase of an encrypted key (else env "+keys.PassphraseEnv+", else DIR/secrets/password)")
+		f.StringVar(&cf.certFile, "cert", "", "client certificate `FILE` to present, PEM (default with --data: DIR/"+server.AdminCertFile+")")
+		f.StringVar(&cf.keyFile, "key", "", "private key `FILE` of --cert (PEM, plain or encrypted)")
+		f.StringVar(&cf.passwordFile, "password-file", "", "`FILE` holding the passphrase of an encrypted key (else env "+keys.PassphraseEnv+", else DIR/secrets/password)")
 	}
 	return cf
 }

@@ -51,10 +51,10 @@ Exit status: 0 when allowed, 3 when denied, 1 on any error, 2 on a usage error.
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
 	f := cmd.Flags()
-	f.StringVar(&provisioner, "provisioner", "", "the provisioner whose policy to ask")
-	f.StringSliceVar(&sans, "san", nil, "a name to ask about (repeatable, comma-separated)")
+	f.StringVar(&provisioner, "provisioner", "", "the `PROVISIONER` whose policy to ask")
+	f.StringSliceVar(&sans, "san", nil, "a `NAME` to ask about (repeatable, comma-separated)")
 	f.DurationVar(&ttl, "ttl", 0, "certificate lifetime to ask about (default: the policy's default)")
-	f.StringVar(&keyType, "key-type", "", "subject key type to ask about, e.g. ec-p256 (default: not checked)")
+	f.StringVar(&keyType, "key-type", "", "subject key `TYPE` to ask about, e.g. ec-p256 (default: not checked)")
 	f.BoolVar(&asJSON, "json", false, "print the decision as JSON")
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
 		if err := requireFlags(c, "provisioner", "san"); err != nil {

@@ -62,18 +62,18 @@ signing intermediate (default "default").`
 func addPolicyFlags(cmd *cobra.Command) *policyFlags {
 	pf := &policyFlags{}
 	f := cmd.Flags()
-	f.StringSliceVar(&pf.allowDNS, "allow-dns", nil, "DNS names or wildcards to allow")
-	f.StringSliceVar(&pf.denyDNS, "deny-dns", nil, "DNS names or wildcards to deny")
-	f.StringSliceVar(&pf.allowIP, "allow-ip", nil, "IP ranges (CIDR) or addresses to allow")
-	f.StringSliceVar(&pf.denyIP, "deny-ip", nil, "IP ranges (CIDR) or addresses to deny")
-	f.StringSliceVar(&pf.allowURI, "allow-uri", nil, "URIs or URI prefixes (ending in / or /*) to allow")
-	f.StringSliceVar(&pf.denyURI, "deny-uri", nil, "URIs or URI prefixes to deny")
-	f.StringSliceVar(&pf.allowEmail, "allow-email", nil, "email addresses, or @domain, to allow")
-	f.StringSliceVar(&pf.denyEmail, "deny-email", nil, "email addresses, or @domain, to deny")
+	f.StringSliceVar(&pf.allowDNS, "allow-dns", nil, "DNS `NAMES` or wildcards to allow")
+	f.StringSliceVar(&pf.denyDNS, "deny-dns", nil, "DNS `NAMES` or wildcards to deny")
+	f.StringSliceVar(&pf.allowIP, "allow-ip", nil, "IP ranges (`CIDRS`) or addresses to allow")
+	f.StringSliceVar(&pf.denyIP, "deny-ip", nil, "IP ranges (`CIDRS`) or addresses to deny")
+	f.StringSliceVar(&pf.allowURI, "allow-uri", nil, "`URIS` or URI prefixes (ending in / or /*) to allow")
+	f.StringSliceVar(&pf.denyURI, "deny-uri", nil, "`URIS` or URI prefixes to deny")
+	f.StringSliceVar(&pf.allowEmail, "allow-email", nil, "email `ADDRESSES`, or @domain, to allow")
+	f.StringSliceVar(&pf.denyEmail, "deny-email", nil, "email `ADDRESSES`, or @domain, to deny")
 	f.DurationVar(&pf.defaultTTL, "default-ttl", 0, "certificate lifetime when a request names none (default 24h)")
 	f.DurationVar(&pf.maxTTL, "max-ttl", 0, "longest certificate lifetime allowed (default 168h)")
-	f.StringSliceVar(&pf.keyTypes, "key-types", nil, "subject key types allowed, e.g. ec-p256,ed25519 (default: all)")
-	f.StringVar(&pf.issuer, "issuer", "", `intermediate that signs (default "default")`)
+	f.StringSliceVar(&pf.keyTypes, "key-types", nil, "subject key `TYPES` allowed, e.g. ec-p256,ed25519 (default: all)")
+	f.StringVar(&pf.issuer, "issuer", "", "`NAME` of the intermediate that signs (default \"default\")")
 	return pf
 }
 

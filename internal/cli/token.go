@@ -54,8 +54,8 @@ certificate's.
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
 	f := cmd.Flags()
-	f.StringSliceVar(&sans, "san", nil, "a name the certificate may carry (repeatable, comma-separated)")
-	f.StringVar(&provisioner, "provisioner", "", "provisioner whose policy applies (default: the only token provisioner)")
+	f.StringSliceVar(&sans, "san", nil, "a `NAME` the certificate may carry (repeatable, comma-separated)")
+	f.StringVar(&provisioner, "provisioner", "", "`PROVISIONER` whose policy applies (default: the only token provisioner)")
 	f.DurationVar(&ttl, "ttl", 0, "lifetime of the token (default 5m, max 24h)")
 	f.BoolVar(&asJSON, "json", false, "print the API's token object as JSON")
 	cmd.RunE = func(c *cobra.Command, args []string) error {

@@ -51,9 +51,8 @@ type Config struct {
 // Client calls the meshpki API. It is safe for concurrent use and keeps
 // connections alive between calls.
 type Client struct {
-	base    *url.URL
-	http    *http.Client
-	timeout time.Duration
+	base *url.URL
+	http *http.Client
 }
 
 // New returns a client for the CA described by cfg. It does not contact the
@@ -105,9 +104,8 @@ func New(cfg Config) (*Client, error) {
 		ExpectContinueTimeout: time.Second,
 	}
 	return &Client{
-		base:    base,
-		http:    &http.Client{Transport: transport, Timeout: timeout},
-		timeout: timeout,
+		base: base,
+		http: &http.Client{Transport: transport, Timeout: timeout},
 	}, nil
 }
 

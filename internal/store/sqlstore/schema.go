@@ -57,9 +57,9 @@ var postgresDialect = &dialect{
 	keyText: `TEXT COLLATE "C"`,
 	genesis: "decode(repeat('00', 32), 'hex')",
 	lockRow: " FOR UPDATE",
-	// Transaction-scoped, keyed by schema so that stores in different
-	// schemas of one database migrate independently.
-	migrateLock: "SELECT pg_advisory_xact_lock(1835102832, hashtext(coalesce(current_schema(), '')))",
+	// Transaction-scoped, keyed by "mesh" in ASCII and by schema, so that
+	// stores in different schemas of one database migrate independently.
+	migrateLock: "SELECT pg_advisory_xact_lock(1835365224, hashtext(coalesce(current_schema(), '')))",
 	numbered:    true,
 }
 

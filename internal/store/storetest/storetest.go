@@ -94,23 +94,19 @@ func µs(t time.Time) time.Time {
 
 // newSerial returns a random serial in the store's form: lowercase hex, no
 // leading zeros.
-func newSerial(t testing.TB) string {
+func newSerial() string {
 	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
+	rand.Read(b) // never fails
 	return new(big.Int).SetBytes(b).Text(16)
 }
 
 // newCert returns a valid certificate for subject, valid an hour either side
 // of epoch.
-func newCert(t testing.TB, subject string, names ...string) *store.Certificate {
+func newCert(subject string, names ...string) *store.Certificate {
 	der := make([]byte, 64)
-	if _, err := rand.Read(der); err != nil {
-		t.Fatal(err)
-	}
+	rand.Read(der) // never fails
 	return &store.Certificate{
-		Serial:      newSerial(t),
+		Serial:      newSerial(),
 		Provisioner: "good-provisioner",
 		Issuer:      "default",
 		Subject:     subject,
@@ -259,14 +255,14 @@ func auditSubjects(events []audit.Event) []string {
 }
 
 func testRoundTrip(t *testing.T, s store.Store) {
-	valid := newCert(t, "svc.example.com", "svc.example.com", "b.example.com", "10.0.0.1", "spiffe://example.com/svc", "ops@example.com")
-	valid.RenewedFrom = newSerial(t)
-	revoked := newCert(t, "old.example.com")
+	valid := newCert("svc.example.com", "svc.example.com", "b.example.com", "10.0.0.1", "spiffe://example.com/svc", "ops@example.com")
+	valid.RenewedFrom = newSerial()
+	revoked := newCert("old.example.com")
 	revoked.Provisioner = ""
 	revoked.Status = store.StatusRevoked
 	revoked.RevokedAt = epoch.Add(-time.Second)
 	revoked.RevocationReason = 4
-	unstamped := newCert(t, "new.example.com", "new.example.com")
+	unstamped := newCert("new.example.com", "new.example.com")
 	unstamped.CreatedAt = time.Time{}
 	unstamped.Status = ""
 
@@ -301,7 +297,7 @@ func testCommitNoItems(t *testing.T, s store.Store) {
 }
 
 func testReplayAcrossCommits(t *testing.T, s store.Store) {
-	first, second := newCert(t, "a.example.com"), newCert(t, "b.example.com")
+	first, second := newCert("a.example.com"), newCert("b.example.com")
 	wantResults(t, commit(t, s, issuance("tok-replayed", first)), nil)
 	wantResults(t, commit(t, s, issuance("tok-replayed", second)), store.ErrTokenReplayed)
 	mustGet(t, s, first.Serial)
@@ -312,7 +308,7 @@ func testReplayAcrossCommits(t *testing.T, s store.Store) {
 }
 
 func testReplayWithinBatch(t *testing.T, s store.Store) {
-	first, second := newCert(t, "a.example.com"), newCert(t, "b.example.com")
+	first, second := newCert("a.example.com"), newCert("b.example.com")
 	wantResults(t, commit(t, s, issuance("tok-twice", first), issuance("tok-twice", second)), nil, store.ErrTokenReplayed)
 	mustGet(t, s, first.Serial)
 	wantAbsent(t, s, second.Serial)
@@ -323,10 +319,10 @@ func testReplayWithinBatch(t *testing.T, s store.Store) {
 
 func testDuplicateSerial(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	original := newCert(t, "a.example.com")
+	original := newCert("a.example.com")
 	wantResults(t, commit(t, s, issuance("tok-a", original)), nil)
 
-	clash := newCert(t, "b.example.com")
+	clash := newCert("b.example.com")
 	clash.Serial = original.Serial
 	wantResults(t, commit(t, s, issuance("tok-b", clash)), store.ErrConflict)
 
@@ -340,8 +336,8 @@ func testDuplicateSerial(t *testing.T, s store.Store) {
 }
 
 func testDuplicateSerialWithinBatch(t *testing.T, s store.Store) {
-	first := newCert(t, "a.example.com")
-	second := newCert(t, "b.example.com")
+	first := newCert("a.example.com")
+	second := newCert("b.example.com")
 	second.Serial = first.Serial
 	wantResults(t, commit(t, s, issuance("tok-1", first), issuance("tok-2", second)), nil, store.ErrConflict)
 	checkCert(t, mustGet(t, s, first.Serial), *first)
@@ -353,15 +349,15 @@ func testDuplicateSerialWithinBatch(t *testing.T, s store.Store) {
 // An item refused for its serial did not consume its token, so a later item
 // of the same batch with that token is written.
 func testRefusedItemFreesToken(t *testing.T, s store.Store) {
-	existing := newCert(t, "a.example.com")
+	existing := newCert("a.example.com")
 	wantResults(t, commit(t, s, issuance("", existing)), nil)
 
-	clash := newCert(t, "b.example.com")
+	clash := newCert("b.example.com")
 	clash.Serial = existing.Serial
-	retry := newCert(t, "b.example.com")
+	retry := newCert("b.example.com")
 	wantResults(t, commit(t, s, issuance("tok-retry", clash), issuance("tok-retry", retry)), store.ErrConflict, nil)
 	mustGet(t, s, retry.Serial)
-	wantResults(t, commit(t, s, issuance("tok-retry", newCert(t, "c.example.com"))), store.ErrTokenReplayed)
+	wantResults(t, commit(t, s, issuance("tok-retry", newCert("c.example.com"))), store.ErrTokenReplayed)
 }
 
 func testMixedBatch(t *testing.T, s store.Store) {
@@ -369,14 +365,14 @@ func testMixedBatch(t *testing.T, s store.Store) {
 	if err := s.ConsumeToken(ctx, "tok-used", epoch.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	existing := newCert(t, "existing.example.com")
+	existing := newCert("existing.example.com")
 	wantResults(t, commit(t, s, issuance("", existing)), nil)
 
-	ok1 := newCert(t, "ok1.example.com")
-	replayed := newCert(t, "replayed.example.com")
-	clash := newCert(t, "clash.example.com")
+	ok1 := newCert("ok1.example.com")
+	replayed := newCert("replayed.example.com")
+	clash := newCert("clash.example.com")
 	clash.Serial = existing.Serial
-	ok2 := newCert(t, "ok2.example.com")
+	ok2 := newCert("ok2.example.com")
 	tokenOnly := store.Issuance{TokenID: "tok-only", TokenExpires: epoch, Audit: []audit.Event{newEvent(audit.TypeTokenCreated, "tok-only")}}
 	auditOnly := store.Issuance{Audit: []audit.Event{newEvent(audit.TypeRequestDenied, "denied"), newEvent(audit.TypeRequestDenied, "denied-again")}}
 
@@ -417,7 +413,7 @@ func testMixedBatch(t *testing.T, s store.Store) {
 func testCanceled(t *testing.T, s store.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	c := newCert(t, "a.example.com")
+	c := newCert("a.example.com")
 	if _, err := s.CommitIssuances(ctx, []store.Issuance{issuance("tok-1", c)}); err == nil {
 		t.Fatal("CommitIssuances with a canceled context succeeded")
 	}
@@ -438,8 +434,8 @@ func testConsumeToken(t *testing.T, s store.Store) {
 	if err := s.ConsumeToken(ctx, "tok-1", epoch); !errors.Is(err, store.ErrTokenReplayed) {
 		t.Errorf("second ConsumeToken = %v, want ErrTokenReplayed", err)
 	}
-	wantResults(t, commit(t, s, issuance("tok-1", newCert(t, "a.example.com"))), store.ErrTokenReplayed)
-	wantResults(t, commit(t, s, issuance("tok-2", newCert(t, "a.example.com"))), nil)
+	wantResults(t, commit(t, s, issuance("tok-1", newCert("a.example.com"))), store.ErrTokenReplayed)
+	wantResults(t, commit(t, s, issuance("tok-2", newCert("a.example.com"))), nil)
 	if err := s.ConsumeToken(ctx, "tok-2", epoch); !errors.Is(err, store.ErrTokenReplayed) {
 		t.Errorf("ConsumeToken of a committed token = %v, want ErrTokenReplayed", err)
 	}
@@ -471,7 +467,7 @@ func testPruneTokens(t *testing.T, s store.Store) {
 
 func testRevoke(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	c := newCert(t, "a.example.com")
+	c := newCert("a.example.com")
 	wantResults(t, commit(t, s, issuance("", c)), nil)
 	at := epoch.Add(10 * time.Minute)
 	ev := newEvent(audit.TypeCertificateRevoked, c.Serial)
@@ -499,7 +495,7 @@ func testRevokeNotFound(t *testing.T, s store.Store) {
 
 func testRevokeTwice(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	c := newCert(t, "a.example.com")
+	c := newCert("a.example.com")
 	wantResults(t, commit(t, s, issuance("", c)), nil)
 	if err := s.RevokeCertificate(ctx, c.Serial, 1, epoch, newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
 		t.Fatal(err)
@@ -559,9 +555,9 @@ func sorted(certs ...*store.Certificate) []string {
 }
 
 func testListByName(t *testing.T, s store.Store) {
-	bySubject := newCert(t, "api.example.com")
-	bySAN := newCert(t, "worker", "api.example.com", "10.0.0.7")
-	other := newCert(t, "db.example.com", "db.example.com", "spiffe://example.com/db")
+	bySubject := newCert("api.example.com")
+	bySAN := newCert("worker", "api.example.com", "10.0.0.7")
+	other := newCert("db.example.com", "db.example.com", "spiffe://example.com/db")
 	wantResults(t, commit(t, s, issuance("", bySubject), issuance("", bySAN), issuance("", other)), nil, nil, nil)
 
 	for _, tc := range []struct {
@@ -584,15 +580,15 @@ func testListByName(t *testing.T, s store.Store) {
 func testListByStatus(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := epoch
-	live := newCert(t, "live.example.com")
+	live := newCert("live.example.com")
 	live.NotAfter = now.Add(time.Hour)
-	lastMoment := newCert(t, "last-moment.example.com")
+	lastMoment := newCert("last-moment.example.com")
 	lastMoment.NotAfter = now
-	expired := newCert(t, "expired.example.com")
+	expired := newCert("expired.example.com")
 	expired.NotAfter = now.Add(-time.Hour)
-	revokedLive := newCert(t, "revoked-live.example.com")
+	revokedLive := newCert("revoked-live.example.com")
 	revokedLive.NotAfter = now.Add(time.Hour)
-	revokedExpired := newCert(t, "revoked-expired.example.com")
+	revokedExpired := newCert("revoked-expired.example.com")
 	revokedExpired.NotAfter = now.Add(-time.Hour)
 	all := []*store.Certificate{live, lastMoment, expired, revokedLive, revokedExpired}
 	var items []store.Issuance
@@ -632,9 +628,9 @@ func testListByStatus(t *testing.T, s store.Store) {
 }
 
 func testListStatusClock(t *testing.T, s store.Store) {
-	live := newCert(t, "live.example.com")
+	live := newCert("live.example.com")
 	live.NotAfter = time.Now().Add(time.Hour)
-	expired := newCert(t, "expired.example.com")
+	expired := newCert("expired.example.com")
 	expired.NotAfter = time.Now().Add(-time.Hour)
 	wantResults(t, commit(t, s, issuance("", live), issuance("", expired)), nil, nil)
 	if got := listAll(t, s, store.CertFilter{Status: store.StatusValid}); !slices.Equal(got, sorted(live)) {
@@ -649,7 +645,7 @@ func testListStatusClock(t *testing.T, s store.Store) {
 func commitMany(t testing.TB, s store.Store, n int) (all, shared []string) {
 	var items []store.Issuance
 	for i := range n {
-		c := newCert(t, fmt.Sprintf("host-%d.example.com", i))
+		c := newCert(fmt.Sprintf("host-%d.example.com", i))
 		if i%3 == 0 {
 			c.Names = []string{"shared.example.com"}
 			shared = append(shared, c.Serial)
@@ -950,7 +946,7 @@ func testAuditPages(t *testing.T, s store.Store) {
 
 func testAuditFromWrites(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	c := newCert(t, "a.example.com")
+	c := newCert("a.example.com")
 	item := issuance("tok-1", c)
 	item.Audit = append(item.Audit, newEvent(audit.TypeCertificateRenewed, c.Serial))
 	wantResults(t, commit(t, s, item), nil)
@@ -1013,9 +1009,9 @@ func CheckConcurrentCommits(t *testing.T, stores ...store.Store) {
 			for b := range batches {
 				var items []store.Issuance
 				for i := range perItem {
-					items = append(items, issuance(fmt.Sprintf("tok-%d-%d-%d", w, b, i), newCert(t, "host.example.com")))
+					items = append(items, issuance(fmt.Sprintf("tok-%d-%d-%d", w, b, i), newCert("host.example.com")))
 				}
-				shared := issuance("tok-shared", newCert(t, "shared.example.com"))
+				shared := issuance("tok-shared", newCert("shared.example.com"))
 				items = append(items, shared)
 				results, err := s.CommitIssuances(ctx, items)
 				if err != nil {
