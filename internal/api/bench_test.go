@@ -32,8 +32,8 @@ func BenchmarkSignPath(b *testing.B) {
 	addProvisioner(b, in, "bench", map[string]any{"allow_dns": []string{"*.bench.internal"}})
 	keyring := testKeyring(b, in)
 	_, csr := newCSR(b, keys.ECP256, "svc", "svc.bench.internal")
-	for _, conc := range []int{1, 16} {
-		b.Run(map[int]string{1: "c1", 16: "c16"}[conc], func(b *testing.B) {
+	for _, conc := range []int{1, 16, 64} {
+		b.Run(map[int]string{1: "c1", 16: "c16", 64: "c64"}[conc], func(b *testing.B) {
 			tokens := make([]string, b.N)
 			now := time.Now()
 			for i := range tokens {
@@ -84,6 +84,7 @@ func BenchmarkSignPath(b *testing.B) {
 			slices.Sort(latencies)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "certs/s")
 			b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(metricValue(b, in, "meshpki_store_commit_batch_size_sum")/metricValue(b, in, "meshpki_store_commit_batch_size_count"), "avg-batch")
 		})
 	}
 }

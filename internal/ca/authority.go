@@ -39,6 +39,10 @@ type Config struct {
 	ProvisionerTTL time.Duration
 	// MaxBatch caps how many issuances share one durable commit (default 256).
 	MaxBatch int
+	// CommitLinger is how long the committer waits for more issuances
+	// before a commit while under load (default 1ms; negative disables).
+	// Idle requests never wait.
+	CommitLinger time.Duration
 	// ObserveBatch, if set, is told the size of every commit batch.
 	ObserveBatch func(size int)
 }
@@ -70,7 +74,7 @@ func New(cfg Config) (*Authority, error) {
 		audience: cfg.Audience,
 		now:      cfg.Clock,
 		log:      cfg.Logger,
-		commits:  newCommitter(cfg.Store, cfg.MaxBatch, cfg.ObserveBatch),
+		commits:  newCommitter(cfg.Store, cfg.MaxBatch, linger(cfg.CommitLinger), cfg.ObserveBatch),
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -84,6 +88,16 @@ func New(cfg Config) (*Authority, error) {
 	}
 	a.provs = provisionerCache{st: cfg.Store, ttl: ttl, now: a.now, entries: map[string]cachedProvisioner{}}
 	return a, nil
+}
+
+func linger(d time.Duration) time.Duration {
+	switch {
+	case d < 0:
+		return 0
+	case d == 0:
+		return time.Millisecond
+	}
+	return d
 }
 
 // Run commits issuances until ctx ends.

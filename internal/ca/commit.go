@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -16,6 +17,7 @@ type committer struct {
 	certs    store.Certificates
 	queue    chan *pendingIssuance
 	maxBatch int
+	linger   time.Duration
 	observe  func(batchSize int)
 }
 
@@ -24,14 +26,14 @@ type pendingIssuance struct {
 	done chan error
 }
 
-func newCommitter(certs store.Certificates, maxBatch int, observe func(int)) *committer {
+func newCommitter(certs store.Certificates, maxBatch int, linger time.Duration, observe func(int)) *committer {
 	if maxBatch <= 0 {
 		maxBatch = 256
 	}
 	if observe == nil {
 		observe = func(int) {}
 	}
-	return &committer{certs: certs, queue: make(chan *pendingIssuance, 4*maxBatch), maxBatch: maxBatch, observe: observe}
+	return &committer{certs: certs, queue: make(chan *pendingIssuance, 4*maxBatch), maxBatch: maxBatch, linger: linger, observe: observe}
 }
 
 // errCommitterStopped is returned to requests still queued when Run returns.
@@ -59,6 +61,8 @@ func (c *committer) commit(ctx context.Context, item store.Issuance) error {
 func (c *committer) run(ctx context.Context) error {
 	batch := make([]*pendingIssuance, 0, c.maxBatch)
 	items := make([]store.Issuance, 0, c.maxBatch)
+	lastSize := 0
+	var lingerTimer *time.Timer
 	for {
 		select {
 		case <-ctx.Done():
@@ -76,6 +80,27 @@ func (c *committer) run(ctx context.Context) error {
 				break fill
 			}
 		}
+		// Under load (the last batch held more than one item), wait a
+		// moment for the requests being signed right now, so that one
+		// commit serves them all; when idle, commit at once.
+		if c.linger > 0 && lastSize > 1 && len(batch) < c.maxBatch {
+			if lingerTimer == nil {
+				lingerTimer = time.NewTimer(c.linger)
+			} else {
+				lingerTimer.Reset(c.linger)
+			}
+		linger:
+			for len(batch) < c.maxBatch {
+				select {
+				case p := <-c.queue:
+					batch = append(batch, p)
+				case <-lingerTimer.C:
+					break linger
+				}
+			}
+			lingerTimer.Stop()
+		}
+		lastSize = len(batch)
 		items = items[:0]
 		for _, p := range batch {
 			items = append(items, p.item)

@@ -138,7 +138,7 @@ the token from the first line of stdin, which keeps it out of the process list.
 		if err != nil {
 			return err
 		}
-		if err := keys.WriteFile(certFile, encodeChain(chain), 0o644); err != nil {
+		if err := keys.WriteFile(certFile, encodeChain(chain), 0o600); err != nil {
 			return err
 		}
 		return printIssued(s.out, "issued "+name, chain[0], resp, certFile, keyFile)
@@ -224,7 +224,7 @@ key is written first, then the certificate.
 				return err
 			}
 		}
-		if err := keys.WriteFile(conn.certFile, encodeChain(chain), fileMode(conn.certFile, 0o644)); err != nil {
+		if err := keys.WriteFile(conn.certFile, encodeChain(chain), fileMode(conn.certFile, 0o600)); err != nil {
 			return err
 		}
 		headline := "renewed " + chain[0].Subject.CommonName
