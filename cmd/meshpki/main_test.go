@@ -23,10 +23,7 @@ import (
 // URL, the root fingerprint and the admin credential, the server answers
 // over HTTPS, and SIGTERM stops it cleanly.
 func TestServerCommandOnEmptyDirectory(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "meshpki")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	data := filepath.Join(t.TempDir(), "ca-data")
 	cmd := exec.Command(bin, "server", "--data", data, "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "MESHPKI_PASSWORD=")
