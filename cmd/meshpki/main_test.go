@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,14 +39,24 @@ func TestServerCommandOnEmptyDirectory(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 
-	var banner strings.Builder
+	var (
+		mu     sync.Mutex
+		banner strings.Builder
+	)
+	bannerText := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return banner.String()
+	}
 	lines := bufio.NewScanner(stdout)
 	url := ""
 	deadline := time.After(60 * time.Second)
 	found := make(chan string, 1)
 	go func() {
 		for lines.Scan() {
+			mu.Lock()
 			banner.WriteString(lines.Text() + "\n")
+			mu.Unlock()
 			if m := regexp.MustCompile(`URL:\s+(https://\S+)`).FindStringSubmatch(lines.Text()); m != nil {
 				found <- m[1]
 			}
@@ -54,12 +65,12 @@ func TestServerCommandOnEmptyDirectory(t *testing.T) {
 	select {
 	case url = <-found:
 	case <-deadline:
-		t.Fatalf("no URL in the banner:\n%s", banner.String())
+		t.Fatalf("no URL in the banner:\n%s", bannerText())
 	}
 	time.Sleep(100 * time.Millisecond) // let the rest of the banner arrive
 	for _, want := range []string{"WARNING", "root fingerprint", "admin credential", "secrets/admin.crt"} {
-		if !strings.Contains(banner.String(), want) {
-			t.Errorf("banner lacks %q:\n%s", want, banner.String())
+		if !strings.Contains(bannerText(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, bannerText())
 		}
 	}
 	rootPEM, err := os.ReadFile(filepath.Join(data, "ca", "root.crt"))

@@ -5,9 +5,14 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/meshpki/meshpki/internal/audit"
 )
+
+// auditColumns are the columns of audit_events, in order.
+const auditColumns = `seq, event_time, event_type, actor, subject, outcome, detail, prev_hash, hash`
 
 // chainHead is the last record of the audit log.
 type chainHead struct {
@@ -15,45 +20,131 @@ type chainHead struct {
 	hash []byte
 }
 
+// pendingEvent is an audit event to append with its detail already encoded,
+// so that no JSON is written while the write lock is held.
+type pendingEvent struct {
+	event  audit.Event
+	detail sql.NullString // JSON object; NULL when there is no detail
+}
+
+// encodeEvents returns events ready to append.
+func encodeEvents(events ...audit.Event) ([]pendingEvent, error) {
+	out := make([]pendingEvent, len(events))
+	for i, e := range events {
+		out[i].event = e
+		if len(e.Detail) == 0 {
+			continue
+		}
+		b, err := json.Marshal(e.Detail)
+		if err != nil {
+			return nil, fmt.Errorf("encode audit detail: %w", err)
+		}
+		out[i].detail = sql.NullString{String: string(b), Valid: true}
+	}
+	return out, nil
+}
+
+// encodeEvent is encodeEvents of ev, or of nothing when its Type is empty.
+func encodeEvent(ev audit.Event) ([]pendingEvent, error) {
+	if ev.Type == "" {
+		return nil, nil
+	}
+	return encodeEvents(ev)
+}
+
 // lockHead reads the audit head inside a write transaction and holds it until
 // the transaction ends, so no other writer appends in between.
-func (s *Store) lockHead(ctx context.Context, tx *sql.Tx) (chainHead, error) {
+func (s *Store) lockHead(ctx context.Context, w writer) (chainHead, error) {
 	var h chainHead
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+s.dialect.lockRow).Scan(&h.seq, &h.hash)
-	if err != nil {
+	if err := w.queryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+s.dialect.lockRow, nil, &h.seq, &h.hash); err != nil {
 		return h, fmt.Errorf("read audit head: %w", err)
 	}
 	return h, nil
 }
 
-// appendEvents seals events after head, writes them and moves the head. The
-// events are copies; the caller's are left alone.
-func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, head chainHead, events []audit.Event) error {
-	if len(events) == 0 {
-		return nil
+// SQLite appends records one statement each, which costs less there than one
+// statement for many: that would need a statement journal.
+const (
+	sqliteAppendEvent = `INSERT INTO audit_events (` + auditColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqliteMoveHead    = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
+)
+
+// postgresAppendAudit returns a statement that runs the data-modifying
+// common table expressions in with, if any, then appends the audit records
+// given as one array per column ($first to $first+8) and moves the head to
+// ($first+9, $first+10): one round trip.
+func postgresAppendAudit(with string, first int) string {
+	p := func(i int) string { return "$" + strconv.Itoa(first+i) }
+	if with != "" {
+		with += ", "
 	}
-	now := s.now()
-	rows := make([][]any, 0, len(events))
-	for _, e := range events {
+	return `WITH ` + with + `appended AS (
+		INSERT INTO audit_events (` + auditColumns + `)
+		SELECT * FROM unnest(` + p(0) + `::bigint[], ` + p(1) + `::bigint[], ` + p(2) + `::text[], ` + p(3) + `::text[], ` +
+		p(4) + `::text[], ` + p(5) + `::text[], ` + p(6) + `::text[], ` + p(7) + `::bytea[], ` + p(8) + `::bytea[])
+	)
+	UPDATE audit_head SET seq = ` + p(9) + `, hash = ` + p(10) + ` WHERE id = 1`
+}
+
+// postgresAppendEvents appends records and moves the head.
+var postgresAppendEvents = postgresAppendAudit("", 1)
+
+// seal seals events after head, stamping a zero Time with now, and returns
+// them with the new head. The events are copies; the caller's are left alone.
+func seal(head chainHead, events []pendingEvent, now time.Time) ([]audit.Event, chainHead) {
+	sealed := make([]audit.Event, len(events))
+	for i, p := range events {
+		e := p.event
 		if e.Time.IsZero() {
 			e.Time = now
 		}
 		audit.Seal(&e, head.seq+1, head.hash)
 		head = chainHead{seq: e.Seq, hash: e.Hash}
-		var detail sql.NullString
-		if len(e.Detail) > 0 {
-			b, err := json.Marshal(e.Detail)
-			if err != nil {
-				return fmt.Errorf("encode audit detail: %w", err)
-			}
-			detail = sql.NullString{String: string(b), Valid: true}
+		sealed[i] = e
+	}
+	return sealed, head
+}
+
+// postgresAuditArgs are the arguments of postgresAppendAudit for the sealed
+// events and the head after them.
+func postgresAuditArgs(sealed []audit.Event, events []pendingEvent, head chainHead) []any {
+	var (
+		n                                 = len(sealed)
+		seqs, times                       = make([]int64, n), make([]int64, n)
+		types, actors, subjects, outcomes = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		details                           = make([]*string, n)
+		prevHashes, hashes                = make([][]byte, n), make([][]byte, n)
+	)
+	for i, e := range sealed {
+		seqs[i], times[i] = e.Seq, micros(e.Time)
+		types[i], actors[i], subjects[i], outcomes[i] = e.Type, e.Actor, e.Subject, e.Outcome
+		if events[i].detail.Valid {
+			details[i] = &events[i].detail.String
 		}
-		rows = append(rows, []any{e.Seq, micros(e.Time), e.Type, e.Actor, e.Subject, e.Outcome, detail, e.PrevHash, e.Hash})
+		prevHashes[i], hashes[i] = e.PrevHash, e.Hash
 	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO audit_events (seq, event_time, event_type, actor, subject, outcome, detail, prev_hash, hash)`, rows); err != nil {
-		return fmt.Errorf("append audit events: %w", err)
+	return []any{seqs, times, types, actors, subjects, outcomes, details, prevHashes, hashes, head.seq, head.hash}
+}
+
+// appendEvents seals events after head, writes them and moves the head.
+func (s *Store) appendEvents(ctx context.Context, w writer, head chainHead, events []pendingEvent) error {
+	if len(events) == 0 {
+		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, head.seq, head.hash); err != nil {
+	sealed, head := seal(head, events, s.now())
+	if w.sqlite == nil {
+		if _, err := w.exec(ctx, postgresAppendEvents, postgresAuditArgs(sealed, events, head)...); err != nil {
+			return fmt.Errorf("append audit events: %w", err)
+		}
+		return nil
+	}
+	for i, e := range sealed {
+		if _, err := w.exec(ctx, sqliteAppendEvent,
+			e.Seq, micros(e.Time), e.Type, e.Actor, e.Subject, e.Outcome, events[i].detail, e.PrevHash, e.Hash); err != nil {
+			return fmt.Errorf("append audit event: %w", err)
+		}
+	}
+	if _, err := w.exec(ctx, sqliteMoveHead, head.seq, head.hash); err != nil {
 		return fmt.Errorf("move audit head: %w", err)
 	}
 	return nil
@@ -64,8 +155,12 @@ func (s *Store) AppendAudit(ctx context.Context, events ...audit.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	return s.lockedTx(ctx, "append audit", func(_ *sql.Tx, emit func(...audit.Event)) error {
-		emit(events...)
+	pending, err := encodeEvents(events...)
+	if err != nil {
+		return fmt.Errorf("sqlstore: append audit: %w", err)
+	}
+	return s.lockedTx(ctx, "append audit", func(_ writer, emit func(...pendingEvent)) error {
+		emit(pending...)
 		return nil
 	})
 }
@@ -83,7 +178,7 @@ func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]aud
 		limit = defaultAuditPage
 	}
 	limit = min(limit, maxAuditPage)
-	rows, err := s.read.QueryContext(ctx, `SELECT seq, event_time, event_type, actor, subject, outcome, detail, prev_hash, hash
+	rows, err := s.read.QueryContext(ctx, `SELECT `+auditColumns+`
 		FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, afterSeq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: list audit: %w", err)

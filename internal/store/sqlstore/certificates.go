@@ -18,133 +18,195 @@ import (
 const certColumns = `serial, provisioner, issuer, subject, names, not_before, not_after, der,
 	status, revoked_at, revocation_reason, renewed_from, created_at`
 
-// CommitIssuances writes all items in one transaction. Under the write lock
-// it reads which of the batch's token ids and serials are already recorded,
-// then decides the items in order exactly as writing them one by one would:
-// an item whose token id is recorded (before the batch or by an accepted
-// earlier item) is refused as replayed; otherwise one whose serial is
+// CommitIssuances writes all items in one transaction. It decides the items
+// in order: an item whose token id is recorded (before the batch or by an
+// accepted earlier item) is refused as replayed; otherwise one whose serial is
 // recorded is refused as a conflict and its token id stays unconsumed;
-// otherwise it is accepted. The accepted items' token ids, certificates,
-// names and audit events are then written with multi-row INSERTs.
+// otherwise it is accepted, and its token id, certificate, names and audit
+// events are written.
+//
+// Everything that does not depend on what is stored is encoded before the
+// write lock is taken. On SQLite the items are then written one by one (see
+// commitByRow), on PostgreSQL decided in Go and written together in two
+// round trips (see commitPostgres).
 func (s *Store) CommitIssuances(ctx context.Context, items []store.Issuance) ([]error, error) {
-	for i, it := range items {
-		if it.Certificate != nil {
-			if err := checkCertificate(it.Certificate); err != nil {
-				return nil, fmt.Errorf("sqlstore: commit issuances: item %d: %w", i, err)
-			}
-		}
-	}
 	results := make([]error, len(items))
 	if len(items) == 0 {
 		return results, nil
 	}
 	now := s.now()
-	err := s.lockedTx(ctx, "commit issuances", func(tx *sql.Tx, emit func(...audit.Event)) error {
-		var tokenIDs, serials []string
-		for _, it := range items {
-			if it.TokenID != "" {
-				tokenIDs = append(tokenIDs, it.TokenID)
-			}
-			if it.Certificate != nil {
-				serials = append(serials, it.Certificate.Serial)
-			}
+	batch := make([]pendingIssuance, len(items))
+	for i, it := range items {
+		if err := batch[i].encode(it, now); err != nil {
+			return nil, fmt.Errorf("sqlstore: commit issuances: item %d: %w", i, err)
 		}
-		consumed, err := s.existing(ctx, tx, `SELECT id FROM tokens WHERE id IN`, tokenIDs)
-		if err != nil {
-			return fmt.Errorf("read token ids: %w", err)
-		}
-		recorded, err := s.existing(ctx, tx, `SELECT serial FROM certificates WHERE serial IN`, serials)
-		if err != nil {
-			return fmt.Errorf("read serials: %w", err)
-		}
-
-		var tokenRows, certRows, nameRows [][]any
-		for i, it := range items {
-			c := it.Certificate
-			switch {
-			case it.TokenID != "" && consumed[it.TokenID]:
-				results[i] = fmt.Errorf("sqlstore: item %d: %w", i, store.ErrTokenReplayed)
-				continue
-			case c != nil && recorded[c.Serial]:
-				results[i] = fmt.Errorf("sqlstore: item %d: serial %s: %w", i, c.Serial, store.ErrConflict)
-				continue
-			}
-			results[i] = nil
-			if it.TokenID != "" {
-				consumed[it.TokenID] = true
-				tokenRows = append(tokenRows, []any{it.TokenID, micros(it.TokenExpires)})
-			}
-			if c != nil {
-				recorded[c.Serial] = true
-				row, err := certRow(c, now)
-				if err != nil {
-					return fmt.Errorf("item %d: %w", i, err)
-				}
-				certRows = append(certRows, row)
-				for _, name := range lookupNames(c) {
-					nameRows = append(nameRows, []any{name, c.Serial})
-				}
-			}
-			emit(it.Audit...)
-		}
-		// Plain INSERTs: under the write lock nothing else adds these rows,
-		// so a unique violation here is a broken invariant and fails the
-		// whole batch rather than being skipped.
-		if err := s.insertRows(ctx, tx, `INSERT INTO tokens (id, expires_at)`, tokenRows); err != nil {
-			return fmt.Errorf("consume token ids: %w", err)
-		}
-		if err := s.insertRows(ctx, tx, `INSERT INTO certificates (`+certColumns+`)`, certRows); err != nil {
-			return fmt.Errorf("insert certificates: %w", err)
-		}
-		if err := s.insertRows(ctx, tx, `INSERT INTO cert_names (name, serial)`, nameRows); err != nil {
-			return fmt.Errorf("index names: %w", err)
-		}
-		return nil
-	})
+	}
+	var err error
+	if s.sqlite != nil {
+		err = s.lockedTx(ctx, "commit issuances", func(w writer, emit func(...pendingEvent)) error {
+			return commitByRow(ctx, w, batch, results, emit)
+		})
+	} else {
+		err = s.commitPostgres(ctx, batch, results)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return results, nil
 }
 
-// existing runs query, a SELECT of one text column ending in "IN", for keys
-// in chunks, and returns the set of values found.
-func (s *Store) existing(ctx context.Context, tx *sql.Tx, query string, keys []string) (map[string]bool, error) {
-	found := make(map[string]bool, len(keys))
-	var q strings.Builder
-	for len(keys) > 0 {
-		chunk := keys[:min(maxParams, len(keys))]
-		keys = keys[len(chunk):]
-		q.Reset()
-		q.WriteString(query)
-		q.WriteString(" (")
-		args := make([]any, len(chunk))
-		for i, k := range chunk {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteString(s.dialect.placeholder(i + 1))
-			args[i] = k
-		}
-		q.WriteByte(')')
-		rows, err := tx.QueryContext(ctx, q.String(), args...)
+// pendingIssuance is a store.Issuance encoded for writing.
+type pendingIssuance struct {
+	tokenID      string
+	tokenExpires int64
+	cert         *pendingCert // nil when there is no certificate
+	events       []pendingEvent
+}
+
+func (p *pendingIssuance) encode(it store.Issuance, now time.Time) error {
+	p.tokenID, p.tokenExpires = it.TokenID, micros(it.TokenExpires)
+	if it.Certificate != nil {
+		c, err := encodeCertificate(it.Certificate, now)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for rows.Next() {
-			var v string
-			if err := rows.Scan(&v); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			found[v] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+		p.cert = c
 	}
-	return found, nil
+	events, err := encodeEvents(it.Audit...)
+	if err != nil {
+		return err
+	}
+	p.events = events
+	return nil
+}
+
+// pendingCert is a certificate encoded as its row of certColumns, with the
+// names it is found by.
+type pendingCert struct {
+	serial, provisioner, issuer, subject string
+	names                                string // JSON array
+	notBefore, notAfter                  int64
+	der                                  []byte
+	status                               string
+	revokedAt                            sql.NullInt64
+	revocationReason                     int32
+	renewedFrom                          string
+	createdAt                            int64
+	lookupNames                          []string
+}
+
+// encodeCertificate checks c and encodes it. An empty Status records a valid
+// certificate; a zero CreatedAt records now.
+func encodeCertificate(c *store.Certificate, now time.Time) (*pendingCert, error) {
+	if err := checkCertificate(c); err != nil {
+		return nil, err
+	}
+	names, err := json.Marshal(c.Names)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: encode names: %w", c.Serial, err)
+	}
+	status := c.Status
+	if status == "" {
+		status = store.StatusValid
+	}
+	created := c.CreatedAt
+	if created.IsZero() {
+		created = now
+	}
+	der := c.DER
+	if der == nil {
+		der = []byte{}
+	}
+	return &pendingCert{
+		serial: c.Serial, provisioner: c.Provisioner, issuer: c.Issuer, subject: c.Subject,
+		names:     string(names),
+		notBefore: micros(c.NotBefore), notAfter: micros(c.NotAfter),
+		der:              der,
+		status:           string(status),
+		revokedAt:        nullMicros(c.RevokedAt),
+		revocationReason: int32(c.RevocationReason),
+		renewedFrom:      c.RenewedFrom,
+		createdAt:        micros(created),
+		lookupNames:      lookupNames(c),
+	}, nil
+}
+
+// args are the values of certColumns.
+func (c *pendingCert) args() []any {
+	return []any{
+		c.serial, c.provisioner, c.issuer, c.subject, c.names, c.notBefore, c.notAfter, c.der,
+		c.status, c.revokedAt, c.revocationReason, c.renewedFrom, c.createdAt,
+	}
+}
+
+func replayed(i int) error {
+	return fmt.Errorf("sqlstore: item %d: %w", i, store.ErrTokenReplayed)
+}
+
+func serialConflict(i int, serial string) error {
+	return fmt.Errorf("sqlstore: item %d: serial %s: %w", i, serial, store.ErrConflict)
+}
+
+// SQLite writes an issuance with a statement per row, which costs less there
+// than one statement for many rows: that would need a statement journal. An
+// INSERT that finds its key taken changes no row (DO NOTHING).
+const (
+	sqliteConsumeToken   = `INSERT INTO tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`
+	sqliteUnconsumeToken = `DELETE FROM tokens WHERE id = ?`
+	sqliteInsertCert     = `INSERT INTO certificates (` + certColumns + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`
+	sqliteInsertName = `INSERT INTO cert_names (name, cert_id) VALUES (?, ?)`
+)
+
+// commitByRow writes batch item by item on SQLite. An item's token id is
+// consumed first, then its certificate recorded, each INSERT telling by the
+// rows it changed whether the key was already there; if the serial is taken
+// the token id is forgotten again.
+func commitByRow(ctx context.Context, w writer, batch []pendingIssuance, results []error, emit func(...pendingEvent)) error {
+	for i, it := range batch {
+		if it.tokenID != "" {
+			res, err := w.exec(ctx, sqliteConsumeToken, it.tokenID, it.tokenExpires)
+			if err != nil {
+				return fmt.Errorf("item %d: consume token id: %w", i, err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("item %d: consume token id: %w", i, err)
+			} else if n == 0 {
+				results[i] = replayed(i)
+				continue
+			}
+		}
+		if c := it.cert; c != nil {
+			res, err := w.exec(ctx, sqliteInsertCert, c.args()...)
+			if err != nil {
+				return fmt.Errorf("item %d: insert certificate: %w", i, err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("item %d: insert certificate: %w", i, err)
+			}
+			if n == 0 {
+				results[i] = serialConflict(i, c.serial)
+				if it.tokenID != "" {
+					if _, err := w.exec(ctx, sqliteUnconsumeToken, it.tokenID); err != nil {
+						return fmt.Errorf("item %d: unconsume token id: %w", i, err)
+					}
+				}
+				continue
+			}
+			id, err := res.LastInsertId()
+			if err != nil {
+				return fmt.Errorf("item %d: insert certificate: %w", i, err)
+			}
+			for _, name := range c.lookupNames {
+				if _, err := w.exec(ctx, sqliteInsertName, name, id); err != nil {
+					return fmt.Errorf("item %d: index names: %w", i, err)
+				}
+			}
+		}
+		emit(it.events...)
+	}
+	return nil
 }
 
 // checkCertificate refuses records the store could not order or look up
@@ -163,33 +225,10 @@ func checkCertificate(c *store.Certificate) error {
 	default:
 		return fmt.Errorf("certificate %s: status %q cannot be recorded", c.Serial, c.Status)
 	}
+	if c.RevocationReason < 0 || c.RevocationReason > 10 {
+		return fmt.Errorf("certificate %s: reason %d is not an RFC 5280 CRLReason", c.Serial, c.RevocationReason)
+	}
 	return nil
-}
-
-// certRow is the row of certColumns recording c. An empty Status records a
-// valid certificate; a zero CreatedAt records now.
-func certRow(c *store.Certificate, now time.Time) ([]any, error) {
-	names, err := json.Marshal(c.Names)
-	if err != nil {
-		return nil, fmt.Errorf("encode names: %w", err)
-	}
-	status := c.Status
-	if status == "" {
-		status = store.StatusValid
-	}
-	created := c.CreatedAt
-	if created.IsZero() {
-		created = now
-	}
-	der := c.DER
-	if der == nil {
-		der = []byte{}
-	}
-	return []any{
-		c.Serial, c.Provisioner, c.Issuer, c.Subject, string(names),
-		micros(c.NotBefore), micros(c.NotAfter), der,
-		string(status), nullMicros(c.RevokedAt), c.RevocationReason, c.RenewedFrom, micros(created),
-	}, nil
 }
 
 // lookupNames are the distinct names a certificate is found by: its subject
@@ -275,7 +314,7 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) (store
 		where = append(where, "serial > "+arg(f.After))
 	}
 	if f.Name != "" {
-		where = append(where, "serial IN (SELECT serial FROM cert_names WHERE name = "+arg(f.Name)+")")
+		where = append(where, "id IN (SELECT cert_id FROM cert_names WHERE name = "+arg(f.Name)+")")
 	}
 	now := f.Now
 	if now.IsZero() {
@@ -330,11 +369,15 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, reason int
 	if reason < 0 || reason > 10 {
 		return fmt.Errorf("sqlstore: revoke certificate %s: reason %d is not an RFC 5280 CRLReason", serial, reason)
 	}
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: revoke certificate %s: %w", serial, err)
+	}
 	if at.IsZero() {
 		at = s.now()
 	}
-	return s.lockedTx(ctx, "revoke certificate "+serial, func(tx *sql.Tx, emit func(...audit.Event)) error {
-		res, err := tx.ExecContext(ctx, `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
+	return s.lockedTx(ctx, "revoke certificate "+serial, func(w writer, emit func(...pendingEvent)) error {
+		res, err := w.exec(ctx, `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
 			WHERE serial = $1 AND status = 'valid'`, serial, micros(at), reason)
 		if err != nil {
 			return err
@@ -345,7 +388,7 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, reason int
 		}
 		if n == 0 {
 			var one int
-			err := tx.QueryRowContext(ctx, `SELECT 1 FROM certificates WHERE serial = $1`, serial).Scan(&one)
+			err := w.queryRow(ctx, `SELECT 1 FROM certificates WHERE serial = $1`, []any{serial}, &one)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				return store.ErrNotFound
@@ -355,9 +398,7 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, reason int
 				return store.ErrAlreadyRevoked
 			}
 		}
-		if ev.Type != "" {
-			emit(ev)
-		}
+		emit(events...)
 		return nil
 	})
 }

@@ -23,6 +23,10 @@ func (s *Store) CreateProvisioner(ctx context.Context, p store.Provisioner, ev a
 	if err != nil {
 		return fmt.Errorf("sqlstore: create provisioner %s: encode policy: %w", p.Name, err)
 	}
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: create provisioner %s: %w", p.Name, err)
+	}
 	now := s.now()
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = now
@@ -30,8 +34,8 @@ func (s *Store) CreateProvisioner(ctx context.Context, p store.Provisioner, ev a
 	if p.UpdatedAt.IsZero() {
 		p.UpdatedAt = p.CreatedAt
 	}
-	return s.lockedTx(ctx, "create provisioner "+p.Name, func(tx *sql.Tx, emit func(...audit.Event)) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO provisioners (`+provisionerColumns+`) VALUES ($1, $2, $3, $4, $5)
+	return s.lockedTx(ctx, "create provisioner "+p.Name, func(w writer, emit func(...pendingEvent)) error {
+		res, err := w.exec(ctx, `INSERT INTO provisioners (`+provisionerColumns+`) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (name) DO NOTHING`,
 			p.Name, p.Type, string(policy), micros(p.CreatedAt), micros(p.UpdatedAt))
 		if err != nil {
@@ -40,9 +44,7 @@ func (s *Store) CreateProvisioner(ctx context.Context, p store.Provisioner, ev a
 		if err := expectOneRow(res, store.ErrConflict); err != nil {
 			return err
 		}
-		if ev.Type != "" {
-			emit(ev)
-		}
+		emit(events...)
 		return nil
 	})
 }
@@ -54,11 +56,15 @@ func (s *Store) UpdateProvisioner(ctx context.Context, p store.Provisioner, ev a
 	if err != nil {
 		return fmt.Errorf("sqlstore: update provisioner %s: encode policy: %w", p.Name, err)
 	}
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: update provisioner %s: %w", p.Name, err)
+	}
 	if p.UpdatedAt.IsZero() {
 		p.UpdatedAt = s.now()
 	}
-	return s.lockedTx(ctx, "update provisioner "+p.Name, func(tx *sql.Tx, emit func(...audit.Event)) error {
-		res, err := tx.ExecContext(ctx, `UPDATE provisioners SET type = $2, policy = $3, updated_at = $4 WHERE name = $1`,
+	return s.lockedTx(ctx, "update provisioner "+p.Name, func(w writer, emit func(...pendingEvent)) error {
+		res, err := w.exec(ctx, `UPDATE provisioners SET type = $2, policy = $3, updated_at = $4 WHERE name = $1`,
 			p.Name, p.Type, string(policy), micros(p.UpdatedAt))
 		if err != nil {
 			return err
@@ -66,26 +72,26 @@ func (s *Store) UpdateProvisioner(ctx context.Context, p store.Provisioner, ev a
 		if err := expectOneRow(res, store.ErrNotFound); err != nil {
 			return err
 		}
-		if ev.Type != "" {
-			emit(ev)
-		}
+		emit(events...)
 		return nil
 	})
 }
 
 // DeleteProvisioner removes a provisioner; store.ErrNotFound if absent.
 func (s *Store) DeleteProvisioner(ctx context.Context, name string, ev audit.Event) error {
-	return s.lockedTx(ctx, "delete provisioner "+name, func(tx *sql.Tx, emit func(...audit.Event)) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM provisioners WHERE name = $1`, name)
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: delete provisioner %s: %w", name, err)
+	}
+	return s.lockedTx(ctx, "delete provisioner "+name, func(w writer, emit func(...pendingEvent)) error {
+		res, err := w.exec(ctx, `DELETE FROM provisioners WHERE name = $1`, name)
 		if err != nil {
 			return err
 		}
 		if err := expectOneRow(res, store.ErrNotFound); err != nil {
 			return err
 		}
-		if ev.Type != "" {
-			emit(ev)
-		}
+		emit(events...)
 		return nil
 	})
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
-// dialect holds everything that differs between SQLite and PostgreSQL. The
-// rest of the SQL, including $n placeholders (SQLite accepts them too), is
-// shared.
+// dialect holds what differs between SQLite and PostgreSQL in the schema and
+// in locking. The rest of the SQL, including $n placeholders (SQLite accepts
+// them too), is shared, but for the statements of the write paths fitted to
+// one backend (CommitIssuances, the audit append).
 type dialect struct {
 	name string
 	// bytes is the column type for byte strings.
@@ -18,6 +18,15 @@ type dialect struct {
 	// keyText is the column type for text keys listed in order: byte order,
 	// whatever the database's default collation.
 	keyText string
+	// rowID is the column definition of an integer primary key the database
+	// assigns in increasing order, so that rows append to the table.
+	rowID string
+	// seqKey is the column definition of an integer primary key the store
+	// assigns in increasing order.
+	seqKey string
+	// keyedTable ends a CREATE TABLE of small rows to be stored in the B-tree
+	// of their primary key alone, not also in one of row ids.
+	keyedTable string
 	// genesis is an expression for audit.GenesisHash (32 zero bytes).
 	genesis string
 	// lockRow is appended to a SELECT to hold the row until commit.
@@ -26,25 +35,18 @@ type dialect struct {
 	// migrations by concurrent processes ("" when the transaction itself
 	// already does).
 	migrateLock string
-	// numbered says placeholders in generated statements are $1, $2, …
-	// rather than ?. SQLite takes $n too, but resolves each through a list
-	// of names, which makes a statement of thousands of them quadratic.
-	numbered bool
-}
-
-// placeholder is the n-th (1-based) bind parameter of a generated statement.
-func (d *dialect) placeholder(n int) string {
-	if d.numbered {
-		return "$" + strconv.Itoa(n)
-	}
-	return "?"
 }
 
 var sqliteDialect = &dialect{
 	name:    "sqlite",
 	bytes:   "BLOB",
 	keyText: "TEXT COLLATE BINARY",
-	genesis: "zeroblob(32)",
+	// The rowid itself: a new row gets the largest id plus one.
+	rowID: "INTEGER PRIMARY KEY",
+	// Also the rowid: the table is its one B-tree.
+	seqKey:     "INTEGER PRIMARY KEY",
+	keyedTable: " WITHOUT ROWID",
+	genesis:    "zeroblob(32)",
 	// A write transaction begins IMMEDIATE and so already holds the
 	// database's single write lock.
 	lockRow:     "",
@@ -52,25 +54,35 @@ var sqliteDialect = &dialect{
 }
 
 var postgresDialect = &dialect{
-	name:    "postgres",
-	bytes:   "BYTEA",
-	keyText: `TEXT COLLATE "C"`,
-	genesis: "decode(repeat('00', 32), 'hex')",
-	lockRow: " FOR UPDATE",
+	name:       "postgres",
+	bytes:      "BYTEA",
+	keyText:    `TEXT COLLATE "C"`,
+	rowID:      "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+	seqKey:     "BIGINT PRIMARY KEY",
+	keyedTable: "",
+	genesis:    "decode(repeat('00', 32), 'hex')",
+	lockRow:    " FOR UPDATE",
 	// Transaction-scoped, keyed by "mesh" in ASCII and by schema, so that
 	// stores in different schemas of one database migrate independently.
 	migrateLock: "SELECT pg_advisory_xact_lock(1835365224, hashtext(coalesce(current_schema(), '')))",
-	numbered:    true,
 }
 
 // migrations are the schema versions in order: migrations[i] brings the
 // schema to version i+1. Never edit one that has shipped; append a new one.
-// {bytes}, {keytext} and {genesis} are replaced per dialect.
+// The {…} parts are replaced per dialect, see render.
+//
+// Keys are chosen so that issuing appends, and a commit rewrites few pages: a
+// certificate row, wide with its DER, goes at the end of its table under an
+// increasing integer id, and only the narrow index on the random serial takes
+// inserts all over; the names of a fleet's certificates, the same for many,
+// append under (name, cert_id); token ids are time-ordered (the CA makes them
+// so) and append too.
 var migrations = [][]string{
 	// 1: certificates, token ids, provisioners, the audit log.
 	{
 		`CREATE TABLE certificates (
-			serial            {keytext} PRIMARY KEY,
+			id                {rowid},
+			serial            {keytext} NOT NULL UNIQUE,
 			provisioner       TEXT NOT NULL,
 			issuer            TEXT NOT NULL,
 			subject           TEXT NOT NULL,
@@ -87,15 +99,17 @@ var migrations = [][]string{
 		`CREATE INDEX certificates_not_after ON certificates (not_after)`,
 		// The subject and every SAN of each certificate, for lookup by name.
 		`CREATE TABLE cert_names (
-			name   TEXT NOT NULL,
-			serial {keytext} NOT NULL REFERENCES certificates (serial),
-			PRIMARY KEY (name, serial)
-		)`,
+			name    TEXT NOT NULL,
+			cert_id BIGINT NOT NULL REFERENCES certificates (id),
+			PRIMARY KEY (name, cert_id)
+		){keyed}`,
+		// No index on expires_at: each consumed token would pay for a
+		// second B-tree insert, while PruneTokens runs rarely and finds
+		// most rows expired, so scanning costs it little more.
 		`CREATE TABLE tokens (
 			id         TEXT PRIMARY KEY,
 			expires_at BIGINT NOT NULL
-		)`,
-		`CREATE INDEX tokens_expires_at ON tokens (expires_at)`,
+		){keyed}`,
 		`CREATE TABLE provisioners (
 			name       {keytext} PRIMARY KEY,
 			type       TEXT NOT NULL,
@@ -104,7 +118,7 @@ var migrations = [][]string{
 			updated_at BIGINT NOT NULL
 		)`,
 		`CREATE TABLE audit_events (
-			seq        BIGINT PRIMARY KEY,
+			seq        {seqkey},
 			event_time BIGINT NOT NULL,
 			event_type TEXT NOT NULL,
 			actor      TEXT NOT NULL,
@@ -130,6 +144,9 @@ func (d *dialect) render(stmt string) string {
 		"{bytes}", d.bytes,
 		"{keytext}", d.keyText,
 		"{genesis}", d.genesis,
+		"{rowid}", d.rowID,
+		"{seqkey}", d.seqKey,
+		"{keyed}", d.keyedTable,
 	).Replace(stmt)
 }
 
@@ -137,7 +154,7 @@ func (d *dialect) render(stmt string) string {
 // failed migration leaves the previous version intact. Concurrent Opens are
 // serialised by the write lock (SQLite) or an advisory lock (PostgreSQL).
 func (s *Store) migrate(ctx context.Context) error {
-	return s.writeTx(ctx, "migrate schema", func(tx *sql.Tx) error {
+	err := s.sqlTx(ctx, func(tx *sql.Tx) error {
 		if s.dialect.migrateLock != "" {
 			if _, err := tx.ExecContext(ctx, s.dialect.migrateLock); err != nil {
 				return fmt.Errorf("lock: %w", err)
@@ -171,4 +188,8 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("sqlstore: migrate schema: %w", err)
+	}
+	return nil
 }

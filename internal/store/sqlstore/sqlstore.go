@@ -1,8 +1,9 @@
 // Package sqlstore owns meshpki's durable state in SQL: one implementation of
 // store.Store for both SQLite (modernc.org/sqlite, pure Go) and PostgreSQL
-// (pgx through database/sql). The SQL is shared; the dialect type holds the
-// few places the two differ: column types, byte-ordered text, row locking and
-// the migration lock.
+// (pgx, mostly through database/sql). Most SQL is shared; the dialect type holds the
+// places the two differ in schema, row locking and the migration lock, and
+// the writes the CA makes for every certificate take a path fitted to each
+// (see below).
 //
 // Open picks the backend from a URL:
 //
@@ -17,14 +18,28 @@
 // under a lock, so replicas may start together.
 //
 // SQLite runs in WAL mode with synchronous=FULL: every commit is durable when
-// the method returns. Writes go through a single connection that begins its
-// transactions IMMEDIATE, reads through a separate pool. On PostgreSQL every
+// the method returns. Reads go through a pool of connections, writes through
+// one connection that the store drives through the driver itself, with its
+// statements prepared once and kept (see sqliteWriter). On PostgreSQL every
 // write that adds rows first locks the one row of audit_head (SELECT … FOR
 // UPDATE), which serialises those writers across replicas just as SQLite's
-// write lock does. Under that lock CommitIssuances reads which of a batch's
-// token ids and serials already exist, decides every item in Go, and writes
-// the accepted items with a few multi-row INSERTs: a batch costs the same
-// handful of round trips whatever its size.
+// write lock does.
+//
+// CommitIssuances, the write the CA makes for every certificate, is built
+// for the cost of each backend. On SQLite, in process, it writes the batch a
+// row at a time, every INSERT reporting by the rows it changed whether a
+// token id or serial was already taken. On PostgreSQL, where a statement is a
+// round trip, it pipelines through pgx: one round trip begins, locks and
+// reads which of the batch's token ids and serials exist; the items are
+// decided in Go; a second writes all accepted rows and their audit records in
+// one statement, the values passed as arrays, and commits. Two round trips
+// whatever the size of the batch, and statement texts that do not depend on
+// it, so pgx prepares each once per connection.
+//
+// The schema lets issuing append (see migrations): a certificate row goes at
+// the end of its table under an increasing integer id, and a fleet's shared
+// names and time-ordered token ids at the end of their ranges, so a commit
+// rewrites few pages besides the leaves of the serial index.
 //
 // Times are stored as unix microseconds (BIGINT) and read back in UTC; hashes
 // and DER as bytes; an audit record's Detail and a provisioner's Policy as
@@ -40,13 +55,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite"               // registers the "sqlite" database/sql driver, and Fdatasync
 
-	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -58,8 +73,9 @@ import (
 // with the current time when appended.
 type Store struct {
 	dialect *dialect
-	read    *sql.DB // reads; the same pool as write on PostgreSQL
-	write   *sql.DB // writes; one connection on SQLite
+	read    *sql.DB       // reads; the same pool as write on PostgreSQL
+	write   *sql.DB       // writes; one connection on SQLite
+	sqlite  *sqliteWriter // runs the writes on SQLite; nil on PostgreSQL
 	now     func() time.Time
 }
 
@@ -107,7 +123,20 @@ func Open(ctx context.Context, storeURL, dataDir string) (*Store, error) {
 // another process holding the write lock or a checkpoint in progress.
 var sqlitePragmas = []string{"busy_timeout(10000)", "foreign_keys(1)"}
 
+// sqliteWritePragmas apply to the write connection. A checkpoint copies each
+// page changed since the last one back into the database once, however many
+// commits changed it; checkpointing every 4000 pages (16 MiB of WAL) rather
+// than SQLite's 1000 lets a page that every commit changes, the audit head
+// or the end of a table, be copied once for 4000 pages written.
+var sqliteWritePragmas = []string{"journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(4000)"}
+
 func openSQLite(ctx context.Context, path string) (*Store, error) {
+	// Commit with fdatasync(2) rather than fsync(2), as SQLite itself does
+	// on Linux: as durable, without also flushing the file's timestamps
+	// through the file system's journal. The driver's switch is
+	// process-wide; meshpki has no other use for SQLite. It returns an
+	// error where fdatasync does not exist, and fsync is used.
+	_, _ = sqlite.Fdatasync(true)
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: sqlite path: %w", err)
@@ -136,7 +165,8 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	}
 
 	write, err := sql.Open("sqlite", dsn(url.Values{
-		"_pragma": {"journal_mode(WAL)", "synchronous(FULL)"},
+		"_pragma": slices.Clone(sqliteWritePragmas),
+		// For migrate, the only transaction database/sql begins here.
 		"_txlock": {"immediate"},
 	}))
 	if err != nil {
@@ -161,6 +191,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.sqlite = &sqliteWriter{db: write}
 	return s, nil
 }
 
@@ -199,7 +230,11 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close releases the store's connections.
 func (s *Store) Close() error {
-	err := s.read.Close()
+	var err error
+	if s.sqlite != nil {
+		err = s.sqlite.close()
+	}
+	err = errors.Join(err, s.read.Close())
 	if s.write != s.read {
 		err = errors.Join(err, s.write.Close())
 	}
@@ -209,19 +244,61 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// writeTx runs fn in one write transaction and commits it, or rolls it back
-// when fn fails. Every error is returned as "sqlstore: <op>: <cause>".
-func (s *Store) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+// sqlTx runs fn in one database/sql transaction and commits it, or rolls it
+// back when fn fails.
+func (s *Store) sqlTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlstore: %s: begin: %w", op, err)
+		return fmt.Errorf("begin: %w", err)
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback() // the cause is the error worth reporting
-		return fmt.Errorf("sqlstore: %s: %w", op, err)
+		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlstore: %s: commit: %w", op, err)
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// writer runs the statements of one write transaction: a database/sql
+// transaction on PostgreSQL, SQLite's write connection in a transaction on
+// SQLite.
+type writer struct {
+	tx     *sql.Tx       // PostgreSQL
+	sqlite *sqliteWriter // SQLite
+}
+
+// exec runs query, which returns no rows, with args. On SQLite query is
+// prepared once and kept: pass only constant queries.
+func (w writer) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if w.sqlite != nil {
+		return w.sqlite.exec(ctx, query, args...)
+	}
+	return w.tx.ExecContext(ctx, query, args...)
+}
+
+// queryRow runs query with args and scans its first row into dest, or
+// returns sql.ErrNoRows. On SQLite query is prepared once and kept, and
+// dest may hold only *int64, *int, *string and *[]byte.
+func (w writer) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
+	if w.sqlite != nil {
+		return w.sqlite.queryRow(ctx, query, args, dest...)
+	}
+	return w.tx.QueryRowContext(ctx, query, args...).Scan(dest...)
+}
+
+// writeTx runs fn in one write transaction and commits it, or rolls it back
+// when fn fails. Every error is returned as "sqlstore: <op>: <cause>".
+func (s *Store) writeTx(ctx context.Context, op string, fn func(w writer) error) error {
+	var err error
+	if s.sqlite != nil {
+		err = s.sqlite.run(ctx, func() error { return fn(writer{sqlite: s.sqlite}) })
+	} else {
+		err = s.sqlTx(ctx, func(tx *sql.Tx) error { return fn(writer{tx: tx}) })
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: %s: %w", op, err)
 	}
 	return nil
 }
@@ -232,19 +309,20 @@ func (s *Store) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) erro
 // every replica: audit appends chain without gaps, writers cannot deadlock on
 // each other's rows, and what fn reads is not changed by another writer
 // before it commits. fn queues audit events with emit; they are appended,
-// chained, before the commit.
-func (s *Store) lockedTx(ctx context.Context, op string, fn func(tx *sql.Tx, emit func(...audit.Event)) error) error {
-	return s.writeTx(ctx, op, func(tx *sql.Tx) error {
-		head, err := s.lockHead(ctx, tx)
+// chained, before the commit. (CommitIssuances on PostgreSQL does the same
+// in a pipeline of its own, see commitPostgres.)
+func (s *Store) lockedTx(ctx context.Context, op string, fn func(w writer, emit func(...pendingEvent)) error) error {
+	return s.writeTx(ctx, op, func(w writer) error {
+		head, err := s.lockHead(ctx, w)
 		if err != nil {
 			return err
 		}
-		var pending []audit.Event
-		emit := func(events ...audit.Event) { pending = append(pending, events...) }
-		if err := fn(tx, emit); err != nil {
+		var pending []pendingEvent
+		emit := func(events ...pendingEvent) { pending = append(pending, events...) }
+		if err := fn(w, emit); err != nil {
 			return err
 		}
-		return s.appendEvents(ctx, tx, head, pending)
+		return s.appendEvents(ctx, w, head, pending)
 	})
 }
 
@@ -267,46 +345,4 @@ func fromNullMicros(v sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return fromMicros(v.Int64)
-}
-
-// maxParams bounds the bind parameters of one multi-row statement, well under
-// both SQLite's (32766) and PostgreSQL's (65535) limits.
-const maxParams = 4000
-
-// insertRows inserts rows with as few multi-row INSERT statements as the
-// parameter limit allows. head is "INSERT INTO t (a, b)"; every row has the
-// same number of values.
-func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head string, rows [][]any) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	width := len(rows[0])
-	perStmt := max(1, maxParams/width)
-	var q strings.Builder
-	for len(rows) > 0 {
-		chunk := rows[:min(perStmt, len(rows))]
-		rows = rows[len(chunk):]
-		q.Reset()
-		q.WriteString(head)
-		q.WriteString(" VALUES ")
-		args := make([]any, 0, len(chunk)*width)
-		for i, row := range chunk {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteByte('(')
-			for j, v := range row {
-				if j > 0 {
-					q.WriteByte(',')
-				}
-				args = append(args, v)
-				q.WriteString(s.dialect.placeholder(len(args)))
-			}
-			q.WriteByte(')')
-		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return err
-		}
-	}
-	return nil
 }

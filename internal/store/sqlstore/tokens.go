@@ -2,11 +2,9 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
-	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -15,8 +13,8 @@ import (
 func (s *Store) ConsumeToken(ctx context.Context, id string, expires time.Time) error {
 	// Under the write lock, like every other writer of tokens (see
 	// CommitIssuances).
-	return s.lockedTx(ctx, "consume token", func(tx *sql.Tx, _ func(...audit.Event)) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`,
+	return s.lockedTx(ctx, "consume token", func(w writer, _ func(...pendingEvent)) error {
+		res, err := w.exec(ctx, `INSERT INTO tokens (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`,
 			id, micros(expires))
 		if err != nil {
 			return err
