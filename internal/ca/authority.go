@@ -41,7 +41,7 @@ type Config struct {
 	// MaxBatch caps how many issuances share one durable commit (default 256).
 	MaxBatch int
 	// CommitLinger is how long the committer waits for more issuances
-	// before a commit while under load (default 1ms; negative disables).
+	// before a commit while under load (default 500µs; negative disables).
 	// Idle requests never wait.
 	CommitLinger time.Duration
 	// ObserveBatch, if set, is told the size of every commit batch.
@@ -101,7 +101,7 @@ func linger(d time.Duration) time.Duration {
 	case d < 0:
 		return 0
 	case d == 0:
-		return time.Millisecond
+		return 500 * time.Microsecond
 	}
 	return d
 }

@@ -62,6 +62,7 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 			}
 			opts.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
 			opts.Out = s.out
+			server.TuneGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return server.Run(ctx, opts)

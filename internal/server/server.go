@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,20 @@ type Options struct {
 	// pick up intermediates rotated by the CLI) and checks its own
 	// credentials for renewal (default 10s).
 	MaintainEvery time.Duration
+}
+
+// GCPercent is the garbage collector target the server runs with unless the
+// GOGC environment variable says otherwise. Issuance allocates many small,
+// short-lived objects and the live heap stays small (tens of MiB), so
+// collecting less often buys about a quarter more throughput on 2 cores for
+// a few more MiB of memory.
+const GCPercent = 400
+
+// TuneGC applies GCPercent unless GOGC is set. It affects the whole process.
+func TuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(GCPercent)
+	}
 }
 
 // Lifetimes of the server's own credentials.
