@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -61,10 +60,6 @@ type Authority struct {
 	log      *slog.Logger
 	commits  *committer
 	provs    provisionerCache
-	// crypto bounds how many requests do public-key work at once, so that
-	// under load a few requests finish quickly instead of many crawling,
-	// and the committer is not queued behind dozens of busy goroutines.
-	crypto chan struct{}
 }
 
 // New returns an Authority. Call Run to start its commit loop.
@@ -80,7 +75,6 @@ func New(cfg Config) (*Authority, error) {
 		now:      cfg.Clock,
 		log:      cfg.Logger,
 		commits:  newCommitter(cfg.Store, cfg.MaxBatch, linger(cfg.CommitLinger), cfg.ObserveBatch),
-		crypto:   make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -104,18 +98,6 @@ func linger(d time.Duration) time.Duration {
 		return 500 * time.Microsecond
 	}
 	return d
-}
-
-// withCryptoSlot runs f while holding one of the CPU slots for public-key work.
-func (a *Authority) withCryptoSlot(ctx context.Context, f func()) error {
-	select {
-	case a.crypto <- struct{}{}:
-	case <-ctx.Done():
-		return wrapErr(KindUnavailable, ctx.Err(), "request cancelled")
-	}
-	defer func() { <-a.crypto }()
-	f()
-	return nil
 }
 
 // Run commits issuances until ctx ends.

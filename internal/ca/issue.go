@@ -50,11 +50,7 @@ func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) 
 		}
 		return nil, storeErr(err, "read provisioner")
 	}
-	var csr *x509.CertificateRequest
-	var kt keys.KeyType
-	if serr := a.withCryptoSlot(ctx, func() { csr, kt, err = parseCSR(req.CSR) }); serr != nil {
-		return nil, serr
-	}
+	csr, kt, err := parseCSR(req.CSR)
 	if err != nil {
 		return nil, a.deny(ctx, err.(*Error), actor, claims.Subject, map[string]string{"provisioner": claims.Provisioner})
 	}
@@ -252,18 +248,13 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 		return nil, wrapErr(KindInternal, err, "issuer %q is not available", issuerName)
 	}
 	now := a.now()
-	var cert *x509.Certificate
-	if serr := a.withCryptoSlot(ctx, func() {
-		cert, err = iss.SignLeaf(LeafRequest{
-			Subject:   p.subject,
-			Names:     p.names,
-			PublicKey: p.publicKey,
-			NotBefore: now.Add(-backdate),
-			NotAfter:  now.Add(ttl),
-		})
-	}); serr != nil {
-		return nil, serr
-	}
+	cert, err := iss.SignLeaf(LeafRequest{
+		Subject:   p.subject,
+		Names:     p.names,
+		PublicKey: p.publicKey,
+		NotBefore: now.Add(-backdate),
+		NotAfter:  now.Add(ttl),
+	})
 	if err != nil {
 		return nil, wrapErr(KindInternal, err, "sign certificate")
 	}
