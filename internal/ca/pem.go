@@ -27,7 +27,7 @@ func ParseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, errors.New("ca: no PEM CERTIFICATE found")
+		return nil, errors.New("ca: no PEM certificate found")
 	}
 	return certs, nil
 }
