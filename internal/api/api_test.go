@@ -173,12 +173,10 @@ func TestBadInputIsRefusedCountedAuditedAndChangesNothing(t *testing.T) {
 			if got := metricValue(t, in, fmt.Sprintf(`meshpki_http_errors_total{error=%q,route="/v1/sign"}`, tc.wantCode)); got != beforeErrors+1 {
 				t.Errorf("error metric %v → %v, want +1", beforeErrors, got)
 			}
-			// Refusals made by the CA (not the HTTP decoder) are audited as denied.
-			if tc.wantCode != "bad_request" && tc.wantCode != "body_too_large" {
-				ev := lastEvent(t, in)
-				if ev.Seq <= beforeSeq || ev.Type != audit.TypeRequestDenied || ev.Outcome != "denied" || ev.Detail["reason"] == "" {
-					t.Errorf("last audit event %+v, want a new request.denied with a reason", ev)
-				}
+			// Every refusal is audited as denied, whoever decided it.
+			ev := lastEvent(t, in)
+			if ev.Seq <= beforeSeq || ev.Type != audit.TypeRequestDenied || ev.Outcome != "denied" || ev.Detail["reason"] == "" {
+				t.Errorf("last audit event %+v, want a new request.denied with a reason", ev)
 			}
 		})
 	}

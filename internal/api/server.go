@@ -134,9 +134,27 @@ func (s *Server) instrument(route string, e endpoint) http.Handler {
 		}
 		if err != nil {
 			s.writeError(rec, r, err)
+			s.auditRefusal(r, route, err)
 		}
 		s.metrics.observe(route, rec.status, rec.errorCode, time.Since(start))
 	})
+}
+
+// auditedRoutes are the routes whose refusals by the API layer itself (bad
+// JSON, oversized body, missing credential) are audited; refusals decided by
+// the Authority are audited there.
+var auditedRoutes = map[string]bool{"/v1/sign": true, "/v1/renew": true, "/v1/revoke": true, "/v1/tokens": true}
+
+func (s *Server) auditRefusal(r *http.Request, route string, err error) {
+	var ae *apiError
+	if !auditedRoutes[route] || !errors.As(err, &ae) || ae.status >= 500 {
+		return
+	}
+	actor := "anonymous"
+	if cert := clientCert(r); cert != nil {
+		actor = "cert:" + ca.SerialString(cert.SerialNumber)
+	}
+	s.ca.RecordDenied(r.Context(), actor, route, ae.msg, map[string]string{"code": ae.code, "remote": r.RemoteAddr})
 }
 
 type statusRecorder struct {

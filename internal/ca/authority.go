@@ -175,6 +175,13 @@ func (a *Authority) deny(ctx context.Context, err *Error, actor, subject string,
 	return err
 }
 
+// RecordDenied audits a request that a front door refused before it reached
+// the Authority (a malformed or oversized body, say), so that every refusal
+// is in the audit log, not only those the Authority decided.
+func (a *Authority) RecordDenied(ctx context.Context, actor, subject, reason string, detail map[string]string) {
+	_ = a.deny(ctx, errorf(KindBadRequest, "%s", reason), actor, subject, detail)
+}
+
 // provisionerCache keeps compiled provisioner policies for a short time so
 // the hot path does not read the store on every request.
 type provisionerCache struct {
