@@ -74,7 +74,7 @@ its record number, and exits 1 when there is any.`,
 				return err
 			}
 			if asJSON {
-				if err := printJSON(s, rep); err != nil {
+				if err := writeJSON(s.out, rep); err != nil {
 					return err
 				}
 			} else if rep.OK() {

@@ -244,7 +244,6 @@ func isEncryptedKey(data []byte) bool {
 }
 
 // printJSON prints v to the command's stdout as indented JSON.
-func printJSON(s *streams, v any) error { return writeJSON(s.out, v) }
 
 // writeJSON prints v as indented JSON.
 func writeJSON(w io.Writer, v any) error {

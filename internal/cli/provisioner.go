@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -143,29 +144,36 @@ with 'meshpki provisioner update'.
 	pf := addPolicyFlags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the created provisioner as JSON")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		if err := checkProvisionerType(args[0]); err != nil {
-			return err
-		}
-		pol, err := pf.policy()
-		if err != nil {
-			return err
-		}
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		p, err := cl.CreateProvisioner(c.Context(), client.Provisioner{Name: args[1], Type: args[0], Policy: pol})
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(s.out, p)
-		}
-		fmt.Fprintf(s.out, "added %s provisioner %s\n", p.Type, p.Name)
-		return printProvisioner(s.out, p)
+		return changeProvisioner(c, s, conn, pf, asJSON, args, "added", (*client.Client).CreateProvisioner)
 	}
 	return cmd
+}
+
+// changeProvisioner sends the provisioner TYPE NAME (args) with the policy
+// the flags describe through send, and prints the result.
+func changeProvisioner(c *cobra.Command, s *streams, conn *connectFlags, pf *policyFlags, asJSON bool, args []string, verb string,
+	send func(*client.Client, context.Context, client.Provisioner) (*client.Provisioner, error)) error {
+	if err := checkProvisionerType(args[0]); err != nil {
+		return err
+	}
+	pol, err := pf.policy()
+	if err != nil {
+		return err
+	}
+	cl, err := conn.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	p, err := send(cl, c.Context(), client.Provisioner{Name: args[1], Type: args[0], Policy: pol})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(s.out, p)
+	}
+	fmt.Fprintf(s.out, "%s %s provisioner %s\n", verb, p.Type, p.Name)
+	return printProvisioner(s.out, p)
 }
 
 func newProvisionerUpdateCommand(s *streams) *cobra.Command {
@@ -185,27 +193,7 @@ touched; renewals are checked against the new policy.
 	pf := addPolicyFlags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the updated provisioner as JSON")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		if err := checkProvisionerType(args[0]); err != nil {
-			return err
-		}
-		pol, err := pf.policy()
-		if err != nil {
-			return err
-		}
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		p, err := cl.UpdateProvisioner(c.Context(), client.Provisioner{Name: args[1], Type: args[0], Policy: pol})
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(s.out, p)
-		}
-		fmt.Fprintf(s.out, "updated %s provisioner %s\n", p.Type, p.Name)
-		return printProvisioner(s.out, p)
+		return changeProvisioner(c, s, conn, pf, asJSON, args, "updated", (*client.Client).UpdateProvisioner)
 	}
 	return cmd
 }
