@@ -243,8 +243,6 @@ func isEncryptedKey(data []byte) bool {
 	}
 }
 
-// printJSON prints v to the command's stdout as indented JSON.
-
 // writeJSON prints v as indented JSON.
 func writeJSON(w io.Writer, v any) error {
 	var buf bytes.Buffer
