@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,47 +21,8 @@ import (
 func TestServerCommandOnEmptyDirectory(t *testing.T) {
 	bin := buildBinary(t)
 	data := filepath.Join(t.TempDir(), "ca-data")
-	cmd := exec.Command(bin, "server", "--data", data, "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "MESHPKI_PASSWORD=")
-	cmd.Env = filterEnv(cmd.Env, "MESHPKI_PASSWORD")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-
-	var (
-		mu     sync.Mutex
-		banner strings.Builder
-	)
-	bannerText := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return banner.String()
-	}
-	lines := bufio.NewScanner(stdout)
-	url := ""
-	deadline := time.After(60 * time.Second)
-	found := make(chan string, 1)
-	go func() {
-		for lines.Scan() {
-			mu.Lock()
-			banner.WriteString(lines.Text() + "\n")
-			mu.Unlock()
-			if m := regexp.MustCompile(`URL:\s+(https://\S+)`).FindStringSubmatch(lines.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-	}()
-	select {
-	case url = <-found:
-	case <-deadline:
-		t.Fatalf("no URL in the banner:\n%s", bannerText())
-	}
+	srv := startServer(t, bin, "--data", data)
+	url, bannerText := srv.url, srv.banner
 	time.Sleep(100 * time.Millisecond) // let the rest of the banner arrive
 	for _, want := range []string{"WARNING", "root fingerprint", "admin credential", "secrets/admin.crt"} {
 		if !strings.Contains(bannerText(), want) {
@@ -88,10 +44,10 @@ func TestServerCommandOnEmptyDirectory(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := srv.cmd.Wait(); err != nil {
 		t.Fatalf("server did not exit cleanly on SIGTERM: %v", err)
 	}
 }

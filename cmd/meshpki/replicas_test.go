@@ -26,8 +26,15 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-// startServer runs 'meshpki server' and returns its URL once it serves.
-func startServer(t *testing.T, bin string, args ...string) string {
+// runningServer is a 'meshpki server' process started by a test.
+type runningServer struct {
+	cmd    *exec.Cmd
+	url    string        // from the banner
+	banner func() string // everything printed on stdout so far
+}
+
+// startServer runs 'meshpki server' and returns once its banner names a URL.
+func startServer(t *testing.T, bin string, args ...string) *runningServer {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"server", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = filterEnv(os.Environ(), "MESHPKI_PASSWORD")
@@ -40,23 +47,35 @@ func startServer(t *testing.T, bin string, args ...string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var (
+		mu   sync.Mutex
+		text strings.Builder
+	)
+	srv := &runningServer{cmd: cmd, banner: func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return text.String()
+	}}
 	found := make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`^\s+URL:\s+(https://\S+)`)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			mu.Lock()
+			text.WriteString(sc.Text() + "\n")
+			mu.Unlock()
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}
 		}
 	}()
 	select {
-	case u := <-found:
-		return u
+	case srv.url = <-found:
+		return srv
 	case <-time.After(60 * time.Second):
-		t.Fatal("server did not start")
+		t.Fatalf("server did not start:\n%s", srv.banner())
 	}
-	return ""
+	return nil
 }
 
 func runCLI(t *testing.T, bin string, args ...string) (string, error) {
@@ -78,12 +97,10 @@ func TestTwoServerProcessesShareOnePostgreSQL(t *testing.T) {
 	bin := buildBinary(t)
 	data := filepath.Join(t.TempDir(), "data")
 	public := "https://ca.replicas.test:8443" // tokens are bound to the shared public URL
-	urlA := startServer(t, bin, "--data", data, "--store", pg, "--url", public)
-	_ = urlA
+	startServer(t, bin, "--data", data, "--store", pg, "--url", public)
 	// The banner shows the public URL; reach each replica on its listen address.
 	addrA := listenAddr(t, data)
-	urlB := startServer(t, bin, "--data", data, "--store", pg, "--url", public)
-	_ = urlB
+	startServer(t, bin, "--data", data, "--store", pg, "--url", public)
 	addrB := listenAddr(t, data)
 	if addrA == addrB {
 		t.Fatal("both replicas report the same address")
