@@ -74,7 +74,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	s := &streams{in: stdin, out: stdout, err: stderr}
 	root := &cobra.Command{
 		Use:           "meshpki",
-		Short:         "A private PKI for microservices: CA, ACME, SPIFFE identity, mTLS proxy and expiry monitoring in one binary",
+		Short:         "A private PKI for microservices in one binary: the CA server and its admin and client CLI",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
