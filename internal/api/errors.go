@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 // apiError is an error with its HTTP status and machine-readable code.
@@ -30,6 +31,22 @@ type errorBody struct {
 	} `json:"error"`
 }
 
+// kindStatus maps each issuance error kind to its HTTP status and code.
+// KindInternal is absent: its message stays in the log, not the response.
+var kindStatus = map[ca.Kind]struct {
+	status int
+	code   string
+}{
+	ca.KindBadRequest:   {http.StatusBadRequest, "bad_request"},
+	ca.KindBadCSR:       {http.StatusBadRequest, "bad_csr"},
+	ca.KindBadKey:       {http.StatusBadRequest, "bad_key"},
+	ca.KindUnauthorized: {http.StatusUnauthorized, "unauthorized"},
+	ca.KindForbidden:    {http.StatusForbidden, "forbidden"},
+	ca.KindNotFound:     {http.StatusNotFound, "not_found"},
+	ca.KindConflict:     {http.StatusConflict, "conflict"},
+	ca.KindUnavailable:  {http.StatusServiceUnavailable, "unavailable"},
+}
+
 // toAPIError is the one place errors become HTTP statuses.
 func toAPIError(err error) *apiError {
 	var ae *apiError
@@ -38,24 +55,8 @@ func toAPIError(err error) *apiError {
 	}
 	var ce *ca.Error
 	if errors.As(err, &ce) {
-		msg := ce.Msg
-		switch ce.Kind {
-		case ca.KindBadRequest:
-			return newError(http.StatusBadRequest, "bad_request", msg)
-		case ca.KindBadCSR:
-			return newError(http.StatusBadRequest, "bad_csr", msg)
-		case ca.KindBadKey:
-			return newError(http.StatusBadRequest, "bad_key", msg)
-		case ca.KindUnauthorized:
-			return newError(http.StatusUnauthorized, "unauthorized", msg)
-		case ca.KindForbidden:
-			return newError(http.StatusForbidden, "forbidden", msg)
-		case ca.KindNotFound:
-			return newError(http.StatusNotFound, "not_found", msg)
-		case ca.KindConflict:
-			return newError(http.StatusConflict, "conflict", msg)
-		case ca.KindUnavailable:
-			return newError(http.StatusServiceUnavailable, "unavailable", msg)
+		if m, ok := kindStatus[ce.Kind]; ok {
+			return newError(m.status, m.code, ce.Msg)
 		}
 	}
 	return newError(http.StatusInternalServerError, "internal", "the server failed to handle the request; nothing was issued")
@@ -85,3 +86,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		slog.Debug("write response", "error", err)
 	}
 }
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

@@ -149,7 +149,7 @@ func newCAAddIssuerCommand(s *streams) *cobra.Command {
 and key type. A provisioner signs with it when its policy names it
 (--issuer NAME on 'meshpki provisioner add').`,
 		Example: `  meshpki ca add-issuer payments --data ./ca-data --lifetime 2160h`,
-		Args:    exactArgs(1, "NAME"),
+		Args:    positionalArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kt, err := keys.ParseKeyType(keyType)
 			if err != nil {
@@ -201,14 +201,4 @@ func newCAStatusCommand(s *streams) *cobra.Command {
 	f.StringVar(&dataDir, "data", "", "data directory")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
 	return cmd
-}
-
-// exactArgs is cobra.ExactArgs with a usage error that names the arguments.
-func exactArgs(n int, names string) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		if len(args) != n {
-			return usageError{fmt.Errorf("%s expects %s (see '%s --help')", cmd.CommandPath(), names, cmd.CommandPath())}
-		}
-		return nil
-	}
 }

@@ -34,19 +34,9 @@ func (s *Store) CreateProvisioner(ctx context.Context, p store.Provisioner, ev a
 	if p.UpdatedAt.IsZero() {
 		p.UpdatedAt = p.CreatedAt
 	}
-	return s.lockedTx(ctx, "create provisioner "+p.Name, func(w writer, emit func(...pendingEvent)) error {
-		res, err := w.exec(ctx, `INSERT INTO provisioners (`+provisionerColumns+`) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (name) DO NOTHING`,
-			p.Name, p.Type, string(policy), micros(p.CreatedAt), micros(p.UpdatedAt))
-		if err != nil {
-			return err
-		}
-		if err := expectOneRow(res, store.ErrConflict); err != nil {
-			return err
-		}
-		emit(events...)
-		return nil
-	})
+	return s.changeOneRow(ctx, "create provisioner "+p.Name, events, store.ErrConflict,
+		`INSERT INTO provisioners (`+provisionerColumns+`) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING`,
+		p.Name, p.Type, string(policy), micros(p.CreatedAt), micros(p.UpdatedAt))
 }
 
 // UpdateProvisioner replaces the type and policy of p.Name and sets its
@@ -63,18 +53,9 @@ func (s *Store) UpdateProvisioner(ctx context.Context, p store.Provisioner, ev a
 	if p.UpdatedAt.IsZero() {
 		p.UpdatedAt = s.now()
 	}
-	return s.lockedTx(ctx, "update provisioner "+p.Name, func(w writer, emit func(...pendingEvent)) error {
-		res, err := w.exec(ctx, `UPDATE provisioners SET type = $2, policy = $3, updated_at = $4 WHERE name = $1`,
-			p.Name, p.Type, string(policy), micros(p.UpdatedAt))
-		if err != nil {
-			return err
-		}
-		if err := expectOneRow(res, store.ErrNotFound); err != nil {
-			return err
-		}
-		emit(events...)
-		return nil
-	})
+	return s.changeOneRow(ctx, "update provisioner "+p.Name, events, store.ErrNotFound,
+		`UPDATE provisioners SET type = $2, policy = $3, updated_at = $4 WHERE name = $1`,
+		p.Name, p.Type, string(policy), micros(p.UpdatedAt))
 }
 
 // DeleteProvisioner removes a provisioner; store.ErrNotFound if absent.
@@ -83,17 +64,8 @@ func (s *Store) DeleteProvisioner(ctx context.Context, name string, ev audit.Eve
 	if err != nil {
 		return fmt.Errorf("sqlstore: delete provisioner %s: %w", name, err)
 	}
-	return s.lockedTx(ctx, "delete provisioner "+name, func(w writer, emit func(...pendingEvent)) error {
-		res, err := w.exec(ctx, `DELETE FROM provisioners WHERE name = $1`, name)
-		if err != nil {
-			return err
-		}
-		if err := expectOneRow(res, store.ErrNotFound); err != nil {
-			return err
-		}
-		emit(events...)
-		return nil
-	})
+	return s.changeOneRow(ctx, "delete provisioner "+name, events, store.ErrNotFound,
+		`DELETE FROM provisioners WHERE name = $1`, name)
 }
 
 // GetProvisioner returns the named provisioner or store.ErrNotFound.
@@ -145,6 +117,23 @@ func scanProvisioner(row scanner) (store.Provisioner, error) {
 	p.CreatedAt = fromMicros(created)
 	p.UpdatedAt = fromMicros(updated)
 	return p, nil
+}
+
+// changeOneRow runs one write statement that must change exactly one row and,
+// in the same transaction, appends events. It returns none (and writes
+// nothing) when no row changed.
+func (s *Store) changeOneRow(ctx context.Context, what string, events []pendingEvent, none error, query string, args ...any) error {
+	return s.lockedTx(ctx, what, func(w writer, emit func(...pendingEvent)) error {
+		res, err := w.exec(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		if err := expectOneRow(res, none); err != nil {
+			return err
+		}
+		emit(events...)
+		return nil
+	})
 }
 
 // expectOneRow returns none when res changed no row.
