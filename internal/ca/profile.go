@@ -74,6 +74,29 @@ func SerialString(n *big.Int) string {
 // subjectAltName (critical when the subject is empty). It is safe for
 // concurrent use.
 func (iss *Issuer) SignLeaf(req LeafRequest) (*x509.Certificate, error) {
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := iss.leafTemplate(req, serial)
+	if err != nil {
+		return nil, err
+	}
+	der, err := iss.createLeaf(tmpl, req.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign leaf with %s: %w", iss.label(), err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign leaf: parse result: %w", err)
+	}
+	return cert, nil
+}
+
+// leafTemplate checks req and builds the template SignLeaf signs, with the
+// given serial. createLeaf's fast path encodes exactly the fields set here
+// (see fastPathTemplate); a new field needs it there too.
+func (iss *Issuer) leafTemplate(req LeafRequest, serial *big.Int) (*x509.Certificate, error) {
 	if req.PublicKey == nil {
 		return nil, errors.New("ca: sign leaf: no public key")
 	}
@@ -98,10 +121,6 @@ func (iss *Issuer) SignLeaf(req LeafRequest) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign leaf: %w", err)
 	}
-	serial, err := NewSerial()
-	if err != nil {
-		return nil, err
-	}
 	usage := x509.KeyUsageDigitalSignature
 	if kt == keys.RSA2048 || kt == keys.RSA3072 || kt == keys.RSA4096 {
 		usage |= x509.KeyUsageKeyEncipherment
@@ -125,15 +144,7 @@ func (iss *Issuer) SignLeaf(req LeafRequest) (*x509.Certificate, error) {
 	if tmpl.Subject.CommonName == "" && len(n.DNS)+len(n.IPs)+len(n.URIs)+len(n.Emails) == 0 {
 		return nil, fmt.Errorf("ca: sign leaf: subject %q is longer than %d characters and there are no names", req.Subject, maxCommonNameLength)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, iss.Cert, req.PublicKey, iss.Signer)
-	if err != nil {
-		return nil, fmt.Errorf("ca: sign leaf with %s: %w", iss.label(), err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("ca: sign leaf: parse result: %w", err)
-	}
-	return cert, nil
+	return tmpl, nil
 }
 
 // Chain returns the certificates a client sends after its leaf: the issuer's
