@@ -105,11 +105,14 @@ type Tokens interface {
 
 // Provisioner is a named authority to request certificates, with its policy.
 type Provisioner struct {
-	Name      string
-	Type      string // "token" or "acme"
-	Policy    policy.Policy
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Name   string
+	Type   string // "token" or "acme"
+	Policy policy.Policy
+	// RequireEAB, for an acme provisioner, refuses new accounts without an
+	// external account binding.
+	RequireEAB bool
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // Provisioners stores provisioners. Each change appends ev in the same
@@ -141,6 +144,7 @@ type Store interface {
 	Tokens
 	Provisioners
 	AuditLog
+	ACME
 	// Ping checks the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

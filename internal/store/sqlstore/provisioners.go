@@ -11,7 +11,7 @@ import (
 	"github.com/meshpki/meshpki/internal/store"
 )
 
-const provisionerColumns = `name, type, policy, created_at, updated_at`
+const provisionerColumns = `name, type, policy, require_eab, created_at, updated_at`
 
 // CreateProvisioner stores p; store.ErrConflict if the name exists. Zero
 // CreatedAt and UpdatedAt are set to now.
@@ -35,8 +35,8 @@ func (s *Store) CreateProvisioner(ctx context.Context, p store.Provisioner, ev a
 		p.UpdatedAt = p.CreatedAt
 	}
 	return s.changeOneRow(ctx, "create provisioner "+p.Name, events, store.ErrConflict,
-		`INSERT INTO provisioners (`+provisionerColumns+`) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING`,
-		p.Name, p.Type, string(policy), micros(p.CreatedAt), micros(p.UpdatedAt))
+		`INSERT INTO provisioners (`+provisionerColumns+`) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING`,
+		p.Name, p.Type, string(policy), boolInt(p.RequireEAB), micros(p.CreatedAt), micros(p.UpdatedAt))
 }
 
 // UpdateProvisioner replaces the type and policy of p.Name and sets its
@@ -54,8 +54,8 @@ func (s *Store) UpdateProvisioner(ctx context.Context, p store.Provisioner, ev a
 		p.UpdatedAt = s.now()
 	}
 	return s.changeOneRow(ctx, "update provisioner "+p.Name, events, store.ErrNotFound,
-		`UPDATE provisioners SET type = $2, policy = $3, updated_at = $4 WHERE name = $1`,
-		p.Name, p.Type, string(policy), micros(p.UpdatedAt))
+		`UPDATE provisioners SET type = $2, policy = $3, require_eab = $4, updated_at = $5 WHERE name = $1`,
+		p.Name, p.Type, string(policy), boolInt(p.RequireEAB), micros(p.UpdatedAt))
 }
 
 // DeleteProvisioner removes a provisioner; store.ErrNotFound if absent.
@@ -108,9 +108,11 @@ func scanProvisioner(row scanner) (store.Provisioner, error) {
 		policy           string
 		created, updated int64
 	)
-	if err := row.Scan(&p.Name, &p.Type, &policy, &created, &updated); err != nil {
+	var requireEAB int
+	if err := row.Scan(&p.Name, &p.Type, &policy, &requireEAB, &created, &updated); err != nil {
 		return p, err
 	}
+	p.RequireEAB = requireEAB != 0
 	if err := json.Unmarshal([]byte(policy), &p.Policy); err != nil {
 		return p, fmt.Errorf("provisioner %s: decode policy: %w", p.Name, err)
 	}
@@ -146,4 +148,12 @@ func expectOneRow(res sql.Result, none error) error {
 		return none
 	}
 	return nil
+}
+
+// boolInt stores a bool as 0 or 1, which both backends take for INTEGER.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

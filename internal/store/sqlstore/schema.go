@@ -136,6 +136,74 @@ var migrations = [][]string{
 		)`,
 		`INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, {genesis})`,
 	},
+	// 2: ACME (RFC 8555) accounts, orders, authorizations with their
+	// challenges, and external account binding keys. Ids are random text
+	// chosen by the caller, so each table is its primary key's B-tree alone.
+	// An authorization's challenges are a JSON array in its row: they are
+	// always read and written with it, and the row is the unit every
+	// challenge transition locks and updates.
+	{
+		// An acme provisioner may refuse accounts without external account
+		// binding.
+		`ALTER TABLE provisioners ADD COLUMN require_eab INTEGER NOT NULL DEFAULT 0`,
+		`CREATE TABLE acme_accounts (
+			id          {keytext} PRIMARY KEY,
+			provisioner TEXT NOT NULL,
+			thumbprint  TEXT NOT NULL, -- RFC 7638 SHA-256, base64url
+			key_jwk     {bytes} NOT NULL,
+			status      TEXT NOT NULL CHECK (status IN ('valid', 'deactivated', 'revoked')),
+			contact     TEXT NOT NULL, -- JSON array of URLs
+			eab_key_id  TEXT NOT NULL,
+			created_at  BIGINT NOT NULL,
+			UNIQUE (provisioner, thumbprint)
+		){keyed}`,
+		`CREATE TABLE acme_orders (
+			id          {keytext} PRIMARY KEY,
+			account_id  {keytext} NOT NULL REFERENCES acme_accounts (id),
+			provisioner TEXT NOT NULL,
+			status      TEXT NOT NULL CHECK (status IN ('pending', 'ready', 'processing', 'valid', 'invalid')),
+			expires     BIGINT NOT NULL,
+			identifiers TEXT NOT NULL, -- JSON array of {"type", "value"}
+			not_before  BIGINT,
+			not_after   BIGINT,
+			authz_ids   TEXT NOT NULL, -- JSON array, in identifier order
+			error       {bytes}, -- RFC 7807 problem, NULL unless invalid
+			cert_serial TEXT NOT NULL, -- "" until valid
+			replaces    TEXT NOT NULL, -- RFC 9773 certificate id, or ""
+			created_at  BIGINT NOT NULL,
+			updated_at  BIGINT NOT NULL
+		){keyed}`,
+		// ListACMEOrders: an account's orders, oldest first.
+		`CREATE INDEX acme_orders_account ON acme_orders (account_id, created_at, id)`,
+		`CREATE UNIQUE INDEX acme_orders_cert_serial ON acme_orders (cert_serial) WHERE cert_serial <> ''`,
+		// A certificate is replaced by one order at most, not counting
+		// orders that failed (RFC 9773, section 5), so that a client can
+		// retry a failed replacement.
+		`CREATE UNIQUE INDEX acme_orders_replaces ON acme_orders (replaces) WHERE replaces <> '' AND status <> 'invalid'`,
+		`CREATE TABLE acme_authzs (
+			id               {keytext} PRIMARY KEY,
+			account_id       {keytext} NOT NULL REFERENCES acme_accounts (id),
+			order_id         {keytext} NOT NULL REFERENCES acme_orders (id),
+			identifier_type  TEXT NOT NULL,
+			identifier_value TEXT NOT NULL,
+			wildcard         INTEGER NOT NULL, -- 0 or 1
+			status           TEXT NOT NULL CHECK (status IN ('pending', 'valid', 'invalid', 'deactivated', 'revoked', 'expired')),
+			expires          BIGINT NOT NULL,
+			challenges       TEXT NOT NULL -- JSON array, see acmeChallenge
+		){keyed}`,
+		// Whether every authorization of an order is valid, read from the
+		// index alone.
+		`CREATE INDEX acme_authzs_order ON acme_authzs (order_id, status)`,
+		`CREATE TABLE acme_eab_keys (
+			id            {keytext} PRIMARY KEY,
+			provisioner   TEXT NOT NULL,
+			hmac_key      {bytes} NOT NULL, -- as the caller sealed it
+			bound_account TEXT NOT NULL, -- "" until bound
+			created_at    BIGINT NOT NULL,
+			bound_at      BIGINT
+		){keyed}`,
+		`CREATE INDEX acme_eab_keys_provisioner ON acme_eab_keys (provisioner, id)`,
+	},
 }
 
 // render fills in the dialect's parts of a migration statement.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // sqliteWriter runs write transactions on SQLite's one write connection
@@ -16,67 +17,239 @@ import (
 // BEGIN and COMMIT anew and start a goroutine to watch its context, and a
 // statement not prepared ahead would be prepared for each use; in
 // modernc.org/sqlite each of those costs more than running the statement.
+//
+// Concurrent writes commit together (group commit), since each commit costs
+// an fdatasync(2) however little it writes. A caller queues its transaction
+// body; the caller holding the lead runs every body queued in one
+// transaction, each in a savepoint of its own so that a body that fails is
+// rolled back alone, and commits them all with one sync. Bodies queued while
+// a commit syncs make the next batch: there is no timer and no goroutine,
+// and a lone caller commits at once.
 type sqliteWriter struct {
 	db *sql.DB // the write pool: one connection
 
-	mu    sync.Mutex  // held by the transaction in progress
+	// lead holds a token while a caller runs a batch; that caller alone
+	// uses conn and stmts.
+	lead  chan struct{}
 	conn  driver.Conn // the connection stmts were prepared on
 	stmts map[string]driver.Stmt
+
+	mu    sync.Mutex // guards queue
+	queue []*writeItem
+}
+
+func newSQLiteWriter(db *sql.DB) *sqliteWriter {
+	return &sqliteWriter{db: db, lead: make(chan struct{}, 1)}
+}
+
+// writeItem is one caller's transaction body, queued to run in a batch.
+type writeItem struct {
+	ctx context.Context
+	fn  func() error
+	// state moves from itemQueued to itemTaken when a batch takes the item,
+	// or to itemAbandoned when its caller, its context ended, gives up
+	// waiting first.
+	state atomic.Int32
+	// err is the item's outcome and panicked what fn panicked with, if it
+	// did; both are set before done is closed.
+	err      error
+	panicked any
+	done     chan struct{}
+}
+
+const (
+	itemQueued int32 = iota
+	itemTaken
+	itemAbandoned
+)
+
+// call runs the item's fn, turning a panic into an error for the batch; run
+// panics again in the caller's goroutine.
+func (it *writeItem) call() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			it.panicked = p
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return it.fn()
 }
 
 // run runs fn in a transaction begun IMMEDIATE, so holding the database's
-// write lock, and commits it, or rolls it back when fn fails.
+// write lock, and returns once it has committed; or, when fn fails, rolls
+// back what fn wrote and returns fn's error. The transaction may be shared
+// with other callers' functions, run one after another by the caller that
+// leads the batch: fn sees what those before it wrote, and must leave the
+// transaction itself alone (no COMMIT, ROLLBACK or SAVEPOINT). fn is not run
+// when ctx ends before its turn, and each of its statements fails when ctx
+// has ended before the statement begins; a statement that has begun is not
+// interrupted, since SQLite answers an interrupted write by rolling back the
+// whole transaction, the other callers' writes with it. Should fn panic, run
+// panics with the same value in the caller's goroutine.
 func (w *sqliteWriter) run(ctx context.Context, fn func() error) error {
-	conn, err := w.db.Conn(ctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	it := &writeItem{ctx: ctx, fn: fn, done: make(chan struct{})}
+	w.mu.Lock()
+	w.queue = append(w.queue, it)
+	w.mu.Unlock()
+	select {
+	case <-it.done:
+	case <-ctx.Done():
+		if it.state.CompareAndSwap(itemQueued, itemAbandoned) {
+			return ctx.Err()
+		}
+		<-it.done // a batch has taken it
+	case w.lead <- struct{}{}:
+		// Unless a batch has already run it, it is still queued: run the
+		// queue.
+		select {
+		case <-it.done:
+		default:
+			w.mu.Lock()
+			batch := w.queue
+			w.queue = nil
+			w.mu.Unlock()
+			w.runBatch(batch)
+		}
+		<-w.lead
+		<-it.done
+	}
+	if it.panicked != nil {
+		panic(it.panicked)
+	}
+	return it.err
+}
+
+// runBatch runs the queued items of batch in one transaction and commits
+// them, and closes their done channels. Items are taken in order as their
+// turn comes, each run between SAVEPOINT and RELEASE, and rolled back to
+// its savepoint when it fails; a batch of one needs no savepoint. When the
+// transaction itself fails (BEGIN, COMMIT, or a savepoint), every item it
+// took or would have taken that has no error of its own gets that error.
+// Statements that only manage the transaction run without a context that
+// can end: a context that has ended is a reason to roll back, not to skip
+// it.
+func (w *sqliteWriter) runBatch(batch []*writeItem) {
+	var (
+		taken     []*writeItem // whose callers wait for done
+		committed []*writeItem // ran without error: they share the commit's outcome
+	)
+	defer func() {
+		for _, it := range taken {
+			close(it.done)
+		}
+	}()
+	// fail gives err to the items that ran without error and to those not
+	// yet taken.
+	fail := func(err error) error {
+		for _, it := range committed {
+			it.err = err
+		}
+		for _, it := range batch {
+			if it.state.CompareAndSwap(itemQueued, itemTaken) {
+				it.err = err
+				taken = append(taken, it)
+			}
+		}
+		return err
+	}
+	conn, err := w.db.Conn(context.Background())
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		fail(fmt.Errorf("begin: %w", err))
+		return
 	}
 	defer conn.Close() // no error worth reporting: Raw has settled the connection
-	return conn.Raw(func(dc any) error {
+	// An error Raw's function returns that wraps driver.ErrBadConn tells
+	// database/sql to discard the connection; the items have their errors.
+	_ = conn.Raw(func(dc any) error {
 		c, ok := dc.(driver.Conn)
 		if !ok {
-			return fmt.Errorf("begin: driver connection is a %T", dc)
+			return fail(fmt.Errorf("begin: driver connection is a %T", dc))
 		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
 		if c != w.conn {
 			// database/sql replaced a connection it found broken, and closed
 			// it with the statements prepared on it.
 			w.conn, w.stmts = c, make(map[string]driver.Stmt)
 		}
-		if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
-			// Should the context have ended just as BEGIN took effect, the
-			// transaction must not outlive this call.
-			_, _ = w.exec(context.Background(), "ROLLBACK")
-			return fmt.Errorf("begin: %w", err)
+		bg := context.Background()
+		if _, err := w.exec(bg, "BEGIN IMMEDIATE"); err != nil {
+			// Should BEGIN have taken effect after all, the transaction
+			// must not outlive the batch.
+			_, _ = w.exec(bg, "ROLLBACK")
+			return fail(fmt.Errorf("begin: %w", err))
 		}
-		if err := fn(); err != nil {
-			return w.rollback(err)
+		savepoints := len(batch) > 1
+		for _, it := range batch {
+			if !it.state.CompareAndSwap(itemQueued, itemTaken) {
+				continue // abandoned by its caller
+			}
+			taken = append(taken, it)
+			if err := it.ctx.Err(); err != nil {
+				it.err = err
+				continue
+			}
+			if !savepoints {
+				if err := it.call(); err != nil {
+					it.err = w.rollback(err)
+					return it.err
+				}
+				committed = append(committed, it)
+				continue
+			}
+			if _, err := w.exec(bg, "SAVEPOINT item"); err != nil {
+				return fail(w.rollback(fmt.Errorf("savepoint: %w", err)))
+			}
+			if err := it.call(); err != nil {
+				it.err = err
+				if _, err := w.exec(bg, "ROLLBACK TO item"); err != nil {
+					// SQLite rolls back the whole transaction after some
+					// errors (I/O, disk full): the others are lost too.
+					return fail(w.rollback(fmt.Errorf("roll back to savepoint after %w: %w", it.err, err)))
+				}
+			}
+			if _, err := w.exec(bg, "RELEASE item"); err != nil {
+				return fail(w.rollback(fmt.Errorf("release savepoint: %w", err)))
+			}
+			if it.err == nil {
+				committed = append(committed, it)
+			}
 		}
-		if _, err := w.exec(ctx, "COMMIT"); err != nil {
-			return w.rollback(fmt.Errorf("commit: %w", err))
+		if len(committed) == 0 {
+			return w.rollback(nil)
+		}
+		if _, err := w.exec(bg, "COMMIT"); err != nil {
+			return fail(w.rollback(fmt.Errorf("commit: %w", err)))
 		}
 		return nil
 	})
 }
 
-// rollback rolls back the transaction fn failed in and returns cause. When
-// even that fails the connection's state is unknown: its statements are
-// closed and the error tells database/sql to discard it.
+// rollback rolls back the transaction in progress, if any, and returns
+// cause. When even that fails the connection's state is unknown: its
+// statements are closed and the error, which wraps cause if not nil, tells
+// database/sql to discard it.
 func (w *sqliteWriter) rollback(cause error) error {
 	// Not the caller's context: a context that has ended is a reason to
 	// roll back, not to skip it.
-	if _, err := w.exec(context.Background(), "ROLLBACK"); err != nil {
+	_, err := w.exec(context.Background(), "ROLLBACK")
+	switch {
+	case err == nil:
+		return cause
+	case cause == nil:
+		w.closeStmts()
+		return fmt.Errorf("rollback: %v (connection discarded: %w)", err, driver.ErrBadConn)
+	default:
 		w.closeStmts()
 		return fmt.Errorf("%w (rollback: %v; connection discarded: %w)", cause, err, driver.ErrBadConn)
 	}
-	return cause
 }
 
 // prepared returns the statement for query, preparing it on first use. Only
 // a fixed set of queries may be passed: each is kept for the connection's
 // life.
-func (w *sqliteWriter) prepared(ctx context.Context, query string) (driver.Stmt, error) {
+func (w *sqliteWriter) prepared(query string) (driver.Stmt, error) {
 	if st, ok := w.stmts[query]; ok {
 		return st, nil
 	}
@@ -84,7 +257,7 @@ func (w *sqliteWriter) prepared(ctx context.Context, query string) (driver.Stmt,
 	if !ok {
 		return nil, errors.New("driver cannot prepare with a context")
 	}
-	st, err := p.PrepareContext(ctx, query)
+	st, err := p.PrepareContext(context.Background(), query)
 	if err != nil {
 		return nil, err
 	}
@@ -92,9 +265,14 @@ func (w *sqliteWriter) prepared(ctx context.Context, query string) (driver.Stmt,
 	return st, nil
 }
 
-// exec runs query, which returns no rows, with args.
+// exec runs query, which returns no rows, with args; ctx.Err() instead
+// when ctx has ended. A statement that has begun is not interrupted (see
+// run).
 func (w *sqliteWriter) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	st, err := w.prepared(ctx, query)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := w.prepared(query)
 	if err != nil {
 		return nil, err
 	}
@@ -106,14 +284,18 @@ func (w *sqliteWriter) exec(ctx context.Context, query string, args ...any) (sql
 	if !ok {
 		return nil, errors.New("driver statement cannot execute with a context")
 	}
-	return execer.ExecContext(ctx, named)
+	return execer.ExecContext(context.Background(), named)
 }
 
 // queryRow runs query with args and scans the first row it returns into
 // dest, which may hold *int64, *int, *string and *[]byte. It returns
-// sql.ErrNoRows when there is no row.
+// sql.ErrNoRows when there is no row, and ctx.Err() when ctx has ended
+// before it begins.
 func (w *sqliteWriter) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
-	st, err := w.prepared(ctx, query)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	st, err := w.prepared(query)
 	if err != nil {
 		return err
 	}
@@ -125,7 +307,7 @@ func (w *sqliteWriter) queryRow(ctx context.Context, query string, args []any, d
 	if !ok {
 		return errors.New("driver statement cannot query with a context")
 	}
-	rows, err := queryer.QueryContext(ctx, named)
+	rows, err := queryer.QueryContext(context.Background(), named)
 	if err != nil {
 		return err
 	}
@@ -150,16 +332,18 @@ func (w *sqliteWriter) queryRow(ctx context.Context, query string, args []any, d
 	return nil
 }
 
-// close closes the statements prepared on the write connection.
+// close closes the statements prepared on the write connection, once the
+// batch in progress, if any, has ended.
 func (w *sqliteWriter) close() error {
+	// The lead first, as a batch takes it: then the connection.
+	w.lead <- struct{}{}
+	defer func() { <-w.lead }()
 	conn, err := w.db.Conn(context.Background())
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	return conn.Raw(func(dc any) error {
-		w.mu.Lock()
-		defer w.mu.Unlock()
 		if dc != w.conn {
 			return nil // prepared on a connection database/sql has closed
 		}

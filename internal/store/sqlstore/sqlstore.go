@@ -20,7 +20,10 @@
 // SQLite runs in WAL mode with synchronous=FULL: every commit is durable when
 // the method returns. Reads go through a pool of connections, writes through
 // one connection that the store drives through the driver itself, with its
-// statements prepared once and kept (see sqliteWriter). On PostgreSQL every
+// statements prepared once and kept, and that commits concurrent writes
+// together: one transaction and one sync for all the writes queued while the
+// previous commit synced, each write in a savepoint so that it fails alone
+// (see sqliteWriter). On PostgreSQL every
 // write that adds rows first locks the one row of audit_head (SELECT … FOR
 // UPDATE), which serialises those writers across replicas just as SQLite's
 // write lock does.
@@ -191,7 +194,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	s.sqlite = &sqliteWriter{db: write}
+	s.sqlite = newSQLiteWriter(write)
 	return s, nil
 }
 
@@ -311,6 +314,11 @@ func (s *Store) writeTx(ctx context.Context, op string, fn func(w writer) error)
 // before it commits. fn queues audit events with emit; they are appended,
 // chained, before the commit. (CommitIssuances on PostgreSQL does the same
 // in a pipeline of its own, see commitPostgres.)
+//
+// On SQLite several lockedTx may share one transaction, one after another
+// (see sqliteWriter.run). Each reads the head inside its own savepoint, so
+// it chains after the writes before it in the batch, and a write rolled
+// back takes its records and its move of the head with it.
 func (s *Store) lockedTx(ctx context.Context, op string, fn func(w writer, emit func(...pendingEvent)) error) error {
 	return s.writeTx(ctx, op, func(w writer) error {
 		head, err := s.lockHead(ctx, w)

@@ -70,8 +70,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditListPages", testAuditPages},
 		{"AuditEventsOfEveryWriteChainInOrder", testAuditFromWrites},
 		{"ConcurrentCommitsLoseNothing", testConcurrentCommits},
+		{"ConcurrentAuditedWritesChain", testConcurrentAuditedWrites},
 		{"Ping", testPing},
 	}
+	tests = append(tests, acmeTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -1062,6 +1064,79 @@ func CheckConcurrentCommits(t *testing.T, stores ...store.Store) {
 
 func testConcurrentCommits(t *testing.T, s store.Store) {
 	CheckConcurrentCommits(t, s)
+}
+
+// Many goroutines make small audited writes at once, some of them refused,
+// as the stores that commit concurrent writes together see them: every
+// accepted write's event is in the log once, no refused write's is, and the
+// chain verifies.
+func testConcurrentAuditedWrites(t *testing.T, s store.Store) {
+	const (
+		workers = 16
+		each    = 12
+	)
+	ctx := context.Background()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		accepted []string
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				var (
+					subject string
+					err     error
+				)
+				switch i % 4 {
+				case 0: // one create per name is accepted, the others conflict
+					subject = fmt.Sprintf("good-p%d", i)
+					err = s.CreateProvisioner(ctx, store.Provisioner{Name: subject, Type: "token"}, newEvent(audit.TypeProvisionerAdded, subject))
+					if errors.Is(err, store.ErrConflict) {
+						continue
+					}
+				case 1:
+					subject = fmt.Sprintf("good-w%d-%d", w, i)
+					err = s.CreateProvisioner(ctx, store.Provisioner{Name: subject, Type: "token"}, newEvent(audit.TypeProvisionerAdded, subject))
+				case 2: // tokens append nothing; the shared one is accepted once
+					if err := s.ConsumeToken(ctx, fmt.Sprintf("tok-%d-%d", w, i), epoch); err != nil {
+						t.Errorf("ConsumeToken: %v", err)
+					}
+					if err := s.ConsumeToken(ctx, "tok-shared", epoch); err != nil && !errors.Is(err, store.ErrTokenReplayed) {
+						t.Errorf("ConsumeToken(shared): %v", err)
+					}
+					continue
+				case 3:
+					subject = fmt.Sprintf("denied-%d-%d", w, i)
+					err = s.AppendAudit(ctx, newEvent(audit.TypeRequestDenied, subject))
+				}
+				if err != nil {
+					t.Errorf("%s: %v", subject, err)
+					continue
+				}
+				mu.Lock()
+				accepted = append(accepted, subject)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	var logged []string
+	for _, e := range allAudit(t, s) {
+		logged = append(logged, e.Subject)
+	}
+	slices.Sort(logged)
+	slices.Sort(accepted)
+	if !slices.Equal(logged, accepted) {
+		t.Errorf("audit log names %d subjects, want the %d writes accepted", len(logged), len(accepted))
+	}
+	all, err := s.ListProvisioners(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := workers*each/4 + each/4; len(all) != want {
+		t.Errorf("%d provisioners, want %d", len(all), want)
+	}
 }
 
 func testPing(t *testing.T, s store.Store) {
