@@ -283,16 +283,17 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, c cal
 }
 
 type provisionerBody struct {
-	Name      string        `json:"name"`
-	Type      string        `json:"type"`
-	Policy    policy.Policy `json:"policy"`
-	CreatedAt *time.Time    `json:"created_at,omitempty"`
-	UpdatedAt *time.Time    `json:"updated_at,omitempty"`
+	Name       string        `json:"name"`
+	Type       string        `json:"type"`
+	Policy     policy.Policy `json:"policy"`
+	RequireEAB bool          `json:"require_eab,omitempty"`
+	CreatedAt  *time.Time    `json:"created_at,omitempty"`
+	UpdatedAt  *time.Time    `json:"updated_at,omitempty"`
 }
 
 func provisionerResponse(p store.Provisioner) provisionerBody {
 	c, u := p.CreatedAt.UTC(), p.UpdatedAt.UTC()
-	return provisionerBody{Name: p.Name, Type: p.Type, Policy: p.Policy, CreatedAt: &c, UpdatedAt: &u}
+	return provisionerBody{Name: p.Name, Type: p.Type, Policy: p.Policy, RequireEAB: p.RequireEAB, CreatedAt: &c, UpdatedAt: &u}
 }
 
 func (s *Server) handleListProvisioners(w http.ResponseWriter, r *http.Request, _ caller) error {
@@ -315,7 +316,7 @@ func (s *Server) handleAddProvisioner(w http.ResponseWriter, r *http.Request, c 
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	p, err := s.ca.AddProvisioner(r.Context(), ca.ProvisionerChange{Provisioner: store.Provisioner{Name: body.Name, Type: body.Type, Policy: body.Policy}, Actor: c.actor()})
+	p, err := s.ca.AddProvisioner(r.Context(), ca.ProvisionerChange{Provisioner: store.Provisioner{Name: body.Name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB}, Actor: c.actor()})
 	if err != nil {
 		return err
 	}
@@ -345,7 +346,7 @@ func (s *Server) handleUpdateProvisioner(w http.ResponseWriter, r *http.Request,
 	if body.Name != "" && body.Name != name {
 		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("body names provisioner %q but the path names %q", body.Name, name))
 	}
-	p, err := s.ca.UpdateProvisioner(r.Context(), ca.ProvisionerChange{Provisioner: store.Provisioner{Name: name, Type: body.Type, Policy: body.Policy}, Actor: c.actor()})
+	p, err := s.ca.UpdateProvisioner(r.Context(), ca.ProvisionerChange{Provisioner: store.Provisioner{Name: name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB}, Actor: c.actor()})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meshpki/meshpki/internal/acme"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -28,6 +29,8 @@ type Config struct {
 	Authority *ca.Authority
 	// Store answers listings and readiness.
 	Store store.Store
+	// ACME, if set, serves /acme/ and the EAB key endpoints.
+	ACME *acme.Server
 	// Registry receives the API's metrics (default: a new registry).
 	Registry *prometheus.Registry
 	// Logger receives request failures (default slog.Default()).
@@ -42,6 +45,7 @@ type Server struct {
 	st       store.Store
 	log      *slog.Logger
 	now      func() time.Time
+	acme     *acme.Server
 	mux      *http.ServeMux
 	metrics  *Metrics
 	registry *prometheus.Registry
@@ -52,7 +56,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil {
 		return nil, errors.New("api: Config needs Authority and Store")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, acme: cfg.ACME, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -103,6 +107,12 @@ func (s *Server) routes() {
 		"DELETE": s.admin(s.handleRemoveProvisioner),
 	})
 	handle("/v1/policy/check", endpoint{"POST": s.admin(s.handleCheckPolicy)})
+	if s.acme != nil {
+		// ACME answers in its own error format (RFC 7807) and counts its
+		// own metrics.
+		s.mux.Handle("/acme/", s.acme)
+		handle("/v1/acme/eab", endpoint{"GET": s.admin(s.handleListEAB), "POST": s.admin(s.handleCreateEAB)})
+	}
 	handle("/", endpoint{"*": func(w http.ResponseWriter, r *http.Request) error {
 		return newError(http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s", r.URL.Path))
 	}})

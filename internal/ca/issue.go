@@ -218,12 +218,24 @@ type issueParams struct {
 	renewedFrom string
 	issuerName  string // "" for the provisioner's issuer
 	eventType   string
+	// notBefore and notAfter, when set, are the validity asked for (ACME
+	// orders); the lifetime they span is what policy decides on.
+	notBefore, notAfter time.Time
+	detail              map[string]string // extra audit detail
 }
 
 // issue is the shared tail of every issuance: policy, sign, record, audit.
 func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 	provName := p.provisioner.prov.Name
+	now := a.now()
+	start := now.Add(-backdate)
+	if !p.notBefore.IsZero() {
+		start = p.notBefore
+	}
 	ttl := p.ttl
+	if !p.notAfter.IsZero() {
+		ttl = p.notAfter.Sub(now)
+	}
 	issuerName := p.issuerName
 	if !p.internal {
 		if reserved, ok := a.reservedName(p.names); ok {
@@ -247,12 +259,11 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 	if err != nil {
 		return nil, wrapErr(KindInternal, err, "issuer %q is not available", issuerName)
 	}
-	now := a.now()
 	cert, err := iss.SignLeaf(LeafRequest{
 		Subject:   p.subject,
 		Names:     p.names,
 		PublicKey: p.publicKey,
-		NotBefore: now.Add(-backdate),
+		NotBefore: start,
 		NotAfter:  now.Add(ttl),
 	})
 	if err != nil {
@@ -285,6 +296,9 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 	if p.renewedFrom != "" {
 		detail["renewed_from"] = p.renewedFrom
 	}
+	for k, v := range p.detail {
+		detail[k] = v
+	}
 	ev := audit.Event{Time: now, Type: p.eventType, Actor: p.actor, Subject: serial, Outcome: "success", Detail: detail}
 	err = a.commits.commit(ctx, store.Issuance{TokenID: p.tokenID, TokenExpires: p.tokenExp, Certificate: &rec, Audit: []audit.Event{ev}})
 	switch {
@@ -305,18 +319,7 @@ func parseCSR(data []byte) (*x509.CertificateRequest, keys.KeyType, error) {
 	if block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" {
 		return nil, "", errorf(KindBadCSR, "expected a PEM CERTIFICATE REQUEST, got %q", block.Type)
 	}
-	csr, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		return nil, "", errorf(KindBadCSR, "the CSR cannot be parsed: %v", err)
-	}
-	kt, err := keys.TypeOf(csr.PublicKey)
-	if err != nil {
-		return nil, "", wrapErr(KindBadKey, err, "%v", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, "", errorf(KindBadCSR, "the CSR's signature does not verify: %v", err)
-	}
-	return csr, kt, nil
+	return parseCSRDER(block.Bytes)
 }
 
 func nameListed(n policy.Names, name string) bool {

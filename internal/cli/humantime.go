@@ -44,3 +44,6 @@ func expiresPhrase(notAfter, now time.Time) string {
 	}
 	return "expired " + humanDuration(left) + " ago"
 }
+
+// agoPhrase says how long ago something happened: "3h12m ago".
+func agoPhrase(d time.Duration) string { return humanDuration(d) + " ago" }

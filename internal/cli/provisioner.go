@@ -48,6 +48,7 @@ type policyFlags struct {
 	defaultTTL, maxTTL    time.Duration
 	keyTypes              []string
 	issuer                string
+	requireEAB            bool // not policy: an acme provisioner setting
 }
 
 const policyFlagsHelp = `
@@ -58,7 +59,8 @@ Policy flags take several values, repeated or comma-separated:
   --allow-email/--deny-email  "user@domain", or "@domain" for a whole domain
 --default-ttl and --max-ttl bound certificate lifetimes (defaults 24h and 168h),
 --key-types limits subject keys (default: all supported), --issuer names the
-signing intermediate (default "default").`
+signing intermediate (default "default"). For acme, --require-eab refuses new
+accounts without an external account binding ('meshpki acme eab create').`
 
 func addPolicyFlags(cmd *cobra.Command) *policyFlags {
 	pf := &policyFlags{}
@@ -75,6 +77,7 @@ func addPolicyFlags(cmd *cobra.Command) *policyFlags {
 	f.DurationVar(&pf.maxTTL, "max-ttl", 0, "longest certificate lifetime allowed (default 168h)")
 	f.StringSliceVar(&pf.keyTypes, "key-types", nil, "subject key `TYPES` allowed, e.g. ec-p256,ed25519 (default: all)")
 	f.StringVar(&pf.issuer, "issuer", "", "`NAME` of the intermediate that signs (default \"default\")")
+	f.BoolVar(&pf.requireEAB, "require-eab", false, "acme only: new accounts need an external account binding")
 	return pf
 }
 
@@ -156,6 +159,9 @@ func changeProvisioner(c *cobra.Command, s *streams, conn *connectFlags, pf *pol
 	if err := checkProvisionerType(args[0]); err != nil {
 		return err
 	}
+	if pf.requireEAB && args[0] != "acme" {
+		return usageError{errors.New("--require-eab applies only to acme provisioners")}
+	}
 	pol, err := pf.policy()
 	if err != nil {
 		return err
@@ -165,7 +171,7 @@ func changeProvisioner(c *cobra.Command, s *streams, conn *connectFlags, pf *pol
 		return err
 	}
 	defer cl.Close()
-	p, err := send(cl, c.Context(), client.Provisioner{Name: args[1], Type: args[0], Policy: pol})
+	p, err := send(cl, c.Context(), client.Provisioner{Name: args[1], Type: args[0], Policy: pol, RequireEAB: pf.requireEAB})
 	if err != nil {
 		return err
 	}
@@ -309,6 +315,14 @@ func printProvisioner(w io.Writer, p *client.Provisioner) error {
 	pol := p.Policy
 	fmt.Fprintf(tw, "name\t%s\n", p.Name)
 	fmt.Fprintf(tw, "type\t%s\n", p.Type)
+	if p.Type == "acme" {
+		fmt.Fprintf(tw, "directory\t/acme/%s/directory\n", p.Name)
+		eab := "optional"
+		if p.RequireEAB {
+			eab = "required"
+		}
+		fmt.Fprintf(tw, "external account binding\t%s\n", eab)
+	}
 	fmt.Fprintf(tw, "issuer\t%s\n", issuerName(pol))
 	fmt.Fprintf(tw, "default ttl\t%s\n", ttlText(pol.DefaultTTL, policy.DefaultTTL))
 	fmt.Fprintf(tw, "max ttl\t%s\n", ttlText(pol.MaxTTL, policy.DefaultMaxTTL))

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"time"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -80,6 +82,10 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 	f.StringVar(&opts.Init.TrustDomain, "trust-domain", "meshpki.internal", "SPIFFE trust domain, when initialising")
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "CA key type, when initialising")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.IntVar(&opts.ACMEValidation.HTTPPort, "acme-http-port", 80, "port ACME http-01 challenges are fetched from")
+	f.IntVar(&opts.ACMEValidation.TLSPort, "acme-tls-port", 443, "port ACME tls-alpn-01 challenges are checked on")
+	f.StringVar(&opts.ACMEValidation.Resolver, "acme-resolver", "", "`HOST:PORT` of the DNS server ACME validation asks (default: the system's)")
+	f.DurationVar(&opts.ACMEValidation.Timeout, "acme-validation-timeout", 10*time.Second, "time limit of one ACME challenge validation")
 	return cmd
 }
 

@@ -363,6 +363,49 @@ type Provisioner struct {
 	Name   string        `json:"name"`
 	Type   string        `json:"type"` // "token" or "acme"
 	Policy policy.Policy `json:"policy"`
+	// RequireEAB, for acme, refuses accounts without external account
+	// binding.
+	RequireEAB bool `json:"require_eab,omitempty"`
+}
+
+// EABKey is a new external account binding key; HMACKey (base64url) is a
+// secret shown once.
+type EABKey struct {
+	KeyID       string    `json:"key_id"`
+	HMACKey     string    `json:"hmac_key"`
+	Provisioner string    `json:"provisioner"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// EABKeyInfo describes an external account binding key without its secret.
+type EABKeyInfo struct {
+	KeyID        string    `json:"key_id"`
+	Provisioner  string    `json:"provisioner"`
+	BoundAccount string    `json:"bound_account,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	BoundAt      time.Time `json:"bound_at"`
+}
+
+// CreateEABKey makes an external account binding key for an ACME
+// provisioner (admin).
+func (c *Client) CreateEABKey(ctx context.Context, provisioner string) (*EABKey, error) {
+	var out EABKey
+	if err := c.do(ctx, http.MethodPost, "/v1/acme/eab", nil, map[string]string{"provisioner": provisioner}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListEABKeys lists an ACME provisioner's external account binding keys
+// (admin).
+func (c *Client) ListEABKeys(ctx context.Context, provisioner string) ([]EABKeyInfo, error) {
+	var out struct {
+		Keys []EABKeyInfo `json:"keys"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/acme/eab", url.Values{"provisioner": {provisioner}}, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Keys, nil
 }
 
 // PolicyCheckRequest is the body of POST /v1/policy/check.

@@ -28,6 +28,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshpki/meshpki/internal/acme"
+	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/api"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
@@ -70,6 +72,13 @@ type Options struct {
 	// pick up intermediates rotated by the CLI) and checks its own
 	// credentials for renewal (default 10s).
 	MaintainEvery time.Duration
+	// ACMEValidation says where ACME challenges are checked: the http-01
+	// and tls-alpn-01 ports (default 80 and 443), the DNS resolver (default:
+	// the system's) and the per-attempt timeout.
+	ACMEValidation validation.Config
+	// ACMEValidationWait is how long a challenge POST waits for its result
+	// (0: acme.DefaultValidationWait).
+	ACMEValidationWait time.Duration
 }
 
 // GCPercent is the garbage collector target the server runs with unless the
@@ -119,6 +128,7 @@ type Server struct {
 	store     store.Store
 	authority *ca.Authority
 	api       *api.Server
+	acme      *acme.Server
 	tlsCert   atomic.Pointer[tls.Certificate]
 	listener  net.Listener
 	publicURL string
@@ -210,7 +220,21 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, Registry: reg, Logger: s.log, Clock: s.now})
+	s.acme, err = acme.New(acme.Config{
+		Authority:      s.authority,
+		Store:          st,
+		BaseURL:        s.publicURL,
+		Secret:         secret,
+		Validation:     opts.ACMEValidation,
+		ValidationWait: opts.ACMEValidationWait,
+		Registry:       reg,
+		Logger:         s.log,
+		Clock:          s.now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, ACME: s.acme, Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}
@@ -271,6 +295,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	authorityDone := make(chan error, 1)
 	go func() { authorityDone <- s.authority.Run(ctx) }()
+	acmeDone := make(chan error, 1)
+	go func() { acmeDone <- s.acme.Run(ctx) }()
 
 	if err := s.renewServerCert(ctx); err != nil {
 		s.listener.Close()
@@ -321,6 +347,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stop()
 	_ = httpSrv.Shutdown(shutdownCtx)
 	cancel()
+	<-acmeDone
 	<-authorityDone
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("server: serve: %w", serveErr)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/server"
@@ -33,6 +34,9 @@ type Options struct {
 	StoreURL  string // "" for SQLite in DataDir
 	PublicURL string // shared by replicas
 	Clock     func() time.Time
+	// ACMEValidation points ACME challenge validation at the test's own
+	// DNS and challenge servers.
+	ACMEValidation validation.Config
 }
 
 // Instance is a running server.
@@ -79,7 +83,8 @@ func Start(t testing.TB, o Options) *Instance {
 		Clock:        o.Clock,
 		Ready:        func(a net.Addr) { ready <- a },
 		// Pick up CLI-made rotations quickly in tests.
-		MaintainEvery: 200 * time.Millisecond,
+		MaintainEvery:  200 * time.Millisecond,
+		ACMEValidation: o.ACMEValidation,
 	})
 	if err != nil {
 		cancel()

@@ -1,0 +1,201 @@
+package validation
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const challengePath = "/.well-known/acme-challenge/"
+
+// challengeServer serves http-01 responses chosen by token, as a host
+// answering for a.test, b.test and loopback addresses would.
+type challengeServer struct {
+	plain     *httptest.Server
+	tls       *httptest.Server
+	otherPort int // a port that is neither the http-01 nor the tls-alpn-01 port
+
+	mu    sync.Mutex
+	hosts []string // Host headers seen by the "good" token
+}
+
+func newChallengeServer(t *testing.T) *challengeServer {
+	t.Helper()
+	s := &challengeServer{}
+	s.plain = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.plain.Close)
+	s.tls = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.tls.Close)
+	other := httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(other.Close)
+	s.otherPort = portOf(t, other.Listener.Addr())
+	return s
+}
+
+func (s *challengeServer) httpPort(t *testing.T) int { return portOf(t, s.plain.Listener.Addr()) }
+func (s *challengeServer) tlsPort(t *testing.T) int  { return portOf(t, s.tls.Listener.Addr()) }
+
+func (s *challengeServer) serve(w http.ResponseWriter, r *http.Request) {
+	token, ok := strings.CutPrefix(r.URL.Path, challengePath)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	_, httpPort, _ := net.SplitHostPort(s.plain.Listener.Addr().String())
+	_, tlsPort, _ := net.SplitHostPort(s.tls.Listener.Addr().String())
+	redirect := func(url string) { http.Redirect(w, r, url, http.StatusFound) }
+	switch token {
+	case "good":
+		s.mu.Lock()
+		s.hosts = append(s.hosts, r.Host)
+		s.mu.Unlock()
+		io.WriteString(w, testKeyAuth)
+	case "notfound":
+		http.NotFound(w, r)
+	case "wrong":
+		io.WriteString(w, "not-the-key-authorization")
+	case "spaces":
+		io.WriteString(w, "\r\n \t"+testKeyAuth+" \n\n")
+	case "oversized":
+		io.WriteString(w, testKeyAuth+strings.Repeat(" ", 2000))
+	case "redirect-same-port":
+		redirect("http://b.test:" + httpPort + challengePath + "good")
+	case "redirect-https":
+		redirect("https://a.test:" + tlsPort + challengePath + "good")
+	case "redirect-relative":
+		redirect(challengePath + "good")
+	case "redirect-other-port":
+		redirect(fmt.Sprintf("http://a.test:%d%sgood", s.otherPort, challengePath))
+	case "redirect-default-port":
+		redirect("http://a.test" + challengePath + "good")
+	case "redirect-ftp":
+		redirect("ftp://a.test" + challengePath + "good")
+	case "redirect-nxdomain":
+		redirect("http://missing.test:" + httpPort + challengePath + "good")
+	case "redirect-loop":
+		redirect(challengePath + "redirect-loop")
+	case "redirect-chain-10", "redirect-chain-9", "redirect-chain-8", "redirect-chain-7", "redirect-chain-6",
+		"redirect-chain-5", "redirect-chain-4", "redirect-chain-3", "redirect-chain-2", "redirect-chain-1":
+		var n int
+		fmt.Sscanf(token, "redirect-chain-%d", &n)
+		next := "good"
+		if n > 1 {
+			next = fmt.Sprintf("redirect-chain-%d", n-1)
+		}
+		redirect(challengePath + next)
+	case "hang":
+		<-r.Context().Done()
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func TestHTTP01(t *testing.T) {
+	d := newTestDNS(t)
+	d.A("a.test", "127.0.0.1")
+	d.A("b.test", "127.0.0.1")
+	d.A("zero.test", "0.0.0.0")
+	d.CNAME("alias.test", "a.test")
+	s := newChallengeServer(t)
+	v := newTestValidator(d, s.httpPort(t), s.tlsPort(t))
+
+	tests := []struct {
+		name     string
+		id       Identifier
+		token    string
+		wantType string
+	}{
+		{"dns identifier resolved through the resolver", dnsID("a.test"), "good", ""},
+		{"dns identifier behind a CNAME", dnsID("alias.test"), "good", ""},
+		{"ip identifier", ipID("127.0.0.1"), "good", ""},
+		{"surrounding whitespace is ignored", dnsID("a.test"), "spaces", ""},
+		{"redirect to the http-01 port is followed", dnsID("a.test"), "redirect-same-port", ""},
+		{"relative redirect is followed", dnsID("a.test"), "redirect-relative", ""},
+		{"redirect to https on the tls-alpn-01 port is followed", dnsID("a.test"), "redirect-https", ""},
+		{"ten redirects are followed", dnsID("a.test"), "redirect-chain-10", ""},
+		{"status 404 is unauthorized", dnsID("a.test"), "notfound", TypeUnauthorized},
+		{"wrong body", dnsID("a.test"), "wrong", TypeIncorrectResponse},
+		{"body over 1 KiB", dnsID("a.test"), "oversized", TypeIncorrectResponse},
+		{"NXDOMAIN", dnsID("missing.test"), "good", TypeDNS},
+		{"only unusable addresses", dnsID("zero.test"), "good", TypeDNS},
+		{"redirect to another port is refused", dnsID("a.test"), "redirect-other-port", TypeConnection},
+		{"redirect to the default port is refused", dnsID("a.test"), "redirect-default-port", TypeConnection},
+		{"redirect to ftp is refused", dnsID("a.test"), "redirect-ftp", TypeConnection},
+		{"redirect to an NXDOMAIN host", dnsID("a.test"), "redirect-nxdomain", TypeDNS},
+		{"redirect loop stops after ten", dnsID("a.test"), "redirect-loop", TypeConnection},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := v.HTTP01(context.Background(), tt.id, tt.token, testKeyAuth)
+			checkResult(t, err, tt.wantType)
+		})
+	}
+}
+
+func TestHTTP01SendsTheIdentifierAsHost(t *testing.T) {
+	d := newTestDNS(t)
+	d.A("a.test", "127.0.0.1")
+	s := newChallengeServer(t)
+	port := s.httpPort(t)
+	v := newTestValidator(d, port, 0)
+	checkResult(t, v.HTTP01(context.Background(), dnsID("A.test"), "good", testKeyAuth), "")
+	checkResult(t, v.HTTP01(context.Background(), ipID("127.0.0.1"), "good", testKeyAuth), "")
+	want := []string{fmt.Sprintf("A.test:%d", port), fmt.Sprintf("127.0.0.1:%d", port)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fmt.Sprint(s.hosts) != fmt.Sprint(want) {
+		t.Fatalf("Host headers %q, want %q", s.hosts, want)
+	}
+}
+
+func TestHTTP01ConnectionRefused(t *testing.T) {
+	d := newTestDNS(t)
+	d.A("a.test", "127.0.0.1")
+	v := newTestValidator(d, closedPort(t), 0)
+	checkResult(t, v.HTTP01(context.Background(), dnsID("a.test"), "good", testKeyAuth), TypeConnection)
+	checkResult(t, v.HTTP01(context.Background(), ipID("127.0.0.1"), "good", testKeyAuth), TypeConnection)
+}
+
+func TestHTTP01TimesOut(t *testing.T) {
+	s := newChallengeServer(t)
+	v := New(Config{HTTPPort: s.httpPort(t), Timeout: 200 * time.Millisecond})
+	start := time.Now()
+	err := v.HTTP01(context.Background(), ipID("127.0.0.1"), "hang", testKeyAuth)
+	checkResult(t, err, TypeConnection)
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Fatalf("took %s with a 200ms timeout", elapsed)
+	}
+	if !strings.Contains(err.Error(), "timed out after 200ms") {
+		t.Fatalf("detail %q does not say it timed out", err)
+	}
+}
+
+func TestHTTP01ResolverDown(t *testing.T) {
+	v := newTestValidator(nil, 80, 0) // resolver 127.0.0.1:1, where nothing listens
+	checkResult(t, v.HTTP01(context.Background(), dnsID("a.test"), "good", testKeyAuth), TypeDNS)
+}
+
+func TestHTTP01IPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	s := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, testKeyAuth)
+	})}}
+	s.Start()
+	t.Cleanup(s.Close)
+	d := newTestDNS(t)
+	d.A("six.test", "::1")
+	v := newTestValidator(d, portOf(t, ln.Addr()), 0)
+	checkResult(t, v.HTTP01(context.Background(), ipID("::1"), "good", testKeyAuth), "")
+	checkResult(t, v.HTTP01(context.Background(), dnsID("six.test"), "good", testKeyAuth), "")
+}

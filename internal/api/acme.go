@@ -1,0 +1,56 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/meshpki/meshpki/internal/acme"
+)
+
+type eabRequest struct {
+	Provisioner string `json:"provisioner"`
+}
+
+// handleCreateEAB makes an external account binding key for an ACME
+// provisioner; the HMAC key is in this response only.
+func (s *Server) handleCreateEAB(w http.ResponseWriter, r *http.Request, c caller) error {
+	var req eabRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Provisioner == "" {
+		return newError(http.StatusBadRequest, "bad_request", "provisioner is required")
+	}
+	k, err := s.acme.CreateEABKey(r.Context(), req.Provisioner, c.actor())
+	if err != nil {
+		return eabError(err)
+	}
+	writeJSON(w, http.StatusCreated, k)
+	return nil
+}
+
+// handleListEAB lists the EAB keys of ?provisioner=NAME, without secrets.
+func (s *Server) handleListEAB(w http.ResponseWriter, r *http.Request, _ caller) error {
+	prov := r.URL.Query().Get("provisioner")
+	if prov == "" {
+		return newError(http.StatusBadRequest, "bad_request", "query parameter provisioner is required")
+	}
+	keys, err := s.acme.ListEABKeys(r.Context(), prov)
+	if err != nil {
+		return eabError(err)
+	}
+	if keys == nil {
+		keys = []acme.EABKeyInfo{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Keys []acme.EABKeyInfo `json:"keys"`
+	}{keys})
+	return nil
+}
+
+func eabError(err error) error {
+	if errors.Is(err, acme.ErrNotACMEProvisioner) {
+		return newError(http.StatusBadRequest, "bad_request", err.Error())
+	}
+	return err
+}
