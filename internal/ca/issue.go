@@ -241,7 +241,7 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 		if reserved, ok := a.reservedName(p.names); ok {
 			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "the name " + reserved + " is reserved for the CA's own identities", Rule: "reserved " + a.ReservedPrefix()}, p.actor, p.subject, map[string]string{"provisioner": provName})
 		}
-		d := p.provisioner.compiled.Evaluate(policy.Request{Names: p.names, TTL: p.ttl, KeyType: p.keyType})
+		d := p.provisioner.compiled.Evaluate(policy.Request{Names: p.names, TTL: ttl, KeyType: p.keyType})
 		if !d.Allowed {
 			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "policy of provisioner " + provName + " denies the request: " + d.Reason, Rule: d.Rule}, p.actor, p.subject, map[string]string{"provisioner": provName, "names": strings.Join(p.names.Strings(), ",")})
 		}
