@@ -31,6 +31,9 @@ type Config struct {
 	Store store.Store
 	// ACME, if set, serves /acme/ and the EAB key endpoints.
 	ACME *acme.Server
+	// EntriesChanged, if set, is called after a registration entry changes
+	// through this API, so that agents hear of it at once.
+	EntriesChanged func()
 	// Registry receives the API's metrics (default: a new registry).
 	Registry *prometheus.Registry
 	// Logger receives request failures (default slog.Default()).
@@ -41,14 +44,15 @@ type Config struct {
 
 // Server is the JSON API as an http.Handler. Safe for concurrent use.
 type Server struct {
-	ca       *ca.Authority
-	st       store.Store
-	log      *slog.Logger
-	now      func() time.Time
-	acme     *acme.Server
-	mux      *http.ServeMux
-	metrics  *Metrics
-	registry *prometheus.Registry
+	ca             *ca.Authority
+	st             store.Store
+	log            *slog.Logger
+	now            func() time.Time
+	acme           *acme.Server
+	entriesChanged func()
+	mux            *http.ServeMux
+	metrics        *Metrics
+	registry       *prometheus.Registry
 }
 
 // New builds the API handler and registers its metrics.
@@ -56,7 +60,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil {
 		return nil, errors.New("api: Config needs Authority and Store")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, acme: cfg.ACME, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -99,7 +103,7 @@ func (s *Server) routes() {
 	handle("/v1/revoke", endpoint{"POST": s.handleRevoke})
 	handle("/v1/certificates", endpoint{"GET": s.admin(s.handleListCertificates)})
 	handle("/v1/certificates/{serial}", endpoint{"GET": s.admin(s.handleGetCertificate)})
-	handle("/v1/tokens", endpoint{"POST": s.admin(s.handleCreateToken)})
+	handle("/v1/tokens", endpoint{"POST": s.admin(s.handleCreateAnyToken)})
 	handle("/v1/provisioners", endpoint{"GET": s.admin(s.handleListProvisioners), "POST": s.admin(s.handleAddProvisioner)})
 	handle("/v1/provisioners/{name}", endpoint{
 		"GET":    s.admin(s.handleGetProvisioner),
@@ -107,6 +111,14 @@ func (s *Server) routes() {
 		"DELETE": s.admin(s.handleRemoveProvisioner),
 	})
 	handle("/v1/policy/check", endpoint{"POST": s.admin(s.handleCheckPolicy)})
+	handle("/v1/entries", endpoint{"GET": s.admin(s.handleListEntries), "POST": s.admin(s.handleCreateEntry)})
+	handle("/v1/entries/{id}", endpoint{
+		"GET":    s.admin(s.handleGetEntry),
+		"PUT":    s.admin(s.handleUpdateEntry),
+		"DELETE": s.admin(s.handleDeleteEntry),
+	})
+	handle("/v1/nodes", endpoint{"GET": s.admin(s.handleListNodes)})
+	handle("/v1/nodes/evict", endpoint{"POST": s.admin(s.handleEvictNode)})
 	if s.acme != nil {
 		// ACME answers in its own error format (RFC 7807) and counts its
 		// own metrics.

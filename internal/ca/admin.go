@@ -218,7 +218,7 @@ func (a *Authority) CheckPolicy(ctx context.Context, req CheckRequest) (policy.D
 }
 
 // Provisioner types.
-var provisionerTypes = map[string]bool{"token": true, "acme": true}
+var provisionerTypes = map[string]bool{"token": true, "acme": true, "spiffe": true}
 
 // ProvisionerChange is an admin change to a provisioner.
 type ProvisionerChange struct {
@@ -231,7 +231,7 @@ func (a *Authority) checkProvisioner(p store.Provisioner) error {
 		return errorf(KindBadRequest, "provisioner name %q must be 1 to 64 characters of a-z, 0-9 and '-'", p.Name)
 	}
 	if !provisionerTypes[p.Type] {
-		return errorf(KindBadRequest, "provisioner type %q is not supported (supported: token, acme)", p.Type)
+		return errorf(KindBadRequest, "provisioner type %q is not supported (supported: token, acme, spiffe)", p.Type)
 	}
 	if p.RequireEAB && p.Type != "acme" {
 		return errorf(KindBadRequest, "require_eab applies only to acme provisioners")

@@ -207,6 +207,7 @@ func (a *Authority) IssueInternal(ctx context.Context, req InternalRequest) (*Is
 type issueParams struct {
 	provisioner cachedProvisioner // zero when internal
 	internal    bool
+	tag         string // recorded as the provisioner of an internal certificate
 	subject     string
 	names       policy.Names
 	publicKey   crypto.PublicKey
@@ -227,6 +228,9 @@ type issueParams struct {
 // issue is the shared tail of every issuance: policy, sign, record, audit.
 func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 	provName := p.provisioner.prov.Name
+	if p.internal {
+		provName = p.tag
+	}
 	now := a.now()
 	start := now.Add(-backdate)
 	if !p.notBefore.IsZero() {

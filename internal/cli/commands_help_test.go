@@ -9,7 +9,7 @@ import (
 
 // clientCommandGroups are the groups whose help must carry a long text and
 // an example.
-var clientCommandGroups = map[string]bool{"token": true, "provisioner": true, "policy": true, "cert": true}
+var clientCommandGroups = map[string]bool{"token": true, "provisioner": true, "policy": true, "cert": true, "acme": true, "entry": true, "agent": true}
 
 func TestEveryCommandHelpExitsZero(t *testing.T) {
 	root := newRootCommand(nil, &strings.Builder{}, &strings.Builder{})

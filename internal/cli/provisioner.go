@@ -19,7 +19,7 @@ import (
 func init() { register(newProvisionerCommand) }
 
 // provisionerTypes are the TYPE values the CLI accepts.
-var provisionerTypes = []string{"token", "acme"}
+var provisionerTypes = []string{"token", "acme", "spiffe"}
 
 func newProvisionerCommand(s *streams) *cobra.Command {
 	return groupCommand("provisioner",

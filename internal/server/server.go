@@ -33,6 +33,7 @@ import (
 	"github.com/meshpki/meshpki/internal/api"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
@@ -129,6 +130,7 @@ type Server struct {
 	authority *ca.Authority
 	api       *api.Server
 	acme      *acme.Server
+	nodes     *nodeapi.Server
 	tlsCert   atomic.Pointer[tls.Certificate]
 	listener  net.Listener
 	publicURL string
@@ -234,7 +236,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, ACME: s.acme, Registry: reg, Logger: s.log, Clock: s.now})
+	jwtKey, jwtKID, err := s.loadJWTKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.nodes, err = nodeapi.New(nodeapi.Config{Authority: s.authority, Store: st, JWTKey: jwtKey, JWTKeyID: jwtKID, Logger: s.log, Clock: s.now})
+	if err != nil {
+		return nil, err
+	}
+	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}
@@ -297,6 +307,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { authorityDone <- s.authority.Run(ctx) }()
 	acmeDone := make(chan error, 1)
 	go func() { acmeDone <- s.acme.Run(ctx) }()
+	nodesDone := make(chan error, 1)
+	go func() { nodesDone <- s.nodes.Run(ctx) }()
 
 	if err := s.renewServerCert(ctx); err != nil {
 		s.listener.Close()
@@ -316,7 +328,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	roots := x509.NewCertPool()
 	roots.AddCert(s.hierarchy.Root())
 	httpSrv := &http.Server{
-		Handler:           s.api,
+		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -348,6 +360,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	_ = httpSrv.Shutdown(shutdownCtx)
 	cancel()
 	<-acmeDone
+	<-nodesDone
 	<-authorityDone
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("server: serve: %w", serveErr)

@@ -34,6 +34,9 @@ type Options struct {
 	StoreURL  string // "" for SQLite in DataDir
 	PublicURL string // shared by replicas
 	Clock     func() time.Time
+	// Listen is the address to bind ("" for a random loopback port); a
+	// test restarting a server on the same port sets it.
+	Listen string
 	// ACMEValidation points ACME challenge validation at the test's own
 	// DNS and challenge servers.
 	ACMEValidation validation.Config
@@ -72,9 +75,13 @@ func Start(t testing.TB, o Options) *Instance {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan net.Addr, 1)
+	listen := o.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
 	srv, err := server.Start(ctx, server.Options{
 		DataDir:      dir,
-		Listen:       "127.0.0.1:0",
+		Listen:       listen,
 		StoreURL:     o.StoreURL,
 		PublicURL:    o.PublicURL,
 		PasswordFile: pwFile,

@@ -20,6 +20,8 @@ var (
 	ErrConflict       = errors.New("store: already exists")
 	ErrTokenReplayed  = errors.New("store: token already used")
 	ErrAlreadyRevoked = errors.New("store: certificate already revoked")
+	// ErrRevisionGone: the entry changes asked for are no longer kept.
+	ErrRevisionGone = errors.New("store: revision no longer kept")
 )
 
 // Status of a certificate as recorded. Expiry is derived from NotAfter.
@@ -145,6 +147,8 @@ type Store interface {
 	Provisioners
 	AuditLog
 	ACME
+	Entries
+	Nodes
 	// Ping checks the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

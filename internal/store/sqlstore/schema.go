@@ -204,6 +204,61 @@ var migrations = [][]string{
 		){keyed}`,
 		`CREATE INDEX acme_eab_keys_provisioner ON acme_eab_keys (provisioner, id)`,
 	},
+	// 3: SPIFFE registration entries, the deletions agents have yet to
+	// learn of, the entry revision counter, and attested nodes. An entry's
+	// revision is that of its last change, so the changes since revision R
+	// are the entries with a higher revision (an index range scan) and the
+	// deletions with a higher revision: the log keeps each entry's latest
+	// change alone, and only deletions need rows of their own (see
+	// EntryChanges).
+	{
+		`CREATE TABLE spiffe_entries (
+			id         {keytext} PRIMARY KEY,
+			spiffe_id  {keytext} NOT NULL,
+			parent     {keytext} NOT NULL,
+			selectors  TEXT NOT NULL, -- JSON array, sorted, no duplicates
+			-- SHA-256 of (spiffe_id, parent, selectors): unique, and of fixed
+			-- size however long the three are.
+			identity   {bytes} NOT NULL UNIQUE,
+			x509_ttl   BIGINT NOT NULL, -- microseconds
+			jwt_ttl    BIGINT NOT NULL, -- microseconds
+			dns_names  TEXT NOT NULL, -- JSON array, in the order given
+			hint       TEXT NOT NULL,
+			revision   BIGINT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL
+		){keyed}`,
+		// ListEntries by SPIFFE ID or by parent, in id order.
+		`CREATE INDEX spiffe_entries_spiffe_id ON spiffe_entries (spiffe_id, id)`,
+		`CREATE INDEX spiffe_entries_parent ON spiffe_entries (parent, id)`,
+		// EntryChanges; unique since each change takes a new revision.
+		`CREATE UNIQUE INDEX spiffe_entries_revision ON spiffe_entries (revision)`,
+		// The last deletion of each entry id not since created again.
+		`CREATE TABLE spiffe_entry_deletions (
+			entry_id {keytext} PRIMARY KEY,
+			parent   TEXT NOT NULL,
+			revision BIGINT NOT NULL
+		){keyed}`,
+		`CREATE UNIQUE INDEX spiffe_entry_deletions_revision ON spiffe_entry_deletions (revision)`,
+		// The revision of the last entry change, and the highest revision
+		// of a deletion forgotten (0 while none is): changes since a
+		// revision below it are no longer complete.
+		`CREATE TABLE spiffe_revision (
+			id       INTEGER PRIMARY KEY CHECK (id = 1),
+			revision BIGINT NOT NULL,
+			pruned   BIGINT NOT NULL
+		)`,
+		`INSERT INTO spiffe_revision (id, revision, pruned) VALUES (1, 0, 0)`,
+		`CREATE TABLE spiffe_nodes (
+			spiffe_id   {keytext} PRIMARY KEY,
+			attestation TEXT NOT NULL,
+			selectors   TEXT NOT NULL, -- JSON array, in the order given
+			cert_serial TEXT NOT NULL,
+			evicted     INTEGER NOT NULL, -- 0 or 1; never back to 0
+			created_at  BIGINT NOT NULL,
+			updated_at  BIGINT NOT NULL
+		){keyed}`,
+	},
 }
 
 // render fills in the dialect's parts of a migration statement.

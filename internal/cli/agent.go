@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshpki/meshpki/internal/agent"
+)
+
+func init() { register(newAgentCommand) }
+
+func newAgentCommand(s *streams) *cobra.Command {
+	var (
+		cfg      agent.Config
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent --server URL --trust-bundle FILE --socket PATH --data DIR [--join-token T]",
+		Short: "Run the node agent: SPIFFE Workload API for the workloads on this node",
+		Long: `Run the node agent. On first start it attests the node with a one-time join
+token (from 'meshpki token create --join --spiffe-id …') and keeps the node SVID,
+encrypted, in --data, so a restart needs no new token while it is valid. It then
+follows the registration entries that apply to this node, has their X.509-SVIDs
+minted and rotated at half-life, and serves them on the SPIFFE Workload API at
+--socket, attesting each caller by its Unix peer credentials. While the server
+is unreachable it keeps serving what it holds and reconnects with backoff.
+
+'meshpki agent status --data DIR' shows the outage budget: how long the
+workloads stay covered if the server vanished now.`,
+		Example: `  meshpki agent --server https://ca.example.internal:8443 --trust-bundle root.crt \
+      --join-token "$TOKEN" --socket /run/meshpki/agent.sock --data /var/lib/meshpki-agent`,
+		Args: positionalArgs(),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if c.Flags().NFlag() == 0 {
+				return c.Help() // bare 'meshpki agent': say what it takes
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
+			}
+			for flag, v := range map[string]string{"--server": cfg.ServerURL, "--trust-bundle": cfg.TrustBundle, "--socket": cfg.Socket, "--data": cfg.DataDir} {
+				if v == "" {
+					return usageError{fmt.Errorf("%s is required (see 'meshpki agent --help')", flag)}
+				}
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(contextOf(c), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			cfg.Ready = func() { fmt.Fprintf(s.out, "meshpki agent: Workload API on %s\n", cfg.Socket) }
+			return agent.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ServerURL, "server", "", "`URL` of the meshpki server (https://HOST:PORT)")
+	f.StringVar(&cfg.TrustBundle, "trust-bundle", "", "PEM `FILE` with the root to trust for the server (DIR/ca/root.crt on the CA host)")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "one-time join `TOKEN`, needed when --data holds no valid node SVID")
+	f.StringVar(&cfg.Socket, "socket", "", "`PATH` of the Workload API Unix socket")
+	f.StringVar(&cfg.DataDir, "data", "", "agent data `DIR` (node SVID, status)")
+	f.StringVar(&cfg.PasswordFile, "password-file", "", "file with the passphrase that encrypts the node key (default: MESHPKI_PASSWORD, else generated in DIR/secrets)")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "`ADDR` to serve Prometheus metrics on (off when empty)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cmd.AddCommand(newAgentStatusCommand(s), newAgentEvictCommand(s), newAgentListCommand(s))
+	return cmd
+}
+
+func newAgentStatusCommand(s *streams) *cobra.Command {
+	var (
+		dir    string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status --data DIR [--json]",
+		Short: "Show the agent's node, sync state and outage budget",
+		Long: `Show what the agent running with --data DIR last recorded: its node SPIFFE ID,
+whether its sync stream to the server is up, how many entries and SVIDs it
+holds, and its outage budget — how long every workload stays covered if the
+server vanished now (until the first SVID it holds expires).`,
+		Example: `  meshpki agent status --data /var/lib/meshpki-agent
+  meshpki agent status --data /var/lib/meshpki-agent --json | jq .outage_budget_ns`,
+		Args: positionalArgs(),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if dir == "" {
+				return usageError{errors.New("--data is required")}
+			}
+			st, err := agent.ReadStatus(dir)
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("no agent status in %s: is an agent running with --data %s?", dir, dir)
+			}
+			if err != nil {
+				return fmt.Errorf("agent status: %w", err)
+			}
+			if asJSON {
+				return writeJSON(s.out, st)
+			}
+			now := time.Now()
+			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "node\t%s\n", st.NodeID)
+			fmt.Fprintf(tw, "server\t%s\n", st.Server)
+			conn := "disconnected"
+			if st.Connected {
+				conn = "connected"
+			}
+			if !st.LastSync.IsZero() {
+				conn += ", last sync " + agoPhrase(now.Sub(st.LastSync))
+			}
+			fmt.Fprintf(tw, "sync\t%s\n", conn)
+			fmt.Fprintf(tw, "entries\t%d\n", st.Entries)
+			fmt.Fprintf(tw, "svids\t%d\n", st.SVIDs)
+			if !st.NodeSVIDExpiry.IsZero() {
+				fmt.Fprintf(tw, "node svid\t%s\n", expiresPhrase(st.NodeSVIDExpiry, now))
+			}
+			budget := "no SVIDs held"
+			if !st.OutageBudgetAt.IsZero() {
+				budget = humanDuration(max(st.OutageBudgetAt.Sub(now), 0)) + " (until " + st.OutageBudgetAt.UTC().Format(time.RFC3339) + ")"
+			}
+			fmt.Fprintf(tw, "outage budget\t%s\n", budget)
+			fmt.Fprintf(tw, "recorded\t%s\n", agoPhrase(now.Sub(st.UpdatedAt)))
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&dir, "data", "", "the agent's data `DIR`")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	return cmd
+}

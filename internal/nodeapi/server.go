@@ -1,0 +1,477 @@
+package nodeapi
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// Store is the part of the store the node API reads and writes.
+type Store interface {
+	store.Entries
+	store.Nodes
+}
+
+// Config is what the node API server needs.
+type Config struct {
+	Authority *ca.Authority
+	Store     Store
+	// JWTKey signs JWT-SVIDs; JWTKeyID is its key id in bundles.
+	JWTKey   crypto.Signer
+	JWTKeyID string
+	// PollInterval is how often the server looks for entry changes made on
+	// any replica (default 250ms): one cheap query per interval per server,
+	// however many agents are connected.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+	Clock        func() time.Time
+}
+
+// Server is the node API's gRPC service.
+type Server struct {
+	ca     *ca.Authority
+	st     Store
+	jwtKey crypto.Signer
+	jwtKID string
+	jwtAlg jose.SignatureAlgorithm
+	hub    *hub
+	log    *slog.Logger
+	now    func() time.Time
+	grpc   *grpc.Server
+}
+
+// New returns the node API; Run must be running for sync streams to see
+// changes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Authority == nil || cfg.Store == nil || cfg.JWTKey == nil {
+		return nil, errors.New("nodeapi: Config needs Authority, Store and JWTKey")
+	}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, jwtKey: cfg.JWTKey, jwtKID: cfg.JWTKeyID, log: cfg.Logger, now: cfg.Clock}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	alg, err := jwtAlgorithm(cfg.JWTKey)
+	if err != nil {
+		return nil, err
+	}
+	s.jwtAlg = alg
+	poll := cfg.PollInterval
+	if poll <= 0 {
+		poll = 250 * time.Millisecond
+	}
+	s.hub = newHub(cfg.Store, poll, s.bundle, s.log)
+	s.grpc = grpc.NewServer()
+	s.grpc.RegisterService(&serviceDesc, s)
+	return s, nil
+}
+
+// Run follows entry changes until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	s.hub.run(ctx)
+	s.grpc.Stop()
+	return nil
+}
+
+// GRPC is the gRPC server, to be served on the HTTPS port (ServeHTTP).
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// EntriesChanged tells the server that entries changed through this
+// replica, so that agents hear of it without waiting for the next poll.
+func (s *Server) EntriesChanged() { s.hub.poke() }
+
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: ServiceName,
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{
+		unary("Attest", (*Server).Attest),
+		unary("MintX509SVIDs", (*Server).MintX509SVIDs),
+		unary("MintJWTSVID", (*Server).MintJWTSVID),
+		unary("RenewNode", (*Server).RenewNode),
+	},
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "Sync",
+		ServerStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			var in SyncRequest
+			if err := stream.RecvMsg(&in); err != nil {
+				return err
+			}
+			return srv.(*Server).Sync(&in, stream)
+		},
+	}},
+}
+
+func unary[Req, Resp any](name string, f func(*Server, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
+	return grpc.MethodDesc{MethodName: name, Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		in := new(Req)
+		if err := dec(in); err != nil {
+			return nil, err
+		}
+		return f(srv.(*Server), ctx, in)
+	}}
+}
+
+// grpcErr maps an issuance or store error to a gRPC status.
+func grpcErr(err error) error {
+	if _, ok := status.FromError(err); ok && !errors.As(err, new(*ca.Error)) {
+		return err
+	}
+	var ce *ca.Error
+	if errors.As(err, &ce) {
+		code := map[ca.Kind]codes.Code{
+			ca.KindBadRequest: codes.InvalidArgument, ca.KindBadCSR: codes.InvalidArgument, ca.KindBadKey: codes.InvalidArgument,
+			ca.KindUnauthorized: codes.Unauthenticated, ca.KindForbidden: codes.PermissionDenied, ca.KindNotFound: codes.NotFound,
+			ca.KindConflict: codes.AlreadyExists, ca.KindUnavailable: codes.Unavailable,
+		}[ce.Kind]
+		if code == codes.OK {
+			code = codes.Internal
+		}
+		return status.Error(code, ce.Msg)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Unavailable, "the store failed")
+}
+
+// Attest redeems a join token and issues the node SVID.
+func (s *Server) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse, error) {
+	if in.JoinToken == "" {
+		return nil, status.Error(codes.InvalidArgument, "attestation needs a join token")
+	}
+	id, err := s.ca.RedeemJoinToken(ctx, in.JoinToken)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	if n, err := s.st.GetNode(ctx, id); err == nil && n.Evicted {
+		return nil, status.Errorf(codes.PermissionDenied, "node %s is evicted", id)
+	}
+	issued, err := s.ca.SignSVID(ctx, ca.SVIDRequest{SPIFFEID: id, CSR: in.CSR, TTL: ca.DefaultNodeSVIDTTL, Tag: ca.NodeSVIDTag, Actor: "node:" + id})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	now := s.now()
+	err = s.st.PutNode(ctx, store.Node{SPIFFEID: id, Attestation: "join_token", CertSerial: issued.Serial, CreatedAt: now, UpdatedAt: now},
+		audit.Event{Time: now, Type: ca.TypeNodeAttested, Actor: "node:" + id, Subject: id, Outcome: "success", Detail: map[string]string{"attestation": "join_token", "serial": issued.Serial}})
+	if errors.Is(err, store.ErrStateChanged) {
+		return nil, status.Errorf(codes.PermissionDenied, "node %s is evicted", id)
+	}
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &AttestResponse{SPIFFEID: id, Chain: chainDER(issued), Bundle: s.bundle()}, nil
+}
+
+func chainDER(i *ca.Issued) [][]byte {
+	out := [][]byte{i.Certificate.Raw}
+	for _, c := range i.Chain {
+		out = append(out, c.Raw)
+	}
+	return out
+}
+
+// node authenticates the caller by its node SVID and checks it is not
+// evicted.
+func (s *Server) node(ctx context.Context) (store.Node, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return store.Node{}, status.Error(codes.Unauthenticated, "no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 {
+		return store.Node{}, status.Error(codes.Unauthenticated, "the node API needs a node SVID as TLS client certificate")
+	}
+	id, err := s.ca.CheckNodeSVID(ctx, info.State.VerifiedChains[0][0])
+	if err != nil {
+		return store.Node{}, grpcErr(err)
+	}
+	n, err := s.st.GetNode(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return n, status.Errorf(codes.PermissionDenied, "node %s is not attested", id)
+	}
+	if err != nil {
+		return n, grpcErr(err)
+	}
+	if n.Evicted {
+		return n, status.Errorf(codes.PermissionDenied, "node %s is evicted", id)
+	}
+	return n, nil
+}
+
+// applies reports whether an entry's parent names this node.
+func applies(n store.Node, parent string) bool {
+	if parent == n.SPIFFEID {
+		return true
+	}
+	for _, sel := range n.Selectors {
+		if sel == parent {
+			return true
+		}
+	}
+	return false
+}
+
+func toEntry(e store.Entry) Entry {
+	return Entry{ID: e.ID, SPIFFEID: e.SPIFFEID, Selectors: e.Selectors, X509TTL: e.X509TTL, JWTTTL: e.JWTTTL, DNSNames: e.DNSNames, Hint: e.Hint, Revision: e.Revision}
+}
+
+// snapshot lists every entry that applies to n.
+func (s *Server) snapshot(ctx context.Context, n store.Node) ([]Entry, error) {
+	var out []Entry
+	for _, parent := range append([]string{n.SPIFFEID}, n.Selectors...) {
+		after := ""
+		for {
+			page, err := s.st.ListEntries(ctx, store.EntryFilter{Parent: parent, After: after, Limit: 1000})
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range page {
+				out = append(out, toEntry(e))
+			}
+			if len(page) < 1000 {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+	}
+	return out, nil
+}
+
+// Sync sends the node a snapshot of its entries, then every change that
+// concerns it as the server learns of it, until the node goes away or is
+// evicted.
+func (s *Server) Sync(_ *SyncRequest, stream grpc.ServerStream) error {
+	ctx := stream.Context()
+	n, err := s.node(ctx)
+	if err != nil {
+		return err
+	}
+	sub := s.hub.subscribe()
+	defer s.hub.unsubscribe(sub)
+	send := func(full bool) (map[string]bool, int64, error) {
+		rev, err := s.st.EntryRevision(ctx)
+		if err != nil {
+			return nil, 0, grpcErr(err)
+		}
+		entries, err := s.snapshot(ctx, n)
+		if err != nil {
+			return nil, 0, grpcErr(err)
+		}
+		have := make(map[string]bool, len(entries))
+		for _, e := range entries {
+			have[e.ID] = true
+		}
+		b := s.bundle()
+		return have, rev, stream.SendMsg(&SyncResponse{Full: full, Entries: entries, Revision: rev, Bundle: &b})
+	}
+	have, rev, err := send(true)
+	if err != nil {
+		return err
+	}
+	recheck := time.NewTicker(30 * time.Second)
+	defer recheck.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-recheck.C:
+			if n, err = s.node(ctx); err != nil {
+				return err
+			}
+		case <-sub.overflow:
+			if have, rev, err = send(true); err != nil {
+				return err
+			}
+		case msg := <-sub.ch:
+			var out SyncResponse
+			if msg.bundle != nil {
+				out.Bundle = msg.bundle
+			}
+			for _, c := range msg.changes {
+				if c.Revision <= rev {
+					continue
+				}
+				switch {
+				case !c.Deleted && applies(n, c.Entry.Parent):
+					out.Entries = append(out.Entries, toEntry(c.Entry))
+					have[c.Entry.ID] = true
+				case have[c.Entry.ID]:
+					out.Removed = append(out.Removed, c.Entry.ID)
+					delete(have, c.Entry.ID)
+				}
+				rev = max(rev, c.Revision)
+			}
+			if out.Bundle == nil && len(out.Entries) == 0 && len(out.Removed) == 0 {
+				continue
+			}
+			out.Revision = rev
+			if err := stream.SendMsg(&out); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// MintX509SVIDs signs SVIDs for entries of the calling node, in parallel.
+func (s *Server) MintX509SVIDs(ctx context.Context, in *MintRequest) (*MintResponse, error) {
+	n, err := s.node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(in.Items) > 5000 {
+		return nil, status.Error(codes.InvalidArgument, "at most 5000 SVIDs per request")
+	}
+	out := &MintResponse{Items: make([]MintResult, len(in.Items))}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(len(in.Items), 8*runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				out.Items[i] = s.mintOne(ctx, n, in.Items[i])
+			}
+		}()
+	}
+	for i := range in.Items {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return out, nil
+}
+
+func (s *Server) mintOne(ctx context.Context, n store.Node, item MintItem) MintResult {
+	res := MintResult{EntryID: item.EntryID}
+	e, err := s.st.GetEntry(ctx, item.EntryID)
+	if err != nil || !applies(n, e.Parent) {
+		res.Error = fmt.Sprintf("entry %s does not exist or does not apply to node %s", item.EntryID, n.SPIFFEID)
+		return res
+	}
+	issued, err := s.ca.SignSVID(ctx, ca.SVIDRequest{SPIFFEID: e.SPIFFEID, DNSNames: e.DNSNames, CSR: item.CSR, TTL: e.X509TTL,
+		Tag: ca.WorkloadSVIDTag, Actor: "node:" + n.SPIFFEID, Detail: map[string]string{"entry": e.ID}})
+	if err != nil {
+		res.Error = strings.TrimPrefix(err.Error(), "ca: ")
+		return res
+	}
+	res.Chain = chainDER(issued)
+	return res
+}
+
+// MintJWTSVID signs a JWT-SVID for an entry of the calling node.
+func (s *Server) MintJWTSVID(ctx context.Context, in *JWTRequest) (*JWTResponse, error) {
+	n, err := s.node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(in.Audience) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "a JWT-SVID needs an audience")
+	}
+	e, err := s.st.GetEntry(ctx, in.EntryID)
+	if err != nil || !applies(n, e.Parent) {
+		return nil, status.Errorf(codes.PermissionDenied, "entry %s does not exist or does not apply to node %s", in.EntryID, n.SPIFFEID)
+	}
+	now := s.now()
+	exp := now.Add(e.JWTTTL)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: s.jwtAlg, Key: jose.JSONWebKey{Key: s.jwtKey, KeyID: s.jwtKID}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return nil, status.Error(codes.Internal, "JWT signer")
+	}
+	tok, err := jwt.Signed(signer).Claims(jwt.Claims{Subject: e.SPIFFEID, Audience: in.Audience, Expiry: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now)}).Serialize()
+	if err != nil {
+		return nil, status.Error(codes.Internal, "sign JWT-SVID")
+	}
+	return &JWTResponse{Token: tok, Expiry: exp}, nil
+}
+
+// RenewNode issues the calling node a fresh node SVID.
+func (s *Server) RenewNode(ctx context.Context, in *RenewRequest) (*AttestResponse, error) {
+	n, err := s.node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	issued, err := s.ca.SignSVID(ctx, ca.SVIDRequest{SPIFFEID: n.SPIFFEID, CSR: in.CSR, TTL: ca.DefaultNodeSVIDTTL, Tag: ca.NodeSVIDTag, Actor: "node:" + n.SPIFFEID})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	now := s.now()
+	n.CertSerial, n.UpdatedAt = issued.Serial, now
+	if err := s.st.PutNode(ctx, n, audit.Event{}); err != nil {
+		if errors.Is(err, store.ErrStateChanged) {
+			return nil, status.Errorf(codes.PermissionDenied, "node %s is evicted", n.SPIFFEID)
+		}
+		return nil, grpcErr(err)
+	}
+	return &AttestResponse{SPIFFEID: n.SPIFFEID, Chain: chainDER(issued), Bundle: s.bundle()}, nil
+}
+
+// bundle is the trust bundle agents hand to workloads: the root and every
+// unexpired intermediate, and the JWT-SVID key. Its sequence is the newest
+// NotBefore among them, so it grows when an intermediate is rotated.
+func (s *Server) bundle() Bundle {
+	h := s.ca.Hierarchy()
+	b := Bundle{TrustDomain: h.TrustDomain(), JWTKeys: map[string][]byte{}}
+	root := h.Root()
+	b.X509 = append(b.X509, root.Raw)
+	seq := root.NotBefore.Unix()
+	now := s.now()
+	for _, iss := range h.Issuers() {
+		if now.Before(iss.Cert.NotAfter) {
+			b.X509 = append(b.X509, iss.Cert.Raw)
+			seq = max(seq, iss.Cert.NotBefore.Unix())
+		}
+	}
+	if der, err := x509.MarshalPKIXPublicKey(s.jwtKey.Public()); err == nil {
+		b.JWTKeys[s.jwtKID] = der
+	}
+	b.Sequence = seq
+	return b
+}
+
+// Bundle returns the current trust bundle (for /bundle).
+func (s *Server) Bundle() Bundle { return s.bundle() }
+
+// jwtAlgorithm is the JWS algorithm for a JWT-SVID signing key.
+func jwtAlgorithm(k crypto.Signer) (jose.SignatureAlgorithm, error) {
+	switch pub := k.Public().(type) {
+	case *ecdsa.PublicKey:
+		switch pub.Curve {
+		case elliptic.P256():
+			return jose.ES256, nil
+		case elliptic.P384():
+			return jose.ES384, nil
+		}
+	case ed25519.PublicKey:
+		return jose.EdDSA, nil
+	case *rsa.PublicKey:
+		return jose.RS256, nil
+	}
+	return "", fmt.Errorf("nodeapi: unsupported JWT-SVID key %T", k.Public())
+}

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/nodeapi"
+)
+
+// jwtKeyName is the JWT-SVID signing key in DIR/ca/keys.
+const jwtKeyName = "jwt-svid"
+
+// BundleRefreshHint is the spiffe_refresh_hint of /bundle.
+const BundleRefreshHint = 5 * time.Minute
+
+// loadJWTKey loads the JWT-SVID signing key, creating it (ECDSA P-256,
+// encrypted like every CA key) on first use. Its key id is the base64url
+// SHA-256 of its public key.
+func (s *Server) loadJWTKey(ctx context.Context) (crypto.Signer, string, error) {
+	b := keys.NewFileBackend(filepath.Join(s.opts.DataDir, "ca", "keys"), s.pass)
+	key, err := b.Load(ctx, "file:"+jwtKeyName+".key")
+	if errors.Is(err, fs.ErrNotExist) {
+		key, _, err = b.Create(ctx, jwtKeyName, keys.ECP256)
+		if errors.Is(err, fs.ErrExist) { // another replica made it first
+			key, err = b.Load(ctx, "file:"+jwtKeyName+".key")
+		}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("server: JWT-SVID key: %w", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(der)
+	return key, base64.RawURLEncoding.EncodeToString(sum[:16]), nil
+}
+
+// handler routes gRPC (the node API, over HTTP/2) apart from the HTTP API.
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", s.api)
+	mux.HandleFunc("GET /bundle", s.handleBundle)
+	grpcSrv := s.nodes.GRPC()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			grpcSrv.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// handleBundle serves the SPIFFE trust bundle (JWKS with spiffe_sequence and
+// spiffe_refresh_hint): the root and current intermediates as x509-svid
+// authorities, the JWT-SVID key as jwt-svid authority.
+func (s *Server) handleBundle(w http.ResponseWriter, _ *http.Request) {
+	body, err := s.bundleJSON()
+	if err != nil {
+		s.log.Error("bundle", "error", err)
+		http.Error(w, `{"error":{"code":"internal","message":"cannot build the bundle"}}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+}
+
+func (s *Server) bundleJSON() ([]byte, error) {
+	b := s.nodes.Bundle()
+	td, err := spiffeid.TrustDomainFromString(b.TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	return marshalBundle(td, b)
+}
+
+func marshalBundle(td spiffeid.TrustDomain, b nodeapi.Bundle) ([]byte, error) {
+	out := spiffebundle.New(td)
+	for _, der := range b.X509 {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		out.AddX509Authority(c)
+	}
+	for kid, der := range b.JWTKeys {
+		k, err := x509.ParsePKIXPublicKey(der)
+		if err != nil {
+			return nil, err
+		}
+		if err := out.AddJWTAuthority(kid, k); err != nil {
+			return nil, err
+		}
+	}
+	out.SetSequenceNumber(uint64(b.Sequence))
+	out.SetRefreshHint(BundleRefreshHint)
+	return out.Marshal()
+}
