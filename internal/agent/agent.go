@@ -11,6 +11,7 @@ package agent
 import (
 	"context"
 	"crypto"
+	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,6 +21,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
@@ -53,8 +55,13 @@ type Config struct {
 	ServerURL   string // https://host:port of the meshpki server
 	TrustBundle string // PEM file of the root(s) to trust for the server
 	JoinToken   string // used when DataDir holds no valid node SVID
-	Socket      string // Workload API socket path
-	DataDir     string
+	// X509PoPCert and X509PoPKey, if set, are PEM files of a node
+	// certificate (with its intermediates) and its key: the node attests
+	// with x509pop when it holds no valid node SVID and has no join token,
+	// and again at start whenever its stored node SVID has lapsed.
+	X509PoPCert, X509PoPKey string
+	Socket                  string // Workload API socket path
+	DataDir                 string
 	// PasswordFile holds the passphrase that encrypts the node key (else
 	// MESHPKI_PASSWORD, else DataDir/secrets/password, generated).
 	PasswordFile string
@@ -109,6 +116,7 @@ type Agent struct {
 
 	wake    chan struct{} // asks the rotator to look again
 	metrics *metrics
+	aead    cipher.AEAD // seals the persisted SVID cache; nil when unusable
 }
 
 // Run runs the agent until ctx ends.
@@ -152,8 +160,19 @@ func New(cfg Config) (*Agent, error) {
 	if err := a.loadNode(); err != nil {
 		a.log.Info("no usable node SVID on disk; will attest", "reason", err)
 	}
-	if a.nodeCert == nil && cfg.JoinToken == "" {
-		return nil, fmt.Errorf("agent: %s holds no valid node SVID and no --join-token was given", cfg.DataDir)
+	if a.aead, err = a.cacheAEAD(); err != nil {
+		a.log.Warn("the SVID cache cannot be used; SVIDs will be minted again after a restart", "error", err)
+	}
+	if a.nodeCert != nil && a.aead != nil {
+		if err := a.loadCache(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			a.log.Warn("ignoring the saved SVID cache", "error", err)
+		}
+	}
+	if (cfg.X509PoPCert == "") != (cfg.X509PoPKey == "") {
+		return nil, errors.New("agent: --x509pop-cert and --x509pop-key go together")
+	}
+	if a.nodeCert == nil && cfg.JoinToken == "" && cfg.X509PoPCert == "" {
+		return nil, fmt.Errorf("agent: %s holds no valid node SVID and neither --join-token nor --x509pop-cert was given", cfg.DataDir)
 	}
 	return a, nil
 }
@@ -292,9 +311,17 @@ func (a *Agent) attest(ctx context.Context) error {
 	}
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := a.api().Attest(actx, &nodeapi.AttestRequest{JoinToken: a.cfg.JoinToken, CSR: csr})
+	req := &nodeapi.AttestRequest{JoinToken: a.cfg.JoinToken, CSR: csr}
+	how := "the join token"
+	if req.JoinToken == "" {
+		how = "x509pop"
+		if req.X509PoP, err = a.x509pop(actx); err != nil {
+			return err
+		}
+	}
+	resp, err := a.api().Attest(actx, req)
 	if err != nil {
-		return fmt.Errorf("agent: attestation with the join token failed: %s", status.Convert(err).Message())
+		return fmt.Errorf("agent: attestation with %s failed: %s", how, status.Convert(err).Message())
 	}
 	if err := a.setNode(key, resp.Chain, true); err != nil {
 		return fmt.Errorf("agent: node SVID: %w", err)
@@ -302,6 +329,44 @@ func (a *Agent) attest(ctx context.Context) error {
 	a.setBundle(resp.Bundle)
 	a.log.Info("node attested", "spiffe_id", resp.SPIFFEID)
 	return nil
+}
+
+// x509pop answers the server's challenge with the node certificate's key.
+func (a *Agent) x509pop(ctx context.Context) (*nodeapi.X509PoP, error) {
+	certPEM, err := os.ReadFile(a.cfg.X509PoPCert)
+	if err != nil {
+		return nil, fmt.Errorf("agent: x509pop certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(a.cfg.X509PoPKey)
+	if err != nil {
+		return nil, fmt.Errorf("agent: x509pop key: %w", err)
+	}
+	key, err := keys.ParsePrivateKeyPEM(keyPEM, a.pass)
+	if err != nil {
+		return nil, fmt.Errorf("agent: x509pop key: %w", err)
+	}
+	var chain [][]byte
+	for rest := certPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			chain = append(chain, b.Bytes)
+		}
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("agent: %s holds no PEM certificate", a.cfg.X509PoPCert)
+	}
+	ch, err := a.api().X509PoPChallenge(ctx, &nodeapi.ChallengeRequest{Chain: chain})
+	if err != nil {
+		return nil, fmt.Errorf("agent: x509pop challenge: %s", status.Convert(err).Message())
+	}
+	sig, err := nodeapi.SignX509PoPNonce(key, ch.Nonce)
+	if err != nil {
+		return nil, fmt.Errorf("agent: x509pop signature: %w", err)
+	}
+	return &nodeapi.X509PoP{Chain: chain, Nonce: ch.Nonce, Signature: sig}, nil
 }
 
 // redial replaces the connection to the server, so that new TLS sessions
@@ -450,6 +515,7 @@ func (a *Agent) notify() {
 	a.changed = make(chan struct{})
 	a.mu.Unlock()
 	a.writeStatus()
+	a.saveCache()
 }
 
 // rotateLoop mints SVIDs that are missing, out of date or past half-life,

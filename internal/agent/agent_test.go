@@ -278,6 +278,23 @@ func TestAgentServesSVIDsAndFollowsChanges(t *testing.T) {
 		}
 	}
 done:
+	// An intermediate rotated on the server reaches the workload's bundle.
+	if _, err := f.in.Server.Authority().Hierarchy().RotateIntermediate(ctx, "default"); err != nil {
+		t.Fatal(err)
+	}
+	rotated := time.After(10 * time.Second)
+	for {
+		select {
+		case u := <-updates:
+			b, ok := u.Bundles.Get(spiffeid.RequireTrustDomainFromString(td))
+			if ok && len(b.X509Authorities()) == 3 {
+				goto bundled
+			}
+		case <-rotated:
+			t.Fatal("the rotated intermediate never reached the workload's bundle")
+		}
+	}
+bundled:
 	st := f.agent.Status()
 	if !st.Connected || st.SVIDs != 2 || st.OutageBudget < 50*time.Minute {
 		t.Fatalf("status: %+v", st)
@@ -322,6 +339,18 @@ func TestAgentSurvivesServerOutageAndEviction(t *testing.T) {
 	}
 	if st := f.agent.Status(); st.Connected {
 		t.Fatal("status says connected with the server down")
+	}
+	// Restarted while the server is down: no new attestation, and the SVIDs
+	// saved (sealed) in the data directory are served at once.
+	f.stopAgent()
+	f.startAgent(t, "")
+	if got, err := f.fetch(t); err != nil || got != "spiffe://"+td+"/app/web" {
+		t.Fatalf("after a restart with the server down: %q %v", got, err)
+	}
+	for _, name := range []string{agent.CacheFile, agent.CacheKeyFile, agent.NodeKeyFile} {
+		if st, err := os.Stat(filepath.Join(f.dir, name)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v", name, st.Mode(), err)
+		}
 	}
 	// Server back on the same address: the agent resyncs without restart.
 	f.in = servertest.Start(t, servertest.Options{DataDir: dataDir, Listen: f.listen})

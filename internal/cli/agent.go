@@ -24,10 +24,12 @@ func newAgentCommand(s *streams) *cobra.Command {
 		logLevel string
 	)
 	cmd := &cobra.Command{
-		Use:   "agent --server URL --trust-bundle FILE --socket PATH --data DIR [--join-token T]",
+		Use:   "agent --server URL --trust-bundle FILE --socket PATH --data DIR [--join-token T | --x509pop-cert F --x509pop-key K]",
 		Short: "Run the node agent: SPIFFE Workload API for the workloads on this node",
 		Long: `Run the node agent. On first start it attests the node with a one-time join
-token (from 'meshpki token create --join --spiffe-id …') and keeps the node SVID,
+token (from 'meshpki token create --join --spiffe-id …'), or with x509pop (a
+certificate from a CA the server trusts for nodes, --x509pop-ca, and its key),
+and keeps the node SVID,
 encrypted, in --data, so a restart needs no new token while it is valid. It then
 follows the registration entries that apply to this node, has their X.509-SVIDs
 minted and rotated at half-life, and serves them on the SPIFFE Workload API at
@@ -63,6 +65,8 @@ workloads stay covered if the server vanished now.`,
 	f.StringVar(&cfg.ServerURL, "server", "", "`URL` of the meshpki server (https://HOST:PORT)")
 	f.StringVar(&cfg.TrustBundle, "trust-bundle", "", "PEM `FILE` with the root to trust for the server (DIR/ca/root.crt on the CA host)")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "one-time join `TOKEN`, needed when --data holds no valid node SVID")
+	f.StringVar(&cfg.X509PoPCert, "x509pop-cert", "", "PEM `FILE` of a node certificate (and intermediates) for x509pop attestation")
+	f.StringVar(&cfg.X509PoPKey, "x509pop-key", "", "PEM `FILE` of the x509pop certificate's key")
 	f.StringVar(&cfg.Socket, "socket", "", "`PATH` of the Workload API Unix socket")
 	f.StringVar(&cfg.DataDir, "data", "", "agent data `DIR` (node SVID, status)")
 	f.StringVar(&cfg.PasswordFile, "password-file", "", "file with the passphrase that encrypts the node key (default: MESHPKI_PASSWORD, else generated in DIR/secrets)")

@@ -1,15 +1,15 @@
 package cli
 
 import (
-	"time"
-
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,10 +21,11 @@ func init() { register(newServerCommand) }
 
 func newServerCommand(s *streams) *cobra.Command {
 	var (
-		opts     server.Options
-		ips      []string
-		keyType  string
-		logLevel string
+		opts      server.Options
+		ips       []string
+		keyType   string
+		logLevel  string
+		x509popCA string
 	)
 	cmd := &cobra.Command{
 		Use:   "server --data DIR [--listen 127.0.0.1:8443] [--store URL]",
@@ -64,6 +65,16 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 			}
 			opts.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
 			opts.Out = s.out
+			if x509popCA != "" {
+				data, err := os.ReadFile(x509popCA)
+				if err != nil {
+					return fmt.Errorf("--x509pop-ca: %w", err)
+				}
+				opts.X509PoPRoots = x509.NewCertPool()
+				if !opts.X509PoPRoots.AppendCertsFromPEM(data) {
+					return usageError{fmt.Errorf("--x509pop-ca %s holds no PEM certificate", x509popCA)}
+				}
+			}
 			server.TuneGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -86,6 +97,7 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 	f.IntVar(&opts.ACMEValidation.TLSPort, "acme-tls-port", 443, "port ACME tls-alpn-01 challenges are checked on")
 	f.StringVar(&opts.ACMEValidation.Resolver, "acme-resolver", "", "`HOST:PORT` of the DNS server ACME validation asks (default: the system's)")
 	f.DurationVar(&opts.ACMEValidation.Timeout, "acme-validation-timeout", 10*time.Second, "time limit of one ACME challenge validation")
+	f.StringVar(&x509popCA, "x509pop-ca", "", "PEM `FILE` of CAs whose certificates let nodes attest with x509pop")
 	return cmd
 }
 

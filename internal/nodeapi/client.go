@@ -61,6 +61,12 @@ func (c *Client) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse
 	return out, c.call(ctx, "Attest", in, out)
 }
 
+// X509PoPChallenge asks for a nonce to sign for x509pop attestation.
+func (c *Client) X509PoPChallenge(ctx context.Context, in *ChallengeRequest) (*ChallengeResponse, error) {
+	out := new(ChallengeResponse)
+	return out, c.call(ctx, "X509PoPChallenge", in, out)
+}
+
 // RenewNode gets a fresh node SVID.
 func (c *Client) RenewNode(ctx context.Context, in *RenewRequest) (*AttestResponse, error) {
 	out := new(AttestResponse)

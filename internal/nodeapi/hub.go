@@ -2,7 +2,9 @@ package nodeapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,7 +82,7 @@ func (h *hub) run(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		h.log.Warn("node API: reading the entry revision", "error", err)
 	}
-	seq := h.bundle().Sequence
+	digest := bundleDigest(h.bundle())
 	t := time.NewTicker(h.poll)
 	defer t.Stop()
 	for {
@@ -90,8 +92,8 @@ func (h *hub) run(ctx context.Context) {
 		case <-t.C:
 		case <-h.pokeCh:
 		}
-		if b := h.bundle(); b.Sequence != seq {
-			seq = b.Sequence
+		if b := h.bundle(); bundleDigest(b) != digest {
+			digest = bundleDigest(b)
 			h.broadcast(hubMsg{bundle: &b})
 		}
 		cur, err := h.st.EntryRevision(ctx)
@@ -124,4 +126,25 @@ func (h *hub) run(ctx context.Context) {
 			last = changes[len(changes)-1].Revision
 		}
 	}
+}
+
+// bundleDigest identifies a bundle's contents: a change of any authority or
+// key changes it, even within the sequence number's one-second steps.
+func bundleDigest(b Bundle) [32]byte {
+	h := sha256.New()
+	for _, der := range b.X509 {
+		h.Write(der)
+	}
+	kids := make([]string, 0, len(b.JWTKeys))
+	for kid := range b.JWTKeys {
+		kids = append(kids, kid)
+	}
+	slices.Sort(kids)
+	for _, kid := range kids {
+		h.Write([]byte(kid))
+		h.Write(b.JWTKeys[kid])
+	}
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -33,6 +35,7 @@ import (
 type Store interface {
 	store.Entries
 	store.Nodes
+	store.Tokens // consumed x509pop nonces
 }
 
 // Config is what the node API server needs.
@@ -42,6 +45,12 @@ type Config struct {
 	// JWTKey signs JWT-SVIDs; JWTKeyID is its key id in bundles.
 	JWTKey   crypto.Signer
 	JWTKeyID string
+	// X509PoPRoots, if set, enables x509pop attestation of nodes whose
+	// certificates chain to them.
+	X509PoPRoots *x509.CertPool
+	// Secret keys the x509pop nonces; replicas share it. At least 32 bytes
+	// when X509PoPRoots is set.
+	Secret []byte
 	// PollInterval is how often the server looks for entry changes made on
 	// any replica (default 250ms): one cheap query per interval per server,
 	// however many agents are connected.
@@ -57,10 +66,13 @@ type Server struct {
 	jwtKey crypto.Signer
 	jwtKID string
 	jwtAlg jose.SignatureAlgorithm
-	hub    *hub
-	log    *slog.Logger
-	now    func() time.Time
-	grpc   *grpc.Server
+	// x509pop
+	popRoots *x509.CertPool
+	popKey   []byte
+	hub      *hub
+	log      *slog.Logger
+	now      func() time.Time
+	grpc     *grpc.Server
 }
 
 // New returns the node API; Run must be running for sync streams to see
@@ -69,7 +81,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil || cfg.JWTKey == nil {
 		return nil, errors.New("nodeapi: Config needs Authority, Store and JWTKey")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, jwtKey: cfg.JWTKey, jwtKID: cfg.JWTKeyID, log: cfg.Logger, now: cfg.Clock}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, jwtKey: cfg.JWTKey, jwtKID: cfg.JWTKeyID, popRoots: cfg.X509PoPRoots, log: cfg.Logger, now: cfg.Clock}
+	if s.popRoots != nil {
+		if len(cfg.Secret) < 32 {
+			return nil, errors.New("nodeapi: x509pop needs a Secret of at least 32 bytes")
+		}
+		m := hmac.New(sha256.New, cfg.Secret)
+		m.Write([]byte("meshpki x509pop nonce v1"))
+		s.popKey = m.Sum(nil)
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -110,6 +130,7 @@ var serviceDesc = grpc.ServiceDesc{
 	HandlerType: (*any)(nil),
 	Methods: []grpc.MethodDesc{
 		unary("Attest", (*Server).Attest),
+		unary("X509PoPChallenge", (*Server).X509PoPChallenge),
 		unary("MintX509SVIDs", (*Server).MintX509SVIDs),
 		unary("MintJWTSVID", (*Server).MintJWTSVID),
 		unary("RenewNode", (*Server).RenewNode),
@@ -160,14 +181,30 @@ func grpcErr(err error) error {
 	return status.Error(codes.Unavailable, "the store failed")
 }
 
-// Attest redeems a join token and issues the node SVID.
+// Attest checks a node's proof — a join token, or an x509pop certificate
+// and signature — and issues the node SVID.
 func (s *Server) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse, error) {
-	if in.JoinToken == "" {
-		return nil, status.Error(codes.InvalidArgument, "attestation needs a join token")
-	}
-	id, err := s.ca.RedeemJoinToken(ctx, in.JoinToken)
-	if err != nil {
-		return nil, grpcErr(err)
+	var (
+		id        string
+		selectors []string
+		method    string
+		err       error
+	)
+	switch {
+	case in.JoinToken != "" && in.X509PoP != nil:
+		return nil, status.Error(codes.InvalidArgument, "give a join token or an x509pop proof, not both")
+	case in.JoinToken != "":
+		method = "join_token"
+		if id, err = s.ca.RedeemJoinToken(ctx, in.JoinToken); err != nil {
+			return nil, grpcErr(err)
+		}
+	case in.X509PoP != nil:
+		method = "x509pop"
+		if id, selectors, err = s.attestX509PoP(ctx, in.X509PoP); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, status.Error(codes.InvalidArgument, "attestation needs a join token or an x509pop proof")
 	}
 	if n, err := s.st.GetNode(ctx, id); err == nil && n.Evicted {
 		return nil, status.Errorf(codes.PermissionDenied, "node %s is evicted", id)
@@ -177,8 +214,8 @@ func (s *Server) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse
 		return nil, grpcErr(err)
 	}
 	now := s.now()
-	err = s.st.PutNode(ctx, store.Node{SPIFFEID: id, Attestation: "join_token", CertSerial: issued.Serial, CreatedAt: now, UpdatedAt: now},
-		audit.Event{Time: now, Type: ca.TypeNodeAttested, Actor: "node:" + id, Subject: id, Outcome: "success", Detail: map[string]string{"attestation": "join_token", "serial": issued.Serial}})
+	err = s.st.PutNode(ctx, store.Node{SPIFFEID: id, Attestation: method, Selectors: selectors, CertSerial: issued.Serial, CreatedAt: now, UpdatedAt: now},
+		audit.Event{Time: now, Type: ca.TypeNodeAttested, Actor: "node:" + id, Subject: id, Outcome: "success", Detail: map[string]string{"attestation": method, "serial": issued.Serial, "selectors": strings.Join(selectors, ",")}})
 	if errors.Is(err, store.ErrStateChanged) {
 		return nil, status.Errorf(codes.PermissionDenied, "node %s is evicted", id)
 	}

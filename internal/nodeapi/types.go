@@ -28,8 +28,9 @@ func init() { encoding.RegisterCodec(codec{}) }
 
 // AttestRequest proves who a node is and asks for its node SVID.
 type AttestRequest struct {
-	JoinToken string `json:"join_token"`
-	CSR       []byte `json:"csr"` // DER; the node SVID's key
+	JoinToken string   `json:"join_token,omitempty"`
+	X509PoP   *X509PoP `json:"x509pop,omitempty"`
+	CSR       []byte   `json:"csr"` // DER; the node SVID's key
 }
 
 // AttestResponse is the node SVID and the trust bundle.

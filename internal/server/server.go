@@ -77,6 +77,9 @@ type Options struct {
 	// and tls-alpn-01 ports (default 80 and 443), the DNS resolver (default:
 	// the system's) and the per-attempt timeout.
 	ACMEValidation validation.Config
+	// X509PoPRoots, if set, lets nodes attest with x509pop: a certificate
+	// chaining to one of these CAs and a signature proving its key.
+	X509PoPRoots *x509.CertPool
 	// ACMEValidationWait is how long a challenge POST waits for its result
 	// (0: acme.DefaultValidationWait).
 	ACMEValidationWait time.Duration
@@ -240,7 +243,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.nodes, err = nodeapi.New(nodeapi.Config{Authority: s.authority, Store: st, JWTKey: jwtKey, JWTKeyID: jwtKID, Logger: s.log, Clock: s.now})
+	s.nodes, err = nodeapi.New(nodeapi.Config{Authority: s.authority, Store: st, JWTKey: jwtKey, JWTKeyID: jwtKID,
+		X509PoPRoots: opts.X509PoPRoots, Secret: secret, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}

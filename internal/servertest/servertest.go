@@ -34,6 +34,8 @@ type Options struct {
 	StoreURL  string // "" for SQLite in DataDir
 	PublicURL string // shared by replicas
 	Clock     func() time.Time
+	// X509PoPRoots enables x509pop node attestation with these CAs.
+	X509PoPRoots *x509.CertPool
 	// Listen is the address to bind ("" for a random loopback port); a
 	// test restarting a server on the same port sets it.
 	Listen string
@@ -92,6 +94,7 @@ func Start(t testing.TB, o Options) *Instance {
 		// Pick up CLI-made rotations quickly in tests.
 		MaintainEvery:  200 * time.Millisecond,
 		ACMEValidation: o.ACMEValidation,
+		X509PoPRoots:   o.X509PoPRoots,
 	})
 	if err != nil {
 		cancel()
