@@ -225,7 +225,7 @@ func uidSelector() string { return "unix:uid:" + strconv.Itoa(os.Getuid()) }
 func TestAgentServesSVIDsAndFollowsChanges(t *testing.T) {
 	f := newFixture(t)
 	node := "spiffe://" + td + "/node/n1"
-	f.entry(t, "spiffe://"+td+"/app/web", node, uidSelector())
+	web := f.entry(t, "spiffe://"+td+"/app/web", node, uidSelector())
 	f.entry(t, "spiffe://"+td+"/app/elsewhere", "spiffe://"+td+"/node/other", uidSelector())
 	token := f.joinToken(t, node)
 	f.startAgent(t, token)
@@ -263,11 +263,17 @@ func TestAgentServesSVIDsAndFollowsChanges(t *testing.T) {
 	go func() { _ = client.WatchX509Context(wctx, watcher{updates}) }()
 	<-updates
 	start := time.Now()
+	var before string
 	f.entry(t, "spiffe://"+td+"/app/api", node, uidSelector())
 	for {
 		select {
 		case u := <-updates:
 			if len(u.SVIDs) == 2 {
+				for _, sv := range u.SVIDs {
+					if sv.ID.String() == web.SPIFFEID {
+						before = sv.Certificates[0].SerialNumber.String()
+					}
+				}
 				if d := time.Since(start); d > 3*time.Second {
 					t.Errorf("new entry took %s to reach the workload", d)
 				}
@@ -278,6 +284,28 @@ func TestAgentServesSVIDsAndFollowsChanges(t *testing.T) {
 		}
 	}
 done:
+	// A changed entry rotates its SVID: the watcher gets a new certificate.
+	web.X509TTL = 2 * time.Hour
+	if _, err := f.in.Server.Authority().UpdateEntry(ctx, web, "test"); err != nil {
+		t.Fatal(err)
+	}
+	rotatedSVID := time.After(10 * time.Second)
+	for {
+		select {
+		case u := <-updates:
+			for _, sv := range u.SVIDs {
+				if sv.ID.String() == web.SPIFFEID && sv.Certificates[0].SerialNumber.String() != before {
+					if life := sv.Certificates[0].NotAfter.Sub(sv.Certificates[0].NotBefore); life < 2*time.Hour {
+						t.Fatalf("rotated SVID lives %s, want the entry's new 2h", life)
+					}
+					goto rotated
+				}
+			}
+		case <-rotatedSVID:
+			t.Fatal("the changed entry's SVID was never rotated at the workload")
+		}
+	}
+rotated:
 	// An intermediate rotated on the server reaches the workload's bundle.
 	if _, err := f.in.Server.Authority().Hierarchy().RotateIntermediate(ctx, "default"); err != nil {
 		t.Fatal(err)
