@@ -3,6 +3,8 @@ package agent_test
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +23,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/meshpki/meshpki/internal/agent"
 	"github.com/meshpki/meshpki/internal/servertest"
@@ -470,4 +474,28 @@ func copyExecutable(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAgentBinarySelectors: an entry pinned to another binary's SHA-256
+// gives this process nothing; pinned to its own binary (and path), it works.
+func TestAgentBinarySelectors(t *testing.T) {
+	f := newFixture(t)
+	node := "spiffe://" + td + "/node/n4"
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	f.entry(t, "spiffe://"+td+"/app/other-binary", node, uidSelector(), "unix:sha256:"+strings.Repeat("ab", 32))
+	f.startAgent(t, f.joinToken(t, node))
+	time.Sleep(500 * time.Millisecond) // let the agent mint what it will
+	if _, err := f.fetch(t); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a binary whose sha256 does not match got: %v", err)
+	}
+	f.entry(t, "spiffe://"+td+"/app/this-binary", node, uidSelector(), "unix:sha256:"+hex.EncodeToString(sum[:]), "unix:path:"+exe)
+	f.waitFetch(t, "spiffe://"+td+"/app/this-binary")
 }
