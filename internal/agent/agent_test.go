@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshpki/meshpki/internal/agent"
+	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -395,14 +396,30 @@ func TestAgentSurvivesServerOutageAndEviction(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	// Evicted: the sync stream is refused and nothing new is minted.
-	if err := f.in.Server.Authority().EvictNode(context.Background(), node, "test"); err != nil {
+	// Evicted through the admin API: the open sync stream ends at once, a
+	// new one is refused, and nothing new is minted.
+	admin, err := client.New(client.Config{URL: f.in.URL, RootsPEM: f.in.RootPEM, Certificate: &f.in.AdminCert})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if err := admin.EvictNode(context.Background(), node); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for f.agent.Status().Connected {
+		if time.Now().After(deadline) {
+			t.Fatal("the evicted node's sync stream is still open")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	f.entry(t, "spiffe://"+td+"/app/after-evict", node, uidSelector())
 	time.Sleep(2 * time.Second)
-	if st := f.agent.Status(); st.SVIDs != 2 {
-		t.Fatalf("an evicted node got new SVIDs: %+v", st)
+	if st := f.agent.Status(); st.SVIDs != 2 || st.Connected {
+		t.Fatalf("an evicted node got new SVIDs or a sync stream: %+v", st)
+	}
+	// It still serves what it holds until those expire.
+	if got, err := f.fetch(t); err != nil || got == "" {
+		t.Fatalf("after eviction the agent stopped serving held SVIDs: %v", err)
 	}
 }
 

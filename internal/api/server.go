@@ -34,6 +34,9 @@ type Config struct {
 	// EntriesChanged, if set, is called after a registration entry changes
 	// through this API, so that agents hear of it at once.
 	EntriesChanged func()
+	// NodeEvicted, if set, is called after a node is evicted through this
+	// API, so that its open sync stream ends at once.
+	NodeEvicted func(spiffeID string)
 	// Registry receives the API's metrics (default: a new registry).
 	Registry *prometheus.Registry
 	// Logger receives request failures (default slog.Default()).
@@ -50,6 +53,7 @@ type Server struct {
 	now            func() time.Time
 	acme           *acme.Server
 	entriesChanged func()
+	nodeEvicted    func(string)
 	mux            *http.ServeMux
 	metrics        *Metrics
 	registry       *prometheus.Registry
@@ -60,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil {
 		return nil, errors.New("api: Config needs Authority and Store")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -222,6 +222,9 @@ func (s *Server) handleEvictNode(w http.ResponseWriter, r *http.Request, c calle
 	if err := s.ca.EvictNode(r.Context(), req.SPIFFEID, c.actor()); err != nil {
 		return err
 	}
+	if s.nodeEvicted != nil {
+		s.nodeEvicted(req.SPIFFEID)
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Evicted string `json:"evicted"`
 	}{req.SPIFFEID})

@@ -29,6 +29,7 @@ type hub struct {
 type hubMsg struct {
 	changes []store.EntryChange
 	bundle  *Bundle
+	evicted string // a node evicted through this server
 }
 
 type subscriber struct {

@@ -121,6 +121,10 @@ func (s *Server) Run(ctx context.Context) error {
 // GRPC is the gRPC server, to be served on the HTTPS port (ServeHTTP).
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
+// NodeEvicted ends the sync stream of a node evicted through this replica
+// at once; other replicas notice within their periodic recheck.
+func (s *Server) NodeEvicted(spiffeID string) { s.hub.broadcast(hubMsg{evicted: spiffeID}) }
+
 // EntriesChanged tells the server that entries changed through this
 // replica, so that agents hear of it without waiting for the next poll.
 func (s *Server) EntriesChanged() { s.hub.poke() }
@@ -346,6 +350,9 @@ func (s *Server) Sync(_ *SyncRequest, stream grpc.ServerStream) error {
 				return err
 			}
 		case msg := <-sub.ch:
+			if msg.evicted == n.SPIFFEID {
+				return status.Errorf(codes.PermissionDenied, "node %s is evicted", n.SPIFFEID)
+			}
 			var out SyncResponse
 			if msg.bundle != nil {
 				out.Bundle = msg.bundle

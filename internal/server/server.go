@@ -248,7 +248,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, Registry: reg, Logger: s.log, Clock: s.now})
+	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}
