@@ -133,11 +133,12 @@ func newProvisionerAddCommand(s *streams) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "add TYPE NAME [policy flags]",
-		Short: "Add a provisioner of TYPE token or acme",
-		Long: `Add a provisioner. TYPE is "token" (one-time tokens from 'meshpki token create')
-or "acme" (RFC 8555 clients at /acme/NAME/directory). A provisioner with no
-allow rules grants no names: give at least one --allow-* flag, now or later
-with 'meshpki provisioner update'.
+		Short: "Add a provisioner of TYPE token, acme or spiffe",
+		Long: `Add a provisioner. TYPE is "token" (one-time tokens from 'meshpki token create'),
+"acme" (RFC 8555 clients at /acme/NAME/directory) or "spiffe" (its policy
+decides which SPIFFE IDs, DNS names and lifetimes registration entries may
+have; see docs/SPIFFE.md). A provisioner with no allow rules grants no names:
+give at least one --allow-* flag, now or later with 'meshpki provisioner update'.
 ` + policyFlagsHelp + "\n" + adminConnectHelp,
 		Example: `  meshpki provisioner add token web --allow-dns '*.web.example.internal' \
       --deny-dns admin.web.example.internal --allow-ip 10.0.0.0/8 --max-ttl 72h --data /var/lib/meshpki`,
