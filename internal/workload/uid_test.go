@@ -19,19 +19,26 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// helperEnv, when set to a Workload API address, makes TestHelperProcess a
+// helperEnv, when set to a Workload API address, makes the test binary a
 // workload: it fetches its X.509-SVID and prints "ID <spiffe id>" or
 // "ERR <code> <message>".
 const helperEnv = "MESHPKI_WORKLOAD_TEST_HELPER_ADDR"
 
-func TestHelperProcess(t *testing.T) {
+// TestMain makes the test binary a workload when a test runs it as a child
+// process (see helperEnv and helperWaitEnv), instead of running the tests.
+func TestMain(m *testing.M) {
 	if os.Getenv(helperWaitEnv) == "1" {
 		waitForStdinEOF()
 	}
-	addr := os.Getenv(helperEnv)
-	if addr == "" {
-		t.Skip("run as a child process by TestDifferentUIDsGetDifferentIdentities")
+	if addr := os.Getenv(helperEnv); addr != "" {
+		os.Exit(helperFetch(addr))
 	}
+	os.Exit(m.Run())
+}
+
+// helperFetch is the child workload: it fetches its X.509-SVID and prints
+// "ID <spiffe id>" or "ERR <code> <message>".
+func helperFetch(addr string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := workloadapi.New(ctx, workloadapi.WithAddr(addr))
@@ -39,11 +46,11 @@ func TestHelperProcess(t *testing.T) {
 		var svid *x509svid.SVID
 		if svid, err = c.FetchX509SVID(ctx); err == nil {
 			fmt.Println("ID", svid.ID)
-			os.Exit(0)
+			return 0
 		}
 	}
 	fmt.Println("ERR", status.Code(err), status.Convert(err).Message())
-	os.Exit(0)
+	return 0
 }
 
 // quickRaceExit spares a child built with -race the race detector's
@@ -113,7 +120,7 @@ func runAs(t *testing.T, exe, addr string, uid uint32) string {
 	var out []byte
 	var err error
 	for range 10 {
-		cmd := exec.Command(exe, "-test.run=^TestHelperProcess$")
+		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = []string{helperEnv + "=" + addr, "PATH=/usr/bin:/bin", quickRaceExit}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 		cmd.Stderr = os.Stderr
