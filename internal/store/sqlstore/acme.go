@@ -352,34 +352,14 @@ func (s *Store) ListACMEOrders(ctx context.Context, accountID, after string, lim
 		limit = defaultACMEOrderPage
 	}
 	limit = min(limit, maxACMEOrderPage)
-	var (
-		rows *sql.Rows
-		err  error
-	)
+	scanID := func(row scanner) (id string, err error) { return id, row.Scan(&id) }
 	if after == "" {
-		rows, err = s.read.QueryContext(ctx, `SELECT id FROM acme_orders WHERE account_id = $1
+		return queryAll(ctx, s.read, "list acme orders", scanID, `SELECT id FROM acme_orders WHERE account_id = $1
 			ORDER BY created_at, id LIMIT $2`, accountID, limit)
-	} else {
-		rows, err = s.read.QueryContext(ctx, `SELECT id FROM acme_orders WHERE account_id = $1
-			AND (created_at, id) > (SELECT created_at, id FROM acme_orders WHERE id = $2 AND account_id = $1)
-			ORDER BY created_at, id LIMIT $3`, accountID, after, limit)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: list acme orders: %w", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("sqlstore: list acme orders: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: list acme orders: %w", err)
-	}
-	return ids, nil
+	return queryAll(ctx, s.read, "list acme orders", scanID, `SELECT id FROM acme_orders WHERE account_id = $1
+		AND (created_at, id) > (SELECT created_at, id FROM acme_orders WHERE id = $2 AND account_id = $1)
+		ORDER BY created_at, id LIMIT $3`, accountID, after, limit)
 }
 
 func scanACMEOrder(row scanner) (store.ACMEOrder, error) {
@@ -758,24 +738,8 @@ func (s *Store) GetACMEEABKey(ctx context.Context, id string) (store.ACMEEABKey,
 // ListACMEEABKeys returns a provisioner's keys ordered by id (as text, in
 // byte order).
 func (s *Store) ListACMEEABKeys(ctx context.Context, provisioner string) ([]store.ACMEEABKey, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+acmeEABColumns+` FROM acme_eab_keys
-		WHERE provisioner = $1 ORDER BY id`, provisioner)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: list acme external account keys: %w", err)
-	}
-	defer rows.Close()
-	var keys []store.ACMEEABKey
-	for rows.Next() {
-		k, err := scanACMEEABKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: list acme external account keys: %w", err)
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: list acme external account keys: %w", err)
-	}
-	return keys, nil
+	return queryAll(ctx, s.read, "list acme external account keys", scanACMEEABKey,
+		`SELECT `+acmeEABColumns+` FROM acme_eab_keys WHERE provisioner = $1 ORDER BY id`, provisioner)
 }
 
 func scanACMEEABKey(row scanner) (store.ACMEEABKey, error) {
@@ -805,6 +769,28 @@ func getOne[T any](row *sql.Row, scan func(scanner) (T, error), what string) (T,
 		return zero, fmt.Errorf("sqlstore: get %s: %w", what, err)
 	}
 	return v, nil
+}
+
+// queryAll runs a query on the read pool and scans every row with scan;
+// errors read "sqlstore: <what>: <cause>".
+func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	return out, nil
 }
 
 // nonNil stores a nil byte string as an empty one, for NOT NULL columns.

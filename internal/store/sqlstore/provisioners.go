@@ -83,23 +83,7 @@ func (s *Store) GetProvisioner(ctx context.Context, name string) (store.Provisio
 
 // ListProvisioners returns every provisioner ordered by name.
 func (s *Store) ListProvisioners(ctx context.Context) ([]store.Provisioner, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+provisionerColumns+` FROM provisioners ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: list provisioners: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Provisioner
-	for rows.Next() {
-		p, err := scanProvisioner(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: list provisioners: %w", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: list provisioners: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.read, "list provisioners", scanProvisioner, `SELECT `+provisionerColumns+` FROM provisioners ORDER BY name`)
 }
 
 func scanProvisioner(row scanner) (store.Provisioner, error) {

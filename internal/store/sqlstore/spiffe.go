@@ -324,23 +324,7 @@ func (s *Store) ListEntries(ctx context.Context, f store.EntryFilter) ([]store.E
 	}
 	args = append(args, limit)
 	query += fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args))
-	rows, err := s.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: list entries: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Entry
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: list entries: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: list entries: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.read, "list entries", func(row scanner) (store.Entry, error) { return scanEntry(row) }, query, args...)
 }
 
 // entryChanges reads the counter and the changes after $1 in one
@@ -516,23 +500,7 @@ func (s *Store) GetNode(ctx context.Context, spiffeID string) (store.Node, error
 
 // ListNodes returns every node ordered by SPIFFE ID (in byte order).
 func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+nodeColumns+` FROM spiffe_nodes ORDER BY spiffe_id`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: list nodes: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Node
-	for rows.Next() {
-		n, err := scanNode(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: list nodes: %w", err)
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: list nodes: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.read, "list nodes", scanNode, `SELECT `+nodeColumns+` FROM spiffe_nodes ORDER BY spiffe_id`)
 }
 
 // EvictNode marks a node evicted, sets its UpdatedAt to now, and appends
