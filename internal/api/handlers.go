@@ -257,12 +257,22 @@ type tokenRequest struct {
 	SANs        []string `json:"sans,omitempty"`
 	Provisioner string   `json:"provisioner,omitempty"`
 	TTL         duration `json:"ttl,omitempty"`
+	// Join asks for a node join token for SPIFFEID instead (see
+	// createJoinToken).
+	Join     bool   `json:"join,omitempty"`
+	SPIFFEID string `json:"spiffe_id,omitempty"`
 }
 
 func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, c caller) error {
 	var req tokenRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
+	}
+	if req.Join {
+		return s.createJoinToken(w, r, c, req)
+	}
+	if req.SPIFFEID != "" {
+		return newError(http.StatusBadRequest, "bad_request", `spiffe_id names a node and goes with "join": true`)
 	}
 	ttl, err := req.TTL.parse("ttl")
 	if err != nil {
@@ -273,13 +283,18 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, c cal
 		return err
 	}
 	s.metrics.tokens.Inc()
+	writeTokenResponse(w, g)
+	return nil
+}
+
+// writeTokenResponse sends a minted token, of either kind.
+func writeTokenResponse(w http.ResponseWriter, g ca.TokenGrant) {
 	writeJSON(w, http.StatusCreated, struct {
 		Token       string    `json:"token"`
 		ID          string    `json:"id"`
 		ExpiresAt   time.Time `json:"expires_at"`
 		Provisioner string    `json:"provisioner"`
 	}{g.Token, g.ID, g.ExpiresAt.UTC(), g.Provisioner})
-	return nil
 }
 
 type provisionerBody struct {

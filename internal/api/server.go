@@ -107,7 +107,7 @@ func (s *Server) routes() {
 	handle("/v1/revoke", endpoint{"POST": s.handleRevoke})
 	handle("/v1/certificates", endpoint{"GET": s.admin(s.handleListCertificates)})
 	handle("/v1/certificates/{serial}", endpoint{"GET": s.admin(s.handleGetCertificate)})
-	handle("/v1/tokens", endpoint{"POST": s.admin(s.handleCreateAnyToken)})
+	handle("/v1/tokens", endpoint{"POST": s.admin(s.handleCreateToken)})
 	handle("/v1/provisioners", endpoint{"GET": s.admin(s.handleListProvisioners), "POST": s.admin(s.handleAddProvisioner)})
 	handle("/v1/provisioners/{name}", endpoint{
 		"GET":    s.admin(s.handleGetProvisioner),

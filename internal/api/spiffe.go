@@ -1,14 +1,12 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -231,44 +229,9 @@ func (s *Server) handleEvictNode(w http.ResponseWriter, r *http.Request, c calle
 	return nil
 }
 
-// joinTokenRequest is the body of POST /v1/tokens with "join": true.
-type joinTokenRequest struct {
-	Join     bool     `json:"join"`
-	SPIFFEID string   `json:"spiffe_id"`
-	TTL      duration `json:"ttl,omitempty"`
-	// The fields of a certificate token, refused with join.
-	Subject     string   `json:"subject,omitempty"`
-	SANs        []string `json:"sans,omitempty"`
-	Provisioner string   `json:"provisioner,omitempty"`
-}
-
-// handleCreateAnyToken serves POST /v1/tokens: a node join token when the
-// body says "join": true, else a certificate token (handleCreateToken). The
-// body is read once to look at "join", then handed on whole, so each kind
-// decodes it strictly.
-func (s *Server) handleCreateAnyToken(w http.ResponseWriter, r *http.Request, c caller) error {
-	head, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
-		return jsonError(err)
-	}
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
-	var kind struct {
-		Join bool `json:"join"`
-	}
-	if json.Unmarshal(head, &kind) != nil || !kind.Join {
-		return s.handleCreateToken(w, r, c)
-	}
-	return s.handleCreateJoinToken(w, r, c)
-}
-
-func (s *Server) handleCreateJoinToken(w http.ResponseWriter, r *http.Request, c caller) error {
-	var req joinTokenRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		return err
-	}
+// createJoinToken serves POST /v1/tokens with "join": true: a node join
+// token for spiffe_id (handleCreateToken decoded the body).
+func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request, c caller, req tokenRequest) error {
 	if req.Subject != "" || len(req.SANs) > 0 || req.Provisioner != "" {
 		return newError(http.StatusBadRequest, "bad_request", "a join token names only spiffe_id (and ttl): subject, sans and provisioner belong to certificate tokens")
 	}
@@ -284,12 +247,7 @@ func (s *Server) handleCreateJoinToken(w http.ResponseWriter, r *http.Request, c
 		return err
 	}
 	s.metrics.tokens.Inc()
-	writeJSON(w, http.StatusCreated, struct {
-		Token       string    `json:"token"`
-		ID          string    `json:"id"`
-		ExpiresAt   time.Time `json:"expires_at"`
-		Provisioner string    `json:"provisioner"`
-	}{g.Token, g.ID, g.ExpiresAt.UTC(), ""})
+	writeTokenResponse(w, ca.TokenGrant{Token: g.Token, ID: g.ID, ExpiresAt: g.ExpiresAt})
 	return nil
 }
 
