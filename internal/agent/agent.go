@@ -74,10 +74,13 @@ type Config struct {
 
 // Status is what the agent reports in DataDir/status.json.
 type Status struct {
-	NodeID         string    `json:"node_spiffe_id"`
-	Server         string    `json:"server"`
-	Connected      bool      `json:"connected"`
-	LastSync       time.Time `json:"last_sync,omitzero"`
+	NodeID    string    `json:"node_spiffe_id"`
+	Server    string    `json:"server"`
+	Connected bool      `json:"connected"`
+	LastSync  time.Time `json:"last_sync,omitzero"`
+	// SyncStreams counts the sync streams opened since the agent started:
+	// 1 while the first stream lives; each reconnect adds one.
+	SyncStreams    int       `json:"sync_streams"`
 	Entries        int       `json:"entries"`
 	SVIDs          int       `json:"svids"`
 	NodeSVIDExpiry time.Time `json:"node_svid_expires_at,omitzero"`
@@ -112,6 +115,7 @@ type Agent struct {
 	changed   chan struct{} // closed on the next change of svids or bundle
 	connected bool
 	lastSync  time.Time
+	streams   int // sync streams opened
 	client    *nodeapi.Client
 
 	wake    chan struct{} // asks the rotator to look again
@@ -437,6 +441,10 @@ func (a *Agent) syncOnce(ctx context.Context, attempt *int) error {
 	if err != nil {
 		return err
 	}
+	a.mu.Lock()
+	a.streams++
+	a.mu.Unlock()
+	a.metrics.streams.Inc()
 	for {
 		msg, err := recv()
 		if err != nil {
@@ -663,7 +671,7 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
-	st := Status{NodeID: a.nodeID, Server: a.cfg.ServerURL, Connected: a.connected, LastSync: a.lastSync,
+	st := Status{NodeID: a.nodeID, Server: a.cfg.ServerURL, Connected: a.connected, LastSync: a.lastSync, SyncStreams: a.streams,
 		Entries: len(a.entries), SVIDs: len(a.svids), UpdatedAt: now}
 	if a.nodeCert != nil {
 		st.NodeSVIDExpiry = a.nodeCert.Leaf.NotAfter
@@ -722,6 +730,7 @@ type metrics struct {
 	svids     prometheus.Gauge
 	budget    prometheus.Gauge
 	minted    prometheus.Counter
+	streams   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -732,8 +741,10 @@ func newMetrics() *metrics {
 		budget: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshpki_agent_outage_budget_seconds",
 			Help: "How long every workload stays covered if the server vanished now: until the first held SVID expires."}),
 		minted: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshpki_agent_svids_minted_total", Help: "X.509-SVIDs minted."}),
+		streams: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshpki_agent_sync_streams_total",
+			Help: "Sync streams opened to the server; more than one means the stream was lost and resynced."}),
 	}
-	m.reg.MustRegister(m.connected, m.svids, m.budget, m.minted)
+	m.reg.MustRegister(m.connected, m.svids, m.budget, m.minted, m.streams)
 	return m
 }
 

@@ -121,6 +121,12 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureWith(t, servertest.Options{})
+}
+
+// newFixtureWith starts the server with o (its Listen is chosen here).
+func newFixtureWith(t testing.TB, o servertest.Options) *fixture {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +134,8 @@ func newFixture(t testing.TB) *fixture {
 	listen := ln.Addr().String()
 	ln.Close()
 	f := &fixture{listen: listen}
-	f.in = servertest.Start(t, servertest.Options{Listen: listen})
+	o.Listen = listen
+	f.in = servertest.Start(t, o)
 	f.root = filepath.Join(f.in.DataDir, "ca", "root.crt")
 	// A directory other uids can reach, for workloads run as other users.
 	base := t.TempDir()

@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"crypto/x509"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/nodeapi"
@@ -13,13 +15,25 @@ import (
 
 var _ workload.Source = (*Agent)(nil)
 
-// SVIDs implements workload.Source.
+// SVIDs implements workload.Source. They come oldest entry first, then by
+// entry ID, so that a workload's default (first) SVID stays the same across
+// responses, restarts and resyncs.
 func (a *Agent) SVIDs() ([]workload.SVID, <-chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([]workload.SVID, 0, len(a.svids))
+	held := make([]*heldSVID, 0, len(a.svids))
 	for _, h := range a.svids {
-		out = append(out, workload.SVID{EntryID: h.entry.ID, SPIFFEID: h.entry.SPIFFEID, Selectors: h.entry.Selectors, Chain: h.chain, Key: h.key, Hint: h.entry.Hint})
+		held = append(held, h)
+	}
+	slices.SortFunc(held, func(x, y *heldSVID) int {
+		if c := x.entry.CreatedAt.Compare(y.entry.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(x.entry.ID, y.entry.ID)
+	})
+	out := make([]workload.SVID, len(held))
+	for i, h := range held {
+		out[i] = workload.SVID{EntryID: h.entry.ID, SPIFFEID: h.entry.SPIFFEID, Selectors: h.entry.Selectors, Chain: h.chain, Key: h.key, Hint: h.entry.Hint}
 	}
 	return out, a.changed
 }

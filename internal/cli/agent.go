@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -20,11 +21,12 @@ func init() { register(newAgentCommand) }
 
 func newAgentCommand(s *streams) *cobra.Command {
 	var (
-		cfg      agent.Config
-		logLevel string
+		cfg           agent.Config
+		logLevel      string
+		joinTokenFile string
 	)
 	cmd := &cobra.Command{
-		Use:   "agent --server URL --trust-bundle FILE --socket PATH --data DIR [--join-token T | --x509pop-cert F --x509pop-key K]",
+		Use:   "agent --server URL --trust-bundle FILE --socket PATH --data DIR [--join-token-file F | --x509pop-cert F --x509pop-key K]",
 		Short: "Run the node agent: SPIFFE Workload API for the workloads on this node",
 		Long: `Run the node agent. On first start it attests the node with a one-time join
 token (from 'meshpki token create --join --spiffe-id …'), or with x509pop (a
@@ -36,10 +38,16 @@ minted and rotated at half-life, and serves them on the SPIFFE Workload API at
 --socket, attesting each caller by its Unix peer credentials. While the server
 is unreachable it keeps serving what it holds and reconnects with backoff.
 
+The join token is read from --join-token-file, else from the environment
+variable MESHPKI_JOIN_TOKEN; --join-token also works but puts the token where
+every local user can read it (ps, /proc/PID/cmdline).
+
 'meshpki agent status --data DIR' shows the outage budget: how long the
 workloads stay covered if the server vanished now.`,
 		Example: `  meshpki agent --server https://ca.example.internal:8443 --trust-bundle root.crt \
-      --join-token "$TOKEN" --socket /run/meshpki/agent.sock --data /var/lib/meshpki-agent`,
+      --join-token-file /etc/meshpki/join-token --socket /run/meshpki/agent.sock --data /var/lib/meshpki-agent
+  MESHPKI_JOIN_TOKEN="$TOKEN" meshpki agent --server https://ca.example.internal:8443 --trust-bundle root.crt \
+      --socket /run/meshpki/agent.sock --data /var/lib/meshpki-agent`,
 		Args: positionalArgs(),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if c.Flags().NFlag() == 0 {
@@ -54,6 +62,11 @@ workloads stay covered if the server vanished now.`,
 					return usageError{fmt.Errorf("%s is required (see 'meshpki agent --help')", flag)}
 				}
 			}
+			token, err := resolveJoinToken(cfg.JoinToken, joinTokenFile, c.Flags().Changed("join-token"))
+			if err != nil {
+				return err
+			}
+			cfg.JoinToken = token
 			cfg.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(contextOf(c), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -64,7 +77,8 @@ workloads stay covered if the server vanished now.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.ServerURL, "server", "", "`URL` of the meshpki server (https://HOST:PORT)")
 	f.StringVar(&cfg.TrustBundle, "trust-bundle", "", "PEM `FILE` with the root to trust for the server (DIR/ca/root.crt on the CA host)")
-	f.StringVar(&cfg.JoinToken, "join-token", "", "one-time join `TOKEN`, needed when --data holds no valid node SVID")
+	f.StringVar(&joinTokenFile, "join-token-file", "", "`FILE` holding the one-time join token, needed when --data holds no valid node SVID (else MESHPKI_JOIN_TOKEN)")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "one-time join `TOKEN` on the command line (visible in ps: prefer --join-token-file or MESHPKI_JOIN_TOKEN)")
 	f.StringVar(&cfg.X509PoPCert, "x509pop-cert", "", "PEM `FILE` of a node certificate (and intermediates) for x509pop attestation")
 	f.StringVar(&cfg.X509PoPKey, "x509pop-key", "", "PEM `FILE` of the x509pop certificate's key")
 	f.StringVar(&cfg.Socket, "socket", "", "`PATH` of the Workload API Unix socket")
@@ -74,6 +88,33 @@ workloads stay covered if the server vanished now.`,
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.AddCommand(newAgentStatusCommand(s), newAgentEvictCommand(s), newAgentListCommand(s))
 	return cmd
+}
+
+// JoinTokenEnv is the environment variable the agent reads a join token from.
+const JoinTokenEnv = "MESHPKI_JOIN_TOKEN"
+
+// resolveJoinToken picks the join token from --join-token, --join-token-file
+// or MESHPKI_JOIN_TOKEN; giving it two ways on the command line is a usage
+// error.
+func resolveJoinToken(flagValue, file string, flagSet bool) (string, error) {
+	if flagSet && file != "" {
+		return "", usageError{errors.New("give --join-token or --join-token-file, not both")}
+	}
+	if flagSet {
+		return flagValue, nil
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("join token file: %w", err)
+		}
+		token := strings.TrimSpace(string(data))
+		if token == "" || strings.ContainsAny(token, " \t\r\n") {
+			return "", fmt.Errorf("join token file %s must hold one token on one line", file)
+		}
+		return token, nil
+	}
+	return strings.TrimSpace(os.Getenv(JoinTokenEnv)), nil
 }
 
 func newAgentStatusCommand(s *streams) *cobra.Command {
@@ -115,6 +156,9 @@ server vanished now (until the first SVID it holds expires).`,
 			}
 			if !st.LastSync.IsZero() {
 				conn += ", last sync " + agoPhrase(now.Sub(st.LastSync))
+			}
+			if st.SyncStreams > 0 {
+				conn += fmt.Sprintf(" (sync streams opened: %d)", st.SyncStreams)
 			}
 			fmt.Fprintf(tw, "sync\t%s\n", conn)
 			fmt.Fprintf(tw, "entries\t%d\n", st.Entries)

@@ -252,3 +252,28 @@ func TestSPIFFECommandsHaveHelpWithExamples(t *testing.T) {
 		t.Errorf("bare entry: exit %d\n%s", code, out)
 	}
 }
+
+// TestSPIFFEProvisionerDocExample runs the command docs/SPIFFE.md gives for
+// restricting entries: a max TTL under the 24h package default lowers the
+// default instead of being refused, and entries outside the prefix or longer
+// than the max are then refused.
+func TestSPIFFEProvisionerDocExample(t *testing.T) {
+	clearConnectEnv(t)
+	in := servertest.Start(t, servertest.Options{})
+	data := []string{"--data", in.DataDir, "--password-file", in.PasswordFile}
+	run := func(args ...string) (string, string) { t.Helper(); return mustRun(t, append(args, data...)...) }
+	run("provisioner", "add", "spiffe", "workloads", "--allow-uri", "spiffe://test.internal/app/", "--max-ttl", "4h")
+	out, _ := run("provisioner", "show", "workloads")
+	if !strings.Contains(out, "4h") {
+		t.Errorf("provisioner show:\n%s", out)
+	}
+	run("entry", "create", "--spiffe-id", "spiffe://test.internal/app/web", "--parent", testNode, "--selector", "unix:uid:1000")
+	for _, bad := range [][]string{
+		{"entry", "create", "--spiffe-id", "spiffe://test.internal/other/web", "--parent", testNode, "--selector", "unix:uid:1000"},
+		{"entry", "create", "--spiffe-id", "spiffe://test.internal/app/long", "--parent", testNode, "--selector", "unix:uid:1000", "--x509-ttl", "5h"},
+	} {
+		if code, _, errOut := invokeCLI(t, "", append(bad, data...)...); code == 0 || !strings.Contains(errOut, "meshpki: ") {
+			t.Errorf("%v: exit %d %s", bad, code, errOut)
+		}
+	}
+}

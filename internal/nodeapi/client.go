@@ -6,10 +6,16 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/url"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 )
+
+// KeepaliveTime is how long a connection to the server may be silent before
+// the client pings it.
+const KeepaliveTime = time.Minute
 
 // Client is the agent's side of the node API.
 type Client struct {
@@ -41,6 +47,10 @@ func Dial(serverURL string, roots *x509.CertPool, cert func() *tls.Certificate) 
 	}
 	conn, err := grpc.NewClient("passthrough:///"+host,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
+		// The sync stream is long-lived: pings keep middleboxes from
+		// dropping it as idle and find a dead server without waiting for
+		// TCP to give up.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: KeepaliveTime, Timeout: 20 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.CallContentSubtype(codec{}.Name())))
 	if err != nil {
 		return nil, fmt.Errorf("nodeapi: %w", err)

@@ -152,6 +152,17 @@ var serviceDesc = grpc.ServiceDesc{
 	}},
 }
 
+// IsStream reports whether path (/service/method) names a streaming method
+// of the node API, which must outlive any per-request timeout.
+func IsStream(path string) bool {
+	for _, sd := range serviceDesc.Streams {
+		if path == "/"+ServiceName+"/"+sd.StreamName {
+			return true
+		}
+	}
+	return false
+}
+
 func unary[Req, Resp any](name string, f func(*Server, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
 	return grpc.MethodDesc{MethodName: name, Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 		in := new(Req)
@@ -279,7 +290,7 @@ func applies(n store.Node, parent string) bool {
 }
 
 func toEntry(e store.Entry) Entry {
-	return Entry{ID: e.ID, SPIFFEID: e.SPIFFEID, Selectors: e.Selectors, X509TTL: e.X509TTL, JWTTTL: e.JWTTTL, DNSNames: e.DNSNames, Hint: e.Hint, Revision: e.Revision}
+	return Entry{ID: e.ID, SPIFFEID: e.SPIFFEID, Selectors: e.Selectors, X509TTL: e.X509TTL, JWTTTL: e.JWTTTL, DNSNames: e.DNSNames, Hint: e.Hint, Revision: e.Revision, CreatedAt: e.CreatedAt}
 }
 
 // snapshot lists every entry that applies to n.

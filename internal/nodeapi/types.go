@@ -59,6 +59,9 @@ type Entry struct {
 	DNSNames  []string      `json:"dns_names,omitempty"`
 	Hint      string        `json:"hint,omitempty"`
 	Revision  int64         `json:"revision"`
+	// CreatedAt orders a workload's SVIDs: the oldest entry's comes first
+	// and is the workload's default identity.
+	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
 // SyncRequest starts a sync stream.

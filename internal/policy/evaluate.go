@@ -101,11 +101,7 @@ func Compile(p Policy) (*Compiled, error) {
 	defaultOK := checkTTL("default_ttl", p.DefaultTTL)
 	maxOK := checkTTL("max_ttl", p.MaxTTL)
 	if defaultOK && maxOK && c.defaultTTL > c.maxTTL {
-		if p.DefaultTTL != 0 {
-			bad("default_ttl", p.DefaultTTL.String(), "longer than max_ttl "+c.maxTTL.String())
-		} else {
-			bad("max_ttl", p.MaxTTL.String(), "shorter than the package default lifetime "+DefaultTTL.String()+"; set default_ttl too")
-		}
+		bad("default_ttl", p.DefaultTTL.String(), "longer than max_ttl "+c.maxTTL.String())
 	}
 	for _, kt := range p.KeyTypes {
 		if !slices.Contains(supportedKeyTypes, kt) {

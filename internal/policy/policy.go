@@ -72,12 +72,13 @@ type Decision struct {
 }
 
 // EffectiveDefaultTTL returns the lifetime for requests that name none:
-// p.DefaultTTL, or the package DefaultTTL when that is unset.
+// p.DefaultTTL, or when that is unset the package DefaultTTL lowered to the
+// policy's max_ttl (a 4h max means a 4h default, not a refusal).
 func (p Policy) EffectiveDefaultTTL() time.Duration {
 	if p.DefaultTTL != 0 {
 		return p.DefaultTTL.Std()
 	}
-	return DefaultTTL
+	return min(DefaultTTL, p.EffectiveMaxTTL())
 }
 
 // EffectiveMaxTTL returns the longest lifetime the policy grants: p.MaxTTL,

@@ -9,6 +9,16 @@ import (
 	"github.com/meshpki/meshpki/internal/keys"
 )
 
+func TestMaxTTLBelowPackageDefaultLowersTheDefault(t *testing.T) {
+	p := Policy{MaxTTL: Duration(4 * time.Hour)}
+	if got := p.EffectiveDefaultTTL(); got != 4*time.Hour {
+		t.Fatalf("EffectiveDefaultTTL() = %s, want 4h (the max)", got)
+	}
+	if got := (Policy{}).EffectiveDefaultTTL(); got != DefaultTTL {
+		t.Fatalf("zero policy default = %s, want %s", got, DefaultTTL)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -59,7 +69,7 @@ func TestValidate(t *testing.T) {
 		{name: "max TTL below minimum", policy: Policy{MaxTTL: Duration(time.Minute)}, wantErr: `max_ttl "1m0s"`},
 		{name: "negative TTL", policy: Policy{MaxTTL: Duration(-time.Hour)}, wantErr: "negative"},
 		{name: "default TTL above max TTL", policy: Policy{DefaultTTL: Duration(2 * time.Hour), MaxTTL: Duration(time.Hour)}, wantErr: `default_ttl "2h0m0s": longer than max_ttl 1h0m0s`},
-		{name: "package default TTL above max TTL", policy: Policy{MaxTTL: Duration(time.Hour)}, wantErr: "set default_ttl"},
+		{name: "a max TTL below the package default lowers the default", policy: Policy{MaxTTL: Duration(time.Hour)}},
 		{name: "default TTL above package max TTL", policy: Policy{DefaultTTL: Duration(8 * 24 * time.Hour)}, wantErr: "longer than max_ttl 168h0m0s"},
 		{name: "unknown key type", policy: Policy{KeyTypes: []keys.KeyType{"rsa-1024"}}, wantErr: `policy: key_types "rsa-1024": unknown key type`},
 		{name: "issuer with capitals", policy: Policy{Issuer: "Web"}, wantErr: `policy: issuer "Web"`},

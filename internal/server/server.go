@@ -83,6 +83,37 @@ type Options struct {
 	// ACMEValidationWait is how long a challenge POST waits for its result
 	// (0: acme.DefaultValidationWait).
 	ACMEValidationWait time.Duration
+	// Timeouts bound each HTTP request (zero fields take the defaults of
+	// DefaultTimeouts). Long-lived gRPC streams of the node API are exempt
+	// from the read and write timeouts; HTTP/2 pings find dead peers.
+	Timeouts Timeouts
+}
+
+// Timeouts are the HTTPS server's per-request and per-connection limits.
+type Timeouts struct {
+	ReadHeader time.Duration // reading a request's headers
+	Read       time.Duration // reading a whole request
+	Write      time.Duration // writing a response (unary requests only)
+	Idle       time.Duration // a keep-alive connection with no request
+	// Ping is how long a connection may be silent before the server sends
+	// an HTTP/2 PING; a peer that does not answer within Ping is dropped.
+	Ping time.Duration
+}
+
+// DefaultTimeouts are the timeouts the server runs with unless told
+// otherwise.
+var DefaultTimeouts = Timeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 30 * time.Second, Idle: 2 * time.Minute, Ping: 30 * time.Second}
+
+// withDefaults fills zero fields from DefaultTimeouts.
+func (t Timeouts) withDefaults() Timeouts {
+	d := DefaultTimeouts
+	pick := func(v, def time.Duration) time.Duration {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	return Timeouts{ReadHeader: pick(t.ReadHeader, d.ReadHeader), Read: pick(t.Read, d.Read), Write: pick(t.Write, d.Write), Idle: pick(t.Idle, d.Idle), Ping: pick(t.Ping, d.Ping)}
 }
 
 // GCPercent is the garbage collector target the server runs with unless the
@@ -331,12 +362,14 @@ func (s *Server) Serve(ctx context.Context) error {
 
 	roots := x509.NewCertPool()
 	roots.AddCert(s.hierarchy.Root())
+	timeouts := s.opts.Timeouts.withDefaults()
 	httpSrv := &http.Server{
 		Handler:           s.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: timeouts.ReadHeader,
+		ReadTimeout:       timeouts.Read,
+		WriteTimeout:      timeouts.Write,
+		IdleTimeout:       timeouts.Idle,
+		HTTP2:             &http.HTTP2Config{SendPingTimeout: timeouts.Ping, PingTimeout: timeouts.Ping},
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		TLSConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,

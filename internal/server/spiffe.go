@@ -59,6 +59,14 @@ func (s *Server) handler() http.Handler {
 	grpcSrv := s.nodes.GRPC()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			if nodeapi.IsStream(r.URL.Path) {
+				// A sync stream lives as long as its agent: the server's
+				// per-request read and write timeouts bound unary calls
+				// only; HTTP/2 pings find a dead peer instead.
+				rc := http.NewResponseController(w)
+				_ = rc.SetReadDeadline(time.Time{})
+				_ = rc.SetWriteDeadline(time.Time{})
+			}
 			grpcSrv.ServeHTTP(w, r)
 			return
 		}

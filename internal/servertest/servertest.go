@@ -42,6 +42,9 @@ type Options struct {
 	// ACMEValidation points ACME challenge validation at the test's own
 	// DNS and challenge servers.
 	ACMEValidation validation.Config
+	// Timeouts, if set, replace the server's HTTP timeouts (a test of a
+	// long-lived stream sets them short).
+	Timeouts server.Timeouts
 }
 
 // Instance is a running server.
@@ -95,6 +98,7 @@ func Start(t testing.TB, o Options) *Instance {
 		MaintainEvery:  200 * time.Millisecond,
 		ACMEValidation: o.ACMEValidation,
 		X509PoPRoots:   o.X509PoPRoots,
+		Timeouts:       o.Timeouts,
 	})
 	if err != nil {
 		cancel()

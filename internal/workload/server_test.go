@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -540,5 +541,41 @@ func TestMetrics(t *testing.T) {
 		if got[key] != want {
 			t.Errorf("%s = %v, want %v (all: %v)", key, got[key], want, got)
 		}
+	}
+}
+
+// TestDuplicateHintKeepsTheFirstSVID: a hint names one identity of a
+// workload's set, so when two entitled SVIDs share a hint only the first (in
+// Source order) is served, for X.509 and JWT alike.
+func TestDuplicateHintKeepsTheFirstSVID(t *testing.T) {
+	src := newFakeSource(t)
+	src.add(t, "a", spiffeIDOf("a"), myUIDSelector)
+	src.add(t, "b", spiffeIDOf("b"), myUIDSelector)
+	src.add(t, "c", spiffeIDOf("c"), myUIDSelector)
+	svids, _ := src.SVIDs()
+	svids = slices.Clone(svids)
+	svids[0].Hint, svids[1].Hint, svids[2].Hint = "internal", "internal", ""
+	src.setSVIDs(svids)
+	srv := startServer(t, src)
+	c := newClient(t, srv)
+	ctx := testContext(t)
+
+	got, err := c.FetchX509SVIDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range got {
+		ids = append(ids, s.ID.String()+"#"+s.Hint)
+	}
+	if want := spiffeIDOf("a") + "#internal " + spiffeIDOf("c") + "#"; strings.Join(ids, " ") != want {
+		t.Fatalf("X.509-SVIDs = %v, want %s", ids, want)
+	}
+	jwts, err := c.FetchJWTSVIDs(ctx, jwtsvid.Params{Audience: "aud"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jwts) != 2 || jwts[0].ID.String() != spiffeIDOf("a") || jwts[1].ID.String() != spiffeIDOf("c") {
+		t.Fatalf("JWT-SVIDs: %d, first %v", len(jwts), jwts[0].ID)
 	}
 }

@@ -167,7 +167,9 @@ func (s *snapshot) prepare(v SVID) (preparedSVID, error) {
 }
 
 // entitled returns the indexes (ascending, so in Source order) of the SVIDs
-// whose selectors are all among the caller's.
+// whose selectors are all among the caller's. A hint names one SVID of a
+// workload's set, so of several SVIDs with the same non-empty hint only the
+// first is kept.
 func (s *snapshot) entitled(caller map[string]struct{}) []int {
 	var idx []int
 	for sel := range caller {
@@ -178,7 +180,21 @@ func (s *snapshot) entitled(caller map[string]struct{}) []int {
 		}
 	}
 	slices.Sort(idx)
-	return idx
+	var hints map[string]bool
+	return slices.DeleteFunc(idx, func(i int) bool {
+		h := s.svids[i].x509.Hint
+		if h == "" {
+			return false
+		}
+		if hints[h] {
+			return true
+		}
+		if hints == nil {
+			hints = map[string]bool{}
+		}
+		hints[h] = true
+		return false
+	})
 }
 
 func hasAll(set map[string]struct{}, selectors []string) bool {

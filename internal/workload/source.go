@@ -27,8 +27,10 @@ type Bundle struct {
 // Source is what the Workload API serves from: the agent's cache. It is safe
 // for concurrent use.
 type Source interface {
-	// SVIDs returns every SVID held now and a channel that is closed at the
-	// next change of the SVIDs (rotation, new or removed entry).
+	// SVIDs returns every SVID held now, in the order they are served (a
+	// workload's first entitled SVID is its default identity, so the order
+	// must be stable), and a channel that is closed at the next change of
+	// the SVIDs (rotation, new or removed entry).
 	SVIDs() ([]SVID, <-chan struct{})
 	// Bundles returns the trust bundles (the agent's own trust domain first)
 	// and a channel closed at their next change.
