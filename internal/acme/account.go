@@ -89,7 +89,9 @@ func (s *Server) handleNewAccount(w http.ResponseWriter, r *http.Request, p *pro
 		acct.EABKeyID = keyID
 		eabRaw = in.ExternalAccountBinding
 	} else if p.requireEAB {
-		return problem(http.StatusUnauthorized, probExternalAccountRequired, "provisioner %q requires an external account binding: create one with 'meshpki acme eab create --provisioner %s'", p.name, p.name)
+		// 403, not 401: RFC 8555 names no status for this problem, and a
+		// 401 would need a WWW-Authenticate challenge ACME does not have.
+		return problem(http.StatusForbidden, probExternalAccountRequired, "provisioner %q requires an external account binding: create one with 'meshpki acme eab create --provisioner %s'", p.name, p.name)
 	}
 	detail := map[string]string{"provisioner": p.name, "thumbprint": tp}
 	if acct.EABKeyID != "" {
@@ -161,13 +163,11 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request, p *provis
 		if err := decodePayload(req, &in); err != nil {
 			return err
 		}
+		// RFC 8555, section 7.3.2: the server MUST ignore a status other
+		// than "deactivated" (section 7.3.6); acmez, for one, sends "valid".
 		changed := false
-		switch in.Status {
-		case "":
-		case store.ACMEDeactivated:
+		if in.Status == store.ACMEDeactivated {
 			acct.Status, changed = store.ACMEDeactivated, true
-		default:
-			return malformed("an account's status can only be set to deactivated")
 		}
 		if in.Contact != nil {
 			c, prob := checkContact(*in.Contact)

@@ -400,3 +400,30 @@ func TestMain(m *testing.M) {
 	legolog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	os.Exit(m.Run())
 }
+
+// TestLegoHTTP01LocalhostWithSystemResolver: with no --acme-resolver the
+// server resolves identifiers as the system does, so localhost (from
+// /etc/hosts) validates; lego obtains a certificate for it.
+func TestLegoHTTP01LocalhostWithSystemResolver(t *testing.T) {
+	t.Setenv("LEGO_DISABLE_CNAME_SUPPORT", "true")
+	e := &env{h01: acmetest.StartHTTP01(t)}
+	e.in = servertest.Start(t, servertest.Options{ACMEValidation: validation.Config{HTTPPort: e.h01.Port, Timeout: 5 * time.Second}})
+	var err error
+	if e.admin, err = newAdmin(e.in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.CreateProvisioner(context.Background(), client.Provisioner{
+		Name: "local", Type: "acme", Policy: policy.Policy{AllowDNS: []string{"localhost"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t)
+	c := e.legoClient(t, "local", u)
+	e.useHTTP01(t, c)
+	register(t, c, u)
+	res, err := c.Certificate.Obtain(context.Background(), certificate.ObtainRequest{Domains: []string{"localhost"}, Bundle: true, KeyType: certcrypto.EC256})
+	if err != nil {
+		t.Fatalf("obtain localhost: %v", err)
+	}
+	e.verifyLeaf(t, res.Certificate, "localhost")
+}

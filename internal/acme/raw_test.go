@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
@@ -261,4 +262,42 @@ func (e *env) certCount(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(page.Certificates)
+}
+
+// TestAccountUpdateIgnoresOtherStatuses: RFC 8555, section 7.3.2 — the
+// server MUST ignore a status other than "deactivated", and fields it does
+// not recognise (acmez sends "status":"valid" with a contact update).
+func TestAccountUpdateIgnoresOtherStatuses(t *testing.T) {
+	e := newEnv(t, "")
+	c := e.rawClient(t, "acme")
+	c.register()
+	for _, payload := range []map[string]any{
+		{"status": "valid", "contact": []string{"mailto:ops@example.test"}},
+		{"status": "revoked", "termsOfServiceAgreed": true, "orders": "ignored"},
+	} {
+		r := c.post(c.kid, payload)
+		var acct struct {
+			Status  string   `json:"status"`
+			Contact []string `json:"contact"`
+		}
+		r.json(t, &acct)
+		if r.status != http.StatusOK || acct.Status != "valid" || len(acct.Contact) != 1 {
+			t.Fatalf("update %v: %d %s", payload, r.status, r.body)
+		}
+	}
+	// "deactivated" still deactivates.
+	r := c.post(c.kid, map[string]any{"status": "deactivated"})
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"deactivated"`) {
+		t.Fatalf("deactivate: %d %s", r.status, r.body)
+	}
+}
+
+// TestNoACMEProblemIsA401: a 401 needs a WWW-Authenticate challenge, which
+// ACME does not have; externalAccountRequired is a 403.
+func TestNoACMEProblemIsA401(t *testing.T) {
+	e := newEnv(t, "")
+	e.addProvisioner(t, "eab", true)
+	c := e.rawClient(t, "eab")
+	r := c.post(c.url("newAccount"), map[string]any{"termsOfServiceAgreed": true})
+	r.wantProblem(t, http.StatusForbidden, "externalAccountRequired")
 }

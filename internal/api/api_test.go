@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/api"
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
@@ -544,4 +545,22 @@ func tlsCert(t testing.TB, chainPEM string, key any) tls.Certificate {
 		out.Certificate = append(out.Certificate, c.Raw)
 	}
 	return out
+}
+
+// TestUnauthorizedCarriesAChallenge: RFC 9110, section 15.5.2 — every 401
+// carries WWW-Authenticate.
+func TestUnauthorizedCarriesAChallenge(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	for _, path := range []string{"/v1/renew", "/v1/sign", "/v1/provisioners"} {
+		req, _ := http.NewRequest("POST", in.URL+path, strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := in.Anonymous.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != api.WWWAuthenticate {
+			t.Errorf("POST %s: %d, WWW-Authenticate %q", path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
 }

@@ -23,6 +23,9 @@ func newError(status int, code, msg string) *apiError {
 	return &apiError{status: status, code: code, msg: msg}
 }
 
+// WWWAuthenticate is the challenge every 401 response carries.
+const WWWAuthenticate = `meshpki realm="meshpki", credentials="one-time-token client-certificate"`
+
 // errorBody is the JSON shape of every error response.
 type errorBody struct {
 	Error struct {
@@ -72,6 +75,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	body.Error.Message = ae.msg
 	if rw, ok := w.(*statusRecorder); ok {
 		rw.errorCode = ae.code
+	}
+	if ae.status == http.StatusUnauthorized {
+		// RFC 9110, section 15.5.2: a 401 carries a challenge. meshpki's
+		// credentials are a one-time token in the body or a TLS client
+		// certificate, neither an HTTP authentication scheme, so the
+		// challenge names meshpki's own.
+		w.Header().Set("WWW-Authenticate", WWWAuthenticate)
 	}
 	writeJSON(w, ae.status, body)
 }

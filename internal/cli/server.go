@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -26,6 +27,7 @@ func newServerCommand(s *streams) *cobra.Command {
 		keyType   string
 		logLevel  string
 		x509popCA string
+		redirects []string
 	)
 	cmd := &cobra.Command{
 		Use:   "server --data DIR [--listen 127.0.0.1:8443] [--store URL]",
@@ -53,6 +55,13 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 					return usageError{fmt.Errorf("--ip %q is not an IP address", v)}
 				}
 				opts.IPs = append(opts.IPs, ip)
+			}
+			for _, v := range redirects {
+				p, err := netip.ParsePrefix(v)
+				if err != nil {
+					return usageError{fmt.Errorf("--acme-allow-redirect-to %q is not a CIDR such as 10.0.0.0/8", v)}
+				}
+				opts.ACMEValidation.AllowRedirectTo = append(opts.ACMEValidation.AllowRedirectTo, p.Masked())
 			}
 			kt, err := keys.ParseKeyType(keyType)
 			if err != nil {
@@ -97,6 +106,7 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 	f.IntVar(&opts.ACMEValidation.TLSPort, "acme-tls-port", 443, "port ACME tls-alpn-01 challenges are checked on")
 	f.StringVar(&opts.ACMEValidation.Resolver, "acme-resolver", "", "`HOST:PORT` of the DNS server ACME validation asks (default: the system's)")
 	f.DurationVar(&opts.ACMEValidation.Timeout, "acme-validation-timeout", 10*time.Second, "time limit of one ACME challenge validation")
+	f.StringSliceVar(&redirects, "acme-allow-redirect-to", nil, "`CIDR` an http-01 redirect may lead into although it is loopback or private (repeatable; link-local never)")
 	f.StringVar(&x509popCA, "x509pop-ca", "", "PEM `FILE` of CAs whose certificates let nodes attest with x509pop")
 	return cmd
 }

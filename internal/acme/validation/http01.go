@@ -3,6 +3,7 @@ package validation
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"errors"
@@ -36,6 +37,7 @@ func (v *Validator) HTTP01(ctx context.Context, id Identifier, token, keyAuthori
 }
 
 func (v *Validator) http01(ctx context.Context, id Identifier, token, keyAuthorization string) error {
+	ctx = withFetchState(ctx)
 	addr, err := checkIdentifier(ChallengeHTTP01, id)
 	if err != nil {
 		return err
@@ -80,7 +82,10 @@ func (v *Validator) http01(ctx context.Context, id Identifier, token, keyAuthori
 	}
 	got := bytes.TrimSpace(body)
 	if subtle.ConstantTimeCompare(got, []byte(keyAuthorization)) != 1 {
-		return failf(TypeIncorrectResponse, nil, "http-01: fetching %s: the body is not the key authorization: got %q", fetched, clip(string(got), 128))
+		// Never echo the body: the problem document reaches the client,
+		// and the body may be a page the client could not read itself.
+		sum := sha256.Sum256(got)
+		return failf(TypeIncorrectResponse, nil, "http-01: fetching %s: the body is not the key authorization (got %d bytes with SHA-256 %x)", fetched, len(got), sum[:8])
 	}
 	return nil
 }
@@ -125,6 +130,7 @@ func (v *Validator) checkRedirect(req *http.Request, via []*http.Request) error 
 	if len(via) > maxRedirects {
 		return failf(TypeConnection, nil, "http-01: fetching %s: more than %d redirects", from, maxRedirects)
 	}
+	fetchStateOf(req.Context()).markRedirected()
 	var allowed int
 	switch req.URL.Scheme {
 	case "http":

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +92,16 @@ func (s *challengeServer) serve(w http.ResponseWriter, r *http.Request) {
 			next = fmt.Sprintf("redirect-chain-%d", n-1)
 		}
 		redirect(challengePath + next)
+	case "redirect-loopback-literal":
+		redirect("http://127.0.0.1:" + httpPort + challengePath + "good")
+	case "redirect-metadata":
+		redirect("http://169.254.169.254:" + httpPort + challengePath + "good")
+	case "redirect-metadata-name":
+		redirect("http://metadata.test:" + httpPort + challengePath + "good")
+	case "redirect-private":
+		redirect("http://10.0.0.1:" + httpPort + challengePath + "good")
+	case "internal-page":
+		io.WriteString(w, "SECRET-internal-page-content")
 	case "hang":
 		<-r.Context().Done()
 	default:
@@ -105,6 +117,9 @@ func TestHTTP01(t *testing.T) {
 	d.CNAME("alias.test", "a.test")
 	s := newChallengeServer(t)
 	v := newTestValidator(d, s.httpPort(t), s.tlsPort(t))
+	// The challenge servers here all sit on loopback, where redirects are
+	// refused unless the operator allows them (TestHTTP01RedirectsInto…).
+	v.redirectAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
 	tests := []struct {
 		name     string
@@ -198,4 +213,118 @@ func TestHTTP01IPv6(t *testing.T) {
 	v := newTestValidator(d, portOf(t, ln.Addr()), 0)
 	checkResult(t, v.HTTP01(context.Background(), ipID("::1"), "good", testKeyAuth), "")
 	checkResult(t, v.HTTP01(context.Background(), dnsID("six.test"), "good", testKeyAuth), "")
+}
+
+// TestHTTP01RedirectsIntoInternalNetworksAreRefused: the CA's validation is
+// not a way into its own network. Redirects never lead to loopback or
+// link-local addresses, nor to private ones unless the identifier is there;
+// link-local is refused even as the identifier's own address; and a wrong
+// body is never echoed in the problem detail.
+func TestHTTP01RedirectsIntoInternalNetworksAreRefused(t *testing.T) {
+	d := newTestDNS(t)
+	d.A("a.test", "127.0.0.1")
+	d.A("b.test", "127.0.0.1")
+	d.A("metadata.test", "169.254.169.254")
+	s := newChallengeServer(t)
+	v := newTestValidator(d, s.httpPort(t), s.tlsPort(t))
+	tests := []struct {
+		name, token, want string
+		id                Identifier
+		wantType          string
+	}{
+		{"redirect to a name on loopback", "redirect-same-port", "loopback", dnsID("a.test"), TypeConnection},
+		{"relative redirect back to loopback", "redirect-relative", "loopback", dnsID("a.test"), TypeConnection},
+		{"redirect to a loopback literal", "redirect-loopback-literal", "loopback", dnsID("a.test"), TypeConnection},
+		{"redirect to the metadata address", "redirect-metadata", "link-local", dnsID("a.test"), TypeConnection},
+		{"redirect to a name on the metadata address", "redirect-metadata-name", "link-local", dnsID("a.test"), TypeConnection},
+		{"redirect to a private address from loopback", "redirect-private", "private", dnsID("a.test"), TypeConnection},
+		{"identifier on the metadata address", "good", "link-local", dnsID("metadata.test"), TypeConnection},
+		{"link-local IP identifier", "good", "link-local", ipID("169.254.169.254"), TypeRejectedIdentifier},
+		{"IPv6 link-local IP identifier", "good", "link-local", ipID("fe80::1"), TypeRejectedIdentifier},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := v.HTTP01(context.Background(), tt.id, tt.token, testKeyAuth)
+			checkResult(t, err, tt.wantType)
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not say %q", err, tt.want)
+			}
+		})
+	}
+	s.mu.Lock()
+	fetched := len(s.hosts)
+	s.mu.Unlock()
+	if fetched != 0 {
+		t.Fatalf("a refused redirect was fetched %d times", fetched)
+	}
+	// Allowing loopback does not allow link-local.
+	v.redirectAllow = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+	if err := v.HTTP01(context.Background(), dnsID("a.test"), "redirect-metadata", testKeyAuth); err == nil || !strings.Contains(err.Error(), "link-local") {
+		t.Fatalf("metadata redirect with everything allowed: %v", err)
+	}
+	err := v.HTTP01(context.Background(), dnsID("a.test"), "internal-page", testKeyAuth)
+	checkResult(t, err, TypeIncorrectResponse)
+	if strings.Contains(err.Error(), "SECRET") || !strings.Contains(err.Error(), "28 bytes") {
+		t.Fatalf("wrong-body detail %q echoes the body or omits its length", err)
+	}
+}
+
+// TestRedirectIntoPrivateNetworkFollowsTheIdentifier checks the rule for
+// private addresses, which this machine cannot listen on: allowed after an
+// identifier that is itself private, refused after a public or loopback one.
+func TestRedirectIntoPrivateNetworkFollowsTheIdentifier(t *testing.T) {
+	v := New(Config{})
+	private := netip.MustParseAddr("10.1.2.3")
+	for _, tt := range []struct {
+		origin netip.Addr
+		want   bool
+	}{
+		{netip.MustParseAddr("192.168.1.10"), true},
+		{netip.MustParseAddr("fd12::1"), true},
+		{netip.MustParseAddr("203.0.113.7"), false},
+		{netip.MustParseAddr("127.0.0.1"), false},
+	} {
+		ctx := withFetchState(context.Background())
+		st := fetchStateOf(ctx)
+		st.connected(tt.origin)
+		st.markRedirected()
+		if got, why := v.allowed(ctx, private); got != tt.want {
+			t.Errorf("identifier at %s, redirect to %s: allowed=%v (%s), want %v", tt.origin, private, got, why, tt.want)
+		}
+		if got, _ := v.allowed(ctx, netip.MustParseAddr("203.0.113.9")); !got {
+			t.Errorf("identifier at %s: a redirect to a public address is refused", tt.origin)
+		}
+	}
+}
+
+// TestHTTP01WithTheSystemResolver validates localhost and a name from
+// /etc/hosts as the system resolves them: with no resolver configured the
+// hosts file is read (a fully qualified lookup would skip it).
+func TestHTTP01WithTheSystemResolver(t *testing.T) {
+	s := newChallengeServer(t)
+	v := New(Config{HTTPPort: s.httpPort(t), Timeout: 3 * time.Second})
+	checkResult(t, v.HTTP01(context.Background(), dnsID("localhost"), "good", testKeyAuth), "")
+	if name := hostsFileName(t); name != "" {
+		checkResult(t, v.HTTP01(context.Background(), dnsID(name), "good", testKeyAuth), "")
+	}
+}
+
+// hostsFileName returns a single-label name /etc/hosts maps to 127.0.0.1,
+// other than localhost, or "".
+func hostsFileName(t *testing.T) string {
+	data, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "127.0.0.1" {
+			for _, n := range f[1:] {
+				if n != "localhost" && !strings.Contains(n, ".") && isDNSName(n) {
+					return n
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -39,6 +39,9 @@ func checkIdentifier(challengeType string, id Identifier) (netip.Addr, error) {
 		if !usableAddr(addr) {
 			return netip.Addr{}, failf(TypeRejectedIdentifier, nil, "%s: %s is not a unicast address", challengeType, addr)
 		}
+		if classify(addr) == classLinkLocal {
+			return netip.Addr{}, failf(TypeRejectedIdentifier, nil, "%s: %s is %s, which validation never connects to", challengeType, addr, classLinkLocal)
+		}
 		return addr, nil
 	}
 	return netip.Addr{}, failf(TypeUnsupportedIdentifier, nil, "%s: unsupported identifier type %q", challengeType, id.Type)
@@ -81,7 +84,11 @@ func fqdn(name string) string {
 // lookupAddrs resolves name to its usable addresses, IPv4 (A) before
 // IPv6 (AAAA). Failures are *hopError of TypeDNS.
 func (v *Validator) lookupAddrs(ctx context.Context, name string) ([]netip.Addr, error) {
-	found, err := v.resolver.LookupNetIP(ctx, "ip", fqdn(name))
+	lookup := name
+	if v.absolute {
+		lookup = fqdn(name)
+	}
+	found, err := v.resolver.LookupNetIP(ctx, "ip", lookup)
 	if err != nil {
 		var de *net.DNSError
 		switch {
@@ -136,11 +143,19 @@ func (v *Validator) dial(ctx context.Context, host string, port int) (net.Conn, 
 		firstErr    error
 		firstTarget string
 		tried       int
+		refused     string
 	)
 	for _, addr := range addrs {
+		if ok, why := v.allowed(ctx, addr); !ok {
+			if refused == "" {
+				refused = why
+			}
+			continue
+		}
 		target := net.JoinHostPort(addr.String(), strconv.Itoa(port))
 		conn, err := v.dialer.DialContext(ctx, "tcp", target)
 		if err == nil {
+			fetchStateOf(ctx).connected(addr)
 			return conn, nil
 		}
 		tried++
@@ -150,6 +165,9 @@ func (v *Validator) dial(ctx context.Context, host string, port int) (net.Conn, 
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if firstErr == nil {
+		return nil, &hopError{TypeConnection, refused, nil}
 	}
 	msg := fmt.Sprintf("connecting to %s: %s", firstTarget, describeNetErr(firstErr, v.timeout))
 	if tried > 1 {

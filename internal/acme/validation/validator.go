@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -37,11 +38,17 @@ type Config struct {
 	// outside 1-65535 also mean 443.
 	TLSPort int
 	// Resolver is the "host:port" of the DNS server asked for every lookup:
-	// A and AAAA for http-01 and tls-alpn-01, TXT for dns-01. "" means the
-	// name servers in /etc/resolv.conf. Either way names are looked up
-	// fully qualified (no search domains); the hosts file is still
-	// consulted for A and AAAA, as Go's resolver does.
+	// A and AAAA for http-01 and tls-alpn-01, TXT for dns-01, each name
+	// fully qualified (no search domains, no hosts file). "" means resolve
+	// as the system does: the hosts file and DNS in /etc/nsswitch.conf's
+	// order, with /etc/resolv.conf's name servers and search domains, so
+	// localhost and names in /etc/hosts validate.
 	Resolver string
+	// AllowRedirectTo lists networks an http-01 redirect may lead into
+	// although they are loopback or private (see netpolicy.go); for a lab
+	// or a test whose challenge servers sit there. Link-local addresses
+	// are refused whatever it says.
+	AllowRedirectTo []netip.Prefix
 	// Timeout bounds one validation attempt, lookups included. 0 means
 	// DefaultTimeout.
 	Timeout time.Duration
@@ -65,7 +72,11 @@ type Validator struct {
 	tlsPort  int
 	timeout  time.Duration
 	resolver *net.Resolver
-	dialer   *net.Dialer
+	// absolute says names are looked up fully qualified (a Resolver was
+	// configured); otherwise as the system would.
+	absolute      bool
+	redirectAllow []netip.Prefix
+	dialer        *net.Dialer
 	client   *http.Client
 }
 
@@ -76,12 +87,15 @@ func New(cfg Config) *Validator {
 		tlsPort:  portOr(cfg.TLSPort, 443),
 		timeout:  cfg.Timeout,
 		dialer:   &net.Dialer{},
+
+		redirectAllow: cfg.AllowRedirectTo,
 	}
 	if v.timeout <= 0 {
 		v.timeout = DefaultTimeout
 	}
 	v.resolver = &net.Resolver{PreferGo: true}
 	if server := cfg.Resolver; server != "" {
+		v.absolute = true
 		v.resolver.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return v.dialer.DialContext(ctx, network, server)
 		}
