@@ -77,7 +77,7 @@ type Validator struct {
 	absolute      bool
 	redirectAllow []netip.Prefix
 	dialer        *net.Dialer
-	client   *http.Client
+	client        *http.Client
 }
 
 // New returns a Validator for cfg.
