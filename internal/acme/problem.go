@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/meshpki/meshpki/internal/ca"
 )
@@ -59,8 +60,15 @@ func (p *Problem) ShortType() string {
 	return p.Type
 }
 
+// maxDetail bounds a problem's detail, whatever it quotes from the request.
+const maxDetail = 1024
+
 func problem(status int, typ, format string, args ...any) *Problem {
-	return &Problem{Type: errorNS + typ, Detail: fmt.Sprintf(format, args...), Status: status}
+	detail := fmt.Sprintf(format, args...)
+	if len(detail) > maxDetail {
+		detail = strings.ToValidUTF8(detail[:maxDetail], "") + "…"
+	}
+	return &Problem{Type: errorNS + typ, Detail: detail, Status: status}
 }
 
 func malformed(format string, args ...any) *Problem {

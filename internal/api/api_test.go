@@ -10,8 +10,10 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -174,7 +176,10 @@ func TestBadInputIsRefusedCountedAuditedAndChangesNothing(t *testing.T) {
 			if got := metricValue(t, in, fmt.Sprintf(`meshpki_http_errors_total{error=%q,route="/v1/sign"}`, tc.wantCode)); got != beforeErrors+1 {
 				t.Errorf("error metric %v → %v, want +1", beforeErrors, got)
 			}
-			// Every refusal is audited as denied, whoever decided it.
+			// Every refusal is audited as denied, whoever decided it
+			// (repeated anonymous ones in a summary at the end of their
+			// window, which this flush ends now).
+			in.Server.Authority().FlushRefusals(context.Background(), true)
 			ev := lastEvent(t, in)
 			if ev.Seq <= beforeSeq || ev.Type != audit.TypeRequestDenied || ev.Outcome != "denied" || ev.Detail["reason"] == "" {
 				t.Errorf("last audit event %+v, want a new request.denied with a reason", ev)
@@ -562,5 +567,64 @@ func TestUnauthorizedCarriesAChallenge(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != api.WWWAuthenticate {
 			t.Errorf("POST %s: %d, WWW-Authenticate %q", path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 		}
+	}
+}
+
+// TestAnonymousRefusalsCannotGrowTheAuditLog sends 40 refused requests
+// without a credential, each quoting almost a megabyte (an unknown field
+// name, a Content-Type): the answers and the audit records quote at most
+// ca.MaxClientText bytes of it, and the 40 refusals cost two audit records
+// per reason — the first, and one summary counting the rest.
+func TestAnonymousRefusalsCannotGrowTheAuditLog(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	ctx := context.Background()
+	beforeSeq, _, _ := in.Server.Store().AuditHead(ctx)
+	huge := strings.Repeat("a", 900_000)
+	for i := range 40 {
+		body, ct := `{"`+huge+`":1}`, "application/json"
+		if i%2 == 1 {
+			body, ct = `{}`, "text/"+huge
+		}
+		req, _ := http.NewRequest("POST", in.URL+"/v1/sign", strings.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		resp, err := in.Anonymous.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 4 || len(raw) > 2*ca.MaxClientText || !strings.Contains(string(raw), "bytes)") {
+			t.Fatalf("request %d: %d, %d-byte answer: %.300s", i, resp.StatusCode, len(raw), raw)
+		}
+	}
+	in.Server.Authority().FlushRefusals(ctx, true)
+	head, _, _ := in.Server.Store().AuditHead(ctx)
+	evs, err := in.Server.Store().ListAudit(ctx, beforeSeq, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := head - beforeSeq; n != 4 || len(evs) != 4 {
+		t.Fatalf("40 refusals made %d audit records, want 4 (first and summary, for each of two reasons)", n)
+	}
+	repeated := 0
+	for _, ev := range evs {
+		size := len(ev.Actor) + len(ev.Subject)
+		for k, v := range ev.Detail {
+			size += len(k) + len(v)
+		}
+		if size > 4*ca.MaxClientText {
+			t.Errorf("audit record of %d bytes: %+v", size, ev)
+		}
+		if r := ev.Detail["repeated"]; r != "" {
+			n, _ := strconv.Atoi(r)
+			repeated += n
+		}
+	}
+	if repeated != 38 {
+		t.Fatalf("summaries count %d repeats, want 38", repeated)
+	}
+	rep, err := audit.Verify(ctx, in.Server.Store(), nil)
+	if err != nil || !rep.OK() {
+		t.Fatalf("audit chain: %+v %v", rep, err)
 	}
 }

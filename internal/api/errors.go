@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/store"
@@ -19,7 +20,13 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.msg }
 
+// maxErrorMessage bounds an error message, whatever it quotes.
+const maxErrorMessage = 1024
+
 func newError(status int, code, msg string) *apiError {
+	if len(msg) > maxErrorMessage {
+		msg = strings.ToValidUTF8(msg[:maxErrorMessage], "") + "…"
+	}
 	return &apiError{status: status, code: code, msg: msg}
 }
 

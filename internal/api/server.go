@@ -130,7 +130,7 @@ func (s *Server) routes() {
 		handle("/v1/acme/eab", endpoint{"GET": s.admin(s.handleListEAB), "POST": s.admin(s.handleCreateEAB)})
 	}
 	handle("/", endpoint{"*": func(w http.ResponseWriter, r *http.Request) error {
-		return newError(http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s", r.URL.Path))
+		return newError(http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s", ca.Clip(r.URL.Path)))
 	}})
 }
 
@@ -154,7 +154,7 @@ func (s *Server) instrument(route string, e endpoint) http.Handler {
 				allowed = append(allowed, m)
 			}
 			rec.Header().Set("Allow", strings.Join(allowed, ", "))
-			err = newError(http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
+			err = newError(http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", ca.Clip(r.Method), ca.Clip(r.URL.Path)))
 		} else {
 			err = h(rec, r)
 		}
@@ -200,7 +200,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("the body must be application/json, not %q", ct))
+			return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("the body must be application/json, not %q", ca.Clip(ct)))
 		}
 	}
 	if r.ContentLength > MaxBodyBytes {
@@ -234,11 +234,11 @@ func jsonError(err error) error {
 	case errors.As(err, &syn):
 		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("the body is not valid JSON (at byte %d)", syn.Offset))
 	case errors.As(err, &typ):
-		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("field %q must be %s", typ.Field, typ.Type))
+		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("field %q must be %s", ca.Clip(typ.Field), typ.Type))
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return newError(http.StatusBadRequest, "bad_request", "unknown "+strings.TrimPrefix(err.Error(), "json: unknown "))
+		return newError(http.StatusBadRequest, "bad_request", "unknown "+ca.Clip(strings.TrimPrefix(err.Error(), "json: unknown ")))
 	}
-	return newError(http.StatusBadRequest, "bad_request", "the body is not a valid JSON object: "+err.Error())
+	return newError(http.StatusBadRequest, "bad_request", "the body is not a valid JSON object: "+ca.Clip(err.Error()))
 }
 
 // clientCert returns the verified TLS client certificate, if any.

@@ -60,6 +60,7 @@ type Authority struct {
 	log      *slog.Logger
 	commits  *committer
 	provs    provisionerCache
+	refusals refusals
 }
 
 // New returns an Authority. Call Run to start its commit loop.
@@ -100,8 +101,15 @@ func linger(d time.Duration) time.Duration {
 	return d
 }
 
-// Run commits issuances until ctx ends.
-func (a *Authority) Run(ctx context.Context) error { return a.commits.run(ctx) }
+// Run commits issuances, and summarises repeated anonymous refusals, until
+// ctx ends.
+func (a *Authority) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { defer close(done); a.flushRefusalsLoop(ctx) }()
+	err := a.commits.run(ctx)
+	<-done
+	return err
+}
 
 // Hierarchy returns the CA hierarchy the Authority signs with.
 func (a *Authority) Hierarchy() *Hierarchy { return a.h }
@@ -164,7 +172,12 @@ func (a *Authority) deny(ctx context.Context, err *Error, actor, subject string,
 	if detail == nil {
 		detail = map[string]string{}
 	}
-	detail["reason"] = err.Msg
+	// Anything here may come from the client: keep each part short.
+	for k, v := range detail {
+		detail[k] = Clip(v)
+	}
+	actor, subject = Clip(actor), Clip(subject)
+	detail["reason"] = Clip(err.Msg)
 	if err.Rule != "" {
 		detail["rule"] = err.Rule
 	}
@@ -178,7 +191,18 @@ func (a *Authority) deny(ctx context.Context, err *Error, actor, subject string,
 // RecordDenied audits a request that a front door refused before it reached
 // the Authority (a malformed or oversized body, say), so that every refusal
 // is in the audit log, not only those the Authority decided.
+//
+// Refusals of anonymous callers are aggregated: the first per source
+// address, subject and detail["code"] in each RefusalWindow is recorded at
+// once, and the rest of that window's are counted into one summary record
+// (detail "repeated") when it ends.
 func (a *Authority) RecordDenied(ctx context.Context, actor, subject, reason string, detail map[string]string) {
+	if actor == "anonymous" {
+		k := refusalKey{source: sourceOf(detail["remote"]), subject: Clip(subject), code: Clip(detail["code"])}
+		if !a.refusals.note(k, Clip(reason), a.now()) {
+			return
+		}
+	}
 	_ = a.deny(ctx, errorf(KindBadRequest, "%s", reason), actor, subject, detail)
 }
 
