@@ -141,7 +141,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, p *provisi
 	if rec.Status == store.StatusRevoked {
 		return problem(http.StatusBadRequest, probAlreadyRevoked, "certificate %s is already revoked", serial)
 	}
-	if _, err := s.ca.Revoke(r.Context(), serial, reason, actor); err != nil {
+	if _, _, err := s.ca.Revoke(r.Context(), serial, reason, actor, false); err != nil {
 		if ca.KindOf(err) == ca.KindConflict {
 			return problem(http.StatusBadRequest, probAlreadyRevoked, "certificate %s is already revoked", serial)
 		}

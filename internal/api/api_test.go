@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,11 +239,13 @@ func TestRenewKeepsIdentityRotatesKeyAndRefusesRevoked(t *testing.T) {
 	wantError(t, status, raw, 401, "unauthorized")
 
 	// The holder revokes its own certificate, then cannot renew with it.
+	// (superseded: keyCompromise would take its renewals along, which
+	// TestRevocationReachesRenewals checks.)
 	var revoked map[string]any
-	if status, raw := do(t, hc, "POST", in.URL+"/v1/revoke", map[string]any{"serial": first.Serial, "reason": "keyCompromise"}, &revoked); status != 200 {
+	if status, raw := do(t, hc, "POST", in.URL+"/v1/revoke", map[string]any{"serial": first.Serial, "reason": "superseded"}, &revoked); status != 200 {
 		t.Fatalf("holder revoke: %d %s", status, raw)
 	}
-	if revoked["status"] != "revoked" || revoked["revocation_reason"] != "keyCompromise" {
+	if revoked["status"] != "revoked" || revoked["revocation_reason"] != "superseded" {
 		t.Errorf("revoke response %v", revoked)
 	}
 	status, raw = do(t, in.Client(&holder), "POST", in.URL+"/v1/renew", map[string]any{}, nil)
@@ -626,5 +629,121 @@ func TestAnonymousRefusalsCannotGrowTheAuditLog(t *testing.T) {
 	rep, err := audit.Verify(ctx, in.Server.Store(), nil)
 	if err != nil || !rep.OK() {
 		t.Fatalf("audit chain: %+v %v", rep, err)
+	}
+}
+
+// TestRevocationReachesRenewals: a certificate renewed before its parent
+// was revoked must not outlive the revocation. keyCompromise revokes the
+// whole renewal line; another reason does so only when asked. The admin
+// credential case is the one that matters most: a renewed admin certificate
+// loses its rights with the original.
+func TestRevocationReachesRenewals(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	addProvisioner(t, in, "web", webPolicy)
+	renewLine := func(n int) (serials []string, last tls.Certificate) {
+		t.Helper()
+		key, csr := newCSR(t, keys.ECP256, "api", "api.example.internal")
+		var cur issued
+		if status, raw := do(t, in.Anonymous, "POST", in.URL+"/v1/sign", map[string]any{"csr": csr, "token": newToken(t, in, "web", "api", "api.example.internal")}, &cur); status/100 != 2 {
+			t.Fatalf("sign: %d %s", status, raw)
+		}
+		serials = append(serials, cur.Serial)
+		last = tlsCert(t, cur.Certificate, key)
+		for range n {
+			var next issued
+			if status, raw := do(t, in.Client(&last), "POST", in.URL+"/v1/renew", map[string]any{}, &next); status/100 != 2 {
+				t.Fatalf("renew: %d %s", status, raw)
+			}
+			serials = append(serials, next.Serial)
+			last = tlsCert(t, next.Certificate, key)
+		}
+		return serials, last
+	}
+	revoke := func(body map[string]any) (renewals []string) {
+		t.Helper()
+		var out struct {
+			Status          string   `json:"status"`
+			RevokedRenewals []string `json:"revoked_renewals"`
+		}
+		if status, raw := do(t, in.Admin, "POST", in.URL+"/v1/revoke", body, &out); status != 200 || out.Status != "revoked" {
+			t.Fatalf("revoke %v: %d %s", body, status, raw)
+		}
+		return out.RevokedRenewals
+	}
+	statusOf := func(serial string) store.Status {
+		rec, err := in.Server.Store().GetCertificate(context.Background(), serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.Status
+	}
+
+	// keyCompromise: the two renewals go with the original, and the last
+	// can no longer renew.
+	line, last := renewLine(2)
+	got := revoke(map[string]any{"serial": line[0], "reason": "keyCompromise"})
+	want := slices.Sorted(slices.Values(line[1:]))
+	if !slices.Equal(got, want) {
+		t.Fatalf("revoked renewals %v, want %v", got, want)
+	}
+	for _, s := range line {
+		if statusOf(s) != store.StatusRevoked {
+			t.Errorf("%s is still %s", s, statusOf(s))
+		}
+	}
+	status, raw := do(t, in.Client(&last), "POST", in.URL+"/v1/renew", map[string]any{}, nil)
+	wantError(t, status, raw, 401, "unauthorized")
+
+	// superseded: only the certificate named, unless renewals is asked.
+	line, _ = renewLine(1)
+	if got := revoke(map[string]any{"serial": line[0], "reason": "superseded"}); len(got) != 0 || statusOf(line[1]) != store.StatusValid {
+		t.Fatalf("superseded revoked renewals %v; the renewal is %s", got, statusOf(line[1]))
+	}
+	line, _ = renewLine(1)
+	if got := revoke(map[string]any{"serial": line[0], "reason": "superseded", "renewals": true}); !slices.Equal(got, line[1:]) {
+		t.Fatalf("superseded with renewals revoked %v, want %v", got, line[1:])
+	}
+
+	// The admin credential, renewed, then the original revoked.
+	var renewedAdmin issued
+	key, csr := newCSR(t, keys.ECP256, "admin", "")
+	if status, raw := do(t, in.Admin, "POST", in.URL+"/v1/renew", map[string]any{"csr": csr}, &renewedAdmin); status/100 != 2 {
+		t.Fatalf("admin renew: %d %s", status, raw)
+	}
+	admin2 := in.Client(ptr(tlsCert(t, renewedAdmin.Certificate, key)))
+	if status, raw := do(t, admin2, "GET", in.URL+"/v1/provisioners", nil, nil); status != 200 {
+		t.Fatalf("renewed admin: %d %s", status, raw)
+	}
+	revoke(map[string]any{"serial": ca.SerialString(in.AdminCert.Leaf.SerialNumber), "reason": "keyCompromise"})
+	status, raw = do(t, admin2, "GET", in.URL+"/v1/provisioners", nil, nil)
+	wantError(t, status, raw, 401, "unauthorized")
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestRenewalTTLNeverStretchesTheLifetime: a 5-minute certificate renewed
+// with "ttl": "168h" is still a 5-minute certificate; a shorter ttl is
+// honoured.
+func TestRenewalTTLNeverStretchesTheLifetime(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	addProvisioner(t, in, "web", webPolicy)
+	key, csr := newCSR(t, keys.ECP256, "api", "api.example.internal")
+	var first issued
+	if status, raw := do(t, in.Anonymous, "POST", in.URL+"/v1/sign", map[string]any{"csr": csr, "token": newToken(t, in, "web", "api", "api.example.internal"), "ttl": "10m"}, &first); status/100 != 2 {
+		t.Fatalf("sign: %d %s", status, raw)
+	}
+	holder := tlsCert(t, first.Certificate, key)
+	for _, tc := range []struct {
+		ttl  string
+		want time.Duration
+	}{{"168h", 10 * time.Minute}, {"7m", 7 * time.Minute}} {
+		var renewed issued
+		if status, raw := do(t, in.Client(&holder), "POST", in.URL+"/v1/renew", map[string]any{"ttl": tc.ttl}, &renewed); status/100 != 2 {
+			t.Fatalf("renew ttl %s: %d %s", tc.ttl, status, raw)
+		}
+		leaf := leafOf(t, renewed.Certificate)
+		if life := leaf.NotAfter.Sub(leaf.NotBefore); life > tc.want+2*time.Minute || life < tc.want {
+			t.Errorf("renewal with ttl %s lives %s, want %s (plus the backdate)", tc.ttl, life, tc.want)
+		}
 	}
 }

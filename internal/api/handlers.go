@@ -105,6 +105,15 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
 type revokeRequest struct {
 	Serial string `json:"serial"`
 	Reason string `json:"reason,omitempty"`
+	// Renewals also revokes every certificate renewed from this one (always
+	// so for keyCompromise).
+	Renewals bool `json:"renewals,omitempty"`
+}
+
+// revokeResponse is the revoked certificate and the renewals revoked with it.
+type revokeResponse struct {
+	certificateResponse
+	RevokedRenewals []string `json:"revoked_renewals"`
 }
 
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
@@ -127,12 +136,15 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rec, err := s.ca.Revoke(r.Context(), serial, reason, c.actor())
+	rec, renewals, err := s.ca.Revoke(r.Context(), serial, reason, c.actor(), req.Renewals)
 	if err != nil {
 		return err
 	}
-	s.metrics.revoked.Inc()
-	writeJSON(w, http.StatusOK, certificateBody(rec, false))
+	s.metrics.revoked.Add(float64(1 + len(renewals)))
+	if renewals == nil {
+		renewals = []string{}
+	}
+	writeJSON(w, http.StatusOK, revokeResponse{certificateBody(rec, false), renewals})
 	return nil
 }
 

@@ -51,23 +51,39 @@ func RevocationReasonName(code int) string {
 	return fmt.Sprintf("reason-%d", code)
 }
 
+// ReasonKeyCompromise is RFC 5280's keyCompromise CRLReason.
+const ReasonKeyCompromise = 1
+
 // Revoke marks the certificate with this serial revoked. The caller has
 // authorised actor (an admin, or the holder of that same certificate).
-func (a *Authority) Revoke(ctx context.Context, serial string, reason int, actor string) (store.Certificate, error) {
+//
+// A renewal is the same identity under a newer certificate, often the same
+// key, and renewing needs only the current certificate: so for
+// keyCompromise, or when renewals is set, every certificate renewed from
+// this one (directly or through other renewals) is revoked with it, in the
+// same transaction, and their serials are returned.
+func (a *Authority) Revoke(ctx context.Context, serial string, reason int, actor string, renewals bool) (store.Certificate, []string, error) {
 	serial = strings.ToLower(strings.TrimLeft(strings.TrimSpace(serial), "0"))
 	now := a.now()
 	ev := audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: actor, Subject: serial, Outcome: "success",
 		Detail: map[string]string{"reason": RevocationReasonName(reason)}}
-	if err := a.st.RevokeCertificate(ctx, serial, reason, now, ev); err != nil {
+	req := store.Revocation{Serial: serial, Reason: reason, At: now, Event: ev, Renewals: renewals || reason == ReasonKeyCompromise,
+		RenewalEvent: func(renewal string) audit.Event {
+			return audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: actor, Subject: renewal, Outcome: "success",
+				Detail: map[string]string{"reason": RevocationReasonName(reason), "renewed_from_revoked": serial}}
+		}}
+	revokedRenewals, err := a.st.RevokeCertificate(ctx, req)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return store.Certificate{}, a.deny(ctx, errorf(KindNotFound, "no certificate with serial %s", serial), actor, serial, nil)
+			return store.Certificate{}, nil, a.deny(ctx, errorf(KindNotFound, "no certificate with serial %s", serial), actor, serial, nil)
 		}
 		if errors.Is(err, store.ErrAlreadyRevoked) {
-			return store.Certificate{}, a.deny(ctx, errorf(KindConflict, "certificate %s is already revoked", serial), actor, serial, nil)
+			return store.Certificate{}, nil, a.deny(ctx, errorf(KindConflict, "certificate %s is already revoked", serial), actor, serial, nil)
 		}
-		return store.Certificate{}, storeErr(err, "revoke certificate")
+		return store.Certificate{}, nil, storeErr(err, "revoke certificate")
 	}
-	return a.st.GetCertificate(ctx, serial)
+	rec, err := a.st.GetCertificate(ctx, serial)
+	return rec, revokedRenewals, err
 }
 
 // Token lifetimes.

@@ -87,7 +87,7 @@ func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) 
 type RenewRequest struct {
 	Current *x509.Certificate
 	CSR     []byte        // optional: a new key; its names are ignored
-	TTL     time.Duration // 0 keeps the current lifetime
+	TTL     time.Duration // shorter than the current lifetime, or 0 (and anything longer) keeps it
 }
 
 // Renew issues a certificate with the same subject, names, provisioner and
@@ -142,7 +142,9 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 		}
 		return nil, storeErr(err, "read provisioner")
 	}
-	if p.ttl == 0 {
+	// A renewal never outlives the certificate it renews: a ttl asked for
+	// is honoured only below that lifetime (RenewRequest.TTL).
+	if p.ttl == 0 || p.ttl > lifetime {
 		p.ttl = min(lifetime, prov.compiled.Policy().EffectiveMaxTTL())
 		p.ttl = max(p.ttl, policy.MinTTL)
 	}

@@ -238,11 +238,12 @@ key is written first, then the certificate.
 
 func newCertRevokeCommand(s *streams) *cobra.Command {
 	var (
-		reason string
-		asJSON bool
+		reason   string
+		asJSON   bool
+		renewals bool
 	)
 	cmd := &cobra.Command{
-		Use:   "revoke SERIAL [--reason R]",
+		Use:   "revoke SERIAL [--reason R] [--renewals]",
 		Short: "Revoke a certificate, as an admin or as its holder",
 		Long: `Revoke the certificate with serial number SERIAL (hexadecimal; colons and
 leading zeros are ignored). An admin can revoke any certificate; a holder can
@@ -250,6 +251,11 @@ revoke their own by passing it and its key with --cert and --key.
 
 --reason is an RFC 5280 reason: ` + strings.Join(client.RevocationReasons, ", ") + `
 (default unspecified).
+
+A renewal carries the same identity and may be renewed again with nothing but
+itself, so revoking for keyCompromise also revokes every certificate renewed
+from this one (directly or through other renewals); --renewals does so for any
+reason.
 ` + adminConnectHelp,
 		Example: `  meshpki cert revoke 5f0c3a9e --reason keyCompromise --data /var/lib/meshpki
   meshpki cert revoke 5f0c3a9e --reason superseded --cert web.crt --key web.key --ca-url https://ca.example.internal:8443 --root root.crt`,
@@ -259,6 +265,7 @@ revoke their own by passing it and its key with --cert and --key.
 	f := cmd.Flags()
 	f.StringVar(&reason, "reason", "", "RFC 5280 revocation `REASON`, e.g. keyCompromise or superseded")
 	f.BoolVar(&asJSON, "json", false, "print the revoked certificate's record as JSON")
+	f.BoolVar(&renewals, "renewals", false, "also revoke every certificate renewed from it (always done for keyCompromise)")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		serial, err := normalizeSerial(args[0])
 		if err != nil {
@@ -274,7 +281,7 @@ revoke their own by passing it and its key with --cert and --key.
 			return err
 		}
 		defer cl.Close()
-		cert, err := cl.Revoke(c.Context(), client.RevokeRequest{Serial: serial, Reason: reason})
+		cert, err := cl.Revoke(c.Context(), client.RevokeRequest{Serial: serial, Reason: reason, Renewals: renewals})
 		if err != nil {
 			return err
 		}
@@ -285,8 +292,13 @@ revoke their own by passing it and its key with --cert and --key.
 		if shown == "" {
 			shown = "unspecified"
 		}
-		_, err = fmt.Fprintf(s.out, "revoked %s (%s): %s, %s\n", cert.Serial, shown, cert.Subject, strings.Join(cert.Names, ", "))
-		return err
+		if _, err = fmt.Fprintf(s.out, "revoked %s (%s): %s, %s\n", cert.Serial, shown, cert.Subject, strings.Join(cert.Names, ", ")); err != nil {
+			return err
+		}
+		for _, r := range cert.RevokedRenewals {
+			fmt.Fprintf(s.out, "revoked %s (%s): a renewal of %s\n", r, shown, cert.Serial)
+		}
+		return nil
 	}
 	return cmd
 }

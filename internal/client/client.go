@@ -292,6 +292,9 @@ type RevokeRequest struct {
 	// Reason is an RFC 5280 CRLReason name such as "keyCompromise"; empty
 	// means "unspecified".
 	Reason string `json:"reason,omitempty"`
+	// Renewals also revokes every certificate renewed from this one
+	// (the server always does for keyCompromise).
+	Renewals bool `json:"renewals,omitempty"`
 }
 
 // RevocationReasons lists the reason names the API accepts, in RFC 5280 order.
@@ -315,6 +318,9 @@ type Certificate struct {
 	RenewedFrom      string     `json:"renewed_from"`
 	// PEM is the certificate itself; only GetCertificate fills it.
 	PEM string `json:"certificate,omitempty"`
+	// RevokedRenewals, set only by Revoke, are the serials of the
+	// certificates renewed from this one that were revoked with it.
+	RevokedRenewals []string `json:"revoked_renewals,omitempty"`
 }
 
 // CertificateQuery selects certificates for ListCertificates. Zero fields

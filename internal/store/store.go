@@ -91,9 +91,26 @@ type Certificates interface {
 	GetCertificate(ctx context.Context, serial string) (Certificate, error)
 	// ListCertificates returns one page ordered by serial.
 	ListCertificates(ctx context.Context, f CertFilter) (CertPage, error)
-	// RevokeCertificate marks a certificate revoked and appends ev in the same
-	// transaction. ErrNotFound or ErrAlreadyRevoked change nothing.
-	RevokeCertificate(ctx context.Context, serial string, reason int, at time.Time, ev audit.Event) error
+	// RevokeCertificate marks r.Serial revoked and appends r.Event in the
+	// same transaction; with r.Renewals it also revokes, in that
+	// transaction, every valid certificate renewed from it (directly or
+	// through other renewals) and appends r.RenewalEvent for each. It
+	// returns the serials of those renewals, in ascending order.
+	// ErrNotFound or ErrAlreadyRevoked (for r.Serial) change nothing.
+	RevokeCertificate(ctx context.Context, r Revocation) (renewals []string, err error)
+}
+
+// Revocation is one RevokeCertificate request.
+type Revocation struct {
+	Serial string
+	Reason int       // RFC 5280 CRLReason code
+	At     time.Time // zero means now
+	Event  audit.Event
+	// Renewals asks for every certificate renewed from Serial to be revoked
+	// too, with the same reason and time; RenewalEvent is the audit record
+	// of each.
+	Renewals     bool
+	RenewalEvent func(serial string) audit.Event
 }
 
 // Tokens remembers consumed one-time token ids so that a token is accepted

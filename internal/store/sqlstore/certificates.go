@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -363,22 +363,30 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) (store
 	return page, nil
 }
 
-// RevokeCertificate marks a valid certificate revoked and appends ev in the
-// same transaction. A zero at means now.
-func (s *Store) RevokeCertificate(ctx context.Context, serial string, reason int, at time.Time, ev audit.Event) error {
-	if reason < 0 || reason > 10 {
-		return fmt.Errorf("sqlstore: revoke certificate %s: reason %d is not an RFC 5280 CRLReason", serial, reason)
+// RevokeCertificate marks a valid certificate revoked, and with r.Renewals
+// every valid certificate renewed from it, appending their audit events in
+// the same transaction.
+func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]string, error) {
+	serial := r.Serial
+	if r.Reason < 0 || r.Reason > 10 {
+		return nil, fmt.Errorf("sqlstore: revoke certificate %s: reason %d is not an RFC 5280 CRLReason", serial, r.Reason)
 	}
-	events, err := encodeEvent(ev)
+	if r.Renewals && r.RenewalEvent == nil {
+		return nil, fmt.Errorf("sqlstore: revoke certificate %s: Renewals needs a RenewalEvent", serial)
+	}
+	events, err := encodeEvent(r.Event)
 	if err != nil {
-		return fmt.Errorf("sqlstore: revoke certificate %s: %w", serial, err)
+		return nil, fmt.Errorf("sqlstore: revoke certificate %s: %w", serial, err)
 	}
+	at := r.At
 	if at.IsZero() {
 		at = s.now()
 	}
-	return s.lockedTx(ctx, "revoke certificate "+serial, func(w writer, emit func(...pendingEvent)) error {
+	var renewals []string
+	err = s.lockedTx(ctx, "revoke certificate "+serial, func(w writer, emit func(...pendingEvent)) error {
+		renewals = nil // a retried transaction starts again
 		res, err := w.exec(ctx, `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
-			WHERE serial = $1 AND status = 'valid'`, serial, micros(at), reason)
+			WHERE serial = $1 AND status = 'valid'`, serial, micros(at), r.Reason)
 		if err != nil {
 			return err
 		}
@@ -399,6 +407,35 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, reason int
 			}
 		}
 		emit(events...)
+		if !r.Renewals {
+			return nil
+		}
+		// The renewal tree below serial, through the partial index on
+		// renewed_from (the "<> ''" terms let both databases use it).
+		renewals, err = w.queryStrings(ctx, `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
+			WHERE status = 'valid' AND serial IN (
+				WITH RECURSIVE lineage(serial) AS (
+					SELECT serial FROM certificates WHERE renewed_from = $1 AND renewed_from <> ''
+					UNION
+					SELECT c.serial FROM certificates c JOIN lineage l ON c.renewed_from = l.serial AND c.renewed_from <> ''
+				)
+				SELECT serial FROM lineage)
+			RETURNING serial`, serial, micros(at), r.Reason)
+		if err != nil {
+			return err
+		}
+		slices.Sort(renewals)
+		for _, rs := range renewals {
+			evs, err := encodeEvent(r.RenewalEvent(rs))
+			if err != nil {
+				return err
+			}
+			emit(evs...)
+		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return renewals, nil
 }

@@ -287,6 +287,47 @@ func (w *sqliteWriter) exec(ctx context.Context, query string, args ...any) (sql
 	return execer.ExecContext(context.Background(), named)
 }
 
+// queryStrings runs query with args and returns the first column of every
+// row, which must be text.
+func (w *sqliteWriter) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := w.prepared(query)
+	if err != nil {
+		return nil, err
+	}
+	named, err := namedValues(args)
+	if err != nil {
+		return nil, err
+	}
+	queryer, ok := st.(driver.StmtQueryContext)
+	if !ok {
+		return nil, errors.New("driver statement cannot query with a context")
+	}
+	rows, err := queryer.QueryContext(context.Background(), named)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	values := make([]driver.Value, len(rows.Columns()))
+	for {
+		err := rows.Next(values)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var v string
+		if err := assign(&v, values[0]); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+}
+
 // queryRow runs query with args and scans the first row it returns into
 // dest, which may hold *int64, *int, *string and *[]byte. It returns
 // sql.ErrNoRows when there is no row, and ctx.Err() when ctx has ended

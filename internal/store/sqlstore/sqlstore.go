@@ -291,6 +291,28 @@ func (w writer) queryRow(ctx context.Context, query string, args []any, dest ...
 	return w.tx.QueryRowContext(ctx, query, args...).Scan(dest...)
 }
 
+// queryStrings runs query with args and returns the first column of every
+// row as a string. On SQLite query is prepared once and kept.
+func (w writer) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
+	if w.sqlite != nil {
+		return w.sqlite.queryStrings(ctx, query, args...)
+	}
+	rows, err := w.tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // writeTx runs fn in one write transaction and commits it, or rolls it back
 // when fn fails. Every error is returned as "sqlstore: <op>: <cause>".
 func (s *Store) writeTx(ctx context.Context, op string, fn func(w writer) error) error {

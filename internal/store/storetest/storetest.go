@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RevokeMarksRevokedAndAppendsEvent", testRevoke},
 		{"RevokeUnknownIsNotFound", testRevokeNotFound},
 		{"RevokeTwiceIsAlreadyRevoked", testRevokeTwice},
+		{"RevokeWithRenewalsRevokesTheWholeLineage", testRevokeRenewals},
 		{"ListByName", testListByName},
 		{"ListByStatusAndExpiry", testListByStatus},
 		{"ListStatusWithoutNowUsesClock", testListStatusClock},
@@ -474,7 +475,7 @@ func testRevoke(t *testing.T, s store.Store) {
 	wantResults(t, commit(t, s, issuance("", c)), nil)
 	at := epoch.Add(10 * time.Minute)
 	ev := newEvent(audit.TypeCertificateRevoked, c.Serial)
-	if err := s.RevokeCertificate(ctx, c.Serial, 1, at, ev); err != nil {
+	if err := revokeOne(ctx, s, c.Serial, 1, at, ev); err != nil {
 		t.Fatalf("RevokeCertificate: %v", err)
 	}
 	want := *c
@@ -486,8 +487,51 @@ func testRevoke(t *testing.T, s store.Store) {
 	}
 }
 
+// testRevokeRenewals: root → a → b, root → c (already revoked), and an
+// unrelated certificate. Revoking root with its renewals revokes a and b
+// (not c again, not the other), in one transaction with one audit record
+// each; without Renewals only root is revoked.
+func testRevokeRenewals(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	root, other := newCert("root.example.com"), newCert("other.example.com")
+	a, c := newCert("a.example.com"), newCert("c.example.com")
+	a.RenewedFrom, c.RenewedFrom = root.Serial, root.Serial
+	b := newCert("b.example.com")
+	b.RenewedFrom = a.Serial
+	wantResults(t, commit(t, s, issuance("", root), issuance("", other), issuance("", a), issuance("", c), issuance("", b)), nil, nil, nil, nil, nil)
+	if err := revokeOne(ctx, s, c.Serial, 4, epoch, newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
+		t.Fatal(err)
+	}
+	before := head(t, s)
+	at := epoch.Add(time.Minute)
+	got, err := s.RevokeCertificate(ctx, store.Revocation{Serial: root.Serial, Reason: 1, At: at, Event: newEvent(audit.TypeCertificateRevoked, root.Serial),
+		Renewals: true, RenewalEvent: func(serial string) audit.Event { return newEvent(audit.TypeCertificateRevoked, serial) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{a.Serial, b.Serial}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("renewals revoked %v, want %v", got, want)
+	}
+	for _, c := range []*store.Certificate{root, a, b} {
+		if rec := mustGet(t, s, c.Serial); rec.Status != store.StatusRevoked || rec.RevocationReason != 1 || !rec.RevokedAt.Equal(µs(at)) {
+			t.Errorf("%s: %s reason %d at %s", c.Subject, rec.Status, rec.RevocationReason, rec.RevokedAt)
+		}
+	}
+	if rec := mustGet(t, s, c.Serial); rec.RevocationReason != 4 {
+		t.Errorf("the renewal revoked earlier changed: reason %d", rec.RevocationReason)
+	}
+	if rec := mustGet(t, s, other.Serial); rec.Status != store.StatusValid {
+		t.Errorf("an unrelated certificate is %s", rec.Status)
+	}
+	if n := head(t, s) - before; n != 3 {
+		t.Errorf("%d audit records, want 3 (the certificate and its two renewals)", n)
+	}
+}
+
 func testRevokeNotFound(t *testing.T, s store.Store) {
-	err := s.RevokeCertificate(context.Background(), "abc", 0, epoch, newEvent(audit.TypeCertificateRevoked, "abc"))
+	err := revokeOne(context.Background(), s, "abc", 0, epoch, newEvent(audit.TypeCertificateRevoked, "abc"))
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RevokeCertificate(unknown) = %v, want ErrNotFound", err)
 	}
@@ -500,10 +544,10 @@ func testRevokeTwice(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	c := newCert("a.example.com")
 	wantResults(t, commit(t, s, issuance("", c)), nil)
-	if err := s.RevokeCertificate(ctx, c.Serial, 1, epoch, newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
+	if err := revokeOne(ctx, s, c.Serial, 1, epoch, newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
 		t.Fatal(err)
 	}
-	err := s.RevokeCertificate(ctx, c.Serial, 4, epoch.Add(time.Hour), newEvent(audit.TypeCertificateRevoked, c.Serial))
+	err := revokeOne(ctx, s, c.Serial, 4, epoch.Add(time.Hour), newEvent(audit.TypeCertificateRevoked, c.Serial))
 	if !errors.Is(err, store.ErrAlreadyRevoked) {
 		t.Errorf("second RevokeCertificate = %v, want ErrAlreadyRevoked", err)
 	}
@@ -600,7 +644,7 @@ func testListByStatus(t *testing.T, s store.Store) {
 	}
 	wantResults(t, commit(t, s, items...), nil, nil, nil, nil, nil)
 	for _, c := range []*store.Certificate{revokedLive, revokedExpired} {
-		if err := s.RevokeCertificate(ctx, c.Serial, 0, now.Add(-2*time.Hour), newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
+		if err := revokeOne(ctx, s, c.Serial, 0, now.Add(-2*time.Hour), newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -953,7 +997,7 @@ func testAuditFromWrites(t *testing.T, s store.Store) {
 	item := issuance("tok-1", c)
 	item.Audit = append(item.Audit, newEvent(audit.TypeCertificateRenewed, c.Serial))
 	wantResults(t, commit(t, s, item), nil)
-	if err := s.RevokeCertificate(ctx, c.Serial, 0, epoch, newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
+	if err := revokeOne(ctx, s, c.Serial, 0, epoch, newEvent(audit.TypeCertificateRevoked, c.Serial)); err != nil {
 		t.Fatal(err)
 	}
 	p := store.Provisioner{Name: "good-ci", Type: "token"}
@@ -1144,4 +1188,10 @@ func testPing(t *testing.T, s store.Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Errorf("Ping: %v", err)
 	}
+}
+
+// revokeOne revokes one certificate, without its renewals.
+func revokeOne(ctx context.Context, s store.Store, serial string, reason int, at time.Time, ev audit.Event) error {
+	_, err := s.RevokeCertificate(ctx, store.Revocation{Serial: serial, Reason: reason, At: at, Event: ev})
+	return err
 }
