@@ -747,3 +747,27 @@ func TestRenewalTTLNeverStretchesTheLifetime(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenTooLargeIsABadRequest: names that would make a token longer than
+// Verify accepts are the request's fault: 400 with the limit, whether the
+// raw names already exceed it or only the encoded token would; nothing is
+// audited as created.
+func TestTokenTooLargeIsABadRequest(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	addProvisioner(t, in, "web", webPolicy)
+	for _, n := range []int{120, 400} { // ~7 KiB of names (too large once encoded), ~24 KiB
+		var sans []string
+		for i := range n {
+			sans = append(sans, fmt.Sprintf("%s%03d.example.internal", strings.Repeat("a", 40), i))
+		}
+		before, _, _ := in.Server.Store().AuditHead(context.Background())
+		status, raw := do(t, in.Admin, "POST", in.URL+"/v1/tokens", map[string]any{"subject": "api", "sans": sans, "provisioner": "web"}, nil)
+		wantError(t, status, raw, 400, "bad_request")
+		if !strings.Contains(string(raw), strconv.Itoa(token.MaxTokenSize)) {
+			t.Errorf("%d names: the message does not name the limit: %s", n, raw)
+		}
+		if after, _, _ := in.Server.Store().AuditHead(context.Background()); after != before {
+			t.Errorf("%d names: a refused token request wrote %d audit records", n, after-before)
+		}
+	}
+}

@@ -126,6 +126,11 @@ func (a *Authority) CreateToken(ctx context.Context, req TokenRequest) (TokenGra
 	if len(req.SANs) == 0 {
 		req.SANs = []string{req.Subject}
 	}
+	// The names travel in the token, which Verify caps: refuse what cannot
+	// fit before parsing or evaluating any of it.
+	if size := len(req.Subject) + sumLen(req.SANs); size > token.MaxTokenSize {
+		return TokenGrant{}, errorf(KindBadRequest, "the subject and names take %d bytes; a token holds at most %d", size, token.MaxTokenSize)
+	}
 	names, err := policy.ParseNames(req.SANs)
 	if err != nil {
 		return TokenGrant{}, errorf(KindBadRequest, "%v", err)
@@ -170,7 +175,7 @@ func (a *Authority) CreateToken(ctx context.Context, req TokenRequest) (TokenGra
 	}
 	raw, err := a.keyring.Mint(claims)
 	if err != nil {
-		return TokenGrant{}, wrapErr(KindInternal, err, "mint token")
+		return TokenGrant{}, mintErr(err)
 	}
 	ev := audit.Event{Time: now, Type: audit.TypeTokenCreated, Actor: req.Actor, Subject: claims.ID, Outcome: "success",
 		Detail: map[string]string{"provisioner": provName, "subject": req.Subject, "sans": strings.Join(claims.SANs, ","), "expires_at": claims.Expiry.UTC().Format(time.RFC3339)}}
@@ -354,4 +359,22 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+func sumLen(ss []string) int {
+	n := 0
+	for _, s := range ss {
+		n += len(s)
+	}
+	return n
+}
+
+// mintErr maps a Mint failure: a token too large for Verify is the
+// request's fault (400), anything else the server's.
+func mintErr(err error) error {
+	var tl *token.TooLargeError
+	if errors.As(err, &tl) {
+		return errorf(KindBadRequest, "%s", strings.TrimPrefix(tl.Error(), "token: "))
+	}
+	return wrapErr(KindInternal, err, "mint token")
 }

@@ -293,7 +293,7 @@ func (a *Authority) CreateJoinToken(ctx context.Context, spiffeID string, ttl ti
 	}
 	raw, err := a.keyring.Mint(claims)
 	if err != nil {
-		return TokenGrant{}, wrapErr(KindInternal, err, "mint token")
+		return TokenGrant{}, mintErr(err)
 	}
 	ev := audit.Event{Time: now, Type: audit.TypeTokenCreated, Actor: actor, Subject: claims.ID, Outcome: "success",
 		Detail: map[string]string{"purpose": token.PurposeJoin, "spiffe_id": sid.String(), "expires_at": claims.Expiry.UTC().Format(time.RFC3339)}}

@@ -148,9 +148,17 @@ func (k *Keyring) Mint(c Claims) (string, error) {
 		return "", fmt.Errorf("token: sign: %w", err)
 	}
 	if len(raw) > MaxTokenSize {
-		return "", fmt.Errorf("token: minted token is %d bytes, more than the %d Verify accepts", len(raw), MaxTokenSize)
+		return "", &TooLargeError{Size: len(raw)}
 	}
 	return raw, nil
+}
+
+// TooLargeError is Mint's error for claims whose token would exceed
+// MaxTokenSize, which Verify would refuse.
+type TooLargeError struct{ Size int }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("token: the token would be %d bytes, more than the limit of %d; ask for fewer or shorter names", e.Size, MaxTokenSize)
 }
 
 func randomID() (string, error) {
