@@ -42,7 +42,9 @@ func (f *storeFlags) open(cmd *cobra.Command) (*sqlstore.Store, error) {
 	if f.dataDir == "" && f.storeURL == "" {
 		return nil, usageError{fmt.Errorf("--data DIR or --store URL is required")}
 	}
-	return sqlstore.Open(contextOf(cmd), f.storeURL, f.dataDir)
+	// Reading never creates: a mistyped --data is an error, not an empty
+	// store that verifies.
+	return sqlstore.OpenExisting(contextOf(cmd), f.storeURL, f.dataDir)
 }
 
 func newAuditVerifyCommand(s *streams) *cobra.Command {
@@ -53,7 +55,8 @@ func newAuditVerifyCommand(s *streams) *cobra.Command {
 		Short: "Check the whole audit chain and name every record that was tampered with",
 		Long: `Walk the audit log from the first record, recompute every hash and check
 every link. Prints "audit log OK" with the record count, or each problem with
-its record number, and exits 1 when there is any.`,
+its record number, and exits 3 when there is any (1 when the log cannot be
+read at all; a --data without a store is an error, never an empty log).`,
 		Example: `  meshpki audit verify --data ./ca-data
   meshpki audit verify --store postgres://meshpki@db/meshpki --json`,
 		Args: cobra.NoArgs,
@@ -86,7 +89,7 @@ its record number, and exits 1 when there is any.`,
 				}
 			}
 			if !rep.OK() {
-				return exitCodeError{code: exitError, err: fmt.Errorf("the audit log failed verification (%d problems)", len(rep.Problems))}
+				return exitCodeError{code: exitChecked, err: fmt.Errorf("the audit log failed verification (%d problems)", len(rep.Problems))}
 			}
 			return nil
 		},

@@ -80,7 +80,10 @@ and extended key usage.
 No CA is contacted. For HOST:PORT the chain is read without checking it;
 with --root the chain is then verified against that root (and, for HOST:PORT,
 against the host name or --server-name) and the outcome printed. Private keys
-in the file are ignored, never printed.`,
+in the file are ignored, never printed.
+
+Exit code 0 when the certificate is within its validity (and, with --root,
+verified), 3 when it is expired, not yet valid or fails verification.`,
 		Example: `  meshpki cert inspect /etc/web/tls/web.crt
   meshpki cert inspect web.example.internal:443 --root root.crt
   meshpki cert inspect 10.0.0.7:8443 --server-name web.example.internal --json`,
@@ -116,9 +119,14 @@ in the file are ignored, never printed.`,
 			report.Verification = verifyChain(chain, roots, rootFile, verifyName, now)
 		}
 		if asJSON {
-			return writeJSON(s.out, report)
+			err = writeJSON(s.out, report)
+		} else {
+			err = printInspectReport(s.out, report)
 		}
-		return printInspectReport(s.out, report)
+		if err != nil {
+			return err
+		}
+		return report.verdict()
 	}
 	return cmd
 }
@@ -374,4 +382,23 @@ func colonHex(b []byte) string {
 		sb.WriteByte(digits[c&0x0f])
 	}
 	return sb.String()
+}
+
+// verdict is the exit status of an inspection: exitChecked when the
+// certificate is outside its validity or failed verification.
+func (r inspectReport) verdict() error {
+	var why []string
+	if r.Expired {
+		why = append(why, "expired")
+	}
+	if r.NotYetValid {
+		why = append(why, "not yet valid")
+	}
+	if r.Verification != nil && !r.Verification.Verified {
+		why = append(why, "does not verify against "+r.Verification.Root)
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return exitCodeError{code: exitChecked, err: fmt.Errorf("the certificate %s", strings.Join(why, " and "))}
 }

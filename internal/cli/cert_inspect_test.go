@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -153,7 +154,7 @@ func TestCertInspectHostPortReadsServedChain(t *testing.T) {
 	wantLine(t, out, "verified", "yes, chains to "+fx.pki.rootFile)
 
 	code, out, errOut = invokeCLI(t, "", "cert", "inspect", addr, "--json", "--root", fx.pki.rootFile, "--server-name", "other.example.internal")
-	if code != 0 {
+	if code != exitChecked { // printed, and the answer is no
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	var report inspectReport
@@ -172,7 +173,7 @@ func TestCertInspectReportsUntrustedChain(t *testing.T) {
 	fx := newInspectFixture(t)
 	other := newTestPKI(t)
 	code, out, errOut := invokeCLI(t, "", "cert", "inspect", fx.chainFile, "--root", other.rootFile)
-	if code != 0 {
+	if code != exitChecked {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	if !regexp.MustCompile(`(?m)^verified +no: .*unknown authority`).MatchString(out) {
@@ -225,4 +226,39 @@ func closedAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// TestReadOnlyCommandsCreateNothing: a mistyped --data is an error, not an
+// empty store that "verifies".
+func TestReadOnlyCommandsCreateNothing(t *testing.T) {
+	clearConnectEnv(t)
+	typo := filepath.Join(t.TempDir(), "typo")
+	for _, args := range [][]string{
+		{"audit", "verify", "--data", typo},
+		{"audit", "tail", "--data", typo},
+		{"ca", "status", "--data", typo},
+		{"cert", "list", "--data", typo},
+		{"agent", "status", "--data", typo},
+	} {
+		code, out, errOut := invokeCLI(t, "", args...)
+		if code != exitError || strings.Contains(out, "OK") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+		if _, err := os.Stat(typo); err == nil {
+			t.Fatalf("%v created %s", args, typo)
+		}
+	}
+}
+
+// TestCertInspectExpiredExitsChecked: an expired certificate is printed
+// and the exit code says "checked, and not OK".
+func TestCertInspectExpiredExitsChecked(t *testing.T) {
+	pki := newTestPKI(t)
+	key := newTestKey(t)
+	leaf := pki.issue(t, key.Public(), "old", []string{"old.example.internal"}, nil, nil, -10*time.Minute)
+	file, _ := writeCredential(t, t.TempDir(), "old", pki.chainPEM(leaf), key)
+	code, out, errOut := invokeCLI(t, "", "cert", "inspect", file, "--root", pki.rootFile)
+	if code != exitChecked || !strings.Contains(out, "old.example.internal") || !strings.Contains(errOut, "expired") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
 }

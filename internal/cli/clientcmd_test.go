@@ -65,7 +65,7 @@ func TestPolicyCheckExitCodes(t *testing.T) {
 	wantLine(t, out, "rule", `allow_dns "*.example.internal"`)
 
 	code, out, errOut = invokeCLI(t, "", append([]string{"policy", "check", "--provisioner", "web", "--san", "db.example.internal"}, admin...)...)
-	if code != exitDenied || errOut != "" {
+	if code != exitChecked || errOut != "" {
 		t.Fatalf("deny: exit %d, stderr %q; want exit 3 and no error", code, errOut)
 	}
 	if !strings.HasPrefix(out, "deny\n") {
@@ -78,7 +78,7 @@ func TestPolicyCheckExitCodes(t *testing.T) {
 		Allowed bool   `json:"allowed"`
 		Rule    string `json:"rule"`
 	}
-	if err := json.Unmarshal([]byte(out), &d); err != nil || code != exitDenied || d.Allowed || d.Rule == "" {
+	if err := json.Unmarshal([]byte(out), &d); err != nil || code != exitChecked || d.Allowed || d.Rule == "" {
 		t.Errorf("deny --json: exit %d, output %q (%v)", code, out, err)
 	}
 

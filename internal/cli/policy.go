@@ -15,8 +15,6 @@ import (
 
 func init() { register(newPolicyCommand) }
 
-// exitDenied is policy check's exit code when the policy denies the request.
-const exitDenied = 3
 
 func newPolicyCommand(s *streams) *cobra.Command {
 	return groupCommand("policy",
@@ -98,7 +96,7 @@ Exit status: 0 when allowed, 3 when denied, 1 on any error, 2 on a usage error.
 			}
 		}
 		if !d.Allowed {
-			return exitCodeError{code: exitDenied}
+			return exitCodeError{code: exitChecked}
 		}
 		return nil
 	}

@@ -12,11 +12,17 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes.
+// Exit codes, the same for every command (docs/CLI.md):
+//
+//	0 ok; 1 error (the command could not do its job); 2 usage (bad flags or
+//	arguments); 3 checked, and not OK (a policy deny, a tampered audit log,
+//	an expired or unverified certificate): the command worked, and its
+//	answer is "no".
 const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
+	exitOK      = 0
+	exitError   = 1
+	exitUsage   = 2
+	exitChecked = 3
 )
 
 // usageError marks errors caused by how the command was called.

@@ -136,11 +136,11 @@ func TestAuditVerifyNamesTamperedRecord(t *testing.T) {
 		t.Logf("sqlite3: %s", out)
 	}
 	code, stdout, _ := invokeCLI(t, "", "audit", "verify", "--data", in.DataDir)
-	if code != 1 || !strings.Contains(stdout, "record 2") || !strings.Contains(stdout, "edited") {
+	if code != exitChecked || !strings.Contains(stdout, "record 2") || !strings.Contains(stdout, "edited") {
 		t.Fatalf("audit verify after tampering: exit %d\n%s", code, stdout)
 	}
 	code, stdout, _ = invokeCLI(t, "", "audit", "verify", "--data", in.DataDir, "--json")
-	if code != 1 || !strings.Contains(stdout, `"seq": 2`) {
+	if code != exitChecked || !strings.Contains(stdout, `"seq": 2`) {
 		t.Fatalf("audit verify --json: exit %d\n%s", code, stdout)
 	}
 }

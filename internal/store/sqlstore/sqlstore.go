@@ -92,6 +92,21 @@ const DefaultFile = "meshpki.db"
 // schema as needed. An empty storeURL means SQLite at dataDir/meshpki.db. A SQLite file is
 // created with mode 0600 in a directory created with mode 0700.
 func Open(ctx context.Context, storeURL, dataDir string) (*Store, error) {
+	return open(ctx, storeURL, dataDir, true)
+}
+
+// ErrNoStore is OpenExisting's error when there is no meshpki store where
+// it was told to look.
+var ErrNoStore = errors.New("sqlstore: no meshpki store there")
+
+// OpenExisting is Open for commands that only read: it creates nothing, and
+// returns an error wrapping ErrNoStore when the SQLite file does not exist
+// or the PostgreSQL schema holds no meshpki tables.
+func OpenExisting(ctx context.Context, storeURL, dataDir string) (*Store, error) {
+	return open(ctx, storeURL, dataDir, false)
+}
+
+func open(ctx context.Context, storeURL, dataDir string, create bool) (*Store, error) {
 	scheme, rest, found := strings.Cut(storeURL, "://")
 	if !found {
 		scheme = ""
@@ -101,7 +116,7 @@ func Open(ctx context.Context, storeURL, dataDir string) (*Store, error) {
 		if dataDir == "" {
 			return nil, errors.New("sqlstore: no store URL and no data directory")
 		}
-		return openSQLite(ctx, filepath.Join(dataDir, DefaultFile))
+		return openSQLite(ctx, filepath.Join(dataDir, DefaultFile), create)
 	case strings.EqualFold(scheme, "sqlite"):
 		if rest == "" {
 			return nil, errors.New("sqlstore: sqlite store URL names no file (use sqlite:///abs/path.db)")
@@ -113,9 +128,9 @@ func Open(ctx context.Context, storeURL, dataDir string) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: sqlite store URL path: %w", err)
 		}
-		return openSQLite(ctx, filepath.FromSlash(path))
+		return openSQLite(ctx, filepath.FromSlash(path), create)
 	case strings.EqualFold(scheme, "postgres"), strings.EqualFold(scheme, "postgresql"):
-		return openPostgres(ctx, storeURL)
+		return openPostgres(ctx, storeURL, create)
 	default:
 		// Never echo the URL itself: it may carry a password.
 		return nil, fmt.Errorf("sqlstore: unsupported store URL scheme %q (use sqlite:// or postgres://)", scheme)
@@ -133,7 +148,7 @@ var sqlitePragmas = []string{"busy_timeout(10000)", "foreign_keys(1)"}
 // or the end of a table, be copied once for 4000 pages written.
 var sqliteWritePragmas = []string{"journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(4000)"}
 
-func openSQLite(ctx context.Context, path string) (*Store, error) {
+func openSQLite(ctx context.Context, path string, create bool) (*Store, error) {
 	// Commit with fdatasync(2) rather than fsync(2), as SQLite itself does
 	// on Linux: as durable, without also flushing the file's timestamps
 	// through the file system's journal. The driver's switch is
@@ -143,6 +158,11 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: sqlite path: %w", err)
+	}
+	if !create {
+		if st, err := os.Stat(abs); err != nil || !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: %s does not exist (is the directory the server's --data?)", ErrNoStore, abs)
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlstore: create data directory: %w", err)
@@ -198,7 +218,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-func openPostgres(ctx context.Context, dsn string) (*Store, error) {
+func openPostgres(ctx context.Context, dsn string, create bool) (*Store, error) {
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open postgres: %w", err)
@@ -210,6 +230,18 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connect to postgres: %w", err)
+	}
+	if !create {
+		var n int
+		err := db.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.tables
+			WHERE table_schema = current_schema() AND table_name = 'schema_migrations'`).Scan(&n)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("%w: the database's schema holds no meshpki tables", ErrNoStore)
+		}
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
