@@ -15,7 +15,6 @@ import (
 
 func init() { register(newPolicyCommand) }
 
-
 func newPolicyCommand(s *streams) *cobra.Command {
 	return groupCommand("policy",
 		"Ask a provisioner's policy whether it would allow a request",
