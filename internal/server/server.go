@@ -83,6 +83,9 @@ type Options struct {
 	// ACMEValidationWait is how long a challenge POST waits for its result
 	// (0: acme.DefaultValidationWait).
 	ACMEValidationWait time.Duration
+	// DrainTimeout bounds how long shutdown waits for in-flight requests
+	// (0: DefaultDrainTimeout).
+	DrainTimeout time.Duration
 	// Timeouts bound each HTTP request (zero fields take the defaults of
 	// DefaultTimeouts). Long-lived gRPC streams of the node API are exempt
 	// from the read and write timeouts; HTTP/2 pings find dead peers.
@@ -114,6 +117,17 @@ func (t Timeouts) withDefaults() Timeouts {
 		return def
 	}
 	return Timeouts{ReadHeader: pick(t.ReadHeader, d.ReadHeader), Read: pick(t.Read, d.Read), Write: pick(t.Write, d.Write), Idle: pick(t.Idle, d.Idle), Ping: pick(t.Ping, d.Ping)}
+}
+
+// AEADCipherSuites are the TLS 1.2 suites the server offers: ECDHE with
+// AES-GCM or ChaCha20-Poly1305, nothing with CBC or without forward secrecy.
+var AEADCipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 // GCPercent is the garbage collector target the server runs with unless the
@@ -168,6 +182,7 @@ type Server struct {
 	tlsCert   atomic.Pointer[tls.Certificate]
 	listener  net.Listener
 	publicURL string
+	lock      *dataDirLock // nil on PostgreSQL, where replicas share DIR
 }
 
 // Run initialises (if needed), starts and serves until ctx ends.
@@ -197,10 +212,22 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	ok := false
+	if opts.StoreURL == "" {
+		lock, err := lockDataDir(opts.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		s.lock = lock
+		defer func() {
+			if !ok {
+				lock.release()
+			}
+		}()
+	}
 	if err := s.openCA(ctx); err != nil {
 		return nil, err
 	}
-	ok := false
 	st, err := sqlstore.Open(ctx, opts.StoreURL, opts.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("server: open store: %w", err)
@@ -335,15 +362,21 @@ func (s *Server) URL() string { return s.publicURL }
 // Serve runs the issuance loop, issues the server's own certificate and the
 // admin credential, and serves HTTPS until ctx ends.
 func (s *Server) Serve(ctx context.Context) error {
+	defer s.lock.release()
 	defer s.store.Close()
-	ctx, cancel := context.WithCancel(ctx)
+	outer := ctx
+	// The issuance path outlives the HTTP server, so that requests being
+	// drained at shutdown still commit; sync streams end first.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	nodesCtx, stopNodes := context.WithCancel(ctx)
+	defer stopNodes()
 	authorityDone := make(chan error, 1)
 	go func() { authorityDone <- s.authority.Run(ctx) }()
 	acmeDone := make(chan error, 1)
 	go func() { acmeDone <- s.acme.Run(ctx) }()
 	nodesDone := make(chan error, 1)
-	go func() { nodesDone <- s.nodes.Run(ctx) }()
+	go func() { nodesDone <- s.nodes.Run(nodesCtx) }()
 
 	if err := s.renewServerCert(ctx); err != nil {
 		s.listener.Close()
@@ -354,11 +387,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.listener.Close()
 		return err
 	}
-	if err := s.writeState(); err != nil {
-		s.listener.Close()
-		return err
-	}
-	s.printBanner(adminPath)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(s.hierarchy.Root())
@@ -373,7 +401,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		TLSConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
-			ClientAuth: tls.VerifyClientCertIfGiven,
+			// TLS 1.2 only with forward-secret AEAD suites (TLS 1.3's
+			// are all AEAD and not configurable).
+			CipherSuites: AEADCipherSuites,
+			ClientAuth:   tls.VerifyClientCertIfGiven,
 			ClientCAs:  roots,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 				return s.tlsCert.Load(), nil
@@ -382,6 +413,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- httpSrv.ServeTLS(s.listener, "", "") }()
+	// server.json tells the CLI where a live server is: written only now
+	// that it serves, removed when it stops.
+	if err := s.writeState(); err != nil {
+		_ = httpSrv.Close()
+		cancel()
+		<-acmeDone
+		<-nodesDone
+		<-authorityDone
+		return err
+	}
+	defer s.removeState()
+	s.printBanner(adminPath)
 	if s.opts.Ready != nil {
 		s.opts.Ready(s.listener.Addr())
 	}
@@ -389,21 +432,43 @@ func (s *Server) Serve(ctx context.Context) error {
 
 	var serveErr error
 	select {
-	case <-ctx.Done():
+	case <-outer.Done():
+		s.log.Info("shutting down", "reason", context.Cause(outer).Error(), "drain_timeout", s.drainTimeout())
 	case serveErr = <-serveDone:
+		s.log.Error("the HTTPS server stopped; shutting down", "error", serveErr)
 	}
-	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	start := time.Now()
+	// Agents' sync streams never end by themselves: end them, so agents
+	// move to another replica, and drain everything else.
+	stopNodes()
+	<-nodesDone
+	shutdownCtx, stop := context.WithTimeout(ctx, s.drainTimeout())
 	defer stop()
-	_ = httpSrv.Shutdown(shutdownCtx)
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		s.log.Warn("in-flight requests did not finish in time; closing their connections", "drain_timeout", s.drainTimeout())
+		_ = httpSrv.Close()
+	}
 	cancel()
 	<-acmeDone
-	<-nodesDone
 	<-authorityDone
+	s.log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond))
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("server: serve: %w", serveErr)
 	}
 	return nil
 }
+
+// drainTimeout bounds how long shutdown waits for in-flight requests.
+func (s *Server) drainTimeout() time.Duration {
+	if s.opts.DrainTimeout > 0 {
+		return s.opts.DrainTimeout
+	}
+	return DefaultDrainTimeout
+}
+
+// DefaultDrainTimeout is how long a stopping server lets in-flight requests
+// finish before closing their connections.
+const DefaultDrainTimeout = 10 * time.Second
 
 // maintain renews the server certificate and admin credential, picks up
 // intermediates rotated by the CLI, and forgets expired token ids.
@@ -548,6 +613,20 @@ func (s *Server) writeState() error {
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
 	return keys.WriteFile(filepath.Join(s.opts.DataDir, StateFile), append(b, '\n'), 0o600)
+}
+
+// removeState deletes server.json if it still names this process (replicas
+// on PostgreSQL share the directory, and the newest start wrote it).
+func (s *Server) removeState() {
+	path := filepath.Join(s.opts.DataDir, StateFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var st State
+	if json.Unmarshal(data, &st) == nil && st.PID == os.Getpid() && st.Listen == s.listener.Addr().String() {
+		_ = os.Remove(path)
+	}
 }
 
 func (s *Server) printBanner(adminPath string) {

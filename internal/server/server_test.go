@@ -1,9 +1,11 @@
 package server_test
 
 import (
+	"context"
 	"crypto/tls"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -115,5 +117,54 @@ func TestServerStateFileAndBanner(t *testing.T) {
 	st, err := os.Stat(filepath.Join(in.DataDir, "meshpki.db"))
 	if err != nil || st.Mode().Perm()&0o077 != 0 {
 		t.Errorf("meshpki.db readable by others: %v %v", st.Mode().Perm(), err)
+	}
+}
+
+// TestSecondServerOnTheSameDataDirRefuses: a second server on a SQLite data
+// directory refuses to start, naming the running one's pid and URL, and
+// leaves its server.json alone; once the first stops, server.json is gone
+// and a new server starts.
+func TestSecondServerOnTheSameDataDirRefuses(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	state := filepath.Join(in.DataDir, server.StateFile)
+	before, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = server.Start(context.Background(), server.Options{DataDir: in.DataDir, Listen: "127.0.0.1:0", PasswordFile: in.PasswordFile})
+	if err == nil || !strings.Contains(err.Error(), "another meshpki server is running") ||
+		!strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) || !strings.Contains(err.Error(), in.URL) {
+		t.Fatalf("second server: %v", err)
+	}
+	if after, _ := os.ReadFile(state); string(after) != string(before) {
+		t.Fatal("the refused server changed server.json")
+	}
+	in.Stop()
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Fatalf("server.json after a clean stop: %v", err)
+	}
+	again := servertest.Start(t, servertest.Options{DataDir: in.DataDir})
+	if _, err := os.Stat(filepath.Join(again.DataDir, server.StateFile)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTLS12OffersOnlyAEADSuites: a TLS 1.2 client offering only CBC suites
+// is refused; one offering AES-GCM is served.
+func TestTLS12OffersOnlyAEADSuites(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	addr := strings.TrimPrefix(in.URL, "https://")
+	dial := func(suite uint16) error {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: in.Roots, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA); err == nil {
+		t.Error("a CBC suite was negotiated")
+	}
+	if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); err != nil {
+		t.Errorf("AES-GCM over TLS 1.2: %v", err)
 	}
 }
