@@ -405,7 +405,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			// are all AEAD and not configurable).
 			CipherSuites: AEADCipherSuites,
 			ClientAuth:   tls.VerifyClientCertIfGiven,
-			ClientCAs:  roots,
+			ClientCAs:    roots,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 				return s.tlsCert.Load(), nil
 			},
