@@ -771,3 +771,23 @@ func TestTokenTooLargeIsABadRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationFieldsAcceptDays: API duration fields take what the CLI
+// prints, "1d" included.
+func TestDurationFieldsAcceptDays(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	addProvisioner(t, in, "web", webPolicy)
+	_, csr := newCSR(t, keys.ECP256, "api", "api.example.internal")
+	var got issued
+	if status, raw := do(t, in.Anonymous, "POST", in.URL+"/v1/sign", map[string]any{"csr": csr, "token": newToken(t, in, "web", "api", "api.example.internal"), "ttl": "1d"}, &got); status/100 != 2 {
+		t.Fatalf("sign with ttl 1d: %d %s", status, raw)
+	}
+	leaf := leafOf(t, got.Certificate)
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life < 24*time.Hour || life > 24*time.Hour+2*time.Minute {
+		t.Fatalf("lifetime %s, want 1d", life)
+	}
+	status, raw := do(t, in.Admin, "GET", in.URL+"/v1/certificates?expiring_before=2d", nil, nil)
+	if status != 200 {
+		t.Fatalf("expiring_before=2d: %d %s", status, raw)
+	}
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/pem"
 	"fmt"
+	durationpkg "github.com/meshpki/meshpki/internal/duration"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,9 +21,9 @@ func (d duration) parse(field string) (time.Duration, error) {
 	if d == "" {
 		return 0, nil
 	}
-	v, err := time.ParseDuration(string(d))
+	v, err := durationpkg.Parse(string(d))
 	if err != nil || v < 0 {
-		return 0, newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("%s %q is not a duration such as \"24h\" or \"90m\"", field, string(d)))
+		return 0, newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("%s %q is not a duration such as \"24h\", \"90m\" or \"7d\"", field, ca.Clip(string(d))))
 	}
 	return v, nil
 }
@@ -220,10 +221,10 @@ func (s *Server) handleListCertificates(w http.ResponseWriter, r *http.Request, 
 	if eb := q.Get("expiring_before"); eb != "" {
 		if t, err := time.Parse(time.RFC3339, eb); err == nil {
 			f.ExpiringBefore = t
-		} else if d, err := time.ParseDuration(eb); err == nil && d >= 0 {
+		} else if d, err := durationpkg.Parse(eb); err == nil && d >= 0 {
 			f.ExpiringBefore = now.Add(d)
 		} else {
-			return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("expiring_before %q must be an RFC 3339 time or a duration such as \"72h\"", eb))
+			return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("expiring_before %q must be an RFC 3339 time or a duration such as \"72h\" or \"3d\"", ca.Clip(eb)))
 		}
 	}
 	if l := q.Get("limit"); l != "" {

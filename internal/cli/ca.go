@@ -84,8 +84,8 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 	f.StringVar(&opts.Name, "name", "", "CA name (appears in the certificates' subjects)")
 	f.StringVar(&opts.TrustDomain, "trust-domain", "", "SPIFFE trust domain, e.g. acme.internal")
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "key type: ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072, rsa-4096")
-	f.DurationVar(&opts.RootLifetime, "root-lifetime", 0, "root lifetime (default 87600h = 10 years)")
-	f.DurationVar(&opts.IssuerLifetime, "intermediate-lifetime", 0, "intermediate lifetime (default 8760h = 1 year)")
+	durationVar(f, &opts.RootLifetime, "root-lifetime", 0, "root lifetime (default 87600h = 10 years)")
+	durationVar(f, &opts.IssuerLifetime, "intermediate-lifetime", 0, "intermediate lifetime (default 8760h = 1 year)")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
 	return cmd
 }
@@ -169,7 +169,7 @@ and key type. A provisioner signs with it when its policy names it
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "", "data directory")
-	f.DurationVar(&lifetime, "lifetime", 8760*time.Hour, "intermediate lifetime")
+	durationVar(f, &lifetime, "lifetime", 8760*time.Hour, "intermediate lifetime")
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "key type")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
 	return cmd

@@ -77,7 +77,7 @@ the token from the first line of stdin, which keeps it out of the process list.
 	f.StringVar(&token, "token", "", "the one-time `TOKEN`, or \"-\" to read it from stdin")
 	f.StringVar(&outDir, "out", "", "`DIR` to write NAME.crt and NAME.key to")
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "`TYPE` of the new key: ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072 or rsa-4096")
-	f.DurationVar(&ttl, "ttl", 0, "certificate lifetime (default: the provisioner's)")
+	durationVar(f, &ttl, "ttl", 0, "certificate lifetime (default: the provisioner's)")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		name := args[0]
 		if err := requireFlags(c, "san", "token", "out"); err != nil {
@@ -171,7 +171,7 @@ key is written first, then the certificate.
 	conn := addConnectFlags(cmd, credentialHolder)
 	f := cmd.Flags()
 	f.BoolVar(&rotateKey, "rotate-key", false, "generate a new key of the same type")
-	f.DurationVar(&ttl, "ttl", 0, "certificate lifetime (default: the old certificate's)")
+	durationVar(f, &ttl, "ttl", 0, "certificate lifetime (default: the old certificate's)")
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
 		if ttl < 0 {
 			return usageError{errors.New("--ttl must be positive")}
@@ -332,7 +332,7 @@ follows the pages to the end.
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "only certificates with this subject or `NAME`")
 	f.StringVar(&status, "status", "", "only certificates with this `STATUS`: valid, revoked or expired")
-	f.DurationVar(&expiringWithin, "expiring-within", 0, "only certificates that expire within this duration, e.g. 72h")
+	durationVar(f, &expiringWithin, "expiring-within", 0, "only certificates that expire within this duration, e.g. 72h")
 	f.IntVar(&limit, "limit", 0, "`N` certificates per page (default 100, max 1000)")
 	f.BoolVar(&all, "all", false, "follow the pages to the end")
 	f.BoolVar(&asJSON, "json", false, `print {"certificates": [...], "next": "..."} as JSON`)

@@ -65,8 +65,8 @@ func addEntryFlags(cmd *cobra.Command) *entryFlags {
 	f.StringVar(&ef.spiffeID, "spiffe-id", "", "the SPIFFE `ID` the workloads get")
 	f.StringVar(&ef.parent, "parent", "", "the node's SPIFFE ID, or a node selector (`PARENT`)")
 	f.StringArrayVar(&ef.selectors, "selector", nil, "a workload `SELECTOR` such as unix:uid:1000 (repeatable; all must match)")
-	f.DurationVar(&ef.x509TTL, "x509-ttl", 0, "lifetime of the X.509-SVIDs (default 1h)")
-	f.DurationVar(&ef.jwtTTL, "jwt-ttl", 0, "lifetime of the JWT-SVIDs (default 5m)")
+	durationVar(f, &ef.x509TTL, "x509-ttl", 0, "lifetime of the X.509-SVIDs (default 1h)")
+	durationVar(f, &ef.jwtTTL, "jwt-ttl", 0, "lifetime of the JWT-SVIDs (default 5m)")
 	f.StringSliceVar(&ef.dnsNames, "dns", nil, "a DNS `NAME` the X.509-SVID also carries (repeatable, comma-separated)")
 	f.StringVar(&ef.hint, "hint", "", "a `HINT` for workloads that get several SVIDs")
 	return ef

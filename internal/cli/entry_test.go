@@ -277,3 +277,25 @@ func TestSPIFFEProvisionerDocExample(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationFlagsAcceptWhatIsPrinted: "7d" is printed, so "7d" (and "1w")
+// is accepted by every duration flag and API field.
+func TestDurationFlagsAcceptWhatIsPrinted(t *testing.T) {
+	clearConnectEnv(t)
+	in := servertest.Start(t, servertest.Options{})
+	data := []string{"--data", in.DataDir, "--password-file", in.PasswordFile}
+	run := func(args ...string) (string, string) { t.Helper(); return mustRun(t, append(args, data...)...) }
+	run("provisioner", "add", "token", "week", "--allow-dns", "*.example.internal", "--default-ttl", "1d", "--max-ttl", "1w")
+	p, err := in.Server.Store().GetProvisioner(context.Background(), "week")
+	if err != nil || p.Policy.DefaultTTL.Std() != 24*time.Hour || p.Policy.MaxTTL.Std() != 7*24*time.Hour {
+		t.Fatalf("provisioner week: %+v %v", p.Policy, err)
+	}
+	run("entry", "create", "--spiffe-id", "spiffe://test.internal/app/days", "--parent", testNode, "--selector", "unix:uid:1000", "--x509-ttl", "2d")
+	out, _ := run("cert", "list", "--expiring-within", "3d")
+	if !strings.Contains(out, "expires in") {
+		t.Errorf("cert list --expiring-within 3d:\n%s", out)
+	}
+	if code, _, errOut := invokeCLI(t, "", append([]string{"provisioner", "add", "token", "bad", "--max-ttl", "7x"}, data...)...); code != exitUsage || !strings.Contains(errOut, "7x") {
+		t.Errorf("--max-ttl 7x: exit %d %s", code, errOut)
+	}
+}

@@ -1,39 +1,16 @@
 package cli
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/meshpki/meshpki/internal/duration"
 )
 
-// humanDuration writes d (its absolute value) in at most its two largest
-// units, truncated: "2d4h", "3h12m", "12m30s", "45s". A zero second unit is
-// left out ("2d", "3h").
-func humanDuration(d time.Duration) string {
-	if d < 0 {
-		d = -d
-	}
-	const day = 24 * time.Hour
-	days := d / day
-	hours := d % day / time.Hour
-	minutes := d % time.Hour / time.Minute
-	seconds := d % time.Minute / time.Second
-	twoUnits := func(major int64, majorUnit string, minor int64, minorUnit string) string {
-		if minor == 0 {
-			return fmt.Sprintf("%d%s", major, majorUnit)
-		}
-		return fmt.Sprintf("%d%s%d%s", major, majorUnit, minor, minorUnit)
-	}
-	switch {
-	case days > 0:
-		return twoUnits(int64(days), "d", int64(hours), "h")
-	case hours > 0:
-		return twoUnits(int64(hours), "h", int64(minutes), "m")
-	case minutes > 0:
-		return twoUnits(int64(minutes), "m", int64(seconds), "s")
-	default:
-		return fmt.Sprintf("%ds", seconds)
-	}
-}
+// humanDuration writes d as people read it: "2d4h", "3h12m", "45s"; every
+// duration flag accepts what it prints.
+func humanDuration(d time.Duration) string { return duration.Format(d) }
 
 // expiresPhrase says when notAfter is, seen from now: "expires in 3h12m" or
 // "expired 2d4h ago".
@@ -47,3 +24,31 @@ func expiresPhrase(notAfter, now time.Time) string {
 
 // agoPhrase says how long ago something happened: "3h12m ago".
 func agoPhrase(d time.Duration) string { return humanDuration(d) + " ago" }
+
+// durationValue is a flag holding a duration in duration.Parse's syntax
+// ("90m", "36h", "7d", "1w"), so flags accept what the CLI prints.
+type durationValue time.Duration
+
+func (d *durationValue) Set(s string) error {
+	v, err := duration.Parse(s)
+	if err != nil {
+		return err
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+func (d *durationValue) String() string {
+	if *d == 0 {
+		return "0"
+	}
+	return duration.Format(time.Duration(*d))
+}
+
+func (d *durationValue) Type() string { return "duration" }
+
+// durationVar defines a duration flag on fs that accepts days and weeks.
+func durationVar(fs *pflag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
+	*p = value
+	fs.Var((*durationValue)(p), name, usage)
+}

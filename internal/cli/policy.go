@@ -50,7 +50,7 @@ Exit status: 0 when allowed, 3 when denied, 1 on any error, 2 on a usage error.
 	f := cmd.Flags()
 	f.StringVar(&provisioner, "provisioner", "", "the `PROVISIONER` whose policy to ask")
 	f.StringSliceVar(&sans, "san", nil, "a `NAME` to ask about (repeatable, comma-separated)")
-	f.DurationVar(&ttl, "ttl", 0, "certificate lifetime to ask about (default: the policy's default)")
+	durationVar(f, &ttl, "ttl", 0, "certificate lifetime to ask about (default: the policy's default)")
 	f.StringVar(&keyType, "key-type", "", "subject key `TYPE` to ask about, e.g. ec-p256 (default: not checked)")
 	f.BoolVar(&asJSON, "json", false, "print the decision as JSON")
 	cmd.RunE = func(c *cobra.Command, _ []string) error {

@@ -105,7 +105,7 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 	f.IntVar(&opts.ACMEValidation.HTTPPort, "acme-http-port", 80, "port ACME http-01 challenges are fetched from")
 	f.IntVar(&opts.ACMEValidation.TLSPort, "acme-tls-port", 443, "port ACME tls-alpn-01 challenges are checked on")
 	f.StringVar(&opts.ACMEValidation.Resolver, "acme-resolver", "", "`HOST:PORT` of the DNS server ACME validation asks (default: the system's)")
-	f.DurationVar(&opts.ACMEValidation.Timeout, "acme-validation-timeout", 10*time.Second, "time limit of one ACME challenge validation")
+	durationVar(f, &opts.ACMEValidation.Timeout, "acme-validation-timeout", 10*time.Second, "time limit of one ACME challenge validation")
 	f.StringSliceVar(&redirects, "acme-allow-redirect-to", nil, "`CIDR` an http-01 redirect may lead into although it is loopback or private (repeatable; link-local never)")
 	f.StringVar(&x509popCA, "x509pop-ca", "", "PEM `FILE` of CAs whose certificates let nodes attest with x509pop")
 	return cmd

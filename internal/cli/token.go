@@ -77,7 +77,7 @@ join token default 1h, at most 168h), not the certificate's.
 	f := cmd.Flags()
 	f.StringSliceVar(&sans, "san", nil, "a `NAME` the certificate may carry (repeatable, comma-separated)")
 	f.StringVar(&provisioner, "provisioner", "", "`PROVISIONER` whose policy applies (default: the only token provisioner)")
-	f.DurationVar(&ttl, "ttl", 0, "lifetime of the token (default 5m, max 24h; with --join default 1h, max 168h)")
+	durationVar(f, &ttl, "ttl", 0, "lifetime of the token (default 5m, max 24h; with --join default 1h, max 168h)")
 	f.BoolVar(&join, "join", false, "create a node join token for --spiffe-id instead")
 	f.StringVar(&spiffeID, "spiffe-id", "", "with --join: the node's SPIFFE `ID`, e.g. spiffe://example.internal/node/n1")
 	f.BoolVar(&asJSON, "json", false, "print the API's token object as JSON")

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/meshpki/meshpki/internal/duration"
 )
 
 // Std returns d as a time.Duration.
@@ -17,8 +19,8 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(time.Duration(d).String())
 }
 
-// UnmarshalJSON reads a JSON string in any form time.ParseDuration accepts,
-// such as "90m" or "24h0m0s". Numbers are rejected: a bare 86400 could mean
+// UnmarshalJSON reads a JSON string in any form UnmarshalText accepts,
+// such as "90m", "24h0m0s" or "7d". Numbers are rejected: a bare 86400 could mean
 // seconds or nanoseconds. JSON null leaves d unchanged.
 func (d *Duration) UnmarshalJSON(data []byte) error {
 	if string(data) == "null" {
@@ -39,12 +41,20 @@ func (d Duration) MarshalText() ([]byte, error) {
 	return []byte(time.Duration(d).String()), nil
 }
 
-// UnmarshalText reads any form time.ParseDuration accepts.
+// UnmarshalText reads Go's syntax plus days and weeks ("7d", "1w"): what
+// the CLI prints (duration.Parse).
 func (d *Duration) UnmarshalText(text []byte) error {
-	v, err := time.ParseDuration(string(text))
+	v, err := duration.Parse(string(text))
 	if err != nil {
-		return fmt.Errorf("policy: duration %q: want a value such as \"24h\" or \"90m\"", text)
+		return fmt.Errorf("policy: duration %q: want a value such as \"24h\", \"90m\" or \"7d\"", clipText(string(text)))
 	}
 	*d = Duration(v)
 	return nil
+}
+
+func clipText(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
