@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -23,7 +24,7 @@ import (
 func TestServerDrainsAndLogsOnSIGTERM(t *testing.T) {
 	bin := buildBinary(t)
 	data := filepath.Join(t.TempDir(), "ca-data")
-	cmd := exec.Command(bin, "server", "--listen", "127.0.0.1:0", "--data", data)
+	cmd := exec.Command(bin, "server", "--listen", "127.0.0.1:0", "--data", data, "--log-format", "json")
 	cmd.Env = filterEnv(os.Environ(), "MESHPKI_PASSWORD")
 	stdout, _ := cmd.StdoutPipe()
 	var (
@@ -108,12 +109,38 @@ func TestServerDrainsAndLogsOnSIGTERM(t *testing.T) {
 	mu.Lock()
 	log := stderr.String()
 	mu.Unlock()
-	for _, want := range []string{"shutting down", "terminated", "stopped"} {
+	for _, want := range []string{`"msg":"shutting down"`, "terminated", `"msg":"stopped"`} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("--log-format json wrote a line that is not JSON: %s", line)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(data, "server.json")); !os.IsNotExist(err) {
 		t.Errorf("server.json after exit: %v", err)
+	}
+}
+
+// TestVersion: --version names the version, the commit the binary was built
+// from and the Go that built it; a bad --log-format is a usage error.
+func TestVersion(t *testing.T) {
+	// Stamp the commit even where GOFLAGS says -buildvcs=false.
+	bin := filepath.Join(t.TempDir(), "meshpki")
+	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^meshpki \S+ \(commit [0-9a-f]{7,}(\+dirty)?, go1\.\d+`).Match(out) {
+		t.Fatalf("--version: %q", out)
+	}
+	cmd := exec.Command(bin, "server", "--data", t.TempDir(), "--log-format", "yaml")
+	if out, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "--log-format") {
+		t.Fatalf("--log-format yaml: exit %d %s", cmd.ProcessState.ExitCode(), out)
 	}
 }

@@ -9,6 +9,7 @@
 package agent
 
 import (
+	"github.com/meshpki/meshpki/internal/buildinfo"
 	"context"
 	"crypto"
 	"crypto/cipher"
@@ -744,7 +745,7 @@ func newMetrics() *metrics {
 		streams: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshpki_agent_sync_streams_total",
 			Help: "Sync streams opened to the server; more than one means the stream was lost and resynced."}),
 	}
-	m.reg.MustRegister(m.connected, m.svids, m.budget, m.minted, m.streams)
+	m.reg.MustRegister(m.connected, m.svids, m.budget, m.minted, m.streams, buildinfo.Collector())
 	return m
 }
 

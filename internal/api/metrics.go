@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/meshpki/meshpki/internal/buildinfo"
 	"strconv"
 	"time"
 
@@ -46,7 +47,7 @@ func newMetrics(reg *prometheus.Registry) (*Metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.errors, m.latency, m.issued, m.revoked, m.tokens, m.batchSize,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		buildinfo.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,6 +23,7 @@ func newAgentCommand(s *streams) *cobra.Command {
 		cfg           agent.Config
 		logLevel      string
 		joinTokenFile string
+		logFormat     string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --trust-bundle FILE --socket PATH --data DIR [--join-token-file F | --x509pop-cert F --x509pop-key K]",
@@ -53,10 +53,6 @@ workloads stay covered if the server vanished now.`,
 			if c.Flags().NFlag() == 0 {
 				return c.Help() // bare 'meshpki agent': say what it takes
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
-			}
 			for flag, v := range map[string]string{"--server": cfg.ServerURL, "--trust-bundle": cfg.TrustBundle, "--socket": cfg.Socket, "--data": cfg.DataDir} {
 				if v == "" {
 					return usageError{fmt.Errorf("%s is required (see 'meshpki agent --help')", flag)}
@@ -67,7 +63,9 @@ workloads stay covered if the server vanished now.`,
 				return err
 			}
 			cfg.JoinToken = token
-			cfg.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
+			if cfg.Logger, err = newLogger(s.err, logLevel, logFormat); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(contextOf(c), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			cfg.Ready = func() { fmt.Fprintf(s.out, "meshpki agent: Workload API on %s\n", cfg.Socket) }
@@ -86,6 +84,7 @@ workloads stay covered if the server vanished now.`,
 	f.StringVar(&cfg.PasswordFile, "password-file", "", "file with the passphrase that encrypts the node key (default: MESHPKI_PASSWORD, else generated in DIR/secrets)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "`ADDR` to serve Prometheus metrics on (off when empty)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text, or json (one object per line)")
 	cmd.AddCommand(newAgentStatusCommand(s), newAgentEvictCommand(s), newAgentListCommand(s))
 	return cmd
 }

@@ -177,11 +177,13 @@ and key type. A provisioner signs with it when its policy names it
 
 func newCAStatusCommand(s *streams) *cobra.Command {
 	var dataDir, passwordFile string
+	var asJSON bool
 	cmd := &cobra.Command{
-		Use:     "status --data DIR",
-		Short:   "Show the root and every issuing intermediate with their expiry",
-		Example: `  meshpki ca status --data ./ca-data`,
-		Args:    cobra.NoArgs,
+		Use:   "status --data DIR [--json]",
+		Short: "Show the root and every issuing intermediate with their expiry",
+		Example: `  meshpki ca status --data ./ca-data
+  meshpki ca status --data ./ca-data --json | jq '.issuers[] | select(.name=="default") | .not_after'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			h, err := openHierarchy(cmd, dataDir, passwordFile)
 			if err != nil {
@@ -189,6 +191,9 @@ func newCAStatusCommand(s *streams) *cobra.Command {
 			}
 			now := time.Now()
 			root := h.Root()
+			if asJSON {
+				return writeJSON(s.out, caStatusOf(h))
+			}
 			fmt.Fprintf(s.out, "CA %q, trust domain %s\n", h.Name(), h.TrustDomain())
 			fmt.Fprintf(s.out, "root          %s  %s\n", server.RootFingerprint(root), expiresPhrase(root.NotAfter, now))
 			for _, iss := range h.Issuers() {
@@ -200,5 +205,35 @@ func newCAStatusCommand(s *streams) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "", "data directory")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	f.BoolVar(&asJSON, "json", false, "print the CA, its root and its issuers as JSON")
 	return cmd
+}
+
+// caStatus is what ca status prints with --json.
+type caStatus struct {
+	Name        string         `json:"name"`
+	TrustDomain string         `json:"trust_domain"`
+	Root        caCertStatus   `json:"root"`
+	Issuers     []caCertStatus `json:"issuers"`
+}
+
+type caCertStatus struct {
+	Name              string    `json:"name,omitempty"`
+	Generation        int       `json:"generation,omitempty"`
+	KeyType           string    `json:"key_type,omitempty"`
+	Subject           string    `json:"subject"`
+	FingerprintSHA256 string    `json:"fingerprint_sha256"`
+	NotBefore         time.Time `json:"not_before"`
+	NotAfter          time.Time `json:"not_after"`
+}
+
+func caStatusOf(h *ca.Hierarchy) caStatus {
+	root := h.Root()
+	out := caStatus{Name: h.Name(), TrustDomain: h.TrustDomain(), Issuers: []caCertStatus{},
+		Root: caCertStatus{Subject: root.Subject.String(), FingerprintSHA256: server.RootFingerprint(root), NotBefore: root.NotBefore.UTC(), NotAfter: root.NotAfter.UTC()}}
+	for _, iss := range h.Issuers() {
+		out.Issuers = append(out.Issuers, caCertStatus{Name: iss.Name, Generation: iss.Generation, KeyType: string(iss.KeyType), Subject: iss.Cert.Subject.String(),
+			FingerprintSHA256: server.RootFingerprint(iss.Cert), NotBefore: iss.Cert.NotBefore.UTC(), NotAfter: iss.Cert.NotAfter.UTC()})
+	}
+	return out
 }

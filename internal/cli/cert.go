@@ -51,9 +51,10 @@ func newCertIssueCommand(s *streams) *cobra.Command {
 		outDir  string
 		keyType string
 		ttl     time.Duration
+		asJSON  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "issue NAME --san NAME... --token T --ca-url URL --root FILE --out DIR [--key-type ec-p256] [--ttl D]",
+		Use:   "issue NAME --san NAME... --token T --ca-url URL --root FILE --out DIR [--key-type ec-p256] [--ttl D] [--json]",
 		Short: "Get a certificate with a one-time token; the key is made here and never sent",
 		Long: `Get a certificate for NAME with a one-time token from 'meshpki token create'.
 A new private key of --key-type is generated locally and never leaves this
@@ -78,6 +79,7 @@ the token from the first line of stdin, which keeps it out of the process list.
 	f.StringVar(&outDir, "out", "", "`DIR` to write NAME.crt and NAME.key to")
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "`TYPE` of the new key: ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072 or rsa-4096")
 	durationVar(f, &ttl, "ttl", 0, "certificate lifetime (default: the provisioner's)")
+	f.BoolVar(&asJSON, "json", false, "print serial, names, validity and file paths as JSON")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		name := args[0]
 		if err := requireFlags(c, "san", "token", "out"); err != nil {
@@ -141,7 +143,7 @@ the token from the first line of stdin, which keeps it out of the process list.
 		if err := keys.WriteFile(certFile, encodeChain(chain), 0o600); err != nil {
 			return err
 		}
-		return printIssued(s.out, "issued "+name, chain[0], resp, certFile, keyFile)
+		return printIssued(s.out, asJSON, "issued "+name, chain[0], resp, certFile, keyFile)
 	}
 	return cmd
 }
@@ -150,14 +152,16 @@ func newCertRenewCommand(s *streams) *cobra.Command {
 	var (
 		rotateKey bool
 		ttl       time.Duration
+		asJSON    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "renew --cert FILE --key FILE --ca-url URL --root FILE [--rotate-key] [--ttl D]",
+		Use:   "renew --cert FILE --key FILE --ca-url URL --root FILE [--rotate-key] [--ttl D] [--json]",
 		Short: "Renew a certificate, authenticating with the certificate itself",
 		Long: `Renew a certificate before it expires, presenting it and its key as the TLS
 client certificate; no token is needed. The new certificate has the same
-subject and names; its lifetime is the old one's unless --ttl asks for
-another, within the provisioner's current policy.
+subject and names; its lifetime is the old one's (within the provisioner's
+current policy), or shorter with --ttl: a renewal never lives longer than the
+certificate it renews.
 
 With --rotate-key a new key of the same type is generated locally and only
 its certificate request is sent. The --cert file (and, when rotated, the
@@ -171,7 +175,8 @@ key is written first, then the certificate.
 	conn := addConnectFlags(cmd, credentialHolder)
 	f := cmd.Flags()
 	f.BoolVar(&rotateKey, "rotate-key", false, "generate a new key of the same type")
-	durationVar(f, &ttl, "ttl", 0, "certificate lifetime (default: the old certificate's)")
+	durationVar(f, &ttl, "ttl", 0, "certificate lifetime, at most the old certificate's (the default)")
+	f.BoolVar(&asJSON, "json", false, "print serial, names, validity and file paths as JSON")
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
 		if ttl < 0 {
 			return usageError{errors.New("--ttl must be positive")}
@@ -231,7 +236,7 @@ key is written first, then the certificate.
 		if newKey != nil {
 			headline += " with a new key"
 		}
-		return printIssued(s.out, headline, chain[0], resp, conn.certFile, conn.keyFile)
+		return printIssued(s.out, asJSON, headline, chain[0], resp, conn.certFile, conn.keyFile)
 	}
 	return cmd
 }
@@ -501,8 +506,23 @@ func encodeChain(chain []*x509.Certificate) []byte {
 }
 
 // printIssued prints what issue and renew did, under a headline.
-func printIssued(w io.Writer, headline string, leaf *x509.Certificate, resp *client.SignResponse, certFile, keyFile string) error {
+// issuedOutput is what cert issue and cert renew print with --json.
+type issuedOutput struct {
+	Serial          string    `json:"serial"`
+	Subject         string    `json:"subject"`
+	Names           []string  `json:"names"`
+	NotBefore       time.Time `json:"not_before"`
+	NotAfter        time.Time `json:"not_after"`
+	CertificateFile string    `json:"certificate_file"`
+	KeyFile         string    `json:"key_file"`
+}
+
+func printIssued(w io.Writer, asJSON bool, headline string, leaf *x509.Certificate, resp *client.SignResponse, certFile, keyFile string) error {
 	names := certNames(leaf)
+	if asJSON {
+		return writeJSON(w, issuedOutput{Serial: resp.Serial, Subject: leaf.Subject.CommonName, Names: names,
+			NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC(), CertificateFile: certFile, KeyFile: keyFile})
+	}
 	fmt.Fprintln(w, headline)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "serial\t%s\n", resp.Serial)

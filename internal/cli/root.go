@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/spf13/cobra"
+
+	"github.com/meshpki/meshpki/internal/buildinfo"
 )
 
 // Exit codes, the same for every command (docs/CLI.md):
@@ -83,7 +86,9 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		Short:         "A private PKI for microservices in one binary: the CA server and its admin and client CLI",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Get().String(),
 	}
+	root.SetVersionTemplate("meshpki {{.Version}}\n")
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -102,3 +107,41 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 var commandGroups []func(*streams) *cobra.Command
 
 func register(f func(*streams) *cobra.Command) { commandGroups = append(commandGroups, f) }
+
+// newLogger is the logger of a long-running command: text (logfmt-like,
+// for people) or json (one object per line, for log shippers), at level.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", level)}
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: use text or json", format)}
+}
+
+func init() { register(newVersionCommand) }
+
+func newVersionCommand(s *streams) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "version [--json]",
+		Short:   "Print the version, commit and Go version of this binary",
+		Example: "  meshpki version\n  meshpki --version\n  meshpki version --json | jq -r .commit",
+		Args:    cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if asJSON {
+				return writeJSON(s.out, buildinfo.Get())
+			}
+			_, err := fmt.Fprintf(s.out, "meshpki %s\n", buildinfo.Get())
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print version, commit, go and platform as JSON")
+	return cmd
+}

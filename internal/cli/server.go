@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -28,6 +27,7 @@ func newServerCommand(s *streams) *cobra.Command {
 		logLevel  string
 		x509popCA string
 		redirects []string
+		logFormat string
 	)
 	cmd := &cobra.Command{
 		Use:   "server --data DIR [--listen 127.0.0.1:8443] [--store URL]",
@@ -68,11 +68,11 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 				return usageError{err}
 			}
 			opts.Init.KeyType = kt
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
+			logger, err := newLogger(s.err, logLevel, logFormat)
+			if err != nil {
+				return err
 			}
-			opts.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
+			opts.Logger = logger
 			opts.Out = s.out
 			if x509popCA != "" {
 				data, err := os.ReadFile(x509popCA)
@@ -102,6 +102,7 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 	f.StringVar(&opts.Init.TrustDomain, "trust-domain", "meshpki.internal", "SPIFFE trust domain, when initialising")
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "CA key type, when initialising")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text, or json (one object per line)")
 	f.IntVar(&opts.ACMEValidation.HTTPPort, "acme-http-port", 80, "port ACME http-01 challenges are fetched from")
 	f.IntVar(&opts.ACMEValidation.TLSPort, "acme-tls-port", 443, "port ACME tls-alpn-01 challenges are checked on")
 	f.StringVar(&opts.ACMEValidation.Resolver, "acme-resolver", "", "`HOST:PORT` of the DNS server ACME validation asks (default: the system's)")

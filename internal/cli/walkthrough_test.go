@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -281,4 +282,37 @@ func issuerSerialOf(t *testing.T, file string) string {
 		t.Fatalf("%s: want leaf and intermediate (%v)", file, err)
 	}
 	return ca.SerialString(certs[1].SerialNumber)
+}
+
+// TestJSONOutputForScripts: cert issue, cert renew and ca status print JSON
+// with --json, and the server publishes meshpki_build_info.
+func TestJSONOutputForScripts(t *testing.T) {
+	clearConnectEnv(t)
+	in := servertest.Start(t, servertest.Options{})
+	data := []string{"--data", in.DataDir, "--password-file", in.PasswordFile}
+	root := filepath.Join(in.DataDir, "ca", "root.crt")
+	out := t.TempDir()
+	mustRun(t, append([]string{"provisioner", "add", "token", "web", "--allow-dns", "*.example.internal"}, data...)...)
+	tokOut, _ := mustRun(t, append([]string{"token", "create", "api", "--san", "api.example.internal"}, data...)...)
+	stdout, _ := mustRun(t, "cert", "issue", "api", "--san", "api.example.internal", "--token", lastLine(tokOut),
+		"--ca-url", in.URL, "--root", root, "--out", out, "--json")
+	var issued issuedOutput
+	if err := json.Unmarshal([]byte(stdout), &issued); err != nil || issued.Serial == "" || issued.CertificateFile != filepath.Join(out, "api.crt") ||
+		len(issued.Names) != 1 || issued.NotAfter.IsZero() {
+		t.Fatalf("cert issue --json: %v\n%s", err, stdout)
+	}
+	stdout, _ = mustRun(t, "cert", "renew", "--cert", issued.CertificateFile, "--key", issued.KeyFile, "--ca-url", in.URL, "--root", root, "--json")
+	var renewed issuedOutput
+	if err := json.Unmarshal([]byte(stdout), &renewed); err != nil || renewed.Serial == "" || renewed.Serial == issued.Serial {
+		t.Fatalf("cert renew --json: %v\n%s", err, stdout)
+	}
+	stdout, _ = mustRun(t, append([]string{"ca", "status", "--json"}, data...)...)
+	var st caStatus
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil || st.TrustDomain != "test.internal" || len(st.Issuers) != 1 || st.Issuers[0].Name != "default" || len(st.Root.FingerprintSHA256) != 64 {
+		t.Fatalf("ca status --json: %v\n%s", err, stdout)
+	}
+	metrics := string(getBody(t, in, "/metrics"))
+	if !regexp.MustCompile(`(?m)^meshpki_build_info\{commit="[^"]+",goversion="go1\.[^"]+",version="[^"]+"\} 1$`).MatchString(metrics) {
+		t.Fatalf("no meshpki_build_info in /metrics")
+	}
 }
