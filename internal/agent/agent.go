@@ -9,7 +9,6 @@
 package agent
 
 import (
-	"github.com/meshpki/meshpki/internal/buildinfo"
 	"context"
 	"crypto"
 	"crypto/cipher"
@@ -22,6 +21,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/meshpki/meshpki/internal/buildinfo"
 	"io/fs"
 	"log/slog"
 	"math"
