@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -789,5 +790,77 @@ func TestDurationFieldsAcceptDays(t *testing.T) {
 	status, raw := do(t, in.Admin, "GET", in.URL+"/v1/certificates?expiring_before=2d", nil, nil)
 	if status != 200 {
 		t.Fatalf("expiring_before=2d: %d %s", status, raw)
+	}
+}
+
+// TestStrictJSON: field names match exactly, a key given twice is refused,
+// and a body without a Content-Type is 415 — each refused, counted and
+// changing nothing.
+func TestStrictJSON(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	addProvisioner(t, in, "web", webPolicy)
+	_, csr := newCSR(t, keys.ECP256, "api", "api.example.internal")
+	csrJSON, _ := json.Marshal(csr)
+	tok := newToken(t, in, "web", "api", "api.example.internal")
+	for _, tc := range []struct {
+		name, body, contentType string
+		status                  int
+		code, want              string
+	}{
+		{"field name in another case", `{"CSR":` + string(csrJSON) + `,"token":"` + tok + `"}`, "application/json", 400, "bad_request", `unknown field \"CSR\"`},
+		{"duplicate key", `{"csr":` + string(csrJSON) + `,"token":"` + tok + `","token":"x"}`, "application/json", 400, "bad_request", `\"token\" appears twice`},
+		{"duplicate key in a nested object", `{"name":"p","type":"token","policy":{"allow_dns":["a.example"],"allow_dns":["b.example"]}}`, "application/json", 400, "bad_request", "appears twice"},
+		{"no Content-Type", `{"csr":` + string(csrJSON) + `,"token":"` + tok + `"}`, "", 415, "unsupported_media_type", "no Content-Type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, client := "/v1/sign", in.Anonymous
+			if strings.Contains(tc.body, `"policy"`) {
+				path, client = "/v1/provisioners", in.Admin
+			}
+			before := countCerts(t, in)
+			req, _ := http.NewRequest("POST", in.URL+path, strings.NewReader(tc.body))
+			if tc.contentType != "" {
+				req.Header.Set("Content-Type", tc.contentType)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			wantError(t, resp.StatusCode, raw, tc.status, tc.code)
+			if !strings.Contains(string(raw), tc.want) {
+				t.Errorf("message %s does not say %q", raw, tc.want)
+			}
+			if countCerts(t, in) != before {
+				t.Error("a refused request issued a certificate")
+			}
+		})
+	}
+	// The token was not spent by any of them: it still works.
+	if status, raw := do(t, in.Anonymous, "POST", in.URL+"/v1/sign", map[string]any{"csr": csr, "token": tok}, nil); status/100 != 2 {
+		t.Fatalf("the token after refusals: %d %s", status, raw)
+	}
+}
+
+// TestSignRefusesTokensOfANonTokenProvisioner: a token names its
+// provisioner; if that name now belongs to an ACME provisioner (removed and
+// added again), /v1/sign refuses the token at issuance.
+func TestSignRefusesTokensOfANonTokenProvisioner(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	addProvisioner(t, in, "web", webPolicy)
+	tok := newToken(t, in, "web", "api", "api.example.internal")
+	if status, raw := do(t, in.Admin, "DELETE", in.URL+"/v1/provisioners/web", nil, nil); status/100 != 2 {
+		t.Fatalf("remove: %d %s", status, raw)
+	}
+	if status, raw := do(t, in.Admin, "POST", in.URL+"/v1/provisioners", provisioner{Name: "web", Type: "acme", Policy: webPolicy}, nil); status != http.StatusCreated {
+		t.Fatalf("add acme: %d %s", status, raw)
+	}
+	_, csr := newCSR(t, keys.ECP256, "api", "api.example.internal")
+	before := countCerts(t, in)
+	status, raw := do(t, in.Anonymous, "POST", in.URL+"/v1/sign", map[string]any{"csr": csr, "token": tok}, nil)
+	wantError(t, status, raw, 401, "unauthorized")
+	if !strings.Contains(string(raw), "type acme") || countCerts(t, in) != before {
+		t.Fatalf("refusal %s; certificates %d → %d", raw, before, countCerts(t, in))
 	}
 }

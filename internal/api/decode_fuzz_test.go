@@ -17,6 +17,10 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Add([]byte(`{} {}`))
 	f.Add([]byte(``))
 	f.Add([]byte(`[`))
+	f.Add([]byte(`{"CSR":"x"}`))
+	f.Add([]byte(`{"csr":"x","csr":"y"}`))
+	f.Add([]byte(`{"csr":"x","token":{"a":1,"a":2}}`))
+	f.Add([]byte(`{"csr":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := httptest.NewRequest("POST", "/v1/sign", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")

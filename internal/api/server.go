@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -196,27 +198,34 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 // decodeJSON reads one JSON object into v: at most MaxBodyBytes, no unknown
 // fields, nothing after it.
+//
+// Field names must match exactly (encoding/json alone would take "CSR" for
+// "csr") and appear once: a body that one parser reads one way and another
+// differently is refused (checkStrict).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("the body must be application/json, not %q", ca.Clip(ct)))
-		}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json; the request has no Content-Type")
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("the body must be application/json, not %q", ca.Clip(ct)))
 	}
 	if r.ContentLength > MaxBodyBytes {
 		return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, MaxBodyBytes))
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return jsonError(err)
+	}
+	if err := checkStrict(data, reflect.TypeOf(v)); err != nil && !errors.Is(err, errSyntax) {
+		return newError(http.StatusBadRequest, "bad_request", ca.Clip(err.Error()))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return jsonError(err)
-		}
 		return newError(http.StatusBadRequest, "bad_request", "the body must hold a single JSON object")
 	}
 	return nil

@@ -50,6 +50,11 @@ func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) 
 		}
 		return nil, storeErr(err, "read provisioner")
 	}
+	// Checked now, not only when the token was made: the provisioner may
+	// have been replaced by another of the same name since.
+	if prov.prov.Type != "token" {
+		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: provisioner %q is of type %s, and only token provisioners issue for tokens", claims.Provisioner, prov.prov.Type), actor, claims.Subject, nil)
+	}
 	csr, kt, err := parseCSR(req.CSR)
 	if err != nil {
 		return nil, a.deny(ctx, err.(*Error), actor, claims.Subject, map[string]string{"provisioner": claims.Provisioner})

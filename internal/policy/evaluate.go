@@ -304,7 +304,7 @@ func (c *Compiled) evaluateIP(ip net.IP) (*ruleText, Decision) {
 }
 
 func (c *Compiled) evaluateURI(u *url.URL) (*ruleText, Decision) {
-	if why := checkURI(u); why != "" {
+	if why := checkURIName(u); why != "" {
 		return nil, denied(ruleInvalidName, strconv.Quote(uriText(u))+" is not a valid URI name: "+why)
 	}
 	for i := range c.denyURI {

@@ -41,7 +41,7 @@ func ParseNames(sans []string) (Names, error) {
 			if err != nil {
 				return Names{}, fmt.Errorf("policy: URI %q does not parse: %w", s, err)
 			}
-			if why := checkURI(u); why != "" {
+			if why := checkURIName(u); why != "" {
 				return Names{}, fmt.Errorf("policy: URI %q: %s", s, why)
 			}
 			if u.Host == "" {
@@ -310,6 +310,44 @@ func checkURI(u *url.URL) string {
 		return "the path is not in canonical percent-encoding"
 	case hasDotSegment(u.Path):
 		return `"." and ".." path segments are not allowed`
+	}
+	return ""
+}
+
+// checkURIName is checkURI for a URI a certificate would carry (not a
+// rule). A spiffe:// URI must also have the shape of a SPIFFE ID (SPIFFE ID
+// specification, section 2): no port, query or fragment, and a path of
+// non-empty segments of letters, digits, ".", "-" and "_", with no trailing
+// "/" — so that "spiffe://td/app/" or "spiffe://td/app//web" cannot pass a
+// rule written for "spiffe://td/app/web" and reach relying parties that
+// read them differently.
+func checkURIName(u *url.URL) string {
+	if why := checkURI(u); why != "" {
+		return why
+	}
+	if !strings.EqualFold(u.Scheme, "spiffe") {
+		return ""
+	}
+	switch {
+	case u.Port() != "":
+		return "a SPIFFE ID has no port"
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "a SPIFFE ID has no query or fragment"
+	case u.Path == "":
+		return ""
+	case strings.HasSuffix(u.Path, "/"):
+		return "a SPIFFE ID path does not end with \"/\""
+	}
+	for seg := range strings.SplitSeq(u.Path[1:], "/") {
+		if seg == "" {
+			return "a SPIFFE ID path has no empty segments (\"//\")"
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
+				return fmt.Sprintf("a SPIFFE ID path holds only letters, digits, \".\", \"-\" and \"_\", not %q", c)
+			}
+		}
 	}
 	return ""
 }
