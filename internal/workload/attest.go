@@ -174,7 +174,7 @@ type hashCache struct {
 type fileKey struct {
 	dev, ino     uint64
 	size         int64
-	mtime, ctime syscall.Timespec
+	mtime, ctime int64 // nanoseconds
 }
 
 type hashEntry struct {
@@ -207,11 +207,10 @@ func (c *hashCache) sum(name string) (string, error) {
 	if c == nil {
 		return hashFile(f)
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	key, ok := fileKeyOf(fi)
 	if !ok {
 		return hashFile(f)
 	}
-	key := fileKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
 
 	c.mu.Lock()
 	if e, ok := c.entries[key]; ok {

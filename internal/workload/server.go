@@ -70,6 +70,9 @@ const nameCacheTTL = time.Minute
 // as it returns; they are served once Serve runs. It fails if another server
 // is accepting on the socket, or if the path exists and is not a socket.
 func New(cfg Config) (*Server, error) {
+	if err := supported(); err != nil {
+		return nil, err
+	}
 	if cfg.Socket == "" {
 		return nil, errors.New("workload: Config.Socket is required")
 	}
