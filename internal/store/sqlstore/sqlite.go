@@ -287,9 +287,9 @@ func (w *sqliteWriter) exec(ctx context.Context, query string, args ...any) (sql
 	return execer.ExecContext(context.Background(), named)
 }
 
-// queryStrings runs query with args and returns the first column of every
-// row, which must be text.
-func (w *sqliteWriter) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
+// query runs query, which returns rows, with args on the write connection.
+// The caller closes the rows.
+func (w *sqliteWriter) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -305,7 +305,13 @@ func (w *sqliteWriter) queryStrings(ctx context.Context, query string, args ...a
 	if !ok {
 		return nil, errors.New("driver statement cannot query with a context")
 	}
-	rows, err := queryer.QueryContext(context.Background(), named)
+	return queryer.QueryContext(context.Background(), named)
+}
+
+// queryStrings runs query with args and returns the first column of every
+// row, which must be text.
+func (w *sqliteWriter) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := w.query(ctx, query, args)
 	if err != nil {
 		return nil, err
 	}
@@ -333,22 +339,7 @@ func (w *sqliteWriter) queryStrings(ctx context.Context, query string, args ...a
 // sql.ErrNoRows when there is no row, and ctx.Err() when ctx has ended
 // before it begins.
 func (w *sqliteWriter) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	st, err := w.prepared(query)
-	if err != nil {
-		return err
-	}
-	named, err := namedValues(args)
-	if err != nil {
-		return err
-	}
-	queryer, ok := st.(driver.StmtQueryContext)
-	if !ok {
-		return errors.New("driver statement cannot query with a context")
-	}
-	rows, err := queryer.QueryContext(context.Background(), named)
+	rows, err := w.query(ctx, query, args)
 	if err != nil {
 		return err
 	}
