@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -264,7 +265,7 @@ func TestSPIFFEProvisionerDocExample(t *testing.T) {
 	run := func(args ...string) (string, string) { t.Helper(); return mustRun(t, append(args, data...)...) }
 	run("provisioner", "add", "spiffe", "workloads", "--allow-uri", "spiffe://test.internal/app/", "--max-ttl", "4h")
 	out, _ := run("provisioner", "show", "workloads")
-	if !strings.Contains(out, "4h") {
+	if !regexp.MustCompile(`(?m)^default ttl +4h \(default\)$`).MatchString(out) {
 		t.Errorf("provisioner show:\n%s", out)
 	}
 	run("entry", "create", "--spiffe-id", "spiffe://test.internal/app/web", "--parent", testNode, "--selector", "unix:uid:1000")

@@ -246,7 +246,7 @@ deny rules its policy has. 'meshpki provisioner show NAME' prints the rules.
 		for _, p := range list {
 			allow, deny := ruleCounts(p.Policy)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d allow, %d deny\n", p.Name, p.Type, issuerName(p.Policy),
-				ttlText(p.Policy.DefaultTTL, policy.DefaultTTL), ttlText(p.Policy.MaxTTL, policy.DefaultMaxTTL), allow, deny)
+				ttlText(p.Policy.DefaultTTL, p.Policy.EffectiveDefaultTTL()), ttlText(p.Policy.MaxTTL, policy.DefaultMaxTTL), allow, deny)
 		}
 		return tw.Flush()
 	}
@@ -325,7 +325,7 @@ func printProvisioner(w io.Writer, p *client.Provisioner) error {
 		fmt.Fprintf(tw, "external account binding\t%s\n", eab)
 	}
 	fmt.Fprintf(tw, "issuer\t%s\n", issuerName(pol))
-	fmt.Fprintf(tw, "default ttl\t%s\n", ttlText(pol.DefaultTTL, policy.DefaultTTL))
+	fmt.Fprintf(tw, "default ttl\t%s\n", ttlText(pol.DefaultTTL, pol.EffectiveDefaultTTL()))
 	fmt.Fprintf(tw, "max ttl\t%s\n", ttlText(pol.MaxTTL, policy.DefaultMaxTTL))
 	keyTypes := "all supported"
 	if len(pol.KeyTypes) > 0 {

@@ -141,7 +141,7 @@ func createJoinToken(c *cobra.Command, s *streams, conn *connectFlags, spiffeID 
 	if asJSON {
 		return writeJSON(s.out, tok)
 	}
-	fmt.Fprintf(s.err, "join token for node %s, id %s, single use, %s; start the agent with --join-token\n",
+	fmt.Fprintf(s.err, "join token for node %s, id %s, single use, %s; give it to the agent in --join-token-file or MESHPKI_JOIN_TOKEN\n",
 		strings.TrimSpace(spiffeID), tok.ID, expiresPhrase(tok.ExpiresAt, time.Now()))
 	_, err = fmt.Fprintln(s.out, tok.Token)
 	return err
