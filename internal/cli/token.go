@@ -45,8 +45,9 @@ provisioner's policy now, or no token is made.
 
 With --join, create instead a join token with which one node agent attests
 as the SPIFFE ID --spiffe-id (in the CA's trust domain) and gets its node
-SVID: pass it to 'meshpki agent --join-token'. A join token takes no NAME,
---san or --provisioner.
+SVID: give it to 'meshpki agent' in a file (--join-token-file) or in
+MESHPKI_JOIN_TOKEN, not on a command line other users can read. A join token
+takes no NAME, --san or --provisioner.
 
 A short summary goes to stderr and the token alone to the last line of
 stdout, so TOKEN=$(meshpki token create …) captures just the token. The token
