@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -45,6 +46,10 @@ type Config struct {
 	CommitLinger time.Duration
 	// ObserveBatch, if set, is told the size of every commit batch.
 	ObserveBatch func(size int)
+	// JWTKey signs JWT-SVIDs (nil: SignJWTSVID is unavailable); JWTKeyID
+	// is its key id in trust bundles.
+	JWTKey   crypto.Signer
+	JWTKeyID string
 }
 
 // Authority is the certificate authority's one issuance path: every front
@@ -61,6 +66,7 @@ type Authority struct {
 	commits  *committer
 	provs    provisionerCache
 	refusals refusals
+	jwt      *jwtKey
 }
 
 // New returns an Authority. Call Run to start its commit loop.
@@ -79,6 +85,10 @@ func New(cfg Config) (*Authority, error) {
 	}
 	if a.now == nil {
 		a.now = time.Now
+	}
+	var err error
+	if a.jwt, err = newJWTKey(cfg.JWTKey, cfg.JWTKeyID); err != nil {
+		return nil, err
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -214,6 +224,9 @@ type provisionerCache struct {
 	now     func() time.Time
 	mu      sync.RWMutex
 	entries map[string]cachedProvisioner
+	// spiffe lists the spiffe provisioners, compiled, as of spiffeAt.
+	spiffe   []cachedProvisioner
+	spiffeAt time.Time
 }
 
 type cachedProvisioner struct {
@@ -249,5 +262,38 @@ func (c *provisionerCache) get(ctx context.Context, name string) (cachedProvisio
 func (c *provisionerCache) invalidate(name string) {
 	c.mu.Lock()
 	delete(c.entries, name)
+	c.spiffeAt = time.Time{}
 	c.mu.Unlock()
+}
+
+// spiffeProvisioners returns the compiled provisioners of type spiffe, in name order,
+// reading the store at most once per ttl: SVID minting checks them for every
+// SVID.
+func (c *provisionerCache) spiffeProvisioners(ctx context.Context) ([]cachedProvisioner, error) {
+	now := c.now()
+	c.mu.RLock()
+	list, at := c.spiffe, c.spiffeAt
+	c.mu.RUnlock()
+	if !at.IsZero() && now.Sub(at) < c.ttl {
+		return list, nil
+	}
+	all, err := c.st.ListProvisioners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list = nil
+	for _, p := range all {
+		if p.Type != "spiffe" {
+			continue
+		}
+		compiled, err := policy.Compile(p.Policy)
+		if err != nil {
+			return nil, fmt.Errorf("ca: provisioner %q has an invalid policy: %w", p.Name, err)
+		}
+		list = append(list, cachedProvisioner{prov: p, compiled: compiled, fetched: now})
+	}
+	c.mu.Lock()
+	c.spiffe, c.spiffeAt = list, now
+	c.mu.Unlock()
+	return list, nil
 }

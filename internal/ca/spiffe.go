@@ -169,31 +169,25 @@ func (a *Authority) CheckEntry(ctx context.Context, e store.Entry) (store.Entry,
 	return e, a.entryPolicy(ctx, names, e.X509TTL)
 }
 
-// entryPolicy decides an entry's names by the spiffe provisioners, if any.
+// entryPolicy decides an entry's names by the spiffe provisioners, if any:
+// when an entry is made or changed, and again at every SVID minted for it.
 func (a *Authority) entryPolicy(ctx context.Context, names policy.Names, ttl time.Duration) error {
-	all, err := a.st.ListProvisioners(ctx)
+	provs, err := a.provs.spiffeProvisioners(ctx)
 	if err != nil {
 		return storeErr(err, "list provisioners")
 	}
+	if len(provs) == 0 {
+		return nil // no spiffe provisioner: the trust domain is the policy
+	}
 	var reasons []string
-	for _, p := range all {
-		if p.Type != "spiffe" {
-			continue
-		}
-		cp, err := a.provs.get(ctx, p.Name)
-		if err != nil {
-			return storeErr(err, "read provisioner")
-		}
+	for _, cp := range provs {
 		d := cp.compiled.Evaluate(policy.Request{Names: names, TTL: ttl})
 		if d.Allowed {
 			return nil
 		}
-		reasons = append(reasons, p.Name+": "+d.Reason)
+		reasons = append(reasons, cp.prov.Name+": "+d.Reason)
 	}
-	if reasons == nil {
-		return nil // no spiffe provisioner: the trust domain is the policy
-	}
-	return &Error{Kind: KindForbidden, Msg: "no spiffe provisioner allows the entry (" + strings.Join(reasons, "; ") + ")"}
+	return &Error{Kind: KindForbidden, Msg: "no spiffe provisioner allows " + strings.Join(names.Strings(), ", ") + " (" + strings.Join(reasons, "; ") + ")"}
 }
 
 // CreateEntry checks and records a new registration entry.
@@ -359,6 +353,20 @@ func (a *Authority) SignSVID(ctx context.Context, req SVIDRequest) (*Issued, err
 	detail := map[string]string{"spiffe_id": sid.String()}
 	for k, v := range req.Detail {
 		detail[k] = v
+	}
+	if req.Tag == WorkloadSVIDTag {
+		// Policy at issuance: an entry the spiffe provisioners allowed
+		// when it was made may no longer be allowed.
+		if reserved, ok := a.reservedName(names); ok {
+			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "the name " + reserved + " is reserved for the CA's own identities", Rule: "reserved " + a.ReservedPrefix()}, req.Actor, sid.String(), detail)
+		}
+		if err := a.entryPolicy(ctx, names, req.TTL); err != nil {
+			var ce *Error
+			if errors.As(err, &ce) && ce.Kind == KindForbidden {
+				return nil, a.deny(ctx, ce, req.Actor, sid.String(), detail)
+			}
+			return nil, err
+		}
 	}
 	return a.issue(ctx, issueParams{
 		internal:  true,

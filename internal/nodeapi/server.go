@@ -2,12 +2,7 @@ package nodeapi
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/hmac"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -18,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -42,9 +35,6 @@ type Store interface {
 type Config struct {
 	Authority *ca.Authority
 	Store     Store
-	// JWTKey signs JWT-SVIDs; JWTKeyID is its key id in bundles.
-	JWTKey   crypto.Signer
-	JWTKeyID string
 	// X509PoPRoots, if set, enables x509pop attestation of nodes whose
 	// certificates chain to them.
 	X509PoPRoots *x509.CertPool
@@ -63,9 +53,6 @@ type Config struct {
 type Server struct {
 	ca     *ca.Authority
 	st     Store
-	jwtKey crypto.Signer
-	jwtKID string
-	jwtAlg jose.SignatureAlgorithm
 	// x509pop
 	popRoots *x509.CertPool
 	popKey   []byte
@@ -78,10 +65,10 @@ type Server struct {
 // New returns the node API; Run must be running for sync streams to see
 // changes.
 func New(cfg Config) (*Server, error) {
-	if cfg.Authority == nil || cfg.Store == nil || cfg.JWTKey == nil {
-		return nil, errors.New("nodeapi: Config needs Authority, Store and JWTKey")
+	if cfg.Authority == nil || cfg.Store == nil {
+		return nil, errors.New("nodeapi: Config needs Authority and Store")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, jwtKey: cfg.JWTKey, jwtKID: cfg.JWTKeyID, popRoots: cfg.X509PoPRoots, log: cfg.Logger, now: cfg.Clock}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, popRoots: cfg.X509PoPRoots, log: cfg.Logger, now: cfg.Clock}
 	if s.popRoots != nil {
 		if len(cfg.Secret) < 32 {
 			return nil, errors.New("nodeapi: x509pop needs a Secret of at least 32 bytes")
@@ -96,11 +83,6 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	alg, err := jwtAlgorithm(cfg.JWTKey)
-	if err != nil {
-		return nil, err
-	}
-	s.jwtAlg = alg
 	poll := cfg.PollInterval
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
@@ -452,16 +434,10 @@ func (s *Server) MintJWTSVID(ctx context.Context, in *JWTRequest) (*JWTResponse,
 	if err != nil || !applies(n, e.Parent) {
 		return nil, status.Errorf(codes.PermissionDenied, "entry %s does not exist or does not apply to node %s", in.EntryID, n.SPIFFEID)
 	}
-	now := s.now()
-	exp := now.Add(e.JWTTTL)
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: s.jwtAlg, Key: jose.JSONWebKey{Key: s.jwtKey, KeyID: s.jwtKID}},
-		(&jose.SignerOptions{}).WithType("JWT"))
+	tok, exp, err := s.ca.SignJWTSVID(ctx, ca.JWTSVIDRequest{SPIFFEID: e.SPIFFEID, Audience: in.Audience, TTL: e.JWTTTL,
+		Actor: "node:" + n.SPIFFEID, Detail: map[string]string{"entry": e.ID}})
 	if err != nil {
-		return nil, status.Error(codes.Internal, "JWT signer")
-	}
-	tok, err := jwt.Signed(signer).Claims(jwt.Claims{Subject: e.SPIFFEID, Audience: in.Audience, Expiry: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now)}).Serialize()
-	if err != nil {
-		return nil, status.Error(codes.Internal, "sign JWT-SVID")
+		return nil, grpcErr(err)
 	}
 	return &JWTResponse{Token: tok, Expiry: exp}, nil
 }
@@ -503,8 +479,10 @@ func (s *Server) bundle() Bundle {
 			seq = max(seq, iss.Cert.NotBefore.Unix())
 		}
 	}
-	if der, err := x509.MarshalPKIXPublicKey(s.jwtKey.Public()); err == nil {
-		b.JWTKeys[s.jwtKID] = der
+	if kid, pub := s.ca.JWTKey(); pub != nil {
+		if der, err := x509.MarshalPKIXPublicKey(pub); err == nil {
+			b.JWTKeys[kid] = der
+		}
 	}
 	b.Sequence = seq
 	return b
@@ -513,20 +491,3 @@ func (s *Server) bundle() Bundle {
 // Bundle returns the current trust bundle (for /bundle).
 func (s *Server) Bundle() Bundle { return s.bundle() }
 
-// jwtAlgorithm is the JWS algorithm for a JWT-SVID signing key.
-func jwtAlgorithm(k crypto.Signer) (jose.SignatureAlgorithm, error) {
-	switch pub := k.Public().(type) {
-	case *ecdsa.PublicKey:
-		switch pub.Curve {
-		case elliptic.P256():
-			return jose.ES256, nil
-		case elliptic.P384():
-			return jose.ES384, nil
-		}
-	case ed25519.PublicKey:
-		return jose.EdDSA, nil
-	case *rsa.PublicKey:
-		return jose.RS256, nil
-	}
-	return "", fmt.Errorf("nodeapi: unsupported JWT-SVID key %T", k.Public())
-}

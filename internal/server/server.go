@@ -265,9 +265,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: token key: %w", err)
 	}
+	jwtKey, jwtKID, err := s.loadJWTKey(ctx)
+	if err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	var apiSrv *api.Server
 	s.authority, err = ca.New(ca.Config{
+		JWTKey:    jwtKey,
+		JWTKeyID:  jwtKID,
 		Hierarchy: s.hierarchy,
 		Store:     st,
 		Keyring:   keyring,
@@ -297,11 +303,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	jwtKey, jwtKID, err := s.loadJWTKey(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s.nodes, err = nodeapi.New(nodeapi.Config{Authority: s.authority, Store: st, JWTKey: jwtKey, JWTKeyID: jwtKID,
+	s.nodes, err = nodeapi.New(nodeapi.Config{Authority: s.authority, Store: st,
 		X509PoPRoots: opts.X509PoPRoots, Secret: secret, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
