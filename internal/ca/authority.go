@@ -1,8 +1,8 @@
 package ca
 
 import (
-	"crypto"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"

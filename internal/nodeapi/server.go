@@ -51,8 +51,8 @@ type Config struct {
 
 // Server is the node API's gRPC service.
 type Server struct {
-	ca     *ca.Authority
-	st     Store
+	ca *ca.Authority
+	st Store
 	// x509pop
 	popRoots *x509.CertPool
 	popKey   []byte
@@ -490,4 +490,3 @@ func (s *Server) bundle() Bundle {
 
 // Bundle returns the current trust bundle (for /bundle).
 func (s *Server) Bundle() Bundle { return s.bundle() }
-
