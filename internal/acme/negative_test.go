@@ -1,12 +1,14 @@
 package acme_test
 
 import (
+	"context"
 	"encoding/base64"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/meshpki/meshpki/internal/acme/validation"
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/servertest"
 )
 
@@ -234,3 +236,41 @@ func TestUnknownProvisioner(t *testing.T) {
 }
 
 func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// TestACMERefusalsAreAudited: a refusal at the ACME front door is in the
+// audit log — as the account that signed the request when the JWS verified,
+// as anonymous otherwise.
+func TestACMERefusalsAreAudited(t *testing.T) {
+	e := newEnv(t, "")
+	c := e.rawClient(t, "acme")
+	c.register()
+	c.post(c.url("newOrder"), map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": "forbidden.test"}}}).
+		wantProblem(t, http.StatusBadRequest, "rejectedIdentifier")
+	ev := lastAuditEvent(t, e)
+	if ev.Type != audit.TypeRequestDenied || ev.Actor != "acme:"+c.kid[strings.LastIndex(c.kid, "/")+1:] ||
+		ev.Subject != "acme new-order" || ev.Detail["code"] != "rejectedIdentifier" || !strings.Contains(ev.Detail["reason"], "forbidden.test") {
+		t.Fatalf("refused order's audit record: %+v", ev)
+	}
+	// Not signed by any account: anonymous.
+	resp, err := e.in.Anonymous.Post(c.url("newOrder"), "application/jose+json", strings.NewReader(`{"protected":"e30","payload":"","signature":""}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ev := lastAuditEvent(t, e); ev.Actor != "anonymous" || ev.Subject != "acme new-order" || ev.Outcome != "denied" {
+		t.Fatalf("malformed JWS's audit record: %+v", ev)
+	}
+}
+
+func lastAuditEvent(t *testing.T, e *env) audit.Event {
+	t.Helper()
+	head, _, err := e.in.Server.Store().AuditHead(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := e.in.Server.Store().ListAudit(context.Background(), head-1, 1)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("audit: %v %v", evs, err)
+	}
+	return evs[0]
+}

@@ -219,6 +219,8 @@ func (s *Server) instrument(route string, methods []string, h handlerFunc) http.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		info := &requestInfo{actor: "anonymous"}
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
 		err := s.serve(rec, r, methods, h)
 		if err != nil {
 			p := asProblem(err)
@@ -227,6 +229,7 @@ func (s *Server) instrument(route string, methods []string, h handlerFunc) http.
 			}
 			rec.problem = p.ShortType()
 			writeProblem(rec, p)
+			s.auditRefusal(r, route, info.actor, err, p)
 		}
 		s.metrics.observe(route, rec.status, rec.problem, time.Since(start))
 	})
@@ -268,6 +271,29 @@ func allowed(methods []string, m string) bool {
 		}
 	}
 	return false
+}
+
+// requestInfo is what a request learns about itself on the way in: who
+// signed it, once the JWS verified.
+type requestInfo struct{ actor string }
+
+type requestInfoKey struct{}
+
+func requestInfoOf(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	return info
+}
+
+// auditRefusal records a refused ACME request in the audit log, as the
+// account that signed it or as anonymous (aggregated per source). Refusals
+// the Authority decided (a *ca.Error) are already audited there.
+func (s *Server) auditRefusal(r *http.Request, route, actor string, err error, p *Problem) {
+	if p.Status >= 500 || errors.As(err, new(*ca.Error)) {
+		return
+	}
+	s.ca.RecordDenied(r.Context(), actor, "acme "+route, p.Detail, map[string]string{
+		"code": p.ShortType(), "provisioner": r.PathValue("prov"), "remote": r.RemoteAddr,
+	})
 }
 
 type statusRecorder struct {
@@ -402,6 +428,12 @@ func (s *Server) authenticate(r *http.Request, p *provisioner, rule keyRule) (*r
 	}
 	if prob := jws.verify(req.key); prob != nil {
 		return nil, prob
+	}
+	if req.account != nil {
+		// Signed by the account: later refusals are audited as its.
+		if info := requestInfoOf(r.Context()); info != nil {
+			info.actor = "acme:" + req.account.ID
+		}
 	}
 	if prob := s.nonces.redeem(r.Context(), jws.header.Nonce); prob != nil {
 		return nil, prob
