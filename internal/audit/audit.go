@@ -16,6 +16,8 @@ const (
 	TypeProvisionerUpdated = "provisioner.updated"
 	TypeProvisionerRemoved = "provisioner.removed"
 	TypeCAInitialized      = "ca.initialized"
+	TypeCARotated          = "ca.intermediate_rotated"
+	TypeCAIssuerAdded      = "ca.issuer_added"
 )
 
 // Event is one audit record. Seq, PrevHash and Hash are assigned when the

@@ -2,14 +2,19 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/server"
+	"github.com/meshpki/meshpki/internal/store/sqlstore"
 )
 
 func init() { register(newCACommand) }
@@ -28,8 +33,8 @@ intermediates. Every private key is encrypted with the CA passphrase.`,
 
 func newCAInitCommand(s *streams) *cobra.Command {
 	var (
-		dataDir, passwordFile, keyType string
-		opts                           ca.InitOptions
+		dataDir, passwordFile, keyType, storeURL string
+		opts                                     ca.InitOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "init --data DIR --name NAME --trust-domain TD",
@@ -69,6 +74,10 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 				return err
 			}
 			root := h.Root()
+			if err := auditCAChange(cmd, dataDir, storeURL, audit.TypeCAInitialized, h.Name(), map[string]string{
+				"trust_domain": h.TrustDomain(), "root_fingerprint": server.RootFingerprint(root)}); err != nil {
+				return err
+			}
 			fmt.Fprintf(s.out, "Created CA %q (trust domain %s) in %s\n", h.Name(), h.TrustDomain(), dataDir)
 			fmt.Fprintf(s.out, "  root:          %s, valid until %s\n", filepath.Join(dataDir, server.RootCertFile), root.NotAfter.UTC().Format(time.DateOnly))
 			fmt.Fprintf(s.out, "  fingerprint:   %s (SHA-256)\n", server.RootFingerprint(root))
@@ -87,6 +96,7 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 	durationVar(f, &opts.RootLifetime, "root-lifetime", 0, "root lifetime (default 87600h = 10 years)")
 	durationVar(f, &opts.IssuerLifetime, "intermediate-lifetime", 0, "intermediate lifetime (default 8760h = 1 year)")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	f.StringVar(&storeURL, "store", "", "store URL the server will use, for the audit record: postgres://… (default SQLite in --data)")
 	return cmd
 }
 
@@ -106,7 +116,7 @@ func openHierarchy(cmd *cobra.Command, dataDir, passwordFile string) (*ca.Hierar
 }
 
 func newCARotateCommand(s *streams) *cobra.Command {
-	var dataDir, passwordFile, issuer string
+	var dataDir, passwordFile, issuer, storeURL string
 	cmd := &cobra.Command{
 		Use:   "rotate-intermediate --data DIR [--issuer NAME]",
 		Short: "Make a new generation of an issuing intermediate",
@@ -129,18 +139,19 @@ picks the new intermediate up within 10 seconds.`,
 			}
 			fmt.Fprintf(s.out, "Issuer %q is now at generation %d, valid until %s (serial %s)\n",
 				iss.Name, iss.Generation, iss.Cert.NotAfter.UTC().Format(time.DateOnly), ca.SerialString(iss.Cert.SerialNumber))
-			return nil
+			return auditCAChange(cmd, dataDir, storeURL, audit.TypeCARotated, iss.Name, issuerDetail(iss))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "", "data directory")
 	f.StringVar(&issuer, "issuer", "default", "name of the issuing intermediate to rotate")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default SQLite in --data)")
 	return cmd
 }
 
 func newCAAddIssuerCommand(s *streams) *cobra.Command {
-	var dataDir, passwordFile, keyType string
+	var dataDir, passwordFile, keyType, storeURL string
 	var lifetime time.Duration
 	cmd := &cobra.Command{
 		Use:   "add-issuer NAME --data DIR [--lifetime 8760h] [--key-type ec-p256]",
@@ -164,7 +175,7 @@ and key type. A provisioner signs with it when its policy names it
 				return err
 			}
 			fmt.Fprintf(s.out, "Added issuer %q (%s), valid until %s\n", iss.Name, iss.KeyType, iss.Cert.NotAfter.UTC().Format(time.DateOnly))
-			return nil
+			return auditCAChange(cmd, dataDir, storeURL, audit.TypeCAIssuerAdded, iss.Name, issuerDetail(iss))
 		},
 	}
 	f := cmd.Flags()
@@ -172,6 +183,7 @@ and key type. A provisioner signs with it when its policy names it
 	durationVar(f, &lifetime, "lifetime", 8760*time.Hour, "intermediate lifetime")
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "key type")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default SQLite in --data)")
 	return cmd
 }
 
@@ -236,4 +248,35 @@ func caStatusOf(h *ca.Hierarchy) caStatus {
 			FingerprintSHA256: server.RootFingerprint(iss.Cert), NotBefore: iss.Cert.NotBefore.UTC(), NotAfter: iss.Cert.NotAfter.UTC()})
 	}
 	return out
+}
+
+// auditCAChange appends the record of a change to the CA hierarchy to the
+// store the server uses (SQLite in DIR unless --store names PostgreSQL), so
+// that the audit log holds every hierarchy change however it was made.
+func auditCAChange(cmd *cobra.Command, dataDir, storeURL, typ, subject string, detail map[string]string) error {
+	st, err := sqlstore.Open(contextOf(cmd), storeURL, dataDir)
+	if err != nil {
+		return fmt.Errorf("the change is made, but its audit record could not be written: %w", err)
+	}
+	defer st.Close()
+	ev := audit.Event{Time: time.Now(), Type: typ, Actor: cliActor(), Subject: subject, Outcome: "success", Detail: detail}
+	if err := st.AppendAudit(contextOf(cmd), ev); err != nil {
+		return fmt.Errorf("the change is made, but its audit record could not be written: %w", err)
+	}
+	return nil
+}
+
+// cliActor names who ran a command on the CA host: "cli:USER@HOST".
+func cliActor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return "cli:" + name + "@" + host
+}
+
+func issuerDetail(iss *ca.Issuer) map[string]string {
+	return map[string]string{"issuer": iss.Name, "generation": strconv.Itoa(iss.Generation), "serial": ca.SerialString(iss.Cert.SerialNumber),
+		"key_type": string(iss.KeyType), "not_after": iss.Cert.NotAfter.UTC().Format(time.RFC3339)}
 }

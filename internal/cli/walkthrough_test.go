@@ -188,6 +188,15 @@ func TestRotateIntermediateWhileServing(t *testing.T) {
 	if err != nil || len(certs) != 2 {
 		t.Fatalf("/intermediates.pem has %d certificates (%v), want 2", len(certs), err)
 	}
+	// The rotation, made by the CLI while the server writes too, is in the
+	// audit log, whose chain is intact; so is the CA's creation.
+	tail, _ := mustRun(t, "audit", "tail", "--data", in.DataDir, "-n", "1000", "--json")
+	for _, want := range []string{`"ca.intermediate_rotated"`, `"generation":"2"`, `"ca.initialized"`} {
+		if !strings.Contains(strings.ReplaceAll(tail, " ", ""), strings.ReplaceAll(want, " ", "")) {
+			t.Errorf("audit tail lacks %s", want)
+		}
+	}
+	mustRun(t, "audit", "verify", "--data", in.DataDir)
 }
 
 // TestCAInitCreatesEncryptedHierarchy runs 'ca init' and checks what it wrote.

@@ -31,6 +31,7 @@ import (
 	"github.com/meshpki/meshpki/internal/acme"
 	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/api"
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/nodeapi"
@@ -183,6 +184,9 @@ type Server struct {
 	listener  net.Listener
 	publicURL string
 	lock      *dataDirLock // nil on PostgreSQL, where replicas share DIR
+	// initialized says this start created the CA, which the audit log
+	// records once the store is open.
+	initialized bool
 }
 
 // Run initialises (if needed), starts and serves until ctx ends.
@@ -238,6 +242,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			st.Close()
 		}
 	}()
+	if s.initialized {
+		root := s.hierarchy.Root()
+		if err := st.AppendAudit(ctx, audit.Event{Time: s.now(), Type: audit.TypeCAInitialized, Actor: "system:server", Subject: s.hierarchy.Name(), Outcome: "success",
+			Detail: map[string]string{"trust_domain": s.hierarchy.TrustDomain(), "root_fingerprint": RootFingerprint(root)}}); err != nil {
+			return nil, fmt.Errorf("server: audit the new CA: %w", err)
+		}
+	}
 
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
@@ -335,6 +346,7 @@ func (s *Server) openCA(ctx context.Context) error {
 			return fmt.Errorf("server: initialise %s: %w", dir, err)
 		}
 		fmt.Fprintf(s.opts.Out, "Initialised a new CA %q (trust domain %s) in %s\n", h.Name(), h.TrustDomain(), dir)
+		s.initialized = true
 	}
 	pass, _, err := keys.ResolvePassphrase(dir, s.opts.PasswordFile, false)
 	if err != nil {
