@@ -2,14 +2,17 @@ package acme_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/servertest"
+	"github.com/meshpki/meshpki/internal/store/sqlstore"
 )
 
 func TestReplayedNonceRefused(t *testing.T) {
@@ -273,4 +276,45 @@ func lastAuditEvent(t *testing.T, e *env) audit.Event {
 		t.Fatalf("audit: %v %v", evs, err)
 	}
 	return evs[0]
+}
+
+// TestFinalizeIsOneTransaction breaks the store at the moment the order is
+// marked valid (a trigger refuses the update): the certificate must not be
+// recorded without its order, and the order must not be left stuck — it is
+// still ready, and finalizes once the store works again.
+func TestFinalizeIsOneTransaction(t *testing.T) {
+	e := newEnv(t, "")
+	c := e.rawClient(t, "acme")
+	c.register()
+	o := c.newOrder("one.test")
+	c.validateHTTP01(e, o)
+	db, err := sql.Open("sqlite", filepath.Join(e.in.DataDir, sqlstore.DefaultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER fail_finalize BEFORE UPDATE OF status ON acme_orders WHEN NEW.status = 'valid' BEGIN SELECT RAISE(ABORT, 'store down'); END`); err != nil {
+		t.Fatal(err)
+	}
+	before := e.certCount(t)
+	r := c.post(o.Finalize, map[string]any{"csr": csrFor(t, "one.test")})
+	if r.status < 500 {
+		t.Fatalf("finalize with the store failing: %d %s", r.status, r.body)
+	}
+	if n := e.certCount(t); n != before {
+		t.Fatalf("a certificate was recorded without its order (%d → %d)", before, n)
+	}
+	var got rawOrder
+	c.post(o.location, nil).json(t, &got)
+	if got.Status != "ready" {
+		t.Fatalf("order after the failed finalize is %q, want ready", got.Status)
+	}
+	if _, err := db.Exec(`DROP TRIGGER fail_finalize`); err != nil {
+		t.Fatal(err)
+	}
+	r = c.post(o.Finalize, map[string]any{"csr": csrFor(t, "one.test")})
+	r.json(t, &got)
+	if r.status != http.StatusOK || got.Status != "valid" || got.Certificate == "" || e.certCount(t) != before+1 {
+		t.Fatalf("finalize after the store recovered: %d %s", r.status, r.body)
+	}
 }

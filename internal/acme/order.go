@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -495,9 +494,10 @@ type finalizePayload struct {
 
 // handleFinalize issues the order's certificate (RFC 8555, section 7.4).
 // The CSR is checked against the order first, so that a wrong CSR leaves the
-// order ready for another try; then the order moves to processing, the
-// certificate is issued through the CA's one issuance path, and the order
-// becomes valid, all before the response.
+// order ready for another try; then the certificate is issued through the
+// CA's one issuance path, and recorded in the same transaction as the
+// order's move from ready to valid and the audit record: there is no state
+// in which a certificate exists and its order does not say so.
 func (s *Server) handleFinalize(w http.ResponseWriter, r *http.Request, p *provisioner) error {
 	req, err := s.authenticate(r, p, kidOnly)
 	if err != nil {
@@ -527,12 +527,6 @@ func (s *Server) handleFinalize(w http.ResponseWriter, r *http.Request, p *provi
 	if err := ca.CheckOrderCSR(der, names); err != nil {
 		return fromCA(err)
 	}
-	if err := s.st.BeginACMEFinalize(r.Context(), o.ID); err != nil {
-		if errors.Is(err, store.ErrStateChanged) {
-			return problem(http.StatusForbidden, probOrderNotReady, "order %s is no longer ready", o.ID)
-		}
-		return storeProblem(err)
-	}
 	issued, err := s.ca.SignOrder(r.Context(), ca.OrderRequest{
 		Provisioner: p.name,
 		CSR:         der,
@@ -541,18 +535,24 @@ func (s *Server) handleFinalize(w http.ResponseWriter, r *http.Request, p *provi
 		NotAfter:    o.NotAfter,
 		Actor:       "acme:" + req.account.ID,
 		Detail:      map[string]string{"acme_order": o.ID},
+		OrderID:     o.ID,
 	})
 	if err != nil {
-		prob := fromCA(err)
-		body, _ := json.Marshal(prob)
-		if ferr := s.st.FinishACMEFinalize(context.WithoutCancel(r.Context()), o.ID, "", body); ferr != nil {
-			s.log.Error("acme: recording a failed finalize", "order", o.ID, "error", ferr)
+		if ca.KindOf(err) == ca.KindConflict {
+			// Finalized meanwhile (or no longer ready): nothing was issued.
+			return problem(http.StatusForbidden, probOrderNotReady, "order %s is no longer ready", o.ID)
 		}
-		s.metrics.orders.WithLabelValues("invalid").Inc()
+		prob := fromCA(err)
+		if prob.Status < 500 {
+			// Refused: the order becomes invalid with the reason. A store
+			// failure leaves it ready, with nothing issued, for a retry.
+			body, _ := json.Marshal(prob)
+			if ferr := s.st.FailACMEOrder(context.WithoutCancel(r.Context()), o.ID, body); ferr != nil {
+				s.log.Error("acme: recording a failed finalize", "order", o.ID, "error", ferr)
+			}
+			s.metrics.orders.WithLabelValues("invalid").Inc()
+		}
 		return prob
-	}
-	if err := s.st.FinishACMEFinalize(context.WithoutCancel(r.Context()), o.ID, issued.Serial, nil); err != nil {
-		return storeProblem(fmt.Errorf("order %s: certificate %s issued but the order not updated: %w", o.ID, issued.Serial, err))
 	}
 	s.metrics.orders.WithLabelValues("valid").Inc()
 	o.Status, o.CertSerial = store.ACMEValid, issued.Serial

@@ -55,6 +55,10 @@ type OrderRequest struct {
 	NotBefore, NotAfter time.Time
 	Actor               string            // who asked, for the audit log
 	Detail              map[string]string // extra audit detail (the order id)
+	// OrderID is the ACME order the certificate finalizes: it moves from
+	// ready to valid in the certificate's own transaction, and a
+	// KindConflict error says it was no longer ready.
+	OrderID string
 }
 
 // SignOrder checks the CSR against the validated names and issues through
@@ -86,6 +90,7 @@ func (a *Authority) SignOrder(ctx context.Context, req OrderRequest) (*Issued, e
 		notAfter:    req.NotAfter,
 		eventType:   audit.TypeCertificateIssued,
 		detail:      req.Detail,
+		acmeOrder:   req.OrderID,
 	})
 }
 

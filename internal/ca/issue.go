@@ -230,6 +230,7 @@ type issueParams struct {
 	// orders); the lifetime they span is what policy decides on.
 	notBefore, notAfter time.Time
 	detail              map[string]string // extra audit detail
+	acmeOrder           string            // the ACME order this finalizes
 }
 
 // issue is the shared tail of every issuance: policy, sign, record, audit.
@@ -311,10 +312,12 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 		detail[k] = v
 	}
 	ev := audit.Event{Time: now, Type: p.eventType, Actor: p.actor, Subject: serial, Outcome: "success", Detail: detail}
-	err = a.commits.commit(ctx, store.Issuance{TokenID: p.tokenID, TokenExpires: p.tokenExp, Certificate: &rec, Audit: []audit.Event{ev}})
+	err = a.commits.commit(ctx, store.Issuance{TokenID: p.tokenID, TokenExpires: p.tokenExp, Certificate: &rec, ACMEOrder: p.acmeOrder, Audit: []audit.Event{ev}})
 	switch {
 	case errors.Is(err, store.ErrTokenReplayed):
 		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: it was already used"), p.actor, p.subject, nil)
+	case errors.Is(err, store.ErrStateChanged):
+		return nil, errorf(KindConflict, "order %s is no longer ready; its certificate was not issued", p.acmeOrder)
 	case err != nil:
 		return nil, storeErr(err, "record certificate")
 	}

@@ -163,13 +163,13 @@ type ACME interface {
 	// deactivated; ErrStateChanged otherwise, ErrNotFound if absent. A
 	// pending or ready order that holds it becomes invalid.
 	DeactivateACMEAuthorization(ctx context.Context, authzID string) error
-	// BeginACMEFinalize moves a ready order to processing; ErrStateChanged
-	// when it is not ready, ErrNotFound if absent.
-	BeginACMEFinalize(ctx context.Context, orderID string) error
-	// FinishACMEFinalize moves a processing order to valid with the serial
-	// of its certificate, or, when serial is "", to invalid with problem.
-	// ErrStateChanged when it is not processing, ErrNotFound if absent.
-	FinishACMEFinalize(ctx context.Context, orderID, serial string, problem []byte) error
+	// An order becomes valid with its certificate in the certificate's own
+	// transaction: Certificates.CommitIssuances with Issuance.ACMEOrder.
+
+	// FailACMEOrder moves a ready (or, from older versions, processing)
+	// order to invalid with problem, when its finalization was refused.
+	// ErrStateChanged when it is in another state, ErrNotFound if absent.
+	FailACMEOrder(ctx context.Context, orderID string, problem []byte) error
 	// GetACMEOrderByCertificate returns the order whose certificate has this
 	// serial, or ErrNotFound.
 	GetACMEOrderByCertificate(ctx context.Context, serial string) (ACMEOrder, error)

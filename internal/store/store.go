@@ -76,7 +76,12 @@ type Issuance struct {
 	TokenID      string    // "" when no token is consumed
 	TokenExpires time.Time // when the token id may be forgotten
 	Certificate  *Certificate
-	Audit        []audit.Event
+	// ACMEOrder, when set, is the ACME order this certificate finalizes: it
+	// moves from ready to valid with the certificate's serial in the same
+	// transaction, and the item fails with ErrStateChanged when the order
+	// is no longer ready (finalized by a concurrent request, say).
+	ACMEOrder string
+	Audit     []audit.Event
 }
 
 // Certificates records issued certificates and their revocation.
@@ -84,8 +89,9 @@ type Certificates interface {
 	// CommitIssuances writes all items in one durable transaction. Item i is
 	// written whole or not at all: results[i] is nil when it was written,
 	// ErrTokenReplayed when its token id was already consumed (by an earlier
-	// commit or an earlier item of this batch), or ErrConflict when its serial
-	// exists. The error is for the batch as a whole (nothing was written).
+	// commit or an earlier item of this batch), ErrConflict when its serial
+	// exists, or ErrStateChanged when its ACMEOrder is not ready. The error
+	// is for the batch as a whole (nothing was written).
 	CommitIssuances(ctx context.Context, items []Issuance) (results []error, err error)
 	// GetCertificate returns the record with this serial or ErrNotFound.
 	GetCertificate(ctx context.Context, serial string) (Certificate, error)

@@ -661,28 +661,12 @@ func (s *Store) DeactivateACMEAuthorization(ctx context.Context, authzID string)
 	})
 }
 
-// BeginACMEFinalize moves a ready order to processing; store.ErrStateChanged
-// when it is not ready, store.ErrNotFound if absent.
-func (s *Store) BeginACMEFinalize(ctx context.Context, orderID string) error {
-	return s.transitionOrder(ctx, "begin finalizing acme order "+orderID, orderID,
-		`UPDATE acme_orders SET status = 'processing', updated_at = $2 WHERE id = $1 AND status = 'ready'`,
-		orderID, micros(s.now()))
-}
-
-// FinishACMEFinalize moves a processing order to valid with the serial of
-// its certificate, or, when serial is "", to invalid with problem.
-// store.ErrStateChanged when it is not processing, store.ErrNotFound if
-// absent.
-func (s *Store) FinishACMEFinalize(ctx context.Context, orderID, serial string, problem []byte) error {
-	now := micros(s.now())
-	if serial == "" {
-		return s.transitionOrder(ctx, "fail acme order "+orderID, orderID,
-			`UPDATE acme_orders SET status = 'invalid', error = $2, updated_at = $3 WHERE id = $1 AND status = 'processing'`,
-			orderID, nullBytes(problem), now)
-	}
-	return s.transitionOrder(ctx, "finish acme order "+orderID, orderID,
-		`UPDATE acme_orders SET status = 'valid', cert_serial = $2, error = NULL, updated_at = $3 WHERE id = $1 AND status = 'processing'`,
-		orderID, serial, now)
+// FailACMEOrder moves a ready or processing order to invalid with problem.
+// store.ErrStateChanged in any other state, store.ErrNotFound if absent.
+func (s *Store) FailACMEOrder(ctx context.Context, orderID string, problem []byte) error {
+	return s.transitionOrder(ctx, "fail acme order "+orderID, orderID,
+		`UPDATE acme_orders SET status = 'invalid', error = $2, updated_at = $3 WHERE id = $1 AND status IN ('ready', 'processing')`,
+		orderID, nullBytes(problem), micros(s.now()))
 }
 
 // transitionOrder runs query, a conditional update of the order orderID.

@@ -60,11 +60,17 @@ type pendingIssuance struct {
 	tokenID      string
 	tokenExpires int64
 	cert         *pendingCert // nil when there is no certificate
+	acmeOrder    string
+	at           int64 // when the batch was committed, unix µs
 	events       []pendingEvent
 }
 
 func (p *pendingIssuance) encode(it store.Issuance, now time.Time) error {
 	p.tokenID, p.tokenExpires = it.TokenID, micros(it.TokenExpires)
+	p.acmeOrder, p.at = it.ACMEOrder, micros(now)
+	if p.acmeOrder != "" && it.Certificate == nil {
+		return errors.New("an ACME order is finalized only with a certificate")
+	}
 	if it.Certificate != nil {
 		c, err := encodeCertificate(it.Certificate, now)
 		if err != nil {
@@ -164,6 +170,22 @@ const (
 // the token id is forgotten again.
 func commitByRow(ctx context.Context, w writer, batch []pendingIssuance, results []error, emit func(...pendingEvent)) error {
 	for i, it := range batch {
+		if it.acmeOrder != "" {
+			// Under the write lock nothing else changes the order before
+			// the update below.
+			var status string
+			err := w.queryRow(ctx, `SELECT status FROM acme_orders WHERE id = $1`, []any{it.acmeOrder}, &status)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				results[i] = fmt.Errorf("item %d: acme order %s: %w", i, it.acmeOrder, store.ErrNotFound)
+				continue
+			case err != nil:
+				return fmt.Errorf("item %d: read acme order: %w", i, err)
+			case status != store.ACMEReady:
+				results[i] = fmt.Errorf("item %d: acme order %s is %s: %w", i, it.acmeOrder, status, store.ErrStateChanged)
+				continue
+			}
+		}
 		if it.tokenID != "" {
 			res, err := w.exec(ctx, sqliteConsumeToken, it.tokenID, it.tokenExpires)
 			if err != nil {
@@ -203,11 +225,19 @@ func commitByRow(ctx context.Context, w writer, batch []pendingIssuance, results
 					return fmt.Errorf("item %d: index names: %w", i, err)
 				}
 			}
+			if it.acmeOrder != "" {
+				if _, err := w.exec(ctx, finalizeOrder, it.acmeOrder, c.serial, it.at); err != nil {
+					return fmt.Errorf("item %d: finalize acme order: %w", i, err)
+				}
+			}
 		}
 		emit(it.events...)
 	}
 	return nil
 }
+
+// finalizeOrder moves a ready ACME order to valid with its certificate.
+const finalizeOrder = `UPDATE acme_orders SET status = 'valid', cert_serial = $2, error = NULL, updated_at = $3 WHERE id = $1 AND status = 'ready'`
 
 // checkCertificate refuses records the store could not order or look up
 // consistently.

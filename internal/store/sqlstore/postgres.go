@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"github.com/meshpki/meshpki/internal/store"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -138,10 +139,17 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 			serials = append(serials, it.cert.serial)
 		}
 	}
+	var orderIDs []string
+	for _, it := range batch {
+		if it.acmeOrder != "" {
+			orderIDs = append(orderIDs, it.acmeOrder)
+		}
+	}
 	var (
 		head     chainHead
 		consumed = make(map[string]bool, len(tokenIDs))
 		recorded = make(map[string]bool, len(serials))
+		orders   = make(map[string]string, len(orderIDs)) // id → status
 		read     pgx.Batch
 	)
 	read.Queue("BEGIN")
@@ -162,13 +170,28 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 		}
 		return rows.Err()
 	})
+	if len(orderIDs) > 0 {
+		// Locked until the commit, so the status read is the one updated.
+		read.Queue(`SELECT id, status FROM acme_orders WHERE id = ANY($1::text[]) FOR UPDATE`, orderIDs).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id, st string
+				if err := rows.Scan(&id, &st); err != nil {
+					return err
+				}
+				orders[id] = st
+			}
+			return rows.Err()
+		})
+	}
 	if err := pc.SendBatch(ctx, &read).Close(); err != nil {
 		return fmt.Errorf("lock and read token ids and serials: %w", err)
 	}
 
 	var (
-		rows   issuedArrays
-		events []pendingEvent
+		rows                     issuedArrays
+		events                   []pendingEvent
+		finalized, finalizedWith []string // ACME orders and their serials
+		finalizedAt              int64
 	)
 	for i, it := range batch {
 		c := it.cert
@@ -179,6 +202,16 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 		case c != nil && recorded[c.serial]:
 			results[i] = serialConflict(i, c.serial)
 			continue
+		case it.acmeOrder != "" && orders[it.acmeOrder] == "":
+			results[i] = fmt.Errorf("item %d: acme order %s: %w", i, it.acmeOrder, store.ErrNotFound)
+			continue
+		case it.acmeOrder != "" && orders[it.acmeOrder] != store.ACMEReady:
+			results[i] = fmt.Errorf("item %d: acme order %s is %s: %w", i, it.acmeOrder, orders[it.acmeOrder], store.ErrStateChanged)
+			continue
+		}
+		if it.acmeOrder != "" {
+			orders[it.acmeOrder] = store.ACMEValid
+			finalized, finalizedWith, finalizedAt = append(finalized, it.acmeOrder), append(finalizedWith, c.serial), it.at
 		}
 		if it.tokenID != "" {
 			consumed[it.tokenID] = true
@@ -194,6 +227,10 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 	if len(rows.tokenIDs) > 0 || len(rows.serials) > 0 || len(events) > 0 {
 		sealed, head := seal(head, events, s.now())
 		write.Queue(postgresCommitIssued, append(rows.args(), postgresAuditArgs(sealed, events, head)...)...)
+	}
+	if len(finalized) > 0 {
+		write.Queue(`UPDATE acme_orders SET status = 'valid', cert_serial = o.serial, error = NULL, updated_at = $3
+			FROM unnest($1::text[], $2::text[]) AS o (id, serial) WHERE acme_orders.id = o.id`, finalized, finalizedWith, finalizedAt)
 	}
 	write.Queue("COMMIT")
 	if err := pc.SendBatch(ctx, &write).Close(); err != nil {

@@ -521,27 +521,30 @@ func testACMEHappyPath(t *testing.T, s store.Store) {
 		t.Errorf("finishing a valid challenge again = %v, want ErrStateChanged", err)
 	}
 
-	if err := s.BeginACMEFinalize(ctx, o.ID); err != nil {
-		t.Fatalf("BeginACMEFinalize: %v", err)
-	}
-	wantStatus(t, s, o.ID, store.ACMEProcessing, nil)
-	if err := s.BeginACMEFinalize(ctx, o.ID); !errors.Is(err, store.ErrStateChanged) {
-		t.Errorf("second BeginACMEFinalize = %v, want ErrStateChanged", err)
-	}
-	serial := newSerial()
-	if err := s.FinishACMEFinalize(ctx, o.ID, serial, nil); err != nil {
-		t.Fatalf("FinishACMEFinalize: %v", err)
-	}
+	// Finalizing: the certificate and the order's move to valid are one
+	// item of one transaction; a second finalization (here in the same
+	// batch) fails its item, and its certificate is not recorded.
+	first1, second1 := finalizing(o.ID), finalizing(o.ID)
+	wantResults(t, commit(t, s, first1, second1), nil, store.ErrStateChanged)
+	serial := first1.Certificate.Serial
 	final := mustGetOrder(t, s, o.ID)
 	if final.Status != store.ACMEValid || final.CertSerial != serial || final.Error != nil {
 		t.Errorf("finalized order %+v, want valid with serial %s", final, serial)
 	}
-	if err := s.FinishACMEFinalize(ctx, o.ID, newSerial(), nil); !errors.Is(err, store.ErrStateChanged) {
-		t.Errorf("second FinishACMEFinalize = %v, want ErrStateChanged", err)
+	if _, err := s.GetCertificate(ctx, second1.Certificate.Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused finalization's certificate: %v, want ErrNotFound", err)
 	}
+	wantResults(t, commit(t, s, finalizing(o.ID)), store.ErrStateChanged)
 	if got := mustGetOrder(t, s, o.ID); got.CertSerial != serial {
 		t.Errorf("serial %s after a refused second finalization, want %s", got.CertSerial, serial)
 	}
+}
+
+// finalizing is an issuance that finalizes the ACME order orderID.
+func finalizing(orderID string) store.Issuance {
+	it := issuance("", newCert("a.example.com", "a.example.com"))
+	it.ACMEOrder = orderID
+	return it
 }
 
 func testACMEInvalidChallenge(t *testing.T, s store.Store) {
@@ -603,18 +606,14 @@ func testACMEFinalizeNotReady(t *testing.T, s store.Store) {
 	a := mustCreateAccount(t, s, newAccount())
 	o, authzs := newOrder(a, "a.example.com")
 	mustCreateOrder(t, s, o, authzs)
-	if err := s.BeginACMEFinalize(ctx, o.ID); !errors.Is(err, store.ErrStateChanged) {
-		t.Errorf("BeginACMEFinalize of a pending order = %v, want ErrStateChanged", err)
-	}
-	if err := s.FinishACMEFinalize(ctx, o.ID, newSerial(), nil); !errors.Is(err, store.ErrStateChanged) {
-		t.Errorf("FinishACMEFinalize of a pending order = %v, want ErrStateChanged", err)
+	wantResults(t, commit(t, s, finalizing(o.ID)), store.ErrStateChanged)
+	if err := s.FailACMEOrder(ctx, o.ID, nil); !errors.Is(err, store.ErrStateChanged) {
+		t.Errorf("FailACMEOrder of a pending order = %v, want ErrStateChanged", err)
 	}
 	wantStatus(t, s, o.ID, store.ACMEPending, nil)
-	if err := s.BeginACMEFinalize(ctx, "order-missing"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("BeginACMEFinalize(missing) = %v, want ErrNotFound", err)
-	}
-	if err := s.FinishACMEFinalize(ctx, "order-missing", newSerial(), nil); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("FinishACMEFinalize(missing) = %v, want ErrNotFound", err)
+	wantResults(t, commit(t, s, finalizing("order-missing")), store.ErrNotFound)
+	if err := s.FailACMEOrder(ctx, "order-missing", nil); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("FailACMEOrder(missing) = %v, want ErrNotFound", err)
 	}
 }
 
@@ -627,12 +626,9 @@ func testACMEFinalizeFailure(t *testing.T, s store.Store) {
 	if err := finish(t, s, authzs[0], true, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.BeginACMEFinalize(ctx, o.ID); err != nil {
-		t.Fatal(err)
-	}
 	problem := []byte(`{"type":"urn:ietf:params:acme:error:badCSR","detail":"key too small"}`)
-	if err := s.FinishACMEFinalize(ctx, o.ID, "", problem); err != nil {
-		t.Fatalf("FinishACMEFinalize with a problem: %v", err)
+	if err := s.FailACMEOrder(ctx, o.ID, problem); err != nil {
+		t.Fatalf("FailACMEOrder: %v", err)
 	}
 	got := mustGetOrder(t, s, o.ID)
 	if got.Status != store.ACMEInvalid || string(got.Error) != string(problem) || got.CertSerial != "" {
@@ -790,9 +786,7 @@ func testACMEDeactivate(t *testing.T, s store.Store) {
 		t.Fatalf("DeactivateACMEAuthorization of a valid authorization: %v", err)
 	}
 	wantStatus(t, s, ready.ID, store.ACMEInvalid, map[string]string{readyAuthzs[0].ID: store.ACMEDeactivated})
-	if err := s.BeginACMEFinalize(ctx, ready.ID); !errors.Is(err, store.ErrStateChanged) {
-		t.Errorf("BeginACMEFinalize after deactivation = %v, want ErrStateChanged", err)
-	}
+	wantResults(t, commit(t, s, finalizing(ready.ID)), store.ErrStateChanged)
 
 	// A processing challenge of a deactivated authorization cannot finish.
 	processing, processingAuthzs := newOrder(a, "d.example.com")
@@ -853,13 +847,9 @@ func testACMEOrderByCertificate(t *testing.T, s store.Store) {
 	if err := finish(t, s, authzs[0], true, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.BeginACMEFinalize(ctx, o.ID); err != nil {
-		t.Fatal(err)
-	}
-	serial := newSerial()
-	if err := s.FinishACMEFinalize(ctx, o.ID, serial, nil); err != nil {
-		t.Fatal(err)
-	}
+	it := finalizing(o.ID)
+	wantResults(t, commit(t, s, it), nil)
+	serial := it.Certificate.Serial
 	got, err := s.GetACMEOrderByCertificate(ctx, serial)
 	if err != nil {
 		t.Fatalf("GetACMEOrderByCertificate: %v", err)
