@@ -231,6 +231,8 @@ type issueParams struct {
 	notBefore, notAfter time.Time
 	detail              map[string]string // extra audit detail
 	acmeOrder           string            // the ACME order this finalizes
+	node                *store.Node       // the node record this node SVID belongs to
+	extraAudit          []audit.Event     // more records to append with the certificate's
 }
 
 // issue is the shared tail of every issuance: policy, sign, record, audit.
@@ -312,10 +314,19 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 		detail[k] = v
 	}
 	ev := audit.Event{Time: now, Type: p.eventType, Actor: p.actor, Subject: serial, Outcome: "success", Detail: detail}
-	err = a.commits.commit(ctx, store.Issuance{TokenID: p.tokenID, TokenExpires: p.tokenExp, Certificate: &rec, ACMEOrder: p.acmeOrder, Audit: []audit.Event{ev}})
+	item := store.Issuance{TokenID: p.tokenID, TokenExpires: p.tokenExp, Certificate: &rec, ACMEOrder: p.acmeOrder,
+		Audit: append([]audit.Event{ev}, p.extraAudit...)}
+	if p.node != nil {
+		n := *p.node
+		n.CertSerial = serial
+		item.Node = &n
+	}
+	err = a.commits.commit(ctx, item)
 	switch {
 	case errors.Is(err, store.ErrTokenReplayed):
 		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: it was already used"), p.actor, p.subject, nil)
+	case errors.Is(err, store.ErrStateChanged) && p.node != nil:
+		return nil, errorf(KindForbidden, "node %s is evicted", p.node.SPIFFEID)
 	case errors.Is(err, store.ErrStateChanged):
 		return nil, errorf(KindConflict, "order %s is no longer ready; its certificate was not issued", p.acmeOrder)
 	case err != nil:

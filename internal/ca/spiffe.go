@@ -297,9 +297,19 @@ func (a *Authority) CreateJoinToken(ctx context.Context, spiffeID string, ttl ti
 	return TokenGrant{Token: raw, ID: claims.ID, ExpiresAt: claims.Expiry}, nil
 }
 
-// RedeemJoinToken checks a join token and consumes it, once across every
-// replica, returning the node's SPIFFE ID.
-func (a *Authority) RedeemJoinToken(ctx context.Context, raw string) (string, error) {
+// JoinGrant is a verified join token: the node it names and the token id
+// that the node SVID's issuance consumes.
+type JoinGrant struct {
+	SPIFFEID string
+	TokenID  string
+	Expires  time.Time
+}
+
+// VerifyJoinToken checks a join token without consuming it: the issuance
+// of the node SVID consumes it (SVIDRequest.JoinToken), in the same
+// transaction as the certificate and the node record, so a failure between
+// the two cannot waste the token or leave a node half attested.
+func (a *Authority) VerifyJoinToken(ctx context.Context, raw string) (JoinGrant, error) {
 	claims, err := a.keyring.Verify(raw, a.JoinAudience(), token.PurposeJoin, a.now())
 	if err != nil {
 		var te *token.Error
@@ -307,15 +317,9 @@ func (a *Authority) RedeemJoinToken(ctx context.Context, raw string) (string, er
 		if errors.As(err, &te) {
 			msg = strings.TrimPrefix(te.Error(), "token: ")
 		}
-		return "", a.deny(ctx, errorf(KindUnauthorized, "join token rejected: %s", msg), "join-token", "", nil)
+		return JoinGrant{}, a.deny(ctx, errorf(KindUnauthorized, "join token rejected: %s", msg), "join-token", "", nil)
 	}
-	if err := a.st.ConsumeToken(ctx, claims.ID, claims.Expiry); err != nil {
-		if errors.Is(err, store.ErrTokenReplayed) {
-			return "", a.deny(ctx, errorf(KindUnauthorized, "join token rejected: it was already used"), "join-token:"+claims.ID, claims.Subject, nil)
-		}
-		return "", storeErr(err, "consume join token")
-	}
-	return claims.Subject, nil
+	return JoinGrant{SPIFFEID: claims.Subject, TokenID: claims.ID, Expires: claims.Expiry}, nil
 }
 
 // SVIDRequest asks for an X.509-SVID: a node SVID (Tag NodeSVIDTag) or a
@@ -329,6 +333,13 @@ type SVIDRequest struct {
 	Tag      string
 	Actor    string
 	Detail   map[string]string
+	// JoinToken, when set, is consumed with the issuance: a replay fails it.
+	JoinToken *JoinGrant
+	// Node, when set (node SVIDs), is recorded with the certificate's serial
+	// in the same transaction; an evicted node fails the issuance.
+	Node *store.Node
+	// Audit holds more records to append with the certificate's own.
+	Audit []audit.Event
 }
 
 // SignSVID issues an X.509-SVID through the shared issuance step: recorded
@@ -368,17 +379,23 @@ func (a *Authority) SignSVID(ctx context.Context, req SVIDRequest) (*Issued, err
 			return nil, err
 		}
 	}
-	return a.issue(ctx, issueParams{
-		internal:  true,
-		tag:       req.Tag,
-		names:     names,
-		publicKey: csr.PublicKey,
-		keyType:   kt,
-		ttl:       req.TTL,
-		actor:     req.Actor,
-		eventType: audit.TypeCertificateIssued,
-		detail:    detail,
-	})
+	p := issueParams{
+		internal:   true,
+		tag:        req.Tag,
+		names:      names,
+		publicKey:  csr.PublicKey,
+		keyType:    kt,
+		ttl:        req.TTL,
+		actor:      req.Actor,
+		eventType:  audit.TypeCertificateIssued,
+		detail:     detail,
+		node:       req.Node,
+		extraAudit: req.Audit,
+	}
+	if jt := req.JoinToken; jt != nil {
+		p.tokenID, p.tokenExp = jt.TokenID, jt.Expires
+	}
+	return a.issue(ctx, p)
 }
 
 // CheckNodeSVID checks a certificate presented on the node API: recorded by

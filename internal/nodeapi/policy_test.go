@@ -2,6 +2,9 @@ package nodeapi_test
 
 import (
 	"context"
+	"crypto/tls"
+	"database/sql"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/store/sqlstore"
 )
 
 // TestSVIDsObeyPolicyAtIssuance: an entry allowed when it was made stops
@@ -83,4 +87,58 @@ func mapValues(m map[string]string) []string {
 		out = append(out, v)
 	}
 	return out
+}
+
+// TestAttestationIsOneTransaction breaks the store as the node record is
+// written: no node SVID is recorded without its node, and the join token is
+// not spent — the same token attests once the store works again.
+func TestAttestationIsOneTransaction(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	ctx := context.Background()
+	node := "spiffe://test.internal/node/tx"
+	g, err := in.Server.Authority().CreateJoinToken(ctx, node, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(in.DataDir, sqlstore.DefaultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER fail_node BEFORE INSERT ON spiffe_nodes BEGIN SELECT RAISE(ABORT, 'store down'); END`); err != nil {
+		t.Fatal(err)
+	}
+	anon, err := nodeapi.Dial(in.URL, in.Roots, func() *tls.Certificate { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	countCerts := func() int {
+		page, err := in.Server.Store().ListCertificates(ctx, store.CertFilter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(page.Certificates)
+	}
+	before := countCerts()
+	if _, err := anon.Attest(ctx, &nodeapi.AttestRequest{JoinToken: g.Token, CSR: newCSR(t)}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("attest with the store failing: %v", err)
+	}
+	if n := countCerts(); n != before {
+		t.Fatalf("a node SVID was recorded without its node (%d → %d)", before, n)
+	}
+	if _, err := db.Exec(`DROP TRIGGER fail_node`); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := anon.Attest(ctx, &nodeapi.AttestRequest{JoinToken: g.Token, CSR: newCSR(t)})
+	if err != nil || resp.SPIFFEID != node {
+		t.Fatalf("attest with the same token once the store recovered: %v", err)
+	}
+	n, err := in.Server.Store().GetNode(ctx, node)
+	if err != nil || n.CertSerial == "" {
+		t.Fatalf("node record: %+v %v", n, err)
+	}
+	if _, err := anon.Attest(ctx, &nodeapi.AttestRequest{JoinToken: g.Token, CSR: newCSR(t)}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("the token attested twice: %v", err)
+	}
 }

@@ -185,6 +185,7 @@ func (s *Server) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse
 		id        string
 		selectors []string
 		method    string
+		join      *ca.JoinGrant
 		err       error
 	)
 	switch {
@@ -192,9 +193,11 @@ func (s *Server) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse
 		return nil, status.Error(codes.InvalidArgument, "give a join token or an x509pop proof, not both")
 	case in.JoinToken != "":
 		method = "join_token"
-		if id, err = s.ca.RedeemJoinToken(ctx, in.JoinToken); err != nil {
+		g, err := s.ca.VerifyJoinToken(ctx, in.JoinToken)
+		if err != nil {
 			return nil, grpcErr(err)
 		}
+		id, join = g.SPIFFEID, &g
 	case in.X509PoP != nil:
 		method = "x509pop"
 		if id, selectors, err = s.attestX509PoP(ctx, in.X509PoP); err != nil {
@@ -206,16 +209,14 @@ func (s *Server) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse
 	if n, err := s.st.GetNode(ctx, id); err == nil && n.Evicted {
 		return nil, status.Errorf(codes.PermissionDenied, "node %s is evicted", id)
 	}
-	issued, err := s.ca.SignSVID(ctx, ca.SVIDRequest{SPIFFEID: id, CSR: in.CSR, TTL: ca.DefaultNodeSVIDTTL, Tag: ca.NodeSVIDTag, Actor: "node:" + id})
-	if err != nil {
-		return nil, grpcErr(err)
-	}
+	// The certificate, the node record, the consumed join token and both
+	// audit records commit together.
 	now := s.now()
-	err = s.st.PutNode(ctx, store.Node{SPIFFEID: id, Attestation: method, Selectors: selectors, CertSerial: issued.Serial, CreatedAt: now, UpdatedAt: now},
-		audit.Event{Time: now, Type: ca.TypeNodeAttested, Actor: "node:" + id, Subject: id, Outcome: "success", Detail: map[string]string{"attestation": method, "serial": issued.Serial, "selectors": strings.Join(selectors, ",")}})
-	if errors.Is(err, store.ErrStateChanged) {
-		return nil, status.Errorf(codes.PermissionDenied, "node %s is evicted", id)
-	}
+	issued, err := s.ca.SignSVID(ctx, ca.SVIDRequest{SPIFFEID: id, CSR: in.CSR, TTL: ca.DefaultNodeSVIDTTL, Tag: ca.NodeSVIDTag, Actor: "node:" + id,
+		JoinToken: join,
+		Node:      &store.Node{SPIFFEID: id, Attestation: method, Selectors: selectors, CreatedAt: now, UpdatedAt: now},
+		Audit: []audit.Event{{Time: now, Type: ca.TypeNodeAttested, Actor: "node:" + id, Subject: id, Outcome: "success",
+			Detail: map[string]string{"attestation": method, "selectors": strings.Join(selectors, ",")}}}})
 	if err != nil {
 		return nil, grpcErr(err)
 	}
@@ -448,16 +449,9 @@ func (s *Server) RenewNode(ctx context.Context, in *RenewRequest) (*AttestRespon
 	if err != nil {
 		return nil, err
 	}
-	issued, err := s.ca.SignSVID(ctx, ca.SVIDRequest{SPIFFEID: n.SPIFFEID, CSR: in.CSR, TTL: ca.DefaultNodeSVIDTTL, Tag: ca.NodeSVIDTag, Actor: "node:" + n.SPIFFEID})
+	n.UpdatedAt = s.now()
+	issued, err := s.ca.SignSVID(ctx, ca.SVIDRequest{SPIFFEID: n.SPIFFEID, CSR: in.CSR, TTL: ca.DefaultNodeSVIDTTL, Tag: ca.NodeSVIDTag, Actor: "node:" + n.SPIFFEID, Node: &n})
 	if err != nil {
-		return nil, grpcErr(err)
-	}
-	now := s.now()
-	n.CertSerial, n.UpdatedAt = issued.Serial, now
-	if err := s.st.PutNode(ctx, n, audit.Event{}); err != nil {
-		if errors.Is(err, store.ErrStateChanged) {
-			return nil, status.Errorf(codes.PermissionDenied, "node %s is evicted", n.SPIFFEID)
-		}
 		return nil, grpcErr(err)
 	}
 	return &AttestResponse{SPIFFEID: n.SPIFFEID, Chain: chainDER(issued), Bundle: s.bundle()}, nil

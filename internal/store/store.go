@@ -81,7 +81,12 @@ type Issuance struct {
 	// transaction, and the item fails with ErrStateChanged when the order
 	// is no longer ready (finalized by a concurrent request, say).
 	ACMEOrder string
-	Audit     []audit.Event
+	// Node, when set, is the node record this certificate (a node SVID)
+	// belongs to: created or replaced, with CertSerial set to the
+	// certificate's serial, in the same transaction. The item fails with
+	// ErrStateChanged when the node is evicted.
+	Node  *Node
+	Audit []audit.Event
 }
 
 // Certificates records issued certificates and their revocation.
@@ -90,7 +95,8 @@ type Certificates interface {
 	// written whole or not at all: results[i] is nil when it was written,
 	// ErrTokenReplayed when its token id was already consumed (by an earlier
 	// commit or an earlier item of this batch), ErrConflict when its serial
-	// exists, or ErrStateChanged when its ACMEOrder is not ready. The error
+	// exists, or ErrStateChanged when its ACMEOrder is not ready or its Node
+	// is evicted. The error
 	// is for the batch as a whole (nothing was written).
 	CommitIssuances(ctx context.Context, items []Issuance) (results []error, err error)
 	// GetCertificate returns the record with this serial or ErrNotFound.

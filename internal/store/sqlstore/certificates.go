@@ -61,15 +61,44 @@ type pendingIssuance struct {
 	tokenExpires int64
 	cert         *pendingCert // nil when there is no certificate
 	acmeOrder    string
+	node         *pendingNode
 	at           int64 // when the batch was committed, unix µs
 	events       []pendingEvent
+}
+
+// pendingNode is a node record encoded as the arguments of putNode, but for
+// the serial, which is the certificate's.
+type pendingNode struct {
+	spiffeID, attestation, selectors string
+	createdAt, updatedAt             int64
+}
+
+func (n *pendingNode) args(serial string) []any {
+	return []any{n.spiffeID, n.attestation, n.selectors, serial, 0, n.createdAt, n.updatedAt}
 }
 
 func (p *pendingIssuance) encode(it store.Issuance, now time.Time) error {
 	p.tokenID, p.tokenExpires = it.TokenID, micros(it.TokenExpires)
 	p.acmeOrder, p.at = it.ACMEOrder, micros(now)
-	if p.acmeOrder != "" && it.Certificate == nil {
-		return errors.New("an ACME order is finalized only with a certificate")
+	if (p.acmeOrder != "" || it.Node != nil) && it.Certificate == nil {
+		return errors.New("an ACME order or a node is recorded only with its certificate")
+	}
+	if n := it.Node; n != nil {
+		if n.SPIFFEID == "" {
+			return errors.New("node has no spiffe id")
+		}
+		selectors, err := jsonList(n.Selectors)
+		if err != nil {
+			return fmt.Errorf("node %s: encode selectors: %w", n.SPIFFEID, err)
+		}
+		created, updated := n.CreatedAt, n.UpdatedAt
+		if created.IsZero() {
+			created = now
+		}
+		if updated.IsZero() {
+			updated = now
+		}
+		p.node = &pendingNode{spiffeID: n.SPIFFEID, attestation: n.Attestation, selectors: selectors, createdAt: micros(created), updatedAt: micros(updated)}
 	}
 	if it.Certificate != nil {
 		c, err := encodeCertificate(it.Certificate, now)
@@ -186,6 +215,18 @@ func commitByRow(ctx context.Context, w writer, batch []pendingIssuance, results
 				continue
 			}
 		}
+		if it.node != nil {
+			var evicted int
+			err := w.queryRow(ctx, `SELECT evicted FROM spiffe_nodes WHERE spiffe_id = $1`, []any{it.node.spiffeID}, &evicted)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return fmt.Errorf("item %d: read node: %w", i, err)
+			case evicted != 0:
+				results[i] = fmt.Errorf("item %d: node %s is evicted: %w", i, it.node.spiffeID, store.ErrStateChanged)
+				continue
+			}
+		}
 		if it.tokenID != "" {
 			res, err := w.exec(ctx, sqliteConsumeToken, it.tokenID, it.tokenExpires)
 			if err != nil {
@@ -228,6 +269,11 @@ func commitByRow(ctx context.Context, w writer, batch []pendingIssuance, results
 			if it.acmeOrder != "" {
 				if _, err := w.exec(ctx, finalizeOrder, it.acmeOrder, c.serial, it.at); err != nil {
 					return fmt.Errorf("item %d: finalize acme order: %w", i, err)
+				}
+			}
+			if it.node != nil {
+				if _, err := w.exec(ctx, putNode, it.node.args(c.serial)...); err != nil {
+					return fmt.Errorf("item %d: record node: %w", i, err)
 				}
 			}
 		}

@@ -139,10 +139,13 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 			serials = append(serials, it.cert.serial)
 		}
 	}
-	var orderIDs []string
+	var orderIDs, nodeIDs []string
 	for _, it := range batch {
 		if it.acmeOrder != "" {
 			orderIDs = append(orderIDs, it.acmeOrder)
+		}
+		if it.node != nil {
+			nodeIDs = append(nodeIDs, it.node.spiffeID)
 		}
 	}
 	var (
@@ -150,6 +153,7 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 		consumed = make(map[string]bool, len(tokenIDs))
 		recorded = make(map[string]bool, len(serials))
 		orders   = make(map[string]string, len(orderIDs)) // id → status
+		evicted  = make(map[string]bool, len(nodeIDs))
 		read     pgx.Batch
 	)
 	read.Queue("BEGIN")
@@ -183,6 +187,19 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 			return rows.Err()
 		})
 	}
+	if len(nodeIDs) > 0 {
+		read.Queue(`SELECT spiffe_id, evicted FROM spiffe_nodes WHERE spiffe_id = ANY($1::text[]) FOR UPDATE`, nodeIDs).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				var ev int
+				if err := rows.Scan(&id, &ev); err != nil {
+					return err
+				}
+				evicted[id] = ev != 0
+			}
+			return rows.Err()
+		})
+	}
 	if err := pc.SendBatch(ctx, &read).Close(); err != nil {
 		return fmt.Errorf("lock and read token ids and serials: %w", err)
 	}
@@ -192,6 +209,7 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 		events                   []pendingEvent
 		finalized, finalizedWith []string // ACME orders and their serials
 		finalizedAt              int64
+		nodes                    [][]any // putNode arguments
 	)
 	for i, it := range batch {
 		c := it.cert
@@ -208,6 +226,12 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 		case it.acmeOrder != "" && orders[it.acmeOrder] != store.ACMEReady:
 			results[i] = fmt.Errorf("item %d: acme order %s is %s: %w", i, it.acmeOrder, orders[it.acmeOrder], store.ErrStateChanged)
 			continue
+		case it.node != nil && evicted[it.node.spiffeID]:
+			results[i] = fmt.Errorf("item %d: node %s is evicted: %w", i, it.node.spiffeID, store.ErrStateChanged)
+			continue
+		}
+		if it.node != nil {
+			nodes = append(nodes, it.node.args(c.serial))
 		}
 		if it.acmeOrder != "" {
 			orders[it.acmeOrder] = store.ACMEValid
@@ -227,6 +251,9 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 	if len(rows.tokenIDs) > 0 || len(rows.serials) > 0 || len(events) > 0 {
 		sealed, head := seal(head, events, s.now())
 		write.Queue(postgresCommitIssued, append(rows.args(), postgresAuditArgs(sealed, events, head)...)...)
+	}
+	for _, args := range nodes {
+		write.Queue(putNode, args...)
 	}
 	if len(finalized) > 0 {
 		write.Queue(`UPDATE acme_orders SET status = 'valid', cert_serial = o.serial, error = NULL, updated_at = $3

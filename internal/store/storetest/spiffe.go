@@ -38,6 +38,7 @@ var spiffeTests = []struct {
 	{"NodePutGetList", testNodePutGetList},
 	{"NodeEvictIsFinal", testNodeEvict},
 	{"NodeEvictUnknownIsNotFound", testNodeEvictNotFound},
+	{"NodeRecordedWithItsCertificate", testNodeWithCertificate},
 }
 
 // Audit event types of the SPIFFE fixtures.
@@ -710,5 +711,42 @@ func testNodeEvictNotFound(t *testing.T, s store.Store) {
 	}
 	if got := head(t, s); got != 0 {
 		t.Errorf("audit head %d, want 0", got)
+	}
+}
+
+// testNodeWithCertificate: a node record rides on the issuance of its node
+// SVID — recorded with the certificate's serial in the same transaction,
+// replaced (keeping CreatedAt) on renewal, and refused, with the
+// certificate, once the node is evicted.
+func testNodeWithCertificate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	n := newNode("web-2")
+	first := issuance("", newCert("node"))
+	first.Node = &n
+	wantResults(t, commit(t, s, first), nil)
+	got := mustGetNode(t, s, n.SPIFFEID)
+	if got.CertSerial != first.Certificate.Serial || got.Evicted {
+		t.Fatalf("node after its first SVID: %+v, want serial %s", got, first.Certificate.Serial)
+	}
+	renewed := n
+	renewed.CreatedAt, renewed.UpdatedAt = epoch.Add(time.Hour), epoch.Add(time.Hour)
+	second := issuance("", newCert("node"))
+	second.Node = &renewed
+	wantResults(t, commit(t, s, second), nil)
+	if got := mustGetNode(t, s, n.SPIFFEID); got.CertSerial != second.Certificate.Serial || !got.CreatedAt.Equal(µs(n.CreatedAt)) {
+		t.Fatalf("node after renewal: %+v, want serial %s and the first CreatedAt", got, second.Certificate.Serial)
+	}
+	if err := s.EvictNode(ctx, n.SPIFFEID, newEvent(typeNodeEvicted, n.SPIFFEID)); err != nil {
+		t.Fatal(err)
+	}
+	records := head(t, s)
+	third := issuance("", newCert("node"))
+	third.Node = &renewed
+	wantResults(t, commit(t, s, third), store.ErrStateChanged)
+	if _, err := s.GetCertificate(ctx, third.Certificate.Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an evicted node's certificate was recorded: %v", err)
+	}
+	if got := head(t, s); got != records {
+		t.Errorf("audit head %d after a refused issuance, want %d", got, records)
 	}
 }
