@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -75,8 +76,10 @@ func (p Problem) String() string { return fmt.Sprintf("record %d: %s", p.Seq, p.
 
 // Report is the outcome of Verify.
 type Report struct {
-	Records  int64     `json:"records"`
-	Problems []Problem `json:"problems,omitempty"`
+	Records int64 `json:"records"`
+	// Checkpoints counts the signed checkpoints checked (with a key).
+	Checkpoints int       `json:"checkpoints"`
+	Problems    []Problem `json:"problems,omitempty"`
 }
 
 // OK reports whether the log verified with no problem.
@@ -88,8 +91,28 @@ func (r Report) OK() bool { return len(r.Problems) == 0 }
 // neighbour; a deleted tail no longer reaches the stored head.
 // progress, if not nil, is called after each page with the records read so far.
 func Verify(ctx context.Context, r Reader, progress func(read int64)) (Report, error) {
+	return VerifyWith(ctx, r, VerifyOptions{}, progress)
+}
+
+// VerifyOptions add checks to Verify's.
+type VerifyOptions struct {
+	// CheckpointKey, if set, is the public key that signs checkpoints: every
+	// checkpoint record must verify with it and match the record it signed,
+	// and Report.Checkpoints counts them.
+	CheckpointKey crypto.PublicKey
+	// Head, if set, is a record hash saved outside the database (audit tail
+	// --json): it must still be in the log.
+	Head []byte
+}
+
+// VerifyWith is Verify with the checks opts asks for.
+func VerifyWith(ctx context.Context, r Reader, opts VerifyOptions, progress func(read int64)) (Report, error) {
 	const page = 1000
-	var rep Report
+	var (
+		rep         Report
+		checkpoints []checkpoint
+		headFound   = opts.Head == nil
+	)
 	prevSeq := int64(0)
 	prevHash := GenesisHash
 	for {
@@ -110,6 +133,12 @@ func Verify(ctx context.Context, r Reader, progress func(read int64)) (Report, e
 				rep.Problems = append(rep.Problems, Problem{e.Seq, fmt.Sprintf("does not link to record %d (inserted or reordered)", prevSeq)})
 			}
 			prevSeq, prevHash = e.Seq, e.Hash
+			if e.Type == TypeCheckpoint {
+				checkpoints = append(checkpoints, parseCheckpoint(e))
+			}
+			if !headFound && bytes.Equal(e.Hash, opts.Head) {
+				headFound = true
+			}
 		}
 		if progress != nil {
 			progress(rep.Records)
@@ -129,6 +158,17 @@ func Verify(ctx context.Context, r Reader, progress func(read int64)) (Report, e
 		rep.Problems = append(rep.Problems, Problem{headSeq + 1, fmt.Sprintf("records after %d were added outside the CA (inserted)", headSeq)})
 	case !bytes.Equal(headHash, prevHash):
 		rep.Problems = append(rep.Problems, Problem{prevSeq, "last record does not match the stored head (edited)"})
+	}
+	if !headFound {
+		rep.Problems = append(rep.Problems, Problem{0, fmt.Sprintf("no record has the hash %x saved outside the log: records were rewritten or deleted", opts.Head)})
+	}
+	if opts.CheckpointKey != nil {
+		rep.Checkpoints = len(checkpoints)
+		problems, err := checkCheckpoints(ctx, r, checkpoints, opts.CheckpointKey)
+		if err != nil {
+			return rep, err
+		}
+		rep.Problems = append(rep.Problems, problems...)
 	}
 	return rep, nil
 }

@@ -1,9 +1,14 @@
 package cli
 
 import (
+	"crypto"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/server"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
 )
 
@@ -50,15 +57,26 @@ func (f *storeFlags) open(cmd *cobra.Command) (*sqlstore.Store, error) {
 func newAuditVerifyCommand(s *streams) *cobra.Command {
 	var sf storeFlags
 	var asJSON bool
+	var keyFile, head string
 	cmd := &cobra.Command{
-		Use:   "verify --data DIR [--store URL]",
+		Use:   "verify --data DIR [--store URL] [--checkpoint-key FILE] [--head HASH]",
 		Short: "Check the whole audit chain and name every record that was tampered with",
 		Long: `Walk the audit log from the first record, recompute every hash and check
 every link. Prints "audit log OK" with the record count, or each problem with
 its record number, and exits 3 when there is any (1 when the log cannot be
-read at all; a --data without a store is an error, never an empty log).`,
+read at all; a --data without a store is an error, never an empty log).
+
+Someone who can write the database can rewrite the whole chain consistently.
+Two checks catch that. The server signs the chain's head every 10 minutes
+and at shutdown (an audit.checkpoint record) with a key the database does not
+hold; each checkpoint's signature is checked with the public key in
+DIR/ca/audit-checkpoint.pub (or --checkpoint-key), and the record it signed
+must still have the hash it signed. And --head takes a record hash saved
+elsewhere earlier ('audit tail -n 1 --json | jq -r .hash'), which must still
+be in the log.`,
 		Example: `  meshpki audit verify --data ./ca-data
-  meshpki audit verify --store postgres://meshpki@db/meshpki --json`,
+  meshpki audit verify --data ./ca-data --head 9f2c…
+  meshpki audit verify --store postgres://meshpki@db/meshpki --checkpoint-key audit-checkpoint.pub --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := sf.open(cmd)
@@ -66,8 +84,17 @@ read at all; a --data without a store is an error, never an empty log).`,
 				return err
 			}
 			defer st.Close()
+			var opts audit.VerifyOptions
+			if opts.CheckpointKey, err = checkpointKey(keyFile, sf.dataDir); err != nil {
+				return err
+			}
+			if head != "" {
+				if opts.Head, err = hex.DecodeString(head); err != nil || len(opts.Head) != audit.HashSize {
+					return usageError{fmt.Errorf("--head %q is not a record hash (64 hexadecimal digits)", ca.Clip(head))}
+				}
+			}
 			lastShown := time.Now()
-			rep, err := audit.Verify(contextOf(cmd), st, func(n int64) {
+			rep, err := audit.VerifyWith(contextOf(cmd), st, opts, func(n int64) {
 				if !asJSON && time.Since(lastShown) > time.Second {
 					fmt.Fprintf(s.err, "verified %d records…\n", n)
 					lastShown = time.Now()
@@ -81,7 +108,14 @@ read at all; a --data without a store is an error, never an empty log).`,
 					return err
 				}
 			} else if rep.OK() {
-				fmt.Fprintf(s.out, "audit log OK: %d records, chain intact\n", rep.Records)
+				fmt.Fprintf(s.out, "audit log OK: %d records, chain intact", rep.Records)
+				if opts.CheckpointKey != nil {
+					fmt.Fprintf(s.out, ", %d signed checkpoints verified", rep.Checkpoints)
+				}
+				if opts.Head != nil {
+					fmt.Fprint(s.out, ", the saved head is in it")
+				}
+				fmt.Fprintln(s.out)
 			} else {
 				fmt.Fprintf(s.out, "audit log BROKEN: %d records, %d problems\n", rep.Records, len(rep.Problems))
 				for _, p := range rep.Problems {
@@ -96,7 +130,32 @@ read at all; a --data without a store is an error, never an empty log).`,
 	}
 	sf.add(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().StringVar(&keyFile, "checkpoint-key", "", "PEM `FILE` of the checkpoint public key (default DIR/ca/audit-checkpoint.pub when present)")
+	cmd.Flags().StringVar(&head, "head", "", "a record `HASH` saved outside the database, which must still be in the log")
 	return cmd
+}
+
+// checkpointKey reads the checkpoint public key from file, else from the
+// data directory when it has one; nil when neither is there.
+func checkpointKey(file, dataDir string) (crypto.PublicKey, error) {
+	if file == "" {
+		if dataDir == "" {
+			return nil, nil
+		}
+		file = filepath.Join(dataDir, server.CheckpointKeyFile)
+		if _, err := os.Stat(file); err != nil {
+			return nil, nil
+		}
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint key: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("checkpoint key %s holds no PEM PUBLIC KEY", file)
+	}
+	return x509.ParsePKIXPublicKey(block.Bytes)
 }
 
 func newAuditTailCommand(s *streams) *cobra.Command {

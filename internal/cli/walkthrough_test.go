@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"context"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -9,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
@@ -323,5 +327,77 @@ func TestJSONOutputForScripts(t *testing.T) {
 	metrics := string(getBody(t, in, "/metrics"))
 	if !regexp.MustCompile(`(?m)^meshpki_build_info\{commit="[^"]+",goversion="go1\.[^"]+",version="[^"]+"\} 1$`).MatchString(metrics) {
 		t.Fatalf("no meshpki_build_info in /metrics")
+	}
+}
+
+// TestAuditCheckpointsCatchAConsistentRewrite plays the attacker who can
+// write the database: record 2 is edited and every hash after it, and the
+// stored head, recomputed, so the chain itself verifies. The checkpoint the
+// server signed at shutdown, and a head hash saved elsewhere before, both
+// catch it.
+func TestAuditCheckpointsCatchAConsistentRewrite(t *testing.T) {
+	clearConnectEnv(t)
+	in := servertest.Start(t, servertest.Options{})
+	data := []string{"--data", in.DataDir, "--password-file", in.PasswordFile}
+	mustRun(t, append([]string{"provisioner", "add", "token", "web", "--allow-dns", "*.example.internal"}, data...)...)
+	mustRun(t, append([]string{"token", "create", "a", "--san", "a.example.internal"}, data...)...)
+	savedHead, _, err := in.Server.Store().AuditHead(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := in.Server.Store().ListAudit(context.Background(), savedHead-1, 1)
+	if err != nil || len(evs) != 1 {
+		t.Fatal(err)
+	}
+	saved := hex.EncodeToString(evs[0].Hash)
+	in.Stop() // signs a last checkpoint
+
+	out, _ := mustRun(t, "audit", "verify", "--data", in.DataDir, "--head", saved)
+	if !strings.Contains(out, "1 signed checkpoints verified") || !strings.Contains(out, "saved head is in it") {
+		t.Fatalf("audit verify before the rewrite: %s", out)
+	}
+
+	// The rewrite.
+	dbFile := filepath.Join(in.DataDir, sqlstore.DefaultFile)
+	st, err := sqlstore.OpenExisting(context.Background(), "", in.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := st.ListAudit(context.Background(), 0, 10000)
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", dbFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	prev := audit.GenesisHash
+	for i := range all {
+		e := all[i]
+		if e.Seq == 2 {
+			e.Actor = "admin:forged"
+		}
+		audit.Seal(&e, e.Seq, prev)
+		if _, err := db.Exec(`UPDATE audit_events SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?`, e.Actor, e.PrevHash, e.Hash, e.Seq); err != nil {
+			t.Fatal(err)
+		}
+		prev = e.Hash
+	}
+	if _, err := db.Exec(`UPDATE audit_head SET hash = ? WHERE id = 1`, prev); err != nil {
+		t.Fatal(err)
+	}
+	// Without the key and the saved head, the rewrite is invisible.
+	if code, out, _ := invokeCLI(t, "", "audit", "verify", "--data", in.DataDir, "--checkpoint-key", filepath.Join(t.TempDir(), "none.pub")); code != exitError {
+		t.Fatalf("verify with a missing key file: exit %d %s", code, out)
+	}
+	code, out, _ := invokeCLI(t, "", "audit", "verify", "--data", in.DataDir)
+	if code != exitChecked || !strings.Contains(out, "rewritten") {
+		t.Fatalf("audit verify after a consistent rewrite: exit %d\n%s", code, out)
+	}
+	code, out, _ = invokeCLI(t, "", "audit", "verify", "--data", in.DataDir, "--head", saved)
+	if code != exitChecked || !strings.Contains(out, "saved outside the log") {
+		t.Fatalf("audit verify --head after the rewrite: exit %d\n%s", code, out)
 	}
 }

@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -87,6 +88,9 @@ type Options struct {
 	// DrainTimeout bounds how long shutdown waits for in-flight requests
 	// (0: DefaultDrainTimeout).
 	DrainTimeout time.Duration
+	// CheckpointEvery is how often the audit head is signed when it moved
+	// (0: DefaultCheckpointEvery); a last checkpoint is made at shutdown.
+	CheckpointEvery time.Duration
 	// Timeouts bound each HTTP request (zero fields take the defaults of
 	// DefaultTimeouts). Long-lived gRPC streams of the node API are exempt
 	// from the read and write timeouts; HTTP/2 pings find dead peers.
@@ -187,6 +191,9 @@ type Server struct {
 	// initialized says this start created the CA, which the audit log
 	// records once the store is open.
 	initialized bool
+	// checkpointKey signs audit checkpoints; checkpointKID names it.
+	checkpointKey crypto.Signer
+	checkpointKID string
 }
 
 // Run initialises (if needed), starts and serves until ctx ends.
@@ -278,6 +285,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	jwtKey, jwtKID, err := s.loadJWTKey(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.loadCheckpointKey(ctx); err != nil {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
@@ -465,11 +475,21 @@ func (s *Server) Serve(ctx context.Context) error {
 	cancel()
 	<-acmeDone
 	<-authorityDone
+	if err := s.checkpoint(context.WithoutCancel(ctx)); err != nil {
+		s.log.Warn("final audit checkpoint failed", "error", err)
+	}
 	s.log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond))
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("server: serve: %w", serveErr)
 	}
 	return nil
+}
+
+func (s *Server) checkpointEvery() time.Duration {
+	if s.opts.CheckpointEvery > 0 {
+		return s.opts.CheckpointEvery
+	}
+	return DefaultCheckpointEvery
 }
 
 // drainTimeout bounds how long shutdown waits for in-flight requests.
@@ -493,7 +513,7 @@ func (s *Server) maintain(ctx context.Context) {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	lastPrune := time.Time{}
+	lastPrune, lastCheckpoint := time.Time{}, s.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -510,6 +530,12 @@ func (s *Server) maintain(ctx context.Context) {
 		}
 		if _, err := s.ensureAdminCredential(ctx); err != nil {
 			s.log.Error("renew admin credential failed", "error", err)
+		}
+		if now := s.now(); now.Sub(lastCheckpoint) >= s.checkpointEvery() {
+			if err := s.checkpoint(ctx); err != nil {
+				s.log.Warn("audit checkpoint failed", "error", err)
+			}
+			lastCheckpoint = now
 		}
 		if now := s.now(); now.Sub(lastPrune) > time.Hour {
 			if err := s.store.PruneTokens(ctx, now); err != nil {

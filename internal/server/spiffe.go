@@ -28,20 +28,26 @@ const jwtKeyName = "jwt-svid"
 // BundleRefreshHint is the spiffe_refresh_hint of /bundle.
 const BundleRefreshHint = 5 * time.Minute
 
-// loadJWTKey loads the JWT-SVID signing key, creating it (ECDSA P-256,
-// encrypted like every CA key) on first use. Its key id is the base64url
-// SHA-256 of its public key.
+// loadJWTKey loads the JWT-SVID signing key, creating it on first use.
 func (s *Server) loadJWTKey(ctx context.Context) (crypto.Signer, string, error) {
+	return s.loadServerKey(ctx, jwtKeyName, "JWT-SVID key")
+}
+
+// loadServerKey loads a signing key of the server's from DIR/ca/keys,
+// creating it (ECDSA P-256, encrypted like every CA key) on first use. Its
+// key id is the base64url of the first 16 bytes of the SHA-256 of its
+// public key.
+func (s *Server) loadServerKey(ctx context.Context, name, what string) (crypto.Signer, string, error) {
 	b := keys.NewFileBackend(filepath.Join(s.opts.DataDir, "ca", "keys"), s.pass)
-	key, err := b.Load(ctx, "file:"+jwtKeyName+".key")
+	key, err := b.Load(ctx, "file:"+name+".key")
 	if errors.Is(err, fs.ErrNotExist) {
-		key, _, err = b.Create(ctx, jwtKeyName, keys.ECP256)
+		key, _, err = b.Create(ctx, name, keys.ECP256)
 		if errors.Is(err, fs.ErrExist) { // another replica made it first
-			key, err = b.Load(ctx, "file:"+jwtKeyName+".key")
+			key, err = b.Load(ctx, "file:"+name+".key")
 		}
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("server: JWT-SVID key: %w", err)
+		return nil, "", fmt.Errorf("server: %s: %w", what, err)
 	}
 	der, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
