@@ -6,7 +6,6 @@ import (
 	durationpkg "github.com/meshpki/meshpki/internal/duration"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/ca"
@@ -149,21 +148,13 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// parseSerial normalises a hex serial (colons and a 0x prefix allowed).
+// parseSerial is ca.ParseSerial with its error as a 400.
 func parseSerial(s string) (string, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	s = strings.TrimPrefix(s, "0x")
-	s = strings.ReplaceAll(s, ":", "")
-	s = strings.TrimLeft(s, "0")
-	if s == "" || len(s) > 40 {
-		return "", newError(http.StatusBadRequest, "bad_request", "serial must be a hexadecimal certificate serial number")
+	serial, err := ca.ParseSerial(s)
+	if err != nil {
+		return "", newError(http.StatusBadRequest, "bad_request", err.Error())
 	}
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return "", newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("serial %q is not hexadecimal", s))
-		}
-	}
-	return s, nil
+	return serial, nil
 }
 
 type certificateResponse struct {

@@ -63,7 +63,10 @@ const ReasonKeyCompromise = 1
 // this one (directly or through other renewals) is revoked with it, in the
 // same transaction, and their serials are returned.
 func (a *Authority) Revoke(ctx context.Context, serial string, reason int, actor string, renewals bool) (store.Certificate, []string, error) {
-	serial = strings.ToLower(strings.TrimLeft(strings.TrimSpace(serial), "0"))
+	serial, perr := ParseSerial(serial)
+	if perr != nil {
+		return store.Certificate{}, nil, errorf(KindBadRequest, "%v", perr)
+	}
 	now := a.now()
 	ev := audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: actor, Subject: serial, Outcome: "success",
 		Detail: map[string]string{"reason": RevocationReasonName(reason)}}

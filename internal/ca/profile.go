@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -65,6 +66,26 @@ func NewSerial() (*big.Int, error) {
 // lowercase hexadecimal without leading zeros.
 func SerialString(n *big.Int) string {
 	return n.Text(16)
+}
+
+// ParseSerial reads a serial as people paste it — upper or lower case,
+// with colons, a 0x prefix or leading zeros — and returns SerialString's
+// form. It is the one parser the API, the CLI and the Authority use.
+func ParseSerial(s string) (string, error) {
+	serial := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	serial = strings.TrimLeft(strings.TrimPrefix(serial, "0x"), "0")
+	switch {
+	case serial == "":
+		return "", fmt.Errorf("serial %q is empty or zero", Clip(s))
+	case len(serial) > 40: // RFC 5280, section 4.1.2.2: at most 20 octets
+		return "", fmt.Errorf("serial %q is longer than 20 octets", Clip(s))
+	}
+	for _, c := range serial {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return "", fmt.Errorf("serial %q is not hexadecimal", Clip(s))
+		}
+	}
+	return serial, nil
 }
 
 // SignLeaf signs an end-entity certificate for req with the issuer's key:

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/policy"
@@ -548,20 +549,11 @@ func shortNames(names []string) string {
 	return fmt.Sprintf("%s +%d", strings.Join(names[:shown], ","), len(names)-shown)
 }
 
-// normalizeSerial accepts a serial as users paste it (upper case, colons,
-// leading zeros) and returns the API's form: lowercase hex without leading
-// zeros.
+// normalizeSerial is ca.ParseSerial with its error as a usage error.
 func normalizeSerial(s string) (string, error) {
-	serial := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
-	serial = strings.TrimPrefix(serial, "0x")
-	for _, c := range serial {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return "", usageError{fmt.Errorf("serial %q is not hexadecimal", s)}
-		}
-	}
-	serial = strings.TrimLeft(serial, "0")
-	if serial == "" {
-		return "", usageError{fmt.Errorf("serial %q is empty or zero", s)}
+	serial, err := ca.ParseSerial(s)
+	if err != nil {
+		return "", usageError{err}
 	}
 	return serial, nil
 }
