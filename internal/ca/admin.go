@@ -14,38 +14,35 @@ import (
 	"github.com/meshpki/meshpki/internal/token"
 )
 
-// RFC 5280 §5.3.1 CRLReason codes by name (7 is not used).
-var revocationReasons = map[string]int{
-	"unspecified":          0,
-	"keyCompromise":        1,
-	"cACompromise":         2,
-	"affiliationChanged":   3,
-	"superseded":           4,
-	"cessationOfOperation": 5,
-	"certificateHold":      6,
-	"privilegeWithdrawn":   9,
-	"aACompromise":         10,
+// RevocationReasons are the RFC 5280 (section 5.3.1) CRLReason names the CA
+// accepts, in code order; the code of each is its value in
+// revocationReasonCodes (7 is not used, removeFromCRL is for delta CRLs).
+var RevocationReasons = []string{
+	"unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+	"cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise",
 }
 
+var revocationReasonCodes = []int{0, 1, 2, 3, 4, 5, 6, 9, 10}
+
 // ParseRevocationReason maps an RFC 5280 CRLReason name ("" means
-// unspecified) to its code.
+// unspecified), matched without regard to case, to its code.
 func ParseRevocationReason(name string) (int, error) {
 	if name == "" {
 		return 0, nil
 	}
-	for n, code := range revocationReasons {
+	for i, n := range RevocationReasons {
 		if strings.EqualFold(n, name) {
-			return code, nil
+			return revocationReasonCodes[i], nil
 		}
 	}
-	return 0, errorf(KindBadRequest, "unknown revocation reason %q (use unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn or aACompromise)", name)
+	return 0, errorf(KindBadRequest, "unknown revocation reason %q (use %s)", Clip(name), strings.Join(RevocationReasons, ", "))
 }
 
 // RevocationReasonName is the RFC 5280 name of a CRLReason code.
 func RevocationReasonName(code int) string {
-	for n, c := range revocationReasons {
+	for i, c := range revocationReasonCodes {
 		if c == code {
-			return n
+			return RevocationReasons[i]
 		}
 	}
 	return fmt.Sprintf("reason-%d", code)

@@ -298,10 +298,7 @@ type RevokeRequest struct {
 }
 
 // RevocationReasons lists the reason names the API accepts, in RFC 5280 order.
-var RevocationReasons = []string{
-	"unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
-	"cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise",
-}
+var RevocationReasons = ca.RevocationReasons
 
 // Certificate is the API's record of an issued certificate.
 type Certificate struct {
