@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/status"
 
 	"github.com/meshpki/meshpki/internal/keys"
@@ -278,35 +279,44 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	// Listeners first: if one cannot be had, nothing has started.
+	var metricsLn net.Listener
+	if a.cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", a.cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("agent: metrics listener: %w", err)
+		}
+		metricsLn = ln
+	}
 	if err := os.MkdirAll(filepath.Dir(a.cfg.Socket), 0o755); err != nil {
+		closeListener(metricsLn)
 		return fmt.Errorf("agent: socket directory: %w", err)
 	}
 	ws, err := workload.New(workload.Config{Socket: a.cfg.Socket, Source: a, Logger: a.log, Registerer: a.metrics.reg})
 	if err != nil {
+		closeListener(metricsLn)
 		return fmt.Errorf("agent: workload API: %w", err)
 	}
-	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	wg.Add(3)
-	go func() { defer wg.Done(); errc <- ws.Serve(ctx) }()
-	go func() { defer wg.Done(); a.syncLoop(ctx) }()
-	go func() { defer wg.Done(); a.rotateLoop(ctx) }()
-	if a.cfg.MetricsListen != "" {
-		if err := a.serveMetrics(ctx, &wg); err != nil {
-			return err
-		}
+	// One task group: the first component to fail stops the others, and
+	// Run returns once every one has.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ws.Serve(gctx) })
+	g.Go(func() error { a.syncLoop(gctx); return nil })
+	g.Go(func() error { a.rotateLoop(gctx); return nil })
+	if metricsLn != nil {
+		g.Go(func() error { return a.serveMetrics(gctx, metricsLn) })
 	}
 	if a.cfg.Ready != nil {
 		a.cfg.Ready()
 	}
 	a.writeStatus()
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
+	return g.Wait()
+}
+
+func closeListener(ln net.Listener) {
+	if ln != nil {
+		_ = ln.Close()
 	}
-	wg.Wait()
-	return serveErr
 }
 
 func (a *Agent) attest(ctx context.Context) error {
@@ -710,18 +720,13 @@ func ReadStatus(dataDir string) (Status, error) {
 	return st, json.Unmarshal(data, &st)
 }
 
-func (a *Agent) serveMetrics(ctx context.Context, wg *sync.WaitGroup) error {
-	ln, err := net.Listen("tcp", a.cfg.MetricsListen)
-	if err != nil {
-		return fmt.Errorf("agent: metrics listener: %w", err)
-	}
+// serveMetrics serves Prometheus metrics on ln until ctx ends.
+func (a *Agent) serveMetrics(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		go func() { <-ctx.Done(); _ = srv.Close() }()
-		_ = srv.Serve(ln)
-	}()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("agent: metrics: %w", err)
+	}
 	return nil
 }
 
