@@ -72,6 +72,10 @@ type Config struct {
 	Logger        *slog.Logger
 	// Ready, if set, is called once the Workload API socket is listening.
 	Ready func()
+	// Clock returns the current time (default time.Now): rotation at
+	// half-life, the outage budget and the validity of what is on disk are
+	// judged by it.
+	Clock func() time.Time
 }
 
 // Status is what the agent reports in DataDir/status.json.
@@ -104,6 +108,7 @@ type heldSVID struct {
 type Agent struct {
 	cfg   Config
 	log   *slog.Logger
+	now   func() time.Time
 	pass  []byte
 	roots *x509.CertPool
 
@@ -143,6 +148,10 @@ func New(cfg Config) (*Agent, error) {
 		changed: make(chan struct{}), wake: make(chan struct{}, 1), metrics: newMetrics()}
 	if a.log == nil {
 		a.log = slog.Default()
+	}
+	a.now = cfg.Clock
+	if a.now == nil {
+		a.now = time.Now
 	}
 	pemData, err := os.ReadFile(cfg.TrustBundle)
 	if err != nil {
@@ -217,7 +226,7 @@ func (a *Agent) setNode(key crypto.Signer, chain [][]byte, persist bool) error {
 	if err != nil {
 		return err
 	}
-	if time.Now().After(leaf.NotAfter) {
+	if a.now().After(leaf.NotAfter) {
 		return fmt.Errorf("node SVID expired at %s", leaf.NotAfter.Format(time.RFC3339))
 	}
 	if len(leaf.URIs) != 1 {
@@ -502,7 +511,7 @@ func (a *Agent) apply(msg *nodeapi.SyncResponse) {
 		}
 	}
 	a.connected = true
-	a.lastSync = time.Now()
+	a.lastSync = a.now()
 	a.mu.Unlock()
 	if msg.Bundle != nil {
 		a.setBundle(*msg.Bundle)
@@ -570,7 +579,7 @@ func (a *Agent) rotateLoop(ctx context.Context) {
 const mintBatch = 500
 
 func (a *Agent) rotate(ctx context.Context) (next time.Time, err error) {
-	now := time.Now()
+	now := a.now()
 	next = now.Add(time.Hour)
 	a.mu.Lock()
 	nodeDue := a.nodeRot
@@ -681,7 +690,7 @@ func cmpString(a, b string) int {
 func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := time.Now()
+	now := a.now()
 	st := Status{NodeID: a.nodeID, Server: a.cfg.ServerURL, Connected: a.connected, LastSync: a.lastSync, SyncStreams: a.streams,
 		Entries: len(a.entries), SVIDs: len(a.svids), UpdatedAt: now}
 	if a.nodeCert != nil {

@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/nodeapi"
@@ -130,7 +129,7 @@ func (a *Agent) loadCache() error {
 	if cf.NodeID != a.nodeID {
 		return fmt.Errorf("the SVID cache belongs to node %s", cf.NodeID)
 	}
-	now := time.Now()
+	now := a.now()
 	for _, c := range cf.Entries {
 		k, err := x509.ParsePKCS8PrivateKey(c.Key)
 		if err != nil {

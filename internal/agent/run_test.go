@@ -47,3 +47,37 @@ func TestRunStartsNothingWhenAComponentCannotStart(t *testing.T) {
 		t.Fatalf("the Workload API socket is still there: %v", err)
 	}
 }
+
+// TestAgentJudgesTimeByItsClock: with the clock injected, what the agent
+// holds expires without waiting — a node SVID on disk that the clock says has
+// lapsed needs attesting again, and the outage budget counts down.
+func TestAgentJudgesTimeByItsClock(t *testing.T) {
+	f := newFixture(t)
+	node := "spiffe://" + td + "/node/clock"
+	f.entry(t, "spiffe://"+td+"/app/clock", node, uidSelector())
+	f.startAgent(t, f.joinToken(t, node))
+	f.waitFetch(t, "spiffe://"+td+"/app/clock")
+	budget := f.agent.Status().OutageBudget
+	f.stopAgent()
+
+	pw := filepath.Join(filepath.Dir(f.dir), "agent-pass")
+	at := func(d time.Duration) func() time.Time { return func() time.Time { return time.Now().Add(d) } }
+	cfg := agent.Config{ServerURL: f.in.URL, TrustBundle: f.root, Socket: f.sock, DataDir: f.dir, PasswordFile: pw,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// Half an hour on: the node SVID (24h) is still good, and the budget
+	// of the sealed SVIDs (1h) is down by about half an hour.
+	cfg.Clock = at(30 * time.Minute)
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatalf("New half an hour on: %v", err)
+	}
+	if got := a.Status().OutageBudget; got > budget-29*time.Minute || got < budget-31*time.Minute {
+		t.Errorf("outage budget %s half an hour on, was %s", got, budget)
+	}
+	// A day on: the node SVID has lapsed, and without a join token the
+	// agent cannot start.
+	cfg.Clock = at(25 * time.Hour)
+	if _, err := agent.New(cfg); err == nil || !strings.Contains(err.Error(), "no valid node SVID") {
+		t.Fatalf("New a day on without a token: %v", err)
+	}
+}
