@@ -257,6 +257,15 @@ func Load(ctx context.Context, dataDir string, kb keys.Backend) (*Hierarchy, err
 	return load(ctx, dataDir, kb, time.Now)
 }
 
+// LoadWithClock is Load with the clock that decides which intermediates
+// are current (now nil means time.Now).
+func LoadWithClock(ctx context.Context, dataDir string, kb keys.Backend, now func() time.Time) (*Hierarchy, error) {
+	if now == nil {
+		now = time.Now
+	}
+	return load(ctx, dataDir, kb, now)
+}
+
 func load(ctx context.Context, dataDir string, kb keys.Backend, now func() time.Time) (*Hierarchy, error) {
 	h := &Hierarchy{caDir: filepath.Join(dataDir, caDirName), kb: kb, now: now}
 	h.mu.Lock()

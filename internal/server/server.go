@@ -363,7 +363,7 @@ func (s *Server) openCA(ctx context.Context) error {
 		return err
 	}
 	s.pass = pass
-	h, err := ca.Load(ctx, dir, keys.NewFileBackend(filepath.Join(dir, "ca", "keys"), pass))
+	h, err := ca.LoadWithClock(ctx, dir, keys.NewFileBackend(filepath.Join(dir, "ca", "keys"), pass), s.now)
 	if err != nil {
 		return fmt.Errorf("server: load CA from %s: %w", dir, err)
 	}
