@@ -153,7 +153,7 @@ func (a *Authority) CreateToken(ctx context.Context, req TokenRequest) (TokenGra
 		return TokenGrant{}, errorf(KindBadRequest, "provisioner %q is of type %s; tokens are for token provisioners", provName, prov.prov.Type)
 	}
 	if reserved, ok := a.reservedName(names); ok {
-		return TokenGrant{}, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "the name " + reserved + " is reserved for the CA's own identities", Rule: "reserved " + a.ReservedPrefix()}, req.Actor, req.Subject, nil)
+		return TokenGrant{}, a.deny(ctx, a.reservedError(reserved), req.Actor, req.Subject, nil)
 	}
 	if d := prov.compiled.Evaluate(policy.Request{Names: names}); !d.Allowed {
 		return TokenGrant{}, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "policy of provisioner " + provName + " denies the token: " + d.Reason, Rule: d.Rule}, req.Actor, req.Subject, map[string]string{"provisioner": provName})

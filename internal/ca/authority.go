@@ -145,6 +145,11 @@ func (i *Issued) PEM() []byte {
 	return b
 }
 
+// reservedError is the refusal of a name in the CA's reserved namespace.
+func (a *Authority) reservedError(name string) *Error {
+	return &Error{Kind: KindForbidden, Msg: "the name " + name + " is reserved for the CA's own identities", Rule: "reserved " + a.ReservedPrefix()}
+}
+
 // ReservedPrefix is the URI namespace the CA keeps for its own identities
 // (admins, the server itself); no provisioner policy can grant it.
 func (a *Authority) ReservedPrefix() string {

@@ -253,7 +253,7 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 	issuerName := p.issuerName
 	if !p.internal {
 		if reserved, ok := a.reservedName(p.names); ok {
-			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "the name " + reserved + " is reserved for the CA's own identities", Rule: "reserved " + a.ReservedPrefix()}, p.actor, p.subject, map[string]string{"provisioner": provName})
+			return nil, a.deny(ctx, a.reservedError(reserved), p.actor, p.subject, map[string]string{"provisioner": provName})
 		}
 		d := p.provisioner.compiled.Evaluate(policy.Request{Names: p.names, TTL: ttl, KeyType: p.keyType})
 		if !d.Allowed {

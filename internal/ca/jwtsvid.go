@@ -79,14 +79,8 @@ func (a *Authority) SignJWTSVID(ctx context.Context, req JWTSVIDRequest) (string
 		detail[k] = v
 	}
 	names := policy.Names{URIs: []*url.URL{sid.URL()}}
-	if reserved, ok := a.reservedName(names); ok {
-		return "", time.Time{}, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "the name " + reserved + " is reserved for the CA's own identities", Rule: "reserved " + a.ReservedPrefix()}, req.Actor, sid.String(), detail)
-	}
 	// JWT-SVIDs may live under policy's 5-minute floor: ask about the names.
-	if err := a.entryPolicy(ctx, names, 0); err != nil {
-		if ce, ok := err.(*Error); ok && ce.Kind == KindForbidden {
-			return "", time.Time{}, a.deny(ctx, ce, req.Actor, sid.String(), detail)
-		}
+	if err := a.checkSVIDNames(ctx, names, 0, req.Actor, sid.String(), detail); err != nil {
 		return "", time.Time{}, err
 	}
 	now := a.now()

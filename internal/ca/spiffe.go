@@ -190,6 +190,21 @@ func (a *Authority) entryPolicy(ctx context.Context, names policy.Names, ttl tim
 	return &Error{Kind: KindForbidden, Msg: "no spiffe provisioner allows " + strings.Join(names.Strings(), ", ") + " (" + strings.Join(reasons, "; ") + ")"}
 }
 
+// checkSVIDNames decides an SVID's names at issuance: never the reserved
+// namespace, and allowed by the spiffe provisioners now. Refusals are
+// audited as actor's about subject.
+func (a *Authority) checkSVIDNames(ctx context.Context, names policy.Names, ttl time.Duration, actor, subject string, detail map[string]string) error {
+	if reserved, ok := a.reservedName(names); ok {
+		return a.deny(ctx, a.reservedError(reserved), actor, subject, detail)
+	}
+	err := a.entryPolicy(ctx, names, ttl)
+	var ce *Error
+	if errors.As(err, &ce) && ce.Kind == KindForbidden {
+		return a.deny(ctx, ce, actor, subject, detail)
+	}
+	return err
+}
+
 // CreateEntry checks and records a new registration entry.
 func (a *Authority) CreateEntry(ctx context.Context, e store.Entry, actor string) (store.Entry, error) {
 	e, err := a.CheckEntry(ctx, e)
@@ -368,14 +383,7 @@ func (a *Authority) SignSVID(ctx context.Context, req SVIDRequest) (*Issued, err
 	if req.Tag == WorkloadSVIDTag {
 		// Policy at issuance: an entry the spiffe provisioners allowed
 		// when it was made may no longer be allowed.
-		if reserved, ok := a.reservedName(names); ok {
-			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "the name " + reserved + " is reserved for the CA's own identities", Rule: "reserved " + a.ReservedPrefix()}, req.Actor, sid.String(), detail)
-		}
-		if err := a.entryPolicy(ctx, names, req.TTL); err != nil {
-			var ce *Error
-			if errors.As(err, &ce) && ce.Kind == KindForbidden {
-				return nil, a.deny(ctx, ce, req.Actor, sid.String(), detail)
-			}
+		if err := a.checkSVIDNames(ctx, names, req.TTL, req.Actor, sid.String(), detail); err != nil {
 			return nil, err
 		}
 	}
