@@ -864,3 +864,34 @@ func TestSignRefusesTokensOfANonTokenProvisioner(t *testing.T) {
 		t.Fatalf("refusal %s; certificates %d → %d", raw, before, countCerts(t, in))
 	}
 }
+
+// TestLintBeforeSign: a certificate that would fail a lint is refused with
+// the lint's name, audited, and not issued; a name that can never lint
+// clean is refused already when the token is made.
+func TestLintBeforeSign(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	addProvisioner(t, in, "web", webPolicy)
+
+	status, raw := do(t, in.Admin, "POST", in.URL+"/v1/tokens", map[string]any{"subject": "api", "sans": []string{"under_score.example.internal"}, "provisioner": "web"}, nil)
+	if e := wantError(t, status, raw, http.StatusBadRequest, "bad_request"); !strings.Contains(e.Error.Message, "underscore") {
+		t.Errorf("refusal %q does not say why", e.Error.Message)
+	}
+
+	// A subject with a leading space passes policy (it is the token's
+	// subject, not a name) but not zlint's community lints.
+	tok := newToken(t, in, "web", " api", "a.example.internal")
+	_, csr := newCSR(t, keys.ECP256, "", "a.example.internal")
+	before := countCerts(t, in)
+	status, raw = do(t, in.Anonymous, "POST", in.URL+"/v1/sign", map[string]any{"csr": csr, "token": tok}, nil)
+	e := wantError(t, status, raw, http.StatusForbidden, "forbidden")
+	if !strings.Contains(e.Error.Message, "would fail lint w_subject_dn_leading_whitespace") {
+		t.Errorf("refusal %q does not name the lint", e.Error.Message)
+	}
+	if n := countCerts(t, in); n != before {
+		t.Errorf("certificates %d → %d after a refusal", before, n)
+	}
+	ev := lastEvent(t, in)
+	if ev.Type != audit.TypeRequestDenied || ev.Detail["rule"] != "lint w_subject_dn_leading_whitespace" {
+		t.Errorf("last audit event %s %v, want the denial with its lint", ev.Type, ev.Detail)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/certlint"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/store"
@@ -281,6 +282,10 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 		NotAfter:  now.Add(ttl),
 	})
 	if err != nil {
+		if le := (*certlint.Error)(nil); errors.As(err, &le) {
+			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "refused to sign: " + le.Error(), Rule: "lint " + le.Findings[0].Lint, Err: err},
+				p.actor, p.subject, map[string]string{"provisioner": provName, "names": strings.Join(p.names.Strings(), ",")})
+		}
 		return nil, wrapErr(KindInternal, err, "sign certificate")
 	}
 	serial := SerialString(cert.SerialNumber)

@@ -7,15 +7,19 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/meshpki/meshpki/internal/certlint"
 )
 
 // The leaf fast path. x509.CreateCertificate encodes the TBSCertificate with
@@ -77,13 +81,96 @@ var (
 	tagPrintableString  = cbasn1.Tag(19)
 )
 
-// createLeaf signs tmpl for pub with the issuer's key: on the fast path
-// when the key and the template allow it, else with x509.CreateCertificate.
+// createLeaf lints, then signs, tmpl for pub with the issuer's key: on the
+// fast path when the key and the template allow it, else with
+// x509.CreateCertificate. Lint before sign (as Let's Encrypt's Boulder
+// does): the TBSCertificate is first signed with a throwaway key of the
+// issuer key's type, that certificate is linted (certlint), and only if it
+// passes is the same TBSCertificate signed with the issuer's key. A
+// certificate that would fail is refused with a *certlint.Error and the
+// issuer's key never signs it. certlint reuses the verdict of an earlier
+// leaf of the same shape (internal/certlint/shape.go says what that is and
+// why it is safe), which is what keeps linting cheap.
 func (iss *Issuer) createLeaf(tmpl *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
-	if fs, ok := fastSignerFor(iss.Signer); ok && fastPathTemplate(tmpl) {
-		return signLeafFast(fs, tmpl, iss.Cert, pub)
+	lk, err := lintKeyFor(iss.Signer.Public())
+	if err != nil {
+		return nil, err
 	}
-	return x509.CreateCertificate(rand.Reader, tmpl, iss.Cert, pub, iss.Signer)
+	linter := certlint.Default()
+	if fs, ok := fastSignerFor(iss.Signer); ok && fastPathTemplate(tmpl) {
+		tbs, err := leafTBSFast(fs, tmpl, iss.Cert, pub)
+		if err != nil {
+			return nil, err
+		}
+		if err := linter.CheckLeaf(tbs, func() ([]byte, error) { return assembleCert(lk, fs, tbs) }); err != nil {
+			return nil, err
+		}
+		return assembleCert(fs.key, fs, tbs)
+	}
+	lintParent := *iss.Cert
+	lintParent.PublicKey = lk.Public()
+	linted, err := x509.CreateCertificate(rand.Reader, tmpl, &lintParent, pub, lk)
+	if err != nil {
+		return nil, fmt.Errorf("lint copy: %w", err)
+	}
+	if err := linter.CheckLeaf(tbsOf(linted), func() ([]byte, error) { return linted, nil }); err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, iss.Cert, pub, iss.Signer)
+	if err != nil {
+		return nil, err
+	}
+	// The signer chose the signature algorithm again; what it signed must
+	// be exactly what was linted.
+	if a, b := tbsOf(linted), tbsOf(der); a == nil || !bytes.Equal(a, b) {
+		return nil, errors.New("the signed TBSCertificate differs from the linted one")
+	}
+	return der, nil
+}
+
+// tbsOf returns the DER TBSCertificate of a DER certificate, or nil.
+func tbsOf(der []byte) []byte {
+	in := cryptobyte.String(der)
+	var cert, tbs cryptobyte.String
+	if !in.ReadASN1(&cert, cbasn1.SEQUENCE) || !cert.ReadASN1Element(&tbs, cbasn1.SEQUENCE) {
+		return nil
+	}
+	return tbs
+}
+
+// lintKeys holds one throwaway key per issuer key shape, made on first use.
+var lintKeys sync.Map // string → crypto.Signer
+
+// lintKeyFor returns the throwaway key that signs the lint copy of a
+// certificate for an issuer with public key pub: same algorithm, same curve,
+// so that the signature algorithm in the TBSCertificate is the one the
+// issuer's signature will carry. It is never used for anything else.
+func lintKeyFor(pub crypto.PublicKey) (crypto.Signer, error) {
+	var shape string
+	var gen func() (crypto.Signer, error)
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		shape = "ec-" + k.Curve.Params().Name
+		gen = func() (crypto.Signer, error) { return ecdsa.GenerateKey(k.Curve, rand.Reader) }
+	case ed25519.PublicKey:
+		shape = "ed25519"
+		gen = func() (crypto.Signer, error) { _, priv, err := ed25519.GenerateKey(rand.Reader); return priv, err }
+	case *rsa.PublicKey:
+		// Every RSA key size signs with sha256WithRSAEncryption here.
+		shape = "rsa"
+		gen = func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) }
+	default:
+		return nil, fmt.Errorf("no lint key for an issuer key of type %T", pub)
+	}
+	if s, ok := lintKeys.Load(shape); ok {
+		return s.(crypto.Signer), nil
+	}
+	s, err := gen()
+	if err != nil {
+		return nil, fmt.Errorf("make lint key: %w", err)
+	}
+	actual, _ := lintKeys.LoadOrStore(shape, s)
+	return actual.(crypto.Signer), nil
 }
 
 // fastSigner is an in-process issuer key that signLeafFast may use.
@@ -146,11 +233,11 @@ func fastPathTemplate(tmpl *x509.Certificate) bool {
 			len(tmpl.PermittedURIDomains)+len(tmpl.ExcludedURIDomains) == 0
 }
 
-// signLeafFast signs tmpl for pub with fs, as
-// x509.CreateCertificate(rand.Reader, tmpl, issuer, pub, fs.key) would but
-// without verifying the signature afterwards. tmpl must pass
-// fastPathTemplate.
-func signLeafFast(fs fastSigner, tmpl, issuer *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
+// leafTBSFast encodes the TBSCertificate that
+// x509.CreateCertificate(rand.Reader, tmpl, issuer, pub, fs.key) would sign;
+// assembleCert then signs it, and nothing verifies the signature afterwards
+// (docs/CA.md says why that is safe). tmpl must pass fastPathTemplate.
+func leafTBSFast(fs fastSigner, tmpl, issuer *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
 	// CreateCertificate refuses a key that does not match the issuer
 	// certificate; without the self-check this is what keeps a wrong key
 	// from producing certificates that never verify.
@@ -161,11 +248,13 @@ func signLeafFast(fs fastSigner, tmpl, issuer *x509.Certificate, pub crypto.Publ
 	if err != nil {
 		return nil, err
 	}
-	tbs, err := marshalLeafTBS(tmpl, issuer, spki, fs.sigAlg)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := crypto.SignMessage(fs.key, rand.Reader, tbs, fs.hash)
+	return marshalLeafTBS(tmpl, issuer, spki, fs.sigAlg)
+}
+
+// assembleCert signs tbs with key (of fs's algorithm) and returns the DER
+// Certificate.
+func assembleCert(key crypto.Signer, fs fastSigner, tbs []byte) ([]byte, error) {
+	sig, err := crypto.SignMessage(key, rand.Reader, tbs, fs.hash)
 	if err != nil {
 		return nil, err
 	}

@@ -1,28 +1,25 @@
 package ca
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	zx509 "github.com/zmap/zcrypto/x509"
-	"github.com/zmap/zlint/v3"
 	"github.com/zmap/zlint/v3/lint"
 
+	"github.com/meshpki/meshpki/internal/certlint"
 	"github.com/meshpki/meshpki/internal/keys"
 )
-
-// rfcSources are the lint sources every profile must pass: the RFCs and the
-// community lints. docs/LINTS.md records the outcome.
-var rfcSources = lint.SourceList{
-	lint.RFC3279, lint.RFC5280, lint.RFC5480, lint.RFC5891, lint.RFC6960, lint.RFC6962, lint.RFC8813,
-	lint.Community,
-}
 
 // publicTrustSources are the CA/Browser Forum requirements and the root
 // programs' policies. They govern publicly trusted CAs, not a private mesh
@@ -53,57 +50,37 @@ func profileCerts(t *testing.T, kt keys.KeyType) []lintedProfile {
 	}
 }
 
-func filteredRegistry(t *testing.T, sources lint.SourceList) lint.Registry {
+// runLints returns the results of status min or worse from the lints of
+// sources.
+func runLints(t *testing.T, sources lint.SourceList, cert *x509.Certificate, min lint.LintStatus) []certlint.Finding {
 	t.Helper()
-	reg, err := lint.GlobalRegistry().Filter(lint.FilterOptions{IncludeSources: sources})
+	l, err := certlint.New(sources)
 	if err != nil {
-		t.Fatalf("filter zlint registry: %v", err)
+		t.Fatal(err)
 	}
-	return reg
-}
-
-type lintFinding struct {
-	lint, status, details, source, citation string
-}
-
-// runLints returns the results of status min or worse.
-func runLints(t *testing.T, reg lint.Registry, cert *x509.Certificate, min lint.LintStatus) []lintFinding {
-	t.Helper()
-	zc, err := zx509.ParseCertificate(cert.Raw)
+	findings, err := l.Run(cert.Raw, min)
 	if err != nil {
-		t.Fatalf("zcrypto cannot parse the certificate: %v", err)
+		t.Fatal(err)
 	}
-	var findings []lintFinding
-	for name, res := range zlint.LintCertificateEx(zc, reg).Results {
-		if res.Status < min {
-			continue
-		}
-		f := lintFinding{lint: name, status: res.Status.String(), details: res.Details}
-		if l := reg.ByName(name); l != nil {
-			f.source, f.citation = string(l.Source), l.Citation
-		}
-		findings = append(findings, f)
-	}
-	slices.SortFunc(findings, func(a, b lintFinding) int { return strings.Compare(a.lint, b.lint) })
 	return findings
 }
 
 var lintKeyTypes = []keys.KeyType{keys.ECP256, keys.ECP384, keys.Ed25519, keys.RSA2048}
 
 func TestProfilesPassRFCAndCommunityLints(t *testing.T) {
-	reg := filteredRegistry(t, rfcSources)
+	reg := certlint.Default().Registry()
 	if n := len(reg.Names()); n < 100 {
 		t.Fatalf("only %d lints selected; the source filter is wrong", n)
 	}
-	for _, src := range rfcSources {
+	for _, src := range certlint.Sources {
 		t.Logf("%s: %d lints", src, len(reg.BySource(src)))
 	}
 	for _, kt := range lintKeyTypes {
 		t.Run(string(kt), func(t *testing.T) {
 			t.Parallel()
 			for _, p := range profileCerts(t, kt) {
-				for _, f := range runLints(t, reg, p.cert, lint.Warn) {
-					t.Errorf("%s %s: %s %s (%s %s): %s", kt, p.name, f.status, f.lint, f.source, f.citation, f.details)
+				for _, f := range runLints(t, certlint.Sources, p.cert, lint.Warn) {
+					t.Errorf("%s %s: %s %s (%s %s): %s", kt, p.name, f.Status, f.Lint, f.Source, f.Citation, f.Details)
 				}
 			}
 		})
@@ -115,20 +92,18 @@ func TestProfilesPassRFCAndCommunityLints(t *testing.T) {
 // the RFC and community lints. Run it with -v to
 // refresh the table in docs/LINTS.md.
 func TestLogPublicTrustLints(t *testing.T) {
-	reg := filteredRegistry(t, publicTrustSources)
-	rfcReg := filteredRegistry(t, rfcSources)
 	type row struct{ profiles []string }
 	byLint := map[string]*row{}
 	details := map[string]string{}
 	for _, kt := range lintKeyTypes {
 		for _, p := range profileCerts(t, kt) {
-			for _, f := range slices.Concat(runLints(t, reg, p.cert, lint.Warn), runLints(t, rfcReg, p.cert, lint.Notice)) {
-				key := fmt.Sprintf("%s\t%s\t%s", f.source, f.status, f.lint)
+			for _, f := range slices.Concat(runLints(t, publicTrustSources, p.cert, lint.Warn), runLints(t, certlint.Sources, p.cert, lint.Notice)) {
+				key := fmt.Sprintf("%s\t%s\t%s", f.Source, f.Status, f.Lint)
 				r := byLint[key]
 				if r == nil {
 					r = &row{}
 					byLint[key] = r
-					details[key] = f.details
+					details[key] = f.Details
 				}
 				label := p.name + "/" + string(kt)
 				if !slices.Contains(r.profiles, label) {
@@ -173,8 +148,75 @@ func TestLintHarnessReportsFindings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	findings := runLints(t, filteredRegistry(t, rfcSources), cert, lint.Warn)
-	if !slices.ContainsFunc(findings, func(f lintFinding) bool { return f.lint == "e_subject_common_name_max_length" }) {
+	findings := runLints(t, certlint.Sources, cert, lint.Warn)
+	if !slices.ContainsFunc(findings, func(f certlint.Finding) bool { return f.Lint == "e_subject_common_name_max_length" }) {
 		t.Errorf("findings = %v, want e_subject_common_name_max_length", findings)
+	}
+}
+
+// countingSigner is an opaque issuer key (so the slow path signs) that
+// counts its signatures.
+type countingSigner struct {
+	crypto.Signer
+	n *atomic.Int64
+}
+
+func (s countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	s.n.Add(1)
+	return s.Signer.Sign(r, digest, opts)
+}
+
+// TestSignLeafLintsBeforeSigning: a leaf that would fail an RFC lint is
+// refused with an error naming the lint, on the fast path and on the
+// x509.CreateCertificate path, and the issuer's key never signs it.
+func TestSignLeafLintsBeforeSigning(t *testing.T) {
+	for _, kt := range []keys.KeyType{keys.ECP256, keys.ECP384, keys.Ed25519, keys.RSA2048} {
+		t.Run(string(kt), func(t *testing.T) {
+			real := mustIssuer(t, sharedHierarchy(t, kt), DefaultIssuerName)
+			var signed atomic.Int64
+			opaque := *real
+			opaque.Signer = countingSigner{Signer: real.Signer, n: &signed}
+			pub := leafKey(t, keys.ECP256).Public()
+			now := time.Now()
+			bad := serverLeafRequest(pub, now)
+			bad.Names.DNS = []string{"under_score.example.internal"}
+			for _, iss := range []*Issuer{real, &opaque} {
+				_, err := iss.SignLeaf(bad)
+				var le *certlint.Error
+				if !errors.As(err, &le) {
+					t.Fatalf("SignLeaf(under_score) error = %v, want a *certlint.Error", err)
+				}
+				if !strings.Contains(err.Error(), "would fail lint w_rfc_dnsname_underscore_in_trd (RFC5280: 4.1.2.6)") {
+					t.Errorf("error %q does not name the underscore lint", err)
+				}
+			}
+			if n := signed.Load(); n != 0 {
+				t.Fatalf("the issuer key signed %d times for a refused certificate", n)
+			}
+			for _, iss := range []*Issuer{real, &opaque} {
+				cert := mustSign(t, iss, serverLeafRequest(pub, now))
+				if err := cert.CheckSignatureFrom(real.Cert); err != nil {
+					t.Fatalf("linted leaf does not verify: %v", err)
+				}
+			}
+			if n := signed.Load(); n != 1 {
+				t.Fatalf("the issuer key signed %d times for one certificate, want 1", n)
+			}
+		})
+	}
+}
+
+// TestTBSOf: tbsOf returns the TBSCertificate x509 parses, and nil for
+// what is not a certificate.
+func TestTBSOf(t *testing.T) {
+	iss := mustIssuer(t, sharedHierarchy(t, keys.ECP256), DefaultIssuerName)
+	cert := mustSign(t, iss, serverLeafRequest(leafKey(t, keys.ECP256).Public(), time.Now()))
+	if !bytes.Equal(tbsOf(cert.Raw), cert.RawTBSCertificate) {
+		t.Fatal("tbsOf differs from RawTBSCertificate")
+	}
+	for _, junk := range [][]byte{nil, {0x30}, {0x30, 0x03, 0x02, 0x01, 0x00}} {
+		if tbsOf(junk) != nil {
+			t.Errorf("tbsOf(%x) is not nil", junk)
+		}
 	}
 }

@@ -265,7 +265,7 @@ func (c *Compiled) Evaluate(r Request) Decision {
 // evaluateDNS returns the allow rule that covers name, or nil and the
 // denial.
 func (c *Compiled) evaluateDNS(name string) (*ruleText, Decision) {
-	if why := checkHostname(name, true); why != "" {
+	if why := checkNameHostname(name, true); why != "" {
 		return nil, denied(ruleInvalidName, strconv.Quote(name)+" is not a valid DNS name: "+why)
 	}
 	for i := range c.denyDNS {

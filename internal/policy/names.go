@@ -7,6 +7,10 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // ParseNames sorts names as users type them on the command line into their
@@ -64,7 +68,7 @@ func ParseNames(sans []string) (Names, error) {
 				n.Emails = append(n.Emails, email)
 			}
 		default:
-			if why := checkHostname(s, true); why != "" {
+			if why := checkNameHostname(s, true); why != "" {
 				return Names{}, fmt.Errorf("policy: %q is not a valid DNS name: %s", s, why)
 			}
 			name := strings.ToLower(s)
@@ -252,6 +256,36 @@ func checkHostname(name string, wildcard bool) string {
 	return ""
 }
 
+// checkNameHostname is checkHostname for a name a certificate would carry
+// (not a rule). It also refuses what no certificate linter accepts in a
+// dNSName: an underscore (RFC 5280, section 4.2.1.6, requires the preferred
+// name syntax of RFC 1034, section 3.5: letters, digits and hyphens; zlint's
+// e_rfc_dnsname_underscore_in_sld and _in_trd) and an "xn--" label that is
+// not valid Punycode of a label in Unicode normalization form C (RFC 5891,
+// RFC 8399; e_international_dns_name_not_unicode and _not_nfc). A rule may
+// still hold an underscore; it just never matches a name.
+func checkNameHostname(name string, wildcard bool) string {
+	if why := checkHostname(name, wildcard); why != "" {
+		return why
+	}
+	if strings.Contains(name, "_") {
+		return `an underscore is not allowed in a DNS name in a certificate (RFC 5280 requires letters, digits and "-")`
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if len(label) < 4 || !equalFold(label[:4], "xn--") {
+			continue
+		}
+		u, err := idna.Punycode.ToUnicode(strings.ToLower(label))
+		if err != nil || !utf8.ValidString(u) {
+			return fmt.Sprintf("label %q is not valid Punycode", label)
+		}
+		if !norm.NFC.IsNormalString(u) {
+			return fmt.Sprintf("label %q is not in Unicode normalization form C", label)
+		}
+	}
+	return ""
+}
+
 // checkEmail returns why s is not a simple "local@domain" address, or "".
 // The local part must be an RFC 5322 dot-atom and the domain a hostname.
 func checkEmail(s string) string {
@@ -263,7 +297,7 @@ func checkEmail(s string) string {
 	if why := checkLocalPart(local); why != "" {
 		return why
 	}
-	if why := checkHostname(domain, false); why != "" {
+	if why := checkNameHostname(domain, false); why != "" {
 		return "domain: " + why
 	}
 	return ""

@@ -41,6 +41,12 @@ func TestParseNames(t *testing.T) {
 		{name: "email two ats", sans: []string{"a@b@example.com"}, wantErr: `email address "a@b@example.com"`},
 		{name: "email empty local part", sans: []string{"@example.com"}, wantErr: "empty local part"},
 		{name: "email bad domain", sans: []string{"a@example..com"}, wantErr: "domain: empty label"},
+		{name: "underscore in a DNS name", sans: []string{"under_score.example.internal"}, wantErr: "an underscore is not allowed"},
+		{name: "underscore in an email domain", sans: []string{"a@mail_1.example.com"}, wantErr: "domain: an underscore"},
+		{name: "underscore in an email local part is fine", sans: []string{"svc_a@example.com"}, want: []string{"svc_a@example.com"}},
+		{name: "valid IDN A-label", sans: []string{"xn--bcher-kva.example"}, want: []string{"xn--bcher-kva.example"}},
+		{name: "invalid Punycode", sans: []string{"xn--a-ecp.example", "xn--0.example"}, wantErr: `label "xn--0" is not valid Punycode`},
+		{name: "IDN not in NFC", sans: []string{"xn--cafe-yvc.example"}, wantErr: "normalization form C"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

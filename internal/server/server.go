@@ -33,6 +33,7 @@ import (
 	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/api"
 	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/certlint"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/nodeapi"
@@ -216,6 +217,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
+	// What lets lint before sign reuse verdicts for P-256 keys (a second of
+	// one core, in the background; until then leaves are linted in full).
+	certlint.Warm()
 	s := &Server{opts: opts, log: opts.Logger, now: opts.Clock}
 	if s.log == nil {
 		s.log = slog.Default()
