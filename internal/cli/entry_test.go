@@ -147,6 +147,16 @@ func TestTokenCreateJoin(t *testing.T) {
 	if lastLine(out) == "" {
 		t.Error("no certificate token printed")
 	}
+	// A batch: one per line, each single use and distinct; as JSON, an array.
+	out, errOut = mustRun(t, append([]string{"token", "create", "api", "--san", "api.example.internal", "--count", "3"}, data...)...)
+	if lines := strings.Fields(out); len(lines) != 3 || lines[0] == lines[1] || lines[1] == lines[2] || !strings.HasPrefix(errOut, "3 tokens for \"api\"") {
+		t.Errorf("--count 3: stdout %q, stderr %q", out, errOut)
+	}
+	out, _ = mustRun(t, append([]string{"token", "create", "api", "--san", "api.example.internal", "--count", "2", "--json"}, data...)...)
+	var batch []client.Token
+	if err := json.Unmarshal([]byte(out), &batch); err != nil || len(batch) != 2 || batch[0].ID == batch[1].ID {
+		t.Errorf("--count 2 --json: %v\n%s", err, out)
+	}
 
 	for _, tc := range []struct {
 		name     string
@@ -158,6 +168,8 @@ func TestTokenCreateJoin(t *testing.T) {
 		{"join-with-name", []string{"token", "create", "n1", "--join", "--spiffe-id", testNode}, 2, "unexpected argument \"n1\""},
 		{"join-with-san", []string{"token", "create", "--join", "--spiffe-id", testNode, "--san", "n1.example.internal"}, 2, "--san does not apply"},
 		{"join-with-provisioner", []string{"token", "create", "--join", "--spiffe-id", testNode, "--provisioner", "web"}, 2, "--provisioner does not apply"},
+		{"count-zero", []string{"token", "create", "api", "--san", "api.example.internal", "--count", "0"}, 2, "--count must be between 1 and 10000"},
+		{"join-with-count", []string{"token", "create", "--join", "--spiffe-id", testNode, "--count", "2"}, 2, "--count does not apply"},
 		{"spiffe-id-without-join", []string{"token", "create", "api", "--san", "api.example.internal", "--spiffe-id", testNode}, 2, "--spiffe-id needs --join"},
 		{"no-name-no-join", []string{"token", "create"}, 2, "missing NAME, or --join"},
 		{"name-without-san", []string{"token", "create", "api"}, 2, "--san is required"},

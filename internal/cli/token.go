@@ -34,6 +34,7 @@ func newTokenCreateCommand(s *streams) *cobra.Command {
 		join        bool
 		spiffeID    string
 		asJSON      bool
+		count       int
 	)
 	cmd := &cobra.Command{
 		Use:   "create {NAME --san NAME... [--provisioner P] | --join --spiffe-id ID} [--ttl D] [--json]",
@@ -56,11 +57,17 @@ channel. --ttl is the token's own lifetime (default 5m, at most 24h; for a
 join token default 1h, at most 168h), not the certificate's.
 
 --provisioner may be left out when the CA has exactly one token provisioner.
+
+--count N makes N tokens for the same NAME and names at once (one request
+each over one connection), printed one per line — or, with --json, as a JSON
+array — for provisioning a batch of workloads. Each is single use. If one
+fails, the tokens already made are printed and the command exits 1.
 ` + adminConnectHelp,
 		Example: `  TOKEN=$(meshpki token create web --san web.example.internal --san 10.0.0.7 --data /var/lib/meshpki)
   meshpki token create api --san api.example.internal --provisioner web --ttl 1h \
       --ca-url https://ca.example.internal:8443 --root root.crt --cert admin.crt --key admin.key --password-file pass.txt
-  JOIN=$(meshpki token create --join --spiffe-id spiffe://example.internal/node/n1 --ttl 2h --data /var/lib/meshpki)`,
+  JOIN=$(meshpki token create --join --spiffe-id spiffe://example.internal/node/n1 --ttl 2h --data /var/lib/meshpki)
+  meshpki token create batch --san batch.example.internal --count 100 --ttl 1h --data /var/lib/meshpki > tokens.txt`,
 		Args: func(c *cobra.Command, args []string) error {
 			if join {
 				if len(args) > 0 {
@@ -81,10 +88,17 @@ join token default 1h, at most 168h), not the certificate's.
 	durationVar(f, &ttl, "ttl", 0, "lifetime of the token (default 5m, max 24h; with --join default 1h, max 168h)")
 	f.BoolVar(&join, "join", false, "create a node join token for --spiffe-id instead")
 	f.StringVar(&spiffeID, "spiffe-id", "", "with --join: the node's SPIFFE `ID`, e.g. spiffe://example.internal/node/n1")
-	f.BoolVar(&asJSON, "json", false, "print the API's token object as JSON")
+	f.BoolVar(&asJSON, "json", false, "print the API's token object as JSON (an array with --count)")
+	f.IntVar(&count, "count", 1, "make `N` tokens for the same NAME and names (at most 10000)")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if ttl < 0 {
 			return usageError{errors.New("--ttl must be positive")}
+		}
+		if count < 1 || count > maxTokenCount {
+			return usageError{fmt.Errorf("--count must be between 1 and %d", maxTokenCount)}
+		}
+		if join && count != 1 {
+			return usageError{fmt.Errorf("--count does not apply to a join token: each names its own node (see '%s --help')", c.CommandPath())}
 		}
 		if join {
 			return createJoinToken(c, s, conn, spiffeID, ttl, asJSON)
@@ -100,12 +114,11 @@ join token default 1h, at most 168h), not the certificate's.
 			return err
 		}
 		defer cl.Close()
-		tok, err := cl.CreateToken(c.Context(), client.TokenRequest{
-			Subject:     args[0],
-			SANs:        sans,
-			Provisioner: provisioner,
-			TTL:         policy.Duration(ttl),
-		})
+		req := client.TokenRequest{Subject: args[0], SANs: sans, Provisioner: provisioner, TTL: policy.Duration(ttl)}
+		if c.Flags().Changed("count") {
+			return createTokens(c, s, cl, req, count, asJSON)
+		}
+		tok, err := cl.CreateToken(c.Context(), req)
 		if err != nil {
 			return err
 		}
@@ -118,6 +131,42 @@ join token default 1h, at most 168h), not the certificate's.
 		return err
 	}
 	return cmd
+}
+
+// maxTokenCount bounds token create --count.
+const maxTokenCount = 10000
+
+// createTokens makes count tokens for req and prints them one per line (or
+// as a JSON array), including those made before a failure.
+func createTokens(c *cobra.Command, s *streams, cl *client.Client, req client.TokenRequest, count int, asJSON bool) error {
+	toks := make([]*client.Token, 0, count)
+	var err error
+	for range count {
+		var tok *client.Token
+		if tok, err = cl.CreateToken(c.Context(), req); err != nil {
+			break
+		}
+		toks = append(toks, tok)
+	}
+	if asJSON {
+		if werr := writeJSON(s.out, toks); werr != nil {
+			return werr
+		}
+	} else {
+		for _, tok := range toks {
+			if _, werr := fmt.Fprintln(s.out, tok.Token); werr != nil {
+				return werr
+			}
+		}
+	}
+	if len(toks) > 0 {
+		fmt.Fprintf(s.err, "%d tokens for %q (%s) from provisioner %s, each single use, %s\n",
+			len(toks), req.Subject, strings.Join(req.SANs, ", "), toks[0].Provisioner, expiresPhrase(toks[0].ExpiresAt, time.Now()))
+	}
+	if err != nil {
+		return fmt.Errorf("token %d of %d: %w", len(toks)+1, count, err)
+	}
+	return nil
 }
 
 // createJoinToken creates a node join token for spiffeID and prints it.
