@@ -132,22 +132,6 @@ func checkOrderCSR(der []byte, names policy.Names) (*x509.CertificateRequest, ke
 	return csr, kt, subject, nil
 }
 
-// parseCSRDER is parseCSR for a DER request.
-func parseCSRDER(der []byte) (*x509.CertificateRequest, keys.KeyType, error) {
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		return nil, "", errorf(KindBadCSR, "the CSR cannot be parsed: %v", err)
-	}
-	kt, err := keys.TypeOf(csr.PublicKey)
-	if err != nil {
-		return nil, "", wrapErr(KindBadKey, err, "%v", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, "", errorf(KindBadCSR, "the CSR's signature does not verify: %v", err)
-	}
-	return csr, kt, nil
-}
-
 // sameNames reports whether a and b hold the same names, ignoring order,
 // duplicates and the case of DNS names.
 func sameNames(a, b policy.Names) bool {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"strings"
 	"time"
@@ -338,18 +337,6 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 		return nil, storeErr(err, "record certificate")
 	}
 	return &Issued{Certificate: cert, Chain: iss.Chain(), Serial: serial, Record: rec}, nil
-}
-
-// parseCSR decodes a PEM CSR, checks its signature and its key type.
-func parseCSR(data []byte) (*x509.CertificateRequest, keys.KeyType, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, "", errorf(KindBadCSR, "the CSR is not PEM encoded")
-	}
-	if block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" {
-		return nil, "", errorf(KindBadCSR, "expected a PEM CERTIFICATE REQUEST, got %q", block.Type)
-	}
-	return parseCSRDER(block.Bytes)
 }
 
 func nameListed(n policy.Names, name string) bool {
