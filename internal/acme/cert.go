@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -70,11 +73,16 @@ func (s *Server) issuerOf(leaf *x509.Certificate) *x509.Certificate {
 	return nil
 }
 
-// revocableReasons are the RFC 5280 reasons a subscriber may give
-// (RFC 8555, section 7.6, leaves the set to the CA): unspecified,
-// keyCompromise, affiliationChanged, superseded, cessationOfOperation,
-// privilegeWithdrawn.
-var revocableReasons = map[int]bool{0: true, 1: true, 3: true, 4: true, 5: true, 9: true}
+// subscriberReasons lists revocation.Subscriber, the reasons an ACME client
+// may give (RFC 8555, section 7.6, leaves the set to the CA), for errors:
+// "0 (unspecified), 1 (keyCompromise), …".
+var subscriberReasons = func() string {
+	parts := make([]string, len(revocation.Subscriber))
+	for i, r := range revocation.Subscriber {
+		parts[i] = fmt.Sprintf("%d (%s)", int(r), r)
+	}
+	return strings.Join(parts, ", ")
+}()
 
 type revokePayload struct {
 	Certificate string `json:"certificate"`
@@ -101,12 +109,12 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, p *provisi
 	if err != nil {
 		return malformed("certificate cannot be parsed: %v", err)
 	}
-	reason := 0
+	reason := revocation.Unspecified
 	if in.Reason != nil {
-		reason = *in.Reason
+		reason = revocation.Reason(*in.Reason)
 	}
-	if !revocableReasons[reason] {
-		return problem(http.StatusBadRequest, probBadRevocationReason, "reason %d is not accepted (use 0, 1, 3, 4, 5 or 9)", reason)
+	if !slices.Contains(revocation.Subscriber, reason) {
+		return problem(http.StatusBadRequest, probBadRevocationReason, "reason %d is not accepted (use %s)", int(reason), subscriberReasons)
 	}
 	serial := ca.SerialString(cert.SerialNumber)
 	rec, err := s.st.GetCertificate(r.Context(), serial)
@@ -141,7 +149,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, p *provisi
 	if rec.Status == store.StatusRevoked {
 		return problem(http.StatusBadRequest, probAlreadyRevoked, "certificate %s is already revoked", serial)
 	}
-	if _, _, err := s.ca.Revoke(r.Context(), serial, reason, actor, false); err != nil {
+	if _, _, err := s.revoker.Revoke(r.Context(), revocation.Request{Serial: serial, Reason: reason, Actor: actor}); err != nil {
 		if ca.KindOf(err) == ca.KindConflict {
 			return problem(http.StatusBadRequest, probAlreadyRevoked, "certificate %s is already revoked", serial)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -50,6 +51,8 @@ type Config struct {
 	Authority *ca.Authority
 	// Store keeps accounts, orders and consumed nonces.
 	Store Store
+	// Revocation revokes certificates (revokeCert).
+	Revocation *revocation.Service
 	// BaseURL is the server's public URL, e.g. https://ca.example:8443; the
 	// directory of provisioner P is BaseURL/acme/P/directory, and every JWS
 	// url must start with it.
@@ -83,6 +86,7 @@ type Config struct {
 type Server struct {
 	ca        *ca.Authority
 	st        Store
+	revoker   *revocation.Service
 	base      string
 	nonces    *nonces
 	sealKey   []byte
@@ -99,8 +103,8 @@ type Server struct {
 
 // New returns an ACME server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Authority == nil || cfg.Store == nil {
-		return nil, errors.New("acme: Config needs Authority and Store")
+	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil {
+		return nil, errors.New("acme: Config needs Authority, Store and Revocation")
 	}
 	if len(cfg.Secret) < 32 {
 		return nil, errors.New("acme: Config.Secret must be at least 32 bytes")
@@ -111,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		ca:        cfg.Authority,
 		st:        cfg.Store,
+		revoker:   cfg.Revocation,
 		base:      strings.TrimRight(cfg.BaseURL, "/"),
 		validator: validation.New(cfg.Validation),
 		workers:   cfg.MaxValidations,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -132,11 +133,11 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if c.admin == "" && serial != ca.SerialString(c.cert.SerialNumber) {
 		return newError(http.StatusForbidden, "forbidden", "a certificate holder may revoke only the certificate it presents")
 	}
-	reason, err := ca.ParseRevocationReason(req.Reason)
+	reason, err := revocation.ParseReason(req.Reason)
 	if err != nil {
 		return err
 	}
-	rec, renewals, err := s.ca.Revoke(r.Context(), serial, reason, c.actor(), req.Renewals)
+	rec, renewals, err := s.revocation.Revoke(r.Context(), revocation.Request{Serial: serial, Reason: reason, Actor: c.actor(), Renewals: req.Renewals})
 	if err != nil {
 		return err
 	}
@@ -190,7 +191,7 @@ func certificateBody(c store.Certificate, withPEM bool) certificateResponse {
 	if c.Status == store.StatusRevoked {
 		at := c.RevokedAt.UTC()
 		out.RevokedAt = &at
-		out.RevocationReason = ca.RevocationReasonName(c.RevocationReason)
+		out.RevocationReason = revocation.Reason(c.RevocationReason).String()
 	}
 	if withPEM {
 		out.Certificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/acme"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -31,6 +32,8 @@ type Config struct {
 	Authority *ca.Authority
 	// Store answers listings and readiness.
 	Store store.Store
+	// Revocation revokes certificates (POST /v1/revoke).
+	Revocation *revocation.Service
 	// ACME, if set, serves /acme/ and the EAB key endpoints.
 	ACME *acme.Server
 	// EntriesChanged, if set, is called after a registration entry changes
@@ -51,6 +54,7 @@ type Config struct {
 type Server struct {
 	ca             *ca.Authority
 	st             store.Store
+	revocation     *revocation.Service
 	log            *slog.Logger
 	now            func() time.Time
 	acme           *acme.Server
@@ -63,10 +67,10 @@ type Server struct {
 
 // New builds the API handler and registers its metrics.
 func New(cfg Config) (*Server, error) {
-	if cfg.Authority == nil || cfg.Store == nil {
-		return nil, errors.New("api: Config needs Authority and Store")
+	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil {
+		return nil, errors.New("api: Config needs Authority, Store and Revocation")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -203,6 +203,13 @@ func (a *Authority) deny(ctx context.Context, err *Error, actor, subject string,
 	return err
 }
 
+// Refuse is deny for the packages beside ca that decide requests of their
+// own (revocation): it audits the refusal as issuance refusals are audited
+// and returns err.
+func (a *Authority) Refuse(ctx context.Context, err *Error, actor, subject string, detail map[string]string) error {
+	return a.deny(ctx, err, actor, subject, detail)
+}
+
 // RecordDenied audits a request that a front door refused before it reached
 // the Authority (a malformed or oversized body, say), so that every refusal
 // is in the audit log, not only those the Authority decided.

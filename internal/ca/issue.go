@@ -348,6 +348,10 @@ func nameListed(n policy.Names, name string) bool {
 	return false
 }
 
+// StoreError maps a store failure while doing what to an *Error, as the
+// issuance path does.
+func StoreError(err error, what string) *Error { return storeErr(err, what) }
+
 // storeErr maps a store failure to an Error.
 func storeErr(err error, what string) *Error {
 	switch {

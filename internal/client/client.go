@@ -21,6 +21,7 @@ import (
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/revocation"
 )
 
 // DefaultTimeout bounds a request when Config.Timeout is zero.
@@ -298,7 +299,7 @@ type RevokeRequest struct {
 }
 
 // RevocationReasons lists the reason names the API accepts, in RFC 5280 order.
-var RevocationReasons = ca.RevocationReasons
+var RevocationReasons = revocation.Names(revocation.Accepted)
 
 // Certificate is the API's record of an issued certificate.
 type Certificate struct {

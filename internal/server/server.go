@@ -38,6 +38,7 @@ import (
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
 	"github.com/meshpki/meshpki/internal/token"
@@ -314,9 +315,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	revoker := revocation.New(st, s.authority, s.now)
 	s.acme, err = acme.New(acme.Config{
 		Authority:      s.authority,
 		Store:          st,
+		Revocation:     revoker,
 		BaseURL:        s.publicURL,
 		Secret:         secret,
 		Validation:     opts.ACMEValidation,
@@ -333,7 +336,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
+	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}

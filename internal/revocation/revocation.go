@@ -1,0 +1,103 @@
+// Package revocation owns taking certificates out of service before they
+// expire: the RFC 5280 reasons, and revoking a certificate together with
+// the certificates renewed from it, in one store transaction with its audit
+// records. Publishing revocation to relying parties — CRLs and OCSP —
+// belongs here too (issue 12).
+//
+// Front doors (the JSON API, ACME) decide who may revoke what; Service
+// checks and records it.
+package revocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// Store is what revocation needs of the store.
+type Store interface {
+	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
+	RevokeCertificate(ctx context.Context, r store.Revocation) (renewals []string, err error)
+}
+
+// Refuser audits a refused request; *ca.Authority is one, so that every
+// refusal goes through the same clipped, aggregated audit.
+type Refuser interface {
+	Refuse(ctx context.Context, err *ca.Error, actor, subject string, detail map[string]string) error
+}
+
+// Service revokes certificates. Safe for concurrent use.
+type Service struct {
+	st     Store
+	refuse Refuser
+	now    func() time.Time
+}
+
+// New returns a Service; now may be nil for time.Now.
+func New(st Store, refuse Refuser, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{st: st, refuse: refuse, now: now}
+}
+
+// Request asks to revoke one certificate. The caller has authorised Actor
+// (an admin, the holder of that same certificate, or its ACME account).
+type Request struct {
+	Serial string // hexadecimal, as ca.ParseSerial reads it
+	Reason Reason
+	Actor  string
+	// Renewals also revokes every certificate renewed from this one.
+	Renewals bool
+}
+
+// Revoke marks the certificate revoked and returns its record and the
+// serials of the renewals revoked with it.
+//
+// A renewal is the same identity under a newer certificate, often with the
+// same key, and renewing needs only the current certificate: so for
+// keyCompromise, or when r.Renewals is set, every certificate renewed from
+// this one (directly or through other renewals) is revoked with it, in the
+// same transaction. Errors are *ca.Error: KindBadRequest for a malformed
+// serial or a reason not Accepted, KindNotFound, KindConflict when already
+// revoked (the last two audited as refusals).
+func (s *Service) Revoke(ctx context.Context, r Request) (store.Certificate, []string, error) {
+	serial, err := ca.ParseSerial(r.Serial)
+	if err != nil {
+		return store.Certificate{}, nil, &ca.Error{Kind: ca.KindBadRequest, Msg: err.Error()}
+	}
+	if _, ok := reasonNames[r.Reason]; !ok || r.Reason == RemoveFromCRL {
+		return store.Certificate{}, nil, &ca.Error{Kind: ca.KindBadRequest, Msg: fmt.Sprintf("revocation reason %d is not accepted", int(r.Reason))}
+	}
+	now := s.now()
+	event := func(subject string, extra ...string) audit.Event {
+		d := map[string]string{"reason": r.Reason.String()}
+		for i := 0; i+1 < len(extra); i += 2 {
+			d[extra[i]] = extra[i+1]
+		}
+		return audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: r.Actor, Subject: subject, Outcome: "success", Detail: d}
+	}
+	renewals, err := s.st.RevokeCertificate(ctx, store.Revocation{
+		Serial: serial, Reason: int(r.Reason), At: now, Event: event(serial),
+		Renewals:     r.Renewals || r.Reason == KeyCompromise,
+		RenewalEvent: func(renewal string) audit.Event { return event(renewal, "renewed_from_revoked", serial) },
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Certificate{}, nil, s.refuse.Refuse(ctx, &ca.Error{Kind: ca.KindNotFound, Msg: "no certificate with serial " + serial}, r.Actor, serial, nil)
+	case errors.Is(err, store.ErrAlreadyRevoked):
+		return store.Certificate{}, nil, s.refuse.Refuse(ctx, &ca.Error{Kind: ca.KindConflict, Msg: "certificate " + serial + " is already revoked"}, r.Actor, serial, nil)
+	case err != nil:
+		return store.Certificate{}, nil, ca.StoreError(err, "revoke certificate")
+	}
+	rec, err := s.st.GetCertificate(ctx, serial)
+	if err != nil {
+		return store.Certificate{}, nil, ca.StoreError(err, "read the revoked certificate")
+	}
+	return rec, renewals, nil
+}
