@@ -3,14 +3,11 @@ package acme
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/mail"
 	"strings"
-	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -69,7 +66,7 @@ func (s *Server) handleNewAccount(w http.ResponseWriter, r *http.Request, p *pro
 		return prob
 	}
 	acct := store.ACMEAccount{
-		ID:          randomID(),
+		ID:          store.NewID(),
 		Provisioner: p.name,
 		Thumbprint:  tp,
 		Status:      store.ACMEValid,
@@ -290,17 +287,6 @@ func (s *Server) handleKeyChange(w http.ResponseWriter, r *http.Request, p *prov
 		return storeProblem(err)
 	}
 	return writeJSON(w, http.StatusOK, s.accountView(p, acct))
-}
-
-// randomID is an id of an account, order, authorization or challenge: 48
-// bits of milliseconds, then 80 random bits, in hex, so that ids sort in the
-// order they were made (an account's orders list by id) and append to the
-// store's indexes, and cannot be guessed.
-func randomID() string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
-	_, _ = rand.Read(b[6:]) // never fails (crypto/rand)
-	return hex.EncodeToString(b[:])
 }
 
 // challengeToken is 128 random bits, base64url (RFC 8555, section 8.1,

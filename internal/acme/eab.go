@@ -52,7 +52,7 @@ func (s *Server) CreateEABKey(ctx context.Context, provisioner, actor string) (E
 	if _, err := rand.Read(raw); err != nil {
 		return EABKey{}, err
 	}
-	k := EABKey{KeyID: randomID(), HMACKey: base64.RawURLEncoding.EncodeToString(raw), Provisioner: provisioner, CreatedAt: s.now()}
+	k := EABKey{KeyID: store.NewID(), HMACKey: base64.RawURLEncoding.EncodeToString(raw), Provisioner: provisioner, CreatedAt: s.now()}
 	sealed, err := s.seal(k.KeyID, raw)
 	if err != nil {
 		return EABKey{}, err

@@ -252,7 +252,7 @@ func (s *Server) handleNewOrder(w http.ResponseWriter, r *http.Request, p *provi
 		}
 	}
 	o := store.ACMEOrder{
-		ID:          randomID(),
+		ID:          store.NewID(),
 		AccountID:   req.account.ID,
 		Provisioner: p.name,
 		Status:      store.ACMEPending,
@@ -267,7 +267,7 @@ func (s *Server) handleNewOrder(w http.ResponseWriter, r *http.Request, p *provi
 	authzs := make([]store.ACMEAuthorization, len(ids))
 	for i, id := range ids {
 		a := store.ACMEAuthorization{
-			ID:         randomID(),
+			ID:         store.NewID(),
 			AccountID:  req.account.ID,
 			OrderID:    o.ID,
 			Identifier: id,
@@ -279,7 +279,7 @@ func (s *Server) handleNewOrder(w http.ResponseWriter, r *http.Request, p *provi
 			a.Identifier.Value = strings.TrimPrefix(id.Value, "*.")
 		}
 		for _, typ := range challengeTypes(id, a.Wildcard) {
-			a.Challenges = append(a.Challenges, store.ACMEChallenge{ID: randomID(), Type: typ, Token: challengeToken(), Status: store.ACMEPending})
+			a.Challenges = append(a.Challenges, store.ACMEChallenge{ID: store.NewID(), Type: typ, Token: challengeToken(), Status: store.ACMEPending})
 		}
 		authzs[i] = a
 		o.Authorizations = append(o.Authorizations, a.ID)

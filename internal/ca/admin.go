@@ -96,10 +96,7 @@ func (a *Authority) CreateToken(ctx context.Context, req TokenRequest) (TokenGra
 		IssuedAt:    now,
 		NotBefore:   now,
 		Expiry:      now.Add(ttl),
-	}
-	claims.ID, err = randomID()
-	if err != nil {
-		return TokenGrant{}, wrapErr(KindInternal, err, "token id")
+		ID:          store.NewID(),
 	}
 	raw, err := a.keyring.Mint(claims)
 	if err != nil {

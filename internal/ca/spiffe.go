@@ -211,9 +211,7 @@ func (a *Authority) CreateEntry(ctx context.Context, e store.Entry, actor string
 	if err != nil {
 		return e, a.denyEntry(ctx, err, actor, e)
 	}
-	if e.ID, err = randomID(); err != nil {
-		return e, wrapErr(KindInternal, err, "entry id")
-	}
+	e.ID = store.NewID()
 	now := a.now()
 	e.CreatedAt, e.UpdatedAt = now, now
 	rev, err := a.st.CreateEntry(ctx, e, a.entryEvent(TypeEntryCreated, actor, e, now))
@@ -296,10 +294,7 @@ func (a *Authority) CreateJoinToken(ctx context.Context, spiffeID string, ttl ti
 		return TokenGrant{}, errorf(KindBadRequest, "join token lifetime %s is outside 0 to %s", ttl, MaxJoinTTL)
 	}
 	now := a.now()
-	claims := token.Claims{Subject: sid.String(), Audience: a.JoinAudience(), Purpose: token.PurposeJoin, IssuedAt: now, NotBefore: now, Expiry: now.Add(ttl)}
-	if claims.ID, err = randomID(); err != nil {
-		return TokenGrant{}, wrapErr(KindInternal, err, "token id")
-	}
+	claims := token.Claims{ID: store.NewID(), Subject: sid.String(), Audience: a.JoinAudience(), Purpose: token.PurposeJoin, IssuedAt: now, NotBefore: now, Expiry: now.Add(ttl)}
 	raw, err := a.keyring.Mint(claims)
 	if err != nil {
 		return TokenGrant{}, mintErr(err)
