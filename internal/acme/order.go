@@ -214,7 +214,7 @@ func (s *Server) handleNewOrder(w http.ResponseWriter, r *http.Request, p *provi
 	// Policy decides each identifier, so that the client learns which ones
 	// are refused (RFC 8555, section 6.7.1, subproblems).
 	for _, id := range ids {
-		d, err := s.ca.CheckNames(r.Context(), p.name, namesOf([]ident{id}), 0)
+		d, err := s.ca.CheckNames(r.Context(), p.name, policy.Request{Names: namesOf([]ident{id})})
 		if err != nil {
 			return fromCA(err)
 		}
@@ -238,7 +238,7 @@ func (s *Server) handleNewOrder(w http.ResponseWriter, r *http.Request, p *provi
 		if !nb.IsZero() {
 			start = nb
 		}
-		d, err := s.ca.CheckNames(r.Context(), p.name, namesOf(ids), na.Sub(start))
+		d, err := s.ca.CheckNames(r.Context(), p.name, policy.Request{Names: namesOf(ids), TTL: na.Sub(start)})
 		if err != nil {
 			return fromCA(err)
 		}

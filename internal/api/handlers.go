@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -283,7 +284,7 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, c cal
 	if err != nil {
 		return err
 	}
-	g, err := s.ca.CreateToken(r.Context(), ca.TokenRequest{Subject: req.Subject, SANs: req.SANs, Provisioner: req.Provisioner, TTL: ttl, Actor: c.actor()})
+	g, err := s.provisioners.CreateToken(r.Context(), provisioner.TokenRequest{Subject: req.Subject, SANs: req.SANs, Provisioner: req.Provisioner, TTL: ttl, Actor: c.actor()})
 	if err != nil {
 		return err
 	}
@@ -303,12 +304,12 @@ func writeTokenResponse(w http.ResponseWriter, g ca.TokenGrant) {
 }
 
 type provisionerBody struct {
-	Name       string        `json:"name"`
-	Type       string        `json:"type"`
-	Policy     policy.Policy `json:"policy"`
-	RequireEAB bool          `json:"require_eab,omitempty"`
-	CreatedAt  *time.Time    `json:"created_at,omitempty"`
-	UpdatedAt  *time.Time    `json:"updated_at,omitempty"`
+	Name       string                `json:"name"`
+	Type       store.ProvisionerType `json:"type"`
+	Policy     policy.Policy         `json:"policy"`
+	RequireEAB bool                  `json:"require_eab,omitempty"`
+	CreatedAt  *time.Time            `json:"created_at,omitempty"`
+	UpdatedAt  *time.Time            `json:"updated_at,omitempty"`
 }
 
 func provisionerResponse(p store.Provisioner) provisionerBody {
@@ -336,7 +337,7 @@ func (s *Server) handleAddProvisioner(w http.ResponseWriter, r *http.Request, c 
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	p, err := s.ca.AddProvisioner(r.Context(), ca.ProvisionerChange{Provisioner: store.Provisioner{Name: body.Name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB}, Actor: c.actor()})
+	p, err := s.provisioners.Add(r.Context(), provisioner.Change{Provisioner: store.Provisioner{Name: body.Name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB}, Actor: c.actor()})
 	if err != nil {
 		return err
 	}
@@ -366,7 +367,7 @@ func (s *Server) handleUpdateProvisioner(w http.ResponseWriter, r *http.Request,
 	if body.Name != "" && body.Name != name {
 		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("body names provisioner %q but the path names %q", body.Name, name))
 	}
-	p, err := s.ca.UpdateProvisioner(r.Context(), ca.ProvisionerChange{Provisioner: store.Provisioner{Name: name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB}, Actor: c.actor()})
+	p, err := s.provisioners.Update(r.Context(), provisioner.Change{Provisioner: store.Provisioner{Name: name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB}, Actor: c.actor()})
 	if err != nil {
 		return err
 	}
@@ -375,7 +376,7 @@ func (s *Server) handleUpdateProvisioner(w http.ResponseWriter, r *http.Request,
 }
 
 func (s *Server) handleRemoveProvisioner(w http.ResponseWriter, r *http.Request, c caller) error {
-	if err := s.ca.RemoveProvisioner(r.Context(), r.PathValue("name"), c.actor()); err != nil {
+	if err := s.provisioners.Remove(r.Context(), r.PathValue("name"), c.actor()); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -398,7 +399,7 @@ func (s *Server) handleCheckPolicy(w http.ResponseWriter, r *http.Request, _ cal
 	if err != nil {
 		return err
 	}
-	d, err := s.ca.CheckPolicy(r.Context(), ca.CheckRequest{Provisioner: req.Provisioner, SANs: req.SANs, TTL: ttl, KeyType: req.KeyType})
+	d, err := s.provisioners.CheckPolicy(r.Context(), provisioner.CheckRequest{Provisioner: req.Provisioner, SANs: req.SANs, TTL: ttl, KeyType: req.KeyType})
 	if err != nil {
 		return err
 	}

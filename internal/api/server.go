@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/acme"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -34,6 +35,8 @@ type Config struct {
 	Store store.Store
 	// Revocation revokes certificates (POST /v1/revoke).
 	Revocation *revocation.Service
+	// Provisioners changes provisioners and mints tokens.
+	Provisioners *provisioner.Service
 	// ACME, if set, serves /acme/ and the EAB key endpoints.
 	ACME *acme.Server
 	// EntriesChanged, if set, is called after a registration entry changes
@@ -55,6 +58,7 @@ type Server struct {
 	ca             *ca.Authority
 	st             store.Store
 	revocation     *revocation.Service
+	provisioners   *provisioner.Service
 	log            *slog.Logger
 	now            func() time.Time
 	acme           *acme.Server
@@ -67,10 +71,10 @@ type Server struct {
 
 // New builds the API handler and registers its metrics.
 func New(cfg Config) (*Server, error) {
-	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil {
-		return nil, errors.New("api: Config needs Authority, Store and Revocation")
+	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil {
+		return nil, errors.New("api: Config needs Authority, Store, Revocation and Provisioners")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,30 +18,31 @@ import (
 // Provisioner returns a provisioner and its compiled policy, from the same
 // short-lived cache the issuance path reads. KindNotFound if absent.
 func (a *Authority) Provisioner(ctx context.Context, name string) (store.Provisioner, *policy.Compiled, error) {
-	p, err := a.provs.get(ctx, name)
+	p, err := a.provs.Provisioner(ctx, name)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return store.Provisioner{}, nil, errorf(KindNotFound, "no provisioner named %q", name)
 		}
 		return store.Provisioner{}, nil, storeErr(err, "read provisioner")
 	}
-	return p.prov, p.compiled, nil
+	return p.Provisioner, p.Policy, nil
 }
 
-// CheckNames decides whether a provisioner's policy allows names with a
-// lifetime of ttl (0 for the default), as issuance would, and returns the
-// decision; the CA's reserved namespace is refused as issuance refuses it.
-// Nothing is issued or audited: front doors call it to refuse early what
-// issuance would refuse anyway.
-func (a *Authority) CheckNames(ctx context.Context, provisioner string, names policy.Names, ttl time.Duration) (policy.Decision, error) {
+// CheckNames decides whether a provisioner's policy allows req (names, a
+// lifetime — 0 for the default — and a key type, if known), as issuance
+// would, and returns the decision; the CA's reserved namespace is refused as
+// issuance refuses it. Nothing is issued or audited: front doors call it to
+// refuse early what issuance would refuse anyway, and `meshpki policy
+// check` to ask.
+func (a *Authority) CheckNames(ctx context.Context, provisioner string, req policy.Request) (policy.Decision, error) {
 	_, compiled, err := a.Provisioner(ctx, provisioner)
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	if reserved, ok := a.reservedName(names); ok {
-		return policy.Decision{Rule: "reserved " + a.ReservedPrefix(), Reason: reserved + " is reserved for the CA's own identities"}, nil
+	if reserved, ok := a.reservedName(req.Names); ok {
+		return policy.Decision{Rule: "reserved " + a.ReservedPrefix(), Reason: strconv.Quote(reserved) + " is reserved for the CA's own identities"}, nil
 	}
-	return compiled.Evaluate(policy.Request{Names: names, TTL: ttl}), nil
+	return compiled.Evaluate(req), nil
 }
 
 // OrderRequest asks for the certificate of a validated order (ACME): the
@@ -65,7 +67,7 @@ type OrderRequest struct {
 // the one issuance path: the provisioner's policy decides, the certificate
 // and its audit record are committed before it returns.
 func (a *Authority) SignOrder(ctx context.Context, req OrderRequest) (*Issued, error) {
-	prov, err := a.provs.get(ctx, req.Provisioner)
+	prov, err := a.provs.Provisioner(ctx, req.Provisioner)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, a.deny(ctx, errorf(KindUnauthorized, "provisioner %q no longer exists", req.Provisioner), req.Actor, "", nil)

@@ -6,10 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/audit"
@@ -26,6 +24,8 @@ type Config struct {
 	Store store.Store
 	// Keyring mints and verifies one-time tokens.
 	Keyring *token.Keyring
+	// Provisioners gives the provisioners and their compiled policies.
+	Provisioners Provisioners
 	// Audience is the token audience this CA accepts, normally the public
 	// URL of /v1/sign. Replicas behind one load balancer share it.
 	Audience string
@@ -33,11 +33,6 @@ type Config struct {
 	Clock func() time.Time
 	// Logger receives operational logs (default slog.Default()).
 	Logger *slog.Logger
-	// ProvisionerTTL is how long a provisioner read from the store is
-	// trusted before it is read again, so that a change made on another
-	// replica applies within this time (default 2s). Changes made through
-	// this Authority apply at once.
-	ProvisionerTTL time.Duration
 	// MaxBatch caps how many issuances share one durable commit (default 256).
 	MaxBatch int
 	// CommitLinger is how long the committer waits for more issuances
@@ -64,20 +59,21 @@ type Authority struct {
 	now      func() time.Time
 	log      *slog.Logger
 	commits  *committer
-	provs    provisionerCache
+	provs    Provisioners
 	refusals refusals
 	jwt      *jwtKey
 }
 
 // New returns an Authority. Call Run to start its commit loop.
 func New(cfg Config) (*Authority, error) {
-	if cfg.Hierarchy == nil || cfg.Store == nil || cfg.Keyring == nil {
-		return nil, errors.New("ca: Config needs Hierarchy, Store and Keyring")
+	if cfg.Hierarchy == nil || cfg.Store == nil || cfg.Keyring == nil || cfg.Provisioners == nil {
+		return nil, errors.New("ca: Config needs Hierarchy, Store, Keyring and Provisioners")
 	}
 	a := &Authority{
 		h:        cfg.Hierarchy,
 		st:       cfg.Store,
 		keyring:  cfg.Keyring,
+		provs:    cfg.Provisioners,
 		audience: cfg.Audience,
 		now:      cfg.Clock,
 		log:      cfg.Logger,
@@ -93,11 +89,6 @@ func New(cfg Config) (*Authority, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
-	ttl := cfg.ProvisionerTTL
-	if ttl <= 0 {
-		ttl = 2 * time.Second
-	}
-	a.provs = provisionerCache{st: cfg.Store, ttl: ttl, now: a.now, entries: map[string]cachedProvisioner{}}
 	return a, nil
 }
 
@@ -210,6 +201,26 @@ func (a *Authority) Refuse(ctx context.Context, err *Error, actor, subject strin
 	return a.deny(ctx, err, actor, subject, detail)
 }
 
+// Record appends audit events through the issuance path's committer, for
+// the services beside ca (provisioner changes are recorded by the store with
+// the change itself; token minting uses this).
+func (a *Authority) Record(ctx context.Context, events ...audit.Event) error {
+	if err := a.commits.commit(ctx, store.Issuance{Audit: events}); err != nil {
+		return storeErr(err, "record audit events")
+	}
+	return nil
+}
+
+// ReservedName returns the first of names in the CA's reserved namespace,
+// and the refusal to give for it, which no provisioner may grant.
+func (a *Authority) ReservedName(names policy.Names) (string, *Error, bool) {
+	name, ok := a.reservedName(names)
+	if !ok {
+		return "", nil, false
+	}
+	return name, a.reservedError(name), true
+}
+
 // RecordDenied audits a request that a front door refused before it reached
 // the Authority (a malformed or oversized body, say), so that every refusal
 // is in the audit log, not only those the Authority decided.
@@ -228,84 +239,18 @@ func (a *Authority) RecordDenied(ctx context.Context, actor, subject, reason str
 	_ = a.deny(ctx, errorf(KindBadRequest, "%s", reason), actor, subject, detail)
 }
 
-// provisionerCache keeps compiled provisioner policies for a short time so
-// the hot path does not read the store on every request.
-type provisionerCache struct {
-	st      store.Provisioners
-	ttl     time.Duration
-	now     func() time.Time
-	mu      sync.RWMutex
-	entries map[string]cachedProvisioner
-	// spiffe lists the spiffe provisioners, compiled, as of spiffeAt.
-	spiffe   []cachedProvisioner
-	spiffeAt time.Time
+// CompiledProvisioner is a provisioner with its policy compiled.
+type CompiledProvisioner struct {
+	Provisioner store.Provisioner
+	Policy      *policy.Compiled
 }
 
-type cachedProvisioner struct {
-	prov     store.Provisioner
-	compiled *policy.Compiled
-	fetched  time.Time
-}
-
-func (c *provisionerCache) get(ctx context.Context, name string) (cachedProvisioner, error) {
-	now := c.now()
-	c.mu.RLock()
-	e, ok := c.entries[name]
-	c.mu.RUnlock()
-	if ok && now.Sub(e.fetched) < c.ttl {
-		return e, nil
-	}
-	p, err := c.st.GetProvisioner(ctx, name)
-	if err != nil {
-		c.invalidate(name)
-		return cachedProvisioner{}, err
-	}
-	compiled, err := policy.Compile(p.Policy)
-	if err != nil {
-		return cachedProvisioner{}, fmt.Errorf("ca: provisioner %q has an invalid policy: %w", name, err)
-	}
-	e = cachedProvisioner{prov: p, compiled: compiled, fetched: now}
-	c.mu.Lock()
-	c.entries[name] = e
-	c.mu.Unlock()
-	return e, nil
-}
-
-func (c *provisionerCache) invalidate(name string) {
-	c.mu.Lock()
-	delete(c.entries, name)
-	c.spiffeAt = time.Time{}
-	c.mu.Unlock()
-}
-
-// spiffeProvisioners returns the compiled provisioners of type spiffe, in name order,
-// reading the store at most once per ttl: SVID minting checks them for every
-// SVID.
-func (c *provisionerCache) spiffeProvisioners(ctx context.Context) ([]cachedProvisioner, error) {
-	now := c.now()
-	c.mu.RLock()
-	list, at := c.spiffe, c.spiffeAt
-	c.mu.RUnlock()
-	if !at.IsZero() && now.Sub(at) < c.ttl {
-		return list, nil
-	}
-	all, err := c.st.ListProvisioners(ctx)
-	if err != nil {
-		return nil, err
-	}
-	list = nil
-	for _, p := range all {
-		if p.Type != "spiffe" {
-			continue
-		}
-		compiled, err := policy.Compile(p.Policy)
-		if err != nil {
-			return nil, fmt.Errorf("ca: provisioner %q has an invalid policy: %w", p.Name, err)
-		}
-		list = append(list, cachedProvisioner{prov: p, compiled: compiled, fetched: now})
-	}
-	c.mu.Lock()
-	c.spiffe, c.spiffeAt = list, now
-	c.mu.Unlock()
-	return list, nil
+// Provisioners is where the issuance path reads provisioners at the moment
+// of issuance (internal/provisioner.Cache, which the provisioner admin
+// operations invalidate).
+type Provisioners interface {
+	// Provisioner returns one provisioner; store.ErrNotFound when absent.
+	Provisioner(ctx context.Context, name string) (CompiledProvisioner, error)
+	// OfType returns the provisioners of one type, in name order.
+	OfType(ctx context.Context, typ store.ProvisionerType) ([]CompiledProvisioner, error)
 }

@@ -50,6 +50,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Errorf returns an *Error of kind whose message, shown to the client, is
+// formatted from format and args.
+func Errorf(kind Kind, format string, args ...any) *Error {
+	return errorf(kind, format, args...)
+}
+
 func errorf(kind Kind, format string, args ...any) *Error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }

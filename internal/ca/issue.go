@@ -43,7 +43,7 @@ func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) 
 		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: %s", msg), "token", "", nil)
 	}
 	actor := "token:" + claims.ID
-	prov, err := a.provs.get(ctx, claims.Provisioner)
+	prov, err := a.provs.Provisioner(ctx, claims.Provisioner)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: provisioner %q no longer exists", claims.Provisioner), actor, claims.Subject, nil)
@@ -52,8 +52,8 @@ func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) 
 	}
 	// Checked now, not only when the token was made: the provisioner may
 	// have been replaced by another of the same name since.
-	if prov.prov.Type != "token" {
-		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: provisioner %q is of type %s, and only token provisioners issue for tokens", claims.Provisioner, prov.prov.Type), actor, claims.Subject, nil)
+	if prov.Provisioner.Type != store.ProvisionerToken {
+		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: provisioner %q is of type %s, and only token provisioners issue for tokens", claims.Provisioner, prov.Provisioner.Type), actor, claims.Subject, nil)
 	}
 	csr, kt, err := parseCSR(req.CSR)
 	if err != nil {
@@ -140,7 +140,7 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 		p.internal = true
 		return a.issue(ctx, p)
 	}
-	prov, err := a.provs.get(ctx, rec.Provisioner)
+	prov, err := a.provs.Provisioner(ctx, rec.Provisioner)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, a.deny(ctx, errorf(KindForbidden, "provisioner %q that issued this certificate no longer exists", rec.Provisioner), actor, serial, nil)
@@ -150,7 +150,7 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 	// A renewal never outlives the certificate it renews: a ttl asked for
 	// is honoured only below that lifetime (RenewRequest.TTL).
 	if p.ttl == 0 || p.ttl > lifetime {
-		p.ttl = min(lifetime, prov.compiled.Policy().EffectiveMaxTTL())
+		p.ttl = min(lifetime, prov.Policy.Policy().EffectiveMaxTTL())
 		p.ttl = max(p.ttl, policy.MinTTL)
 	}
 	p.provisioner = prov
@@ -212,7 +212,7 @@ func (a *Authority) IssueInternal(ctx context.Context, req InternalRequest) (*Is
 }
 
 type issueParams struct {
-	provisioner cachedProvisioner // zero when internal
+	provisioner CompiledProvisioner // zero when internal
 	internal    bool
 	tag         string // recorded as the provisioner of an internal certificate
 	subject     string
@@ -237,7 +237,7 @@ type issueParams struct {
 
 // issue is the shared tail of every issuance: policy, sign, record, audit.
 func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
-	provName := p.provisioner.prov.Name
+	provName := p.provisioner.Provisioner.Name
 	if p.internal {
 		provName = p.tag
 	}
@@ -255,13 +255,13 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 		if reserved, ok := a.reservedName(p.names); ok {
 			return nil, a.deny(ctx, a.reservedError(reserved), p.actor, p.subject, map[string]string{"provisioner": provName})
 		}
-		d := p.provisioner.compiled.Evaluate(policy.Request{Names: p.names, TTL: ttl, KeyType: p.keyType})
+		d := p.provisioner.Policy.Evaluate(policy.Request{Names: p.names, TTL: ttl, KeyType: p.keyType})
 		if !d.Allowed {
 			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "policy of provisioner " + provName + " denies the request: " + d.Reason, Rule: d.Rule}, p.actor, p.subject, map[string]string{"provisioner": provName, "names": strings.Join(p.names.Strings(), ",")})
 		}
 		ttl = d.TTL
 		if issuerName == "" {
-			issuerName = p.provisioner.compiled.Policy().EffectiveIssuer()
+			issuerName = p.provisioner.Policy.Policy().EffectiveIssuer()
 		}
 	} else if ttl < policy.MinTTL {
 		return nil, errorf(KindBadRequest, "lifetime %s is under the minimum of %s", ttl, policy.MinTTL)

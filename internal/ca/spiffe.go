@@ -172,7 +172,7 @@ func (a *Authority) CheckEntry(ctx context.Context, e store.Entry) (store.Entry,
 // entryPolicy decides an entry's names by the spiffe provisioners, if any:
 // when an entry is made or changed, and again at every SVID minted for it.
 func (a *Authority) entryPolicy(ctx context.Context, names policy.Names, ttl time.Duration) error {
-	provs, err := a.provs.spiffeProvisioners(ctx)
+	provs, err := a.provs.OfType(ctx, store.ProvisionerSPIFFE)
 	if err != nil {
 		return storeErr(err, "list provisioners")
 	}
@@ -181,11 +181,11 @@ func (a *Authority) entryPolicy(ctx context.Context, names policy.Names, ttl tim
 	}
 	var reasons []string
 	for _, cp := range provs {
-		d := cp.compiled.Evaluate(policy.Request{Names: names, TTL: ttl})
+		d := cp.Policy.Evaluate(policy.Request{Names: names, TTL: ttl})
 		if d.Allowed {
 			return nil
 		}
-		reasons = append(reasons, cp.prov.Name+": "+d.Reason)
+		reasons = append(reasons, cp.Provisioner.Name+": "+d.Reason)
 	}
 	return &Error{Kind: KindForbidden, Msg: "no spiffe provisioner allows " + strings.Join(names.Strings(), ", ") + " (" + strings.Join(reasons, "; ") + ")"}
 }
@@ -297,7 +297,7 @@ func (a *Authority) CreateJoinToken(ctx context.Context, spiffeID string, ttl ti
 	claims := token.Claims{ID: store.NewID(), Subject: sid.String(), Audience: a.JoinAudience(), Purpose: token.PurposeJoin, IssuedAt: now, NotBefore: now, Expiry: now.Add(ttl)}
 	raw, err := a.keyring.Mint(claims)
 	if err != nil {
-		return TokenGrant{}, mintErr(err)
+		return TokenGrant{}, MintError(err)
 	}
 	ev := audit.Event{Time: now, Type: audit.TypeTokenCreated, Actor: actor, Subject: claims.ID, Outcome: "success",
 		Detail: map[string]string{"purpose": token.PurposeJoin, "spiffe_id": sid.String(), "expires_at": claims.Expiry.UTC().Format(time.RFC3339)}}

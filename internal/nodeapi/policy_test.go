@@ -15,6 +15,7 @@ import (
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
@@ -54,7 +55,7 @@ func TestSVIDsObeyPolicyAtIssuance(t *testing.T) {
 	}
 
 	// Tighten: only spiffe://test.internal/app/ may exist now.
-	if _, err := auth.AddProvisioner(ctx, ca.ProvisionerChange{Provisioner: store.Provisioner{Name: "apps", Type: "spiffe", Policy: policy.Policy{AllowURI: []string{"spiffe://test.internal/app/"}}}, Actor: "test"}); err != nil {
+	if _, err := in.Server.Provisioners().Add(ctx, provisioner.Change{Provisioner: store.Provisioner{Name: "apps", Type: "spiffe", Policy: policy.Policy{AllowURI: []string{"spiffe://test.internal/app/"}}}, Actor: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	if r := mint(); !strings.Contains(r.Error, "no spiffe provisioner allows") || len(r.Chain) != 0 {

@@ -38,6 +38,7 @@ import (
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
@@ -183,13 +184,15 @@ type Server struct {
 	hierarchy *ca.Hierarchy
 	store     store.Store
 	authority *ca.Authority
-	api       *api.Server
-	acme      *acme.Server
-	nodes     *nodeapi.Server
-	tlsCert   atomic.Pointer[tls.Certificate]
-	listener  net.Listener
-	publicURL string
-	lock      *dataDirLock // nil on PostgreSQL, where replicas share DIR
+	// provisioners changes provisioners and mints tokens.
+	provisioners *provisioner.Service
+	api          *api.Server
+	acme         *acme.Server
+	nodes        *nodeapi.Server
+	tlsCert      atomic.Pointer[tls.Certificate]
+	listener     net.Listener
+	publicURL    string
+	lock         *dataDirLock // nil on PostgreSQL, where replicas share DIR
 	// initialized says this start created the CA, which the audit log
 	// records once the store is open.
 	initialized bool
@@ -297,15 +300,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	var apiSrv *api.Server
+	provisioners := provisioner.NewCache(st, 0, s.now)
 	s.authority, err = ca.New(ca.Config{
-		JWTKey:    jwtKey,
-		JWTKeyID:  jwtKID,
-		Hierarchy: s.hierarchy,
-		Store:     st,
-		Keyring:   keyring,
-		Audience:  s.publicURL + "/v1/sign",
-		Clock:     s.now,
-		Logger:    s.log,
+		JWTKey:       jwtKey,
+		JWTKeyID:     jwtKID,
+		Hierarchy:    s.hierarchy,
+		Store:        st,
+		Keyring:      keyring,
+		Provisioners: provisioners,
+		Audience:     s.publicURL + "/v1/sign",
+		Clock:        s.now,
+		Logger:       s.log,
 		ObserveBatch: func(n int) {
 			if apiSrv != nil {
 				apiSrv.Metrics().ObserveBatch(n)
@@ -316,6 +321,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	revoker := revocation.New(st, s.authority, s.now)
+	s.provisioners, err = provisioner.New(provisioner.Config{Store: st, Cache: provisioners, CA: s.authority,
+		Keyring: keyring, Audience: s.publicURL + "/v1/sign", Clock: s.now})
+	if err != nil {
+		return nil, err
+	}
 	s.acme, err = acme.New(acme.Config{
 		Authority:      s.authority,
 		Store:          st,
@@ -336,7 +346,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
+	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}
@@ -380,6 +390,10 @@ func (s *Server) openCA(ctx context.Context) error {
 
 // Authority returns the issuance path (for tests and benchmarks).
 func (s *Server) Authority() *ca.Authority { return s.authority }
+
+// Provisioners returns the service that changes provisioners and mints
+// tokens.
+func (s *Server) Provisioners() *provisioner.Service { return s.provisioners }
 
 // Store returns the server's store.
 func (s *Server) Store() store.Store { return s.store }

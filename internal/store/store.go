@@ -134,10 +134,23 @@ type Tokens interface {
 	PruneTokens(ctx context.Context, before time.Time) error
 }
 
+// ProvisionerType says which credentials a provisioner accepts.
+type ProvisionerType string
+
+// The provisioner types.
+const (
+	ProvisionerToken  ProvisionerType = "token"  // one-time tokens on /v1/sign
+	ProvisionerACME   ProvisionerType = "acme"   // an ACME directory
+	ProvisionerSPIFFE ProvisionerType = "spiffe" // the policy of SPIFFE registration entries
+)
+
+// ProvisionerTypes lists the types, in the order the CLI shows them.
+var ProvisionerTypes = []ProvisionerType{ProvisionerToken, ProvisionerACME, ProvisionerSPIFFE}
+
 // Provisioner is a named authority to request certificates, with its policy.
 type Provisioner struct {
 	Name   string
-	Type   string // "token" or "acme"
+	Type   ProvisionerType
 	Policy policy.Policy
 	// RequireEAB, for an acme provisioner, refuses new accounts without an
 	// external account binding.
