@@ -75,7 +75,7 @@ func testEntryRoundTrip(t *testing.T, in *servertest.Instance) {
 	if !slices.Equal(created.Selectors, []string{"unix:path:/usr/bin/web", "unix:uid:1000"}) || created.X509TTL != "1h0m0s" || created.JWTTTL != "5m0s" {
 		t.Errorf("created entry %+v", created)
 	}
-	if ev := lastEvent(t, in); ev.Type != ca.TypeEntryCreated || ev.Subject != created.ID || ev.Actor == "" {
+	if ev := lastEvent(t, in); ev.Type != audit.TypeEntryCreated || ev.Subject != created.ID || ev.Actor == "" {
 		t.Errorf("last audit event %+v", ev)
 	}
 
@@ -139,14 +139,14 @@ func testEntryRoundTrip(t *testing.T, in *servertest.Instance) {
 		updated.CreatedAt.Sub(created.CreatedAt).Abs() > time.Millisecond || updated.UpdatedAt.Before(created.CreatedAt) {
 		t.Errorf("updated %+v", updated)
 	}
-	if ev := lastEvent(t, in); ev.Type != ca.TypeEntryUpdated || ev.Subject != created.ID {
+	if ev := lastEvent(t, in); ev.Type != audit.TypeEntryUpdated || ev.Subject != created.ID {
 		t.Errorf("last audit event %+v", ev)
 	}
 
 	if status, raw := do(t, in.Admin, "DELETE", in.URL+"/v1/entries/"+created.ID, nil, nil); status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", status, raw)
 	}
-	if ev := lastEvent(t, in); ev.Type != ca.TypeEntryDeleted || ev.Subject != created.ID {
+	if ev := lastEvent(t, in); ev.Type != audit.TypeEntryDeleted || ev.Subject != created.ID {
 		t.Errorf("last audit event %+v", ev)
 	}
 	status, raw = do(t, in.Admin, "GET", in.URL+"/v1/entries/"+created.ID, nil, nil)
@@ -380,7 +380,7 @@ func testNodesListAndEviction(t *testing.T, in *servertest.Instance) {
 	// A node as the node API records it at attestation.
 	now := time.Now()
 	n := store.Node{SPIFFEID: node1, Attestation: "join_token", Selectors: []string{"join_token:" + node1}, CertSerial: "5f0c", CreatedAt: now, UpdatedAt: now}
-	if err := in.Server.Store().PutNode(context.Background(), n, audit.Event{Time: now, Type: ca.TypeNodeAttested, Actor: "test", Subject: node1, Outcome: "success"}); err != nil {
+	if err := in.Server.Store().PutNode(context.Background(), n, audit.Event{Time: now, Type: audit.TypeNodeAttested, Actor: "test", Subject: node1, Outcome: "success"}); err != nil {
 		t.Fatal(err)
 	}
 	do(t, in.Admin, "GET", in.URL+"/v1/nodes", nil, &list)
@@ -393,7 +393,7 @@ func testNodesListAndEviction(t *testing.T, in *servertest.Instance) {
 	if status, raw := do(t, in.Admin, "POST", in.URL+"/v1/nodes/evict", map[string]any{"spiffe_id": node1}, &evicted); status != http.StatusOK || evicted.Evicted != node1 {
 		t.Fatalf("evict: %d %s", status, raw)
 	}
-	if ev := lastEvent(t, in); ev.Type != ca.TypeNodeEvicted || ev.Subject != node1 || !strings.HasPrefix(ev.Actor, "admin:") {
+	if ev := lastEvent(t, in); ev.Type != audit.TypeNodeEvicted || ev.Subject != node1 || !strings.HasPrefix(ev.Actor, "admin:") {
 		t.Errorf("last audit event %+v", ev)
 	}
 	do(t, in.Admin, "GET", in.URL+"/v1/nodes", nil, &list)

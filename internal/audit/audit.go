@@ -18,6 +18,12 @@ const (
 	TypeCAInitialized      = "ca.initialized"
 	TypeCARotated          = "ca.intermediate_rotated"
 	TypeCAIssuerAdded      = "ca.issuer_added"
+	TypeJWTSVIDIssued      = "jwt_svid.issued"
+	TypeEntryCreated       = "entry.created"
+	TypeEntryUpdated       = "entry.updated"
+	TypeEntryDeleted       = "entry.deleted"
+	TypeNodeAttested       = "node.attested"
+	TypeNodeEvicted        = "node.evicted"
 )
 
 // Event is one audit record. Seq, PrevHash and Hash are assigned when the

@@ -20,8 +20,6 @@ import (
 	"github.com/meshpki/meshpki/internal/store"
 )
 
-// TypeJWTSVIDIssued is the audit record of a JWT-SVID.
-const TypeJWTSVIDIssued = "jwt_svid.issued"
 
 // JWTSVIDRequest asks for a JWT-SVID (SPIFFE JWT-SVID specification) for a
 // registration entry the caller (the node API) found to apply.
@@ -96,7 +94,7 @@ func (a *Authority) SignJWTSVID(ctx context.Context, req JWTSVIDRequest) (string
 		return "", time.Time{}, wrapErr(KindInternal, err, "sign JWT-SVID")
 	}
 	detail["expires"] = exp.UTC().Format(time.RFC3339)
-	ev := audit.Event{Time: now, Type: TypeJWTSVIDIssued, Actor: req.Actor, Subject: sid.String(), Outcome: "success", Detail: detail}
+	ev := audit.Event{Time: now, Type: audit.TypeJWTSVIDIssued, Actor: req.Actor, Subject: sid.String(), Outcome: "success", Detail: detail}
 	if err := a.commits.commit(ctx, store.Issuance{Audit: []audit.Event{ev}}); err != nil {
 		return "", time.Time{}, storeErr(err, "record JWT-SVID")
 	}

@@ -25,7 +25,7 @@ func (a *Authority) EvictNode(ctx context.Context, spiffeID, actor string) error
 	if err != nil {
 		return err
 	}
-	ev := audit.Event{Time: a.now(), Type: TypeNodeEvicted, Actor: actor, Subject: sid.String(), Outcome: "success"}
+	ev := audit.Event{Time: a.now(), Type: audit.TypeNodeEvicted, Actor: actor, Subject: sid.String(), Outcome: "success"}
 	if err := a.st.EvictNode(ctx, sid.String(), ev); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return errorf(KindNotFound, "no node %s has attested", sid)

@@ -38,15 +38,6 @@ const (
 	WorkloadSVIDTag = "spiffe:workload"
 )
 
-// Audit event types of SPIFFE administration.
-const (
-	TypeEntryCreated = "entry.created"
-	TypeEntryUpdated = "entry.updated"
-	TypeEntryDeleted = "entry.deleted"
-	TypeNodeAttested = "node.attested"
-	TypeNodeEvicted  = "node.evicted"
-)
-
 // TrustDomain returns the SPIFFE trust domain (no scheme).
 func (a *Authority) TrustDomain() string { return a.h.TrustDomain() }
 
@@ -214,7 +205,7 @@ func (a *Authority) CreateEntry(ctx context.Context, e store.Entry, actor string
 	e.ID = store.NewID()
 	now := a.now()
 	e.CreatedAt, e.UpdatedAt = now, now
-	rev, err := a.st.CreateEntry(ctx, e, a.entryEvent(TypeEntryCreated, actor, e, now))
+	rev, err := a.st.CreateEntry(ctx, e, a.entryEvent(audit.TypeEntryCreated, actor, e, now))
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return e, errorf(KindConflict, "an entry for %s with the same parent and selectors exists", e.SPIFFEID)
@@ -239,7 +230,7 @@ func (a *Authority) UpdateEntry(ctx context.Context, e store.Entry, actor string
 		return e, a.denyEntry(ctx, err, actor, e)
 	}
 	e.CreatedAt, e.UpdatedAt = old.CreatedAt, a.now()
-	rev, err := a.st.UpdateEntry(ctx, e, a.entryEvent(TypeEntryUpdated, actor, e, e.UpdatedAt))
+	rev, err := a.st.UpdateEntry(ctx, e, a.entryEvent(audit.TypeEntryUpdated, actor, e, e.UpdatedAt))
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return e, errorf(KindConflict, "an entry for %s with the same parent and selectors exists", e.SPIFFEID)
@@ -254,7 +245,7 @@ func (a *Authority) UpdateEntry(ctx context.Context, e store.Entry, actor string
 // sync.
 func (a *Authority) DeleteEntry(ctx context.Context, id, actor string) error {
 	now := a.now()
-	ev := audit.Event{Time: now, Type: TypeEntryDeleted, Actor: actor, Subject: id, Outcome: "success"}
+	ev := audit.Event{Time: now, Type: audit.TypeEntryDeleted, Actor: actor, Subject: id, Outcome: "success"}
 	if _, err := a.st.DeleteEntry(ctx, id, ev); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return errorf(KindNotFound, "no entry %s", id)

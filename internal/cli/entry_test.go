@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshpki/meshpki/internal/audit"
-	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store"
@@ -221,7 +220,7 @@ func TestAgentEvictAndListCommands(t *testing.T) {
 
 	now := time.Now()
 	n := store.Node{SPIFFEID: testNode, Attestation: "join_token", CertSerial: "5f0c", CreatedAt: now.Add(-3 * time.Hour), UpdatedAt: now}
-	if err := in.Server.Store().PutNode(context.Background(), n, audit.Event{Time: now, Type: ca.TypeNodeAttested, Actor: "test", Subject: testNode, Outcome: "success"}); err != nil {
+	if err := in.Server.Store().PutNode(context.Background(), n, audit.Event{Time: now, Type: audit.TypeNodeAttested, Actor: "test", Subject: testNode, Outcome: "success"}); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := runUnregistered(t, newAgentListCommand, data...)

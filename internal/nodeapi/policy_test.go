@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshpki/meshpki/internal/audit"
-	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/provisioner"
@@ -49,7 +48,7 @@ func TestSVIDsObeyPolicyAtIssuance(t *testing.T) {
 	if err != nil || jwt.Token == "" {
 		t.Fatalf("JWT-SVID before tightening: %v", err)
 	}
-	if ev := lastAudit(t, in); ev.Type != ca.TypeJWTSVIDIssued || ev.Subject != e.SPIFFEID || ev.Detail["entry"] != e.ID || ev.Detail["audience"] != "db" ||
+	if ev := lastAudit(t, in); ev.Type != audit.TypeJWTSVIDIssued || ev.Subject != e.SPIFFEID || ev.Detail["entry"] != e.ID || ev.Detail["audience"] != "db" ||
 		strings.Contains(strings.Join(mapValues(ev.Detail), " "), jwt.Token) {
 		t.Fatalf("the JWT-SVID's audit record: %+v", ev)
 	}

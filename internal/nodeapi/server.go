@@ -215,7 +215,7 @@ func (s *Server) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse
 	issued, err := s.ca.SignSVID(ctx, ca.SVIDRequest{SPIFFEID: id, CSR: in.CSR, TTL: ca.DefaultNodeSVIDTTL, Tag: ca.NodeSVIDTag, Actor: "node:" + id,
 		JoinToken: join,
 		Node:      &store.Node{SPIFFEID: id, Attestation: method, Selectors: selectors, CreatedAt: now, UpdatedAt: now},
-		Audit: []audit.Event{{Time: now, Type: ca.TypeNodeAttested, Actor: "node:" + id, Subject: id, Outcome: "success",
+		Audit: []audit.Event{{Time: now, Type: audit.TypeNodeAttested, Actor: "node:" + id, Subject: id, Outcome: "success",
 			Detail: map[string]string{"attestation": method, "selectors": strings.Join(selectors, ",")}}}})
 	if err != nil {
 		return nil, grpcErr(err)
