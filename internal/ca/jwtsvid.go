@@ -20,7 +20,6 @@ import (
 	"github.com/meshpki/meshpki/internal/store"
 )
 
-
 // JWTSVIDRequest asks for a JWT-SVID (SPIFFE JWT-SVID specification) for a
 // registration entry the caller (the node API) found to apply.
 type JWTSVIDRequest struct {
