@@ -155,7 +155,7 @@ func newFixtureWith(t testing.TB, o servertest.Options) *fixture {
 
 func (f *fixture) joinToken(t testing.TB, node string) string {
 	t.Helper()
-	g, err := f.in.Server.Authority().CreateJoinToken(context.Background(), node, 0, "test")
+	g, err := f.in.Server.Registration().CreateJoinToken(context.Background(), node, 0, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func (f *fixture) stopAgent() {
 
 func (f *fixture) entry(t testing.TB, id, parent string, selectors ...string) store.Entry {
 	t.Helper()
-	e, err := f.in.Server.Authority().CreateEntry(context.Background(), store.Entry{SPIFFEID: id, Parent: parent, Selectors: selectors}, "test")
+	e, err := f.in.Server.Registration().CreateEntry(context.Background(), store.Entry{SPIFFEID: id, Parent: parent, Selectors: selectors}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestAgentServesSVIDsAndFollowsChanges(t *testing.T) {
 done:
 	// A changed entry rotates its SVID: the watcher gets a new certificate.
 	web.X509TTL = 2 * time.Hour
-	if _, err := f.in.Server.Authority().UpdateEntry(ctx, web, "test"); err != nil {
+	if _, err := f.in.Server.Registration().UpdateEntry(ctx, web, "test"); err != nil {
 		t.Fatal(err)
 	}
 	rotatedSVID := time.After(10 * time.Second)

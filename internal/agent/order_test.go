@@ -52,10 +52,10 @@ func TestDefaultSVIDStaysPut(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	auth := f.in.Server.Authority()
+	reg := f.in.Server.Registration()
 	churn.DNSNames = []string{"c-start.test.internal"}
 	var err error
-	if churn, err = auth.UpdateEntry(ctx, churn, "test"); err != nil {
+	if churn, err = reg.UpdateEntry(ctx, churn, "test"); err != nil {
 		t.Fatal(err)
 	}
 	fetchWith(-1, "c-start.test.internal")
@@ -72,15 +72,15 @@ func TestDefaultSVIDStaysPut(t *testing.T) {
 			dataDir := f.in.DataDir
 			f.in.Stop()
 			f.in = servertest.Start(t, servertest.Options{DataDir: dataDir, Listen: f.listen})
-			auth = f.in.Server.Authority()
+			reg = f.in.Server.Registration()
 		case 15: // delete and create again: a new, younger entry
-			if err := auth.DeleteEntry(ctx, churn.ID, "test"); err != nil {
+			if err := reg.DeleteEntry(ctx, churn.ID, "test"); err != nil {
 				t.Fatal(err)
 			}
 			churn = f.entry(t, churnID, node, uidSelector())
 		}
 		churn.DNSNames = []string{dns}
-		if churn, err = auth.UpdateEntry(ctx, churn, "test"); err != nil {
+		if churn, err = reg.UpdateEntry(ctx, churn, "test"); err != nil {
 			t.Fatalf("update %d: %v", i, err)
 		}
 		svids := fetchWith(i, dns)

@@ -20,6 +20,7 @@ import (
 	"github.com/meshpki/meshpki/internal/acme"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/provisioner"
+	"github.com/meshpki/meshpki/internal/registration"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -37,6 +38,8 @@ type Config struct {
 	Revocation *revocation.Service
 	// Provisioners changes provisioners and mints tokens.
 	Provisioners *provisioner.Service
+	// Registration changes SPIFFE entries and nodes and mints join tokens.
+	Registration *registration.Service
 	// ACME, if set, serves /acme/ and the EAB key endpoints.
 	ACME *acme.Server
 	// EntriesChanged, if set, is called after a registration entry changes
@@ -59,6 +62,7 @@ type Server struct {
 	st             store.Store
 	revocation     *revocation.Service
 	provisioners   *provisioner.Service
+	registration   *registration.Service
 	log            *slog.Logger
 	now            func() time.Time
 	acme           *acme.Server
@@ -71,10 +75,10 @@ type Server struct {
 
 // New builds the API handler and registers its metrics.
 func New(cfg Config) (*Server, error) {
-	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil {
-		return nil, errors.New("api: Config needs Authority, Store, Revocation and Provisioners")
+	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil || cfg.Registration == nil {
+		return nil, errors.New("api: Config needs Authority, Store, Revocation, Provisioners and Registration")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

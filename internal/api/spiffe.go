@@ -96,7 +96,7 @@ func (s *Server) handleCreateEntry(w http.ResponseWriter, r *http.Request, c cal
 	if err != nil {
 		return err
 	}
-	if e, err = s.ca.CreateEntry(r.Context(), e, c.actor()); err != nil {
+	if e, err = s.registration.CreateEntry(r.Context(), e, c.actor()); err != nil {
 		return err
 	}
 	s.notifyEntries()
@@ -159,7 +159,7 @@ func (s *Server) handleUpdateEntry(w http.ResponseWriter, r *http.Request, c cal
 	if err != nil {
 		return err
 	}
-	if e, err = s.ca.UpdateEntry(r.Context(), e, c.actor()); err != nil {
+	if e, err = s.registration.UpdateEntry(r.Context(), e, c.actor()); err != nil {
 		return err
 	}
 	s.notifyEntries()
@@ -168,7 +168,7 @@ func (s *Server) handleUpdateEntry(w http.ResponseWriter, r *http.Request, c cal
 }
 
 func (s *Server) handleDeleteEntry(w http.ResponseWriter, r *http.Request, c caller) error {
-	if err := s.ca.DeleteEntry(r.Context(), r.PathValue("id"), c.actor()); err != nil {
+	if err := s.registration.DeleteEntry(r.Context(), r.PathValue("id"), c.actor()); err != nil {
 		return err
 	}
 	s.notifyEntries()
@@ -188,7 +188,7 @@ type nodeResponse struct {
 }
 
 func (s *Server) handleListNodes(w http.ResponseWriter, r *http.Request, _ caller) error {
-	nodes, err := s.ca.ListNodes(r.Context())
+	nodes, err := s.registration.ListNodes(r.Context())
 	if err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func (s *Server) handleEvictNode(w http.ResponseWriter, r *http.Request, c calle
 	if req.SPIFFEID == "" {
 		return newError(http.StatusBadRequest, "bad_request", "spiffe_id is required: the SPIFFE ID of the node to evict")
 	}
-	if err := s.ca.EvictNode(r.Context(), req.SPIFFEID, c.actor()); err != nil {
+	if err := s.registration.EvictNode(r.Context(), req.SPIFFEID, c.actor()); err != nil {
 		return err
 	}
 	if s.nodeEvicted != nil {
@@ -242,7 +242,7 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request, c calle
 	if err != nil {
 		return err
 	}
-	g, err := s.ca.CreateJoinToken(r.Context(), req.SPIFFEID, ttl, c.actor())
+	g, err := s.registration.CreateJoinToken(r.Context(), req.SPIFFEID, ttl, c.actor())
 	if err != nil {
 		return err
 	}

@@ -129,7 +129,7 @@ func TestTokenCreateJoin(t *testing.T) {
 	if !strings.Contains(errOut, "join token for node "+testNode) || !strings.Contains(errOut, "expires in 1h59m") && !strings.Contains(errOut, "expires in 2h") {
 		t.Errorf("summary %q", errOut)
 	}
-	g, err := in.Server.Authority().VerifyJoinToken(context.Background(), tok)
+	g, err := in.Server.Registration().VerifyJoinToken(context.Background(), tok)
 	if err != nil || g.SPIFFEID != testNode {
 		t.Fatalf("verify the printed token: %+v, %v", g, err)
 	}

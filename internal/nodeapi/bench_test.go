@@ -26,12 +26,12 @@ import (
 func BenchmarkMintBatch1000(b *testing.B) {
 	in := servertest.Start(b, servertest.Options{})
 	ctx := context.Background()
-	auth := in.Server.Authority()
+	reg := in.Server.Registration()
 	node := "spiffe://test.internal/node/bench"
 	const n = 1000
 	ids := make([]string, n)
 	for i := range ids {
-		e, err := auth.CreateEntry(ctx, store.Entry{SPIFFEID: fmt.Sprintf("spiffe://test.internal/w/%d", i), Parent: node, Selectors: []string{fmt.Sprintf("unix:uid:%d", 1000+i)}}, "bench")
+		e, err := reg.CreateEntry(ctx, store.Entry{SPIFFEID: fmt.Sprintf("spiffe://test.internal/w/%d", i), Parent: node, Selectors: []string{fmt.Sprintf("unix:uid:%d", 1000+i)}}, "bench")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -75,7 +75,7 @@ func newCSR(tb testing.TB) []byte {
 func attestedClient(tb testing.TB, in *servertest.Instance, node string) *nodeapi.Client {
 	tb.Helper()
 	ctx := context.Background()
-	g, err := in.Server.Authority().CreateJoinToken(ctx, node, 0, "test")
+	g, err := in.Server.Registration().CreateJoinToken(ctx, node, 0, "test")
 	if err != nil {
 		tb.Fatal(err)
 	}

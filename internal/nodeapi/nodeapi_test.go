@@ -45,7 +45,7 @@ func TestNodeAPIRefusesWhatIsNotANodeSVID(t *testing.T) {
 		t.Fatalf("bad join token: %v", err)
 	}
 	node := "spiffe://test.internal/node/n1"
-	g, err := in.Server.Authority().CreateJoinToken(ctx, node, 0, "test")
+	g, err := in.Server.Registration().CreateJoinToken(ctx, node, 0, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +58,11 @@ func TestNodeAPIRefusesWhatIsNotANodeSVID(t *testing.T) {
 
 	// A node may mint only the entries whose parent is itself.
 	c := attestedClient(t, in, "spiffe://test.internal/node/n2")
-	mine, err := in.Server.Authority().CreateEntry(ctx, store.Entry{SPIFFEID: "spiffe://test.internal/a", Parent: "spiffe://test.internal/node/n2", Selectors: []string{"unix:uid:1"}}, "test")
+	mine, err := in.Server.Registration().CreateEntry(ctx, store.Entry{SPIFFEID: "spiffe://test.internal/a", Parent: "spiffe://test.internal/node/n2", Selectors: []string{"unix:uid:1"}}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := in.Server.Authority().CreateEntry(ctx, store.Entry{SPIFFEID: "spiffe://test.internal/b", Parent: node, Selectors: []string{"unix:uid:1"}}, "test")
+	theirs, err := in.Server.Registration().CreateEntry(ctx, store.Entry{SPIFFEID: "spiffe://test.internal/b", Parent: node, Selectors: []string{"unix:uid:1"}}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,13 +74,13 @@ func TestNodeAPIRefusesWhatIsNotANodeSVID(t *testing.T) {
 		t.Fatalf("mint results: %+v", resp.Items)
 	}
 	// Evicted: refused, and it cannot attest again.
-	if err := in.Server.Authority().EvictNode(ctx, "spiffe://test.internal/node/n2", "test"); err != nil {
+	if err := in.Server.Registration().EvictNode(ctx, "spiffe://test.internal/node/n2", "test"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.MintX509SVIDs(ctx, req); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("evicted node minted: %v", err)
 	}
-	g2, _ := in.Server.Authority().CreateJoinToken(ctx, "spiffe://test.internal/node/n2", 0, "test")
+	g2, _ := in.Server.Registration().CreateJoinToken(ctx, "spiffe://test.internal/node/n2", 0, "test")
 	if _, err := anon.Attest(ctx, &nodeapi.AttestRequest{JoinToken: g2.Token, CSR: newCSR(t)}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("evicted node attested again: %v", err)
 	}

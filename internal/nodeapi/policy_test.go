@@ -26,10 +26,9 @@ import (
 func TestSVIDsObeyPolicyAtIssuance(t *testing.T) {
 	in := servertest.Start(t, servertest.Options{})
 	ctx := context.Background()
-	auth := in.Server.Authority()
 	node := "spiffe://test.internal/node/p1"
 	c := attestedClient(t, in, node)
-	e, err := auth.CreateEntry(ctx, store.Entry{SPIFFEID: "spiffe://test.internal/legacy/web", Parent: node, Selectors: []string{"unix:uid:1"}}, "test")
+	e, err := in.Server.Registration().CreateEntry(ctx, store.Entry{SPIFFEID: "spiffe://test.internal/legacy/web", Parent: node, Selectors: []string{"unix:uid:1"}}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +95,7 @@ func TestAttestationIsOneTransaction(t *testing.T) {
 	in := servertest.Start(t, servertest.Options{})
 	ctx := context.Background()
 	node := "spiffe://test.internal/node/tx"
-	g, err := in.Server.Authority().CreateJoinToken(ctx, node, 0, "test")
+	g, err := in.Server.Registration().CreateJoinToken(ctx, node, 0, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/registration"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -35,6 +36,8 @@ type Store interface {
 type Config struct {
 	Authority *ca.Authority
 	Store     Store
+	// Registration verifies the join tokens nodes attest with.
+	Registration *registration.Service
 	// X509PoPRoots, if set, enables x509pop attestation of nodes whose
 	// certificates chain to them.
 	X509PoPRoots *x509.CertPool
@@ -51,8 +54,9 @@ type Config struct {
 
 // Server is the node API's gRPC service.
 type Server struct {
-	ca *ca.Authority
-	st Store
+	ca           *ca.Authority
+	st           Store
+	registration *registration.Service
 	// x509pop
 	popRoots *x509.CertPool
 	popKey   []byte
@@ -65,10 +69,10 @@ type Server struct {
 // New returns the node API; Run must be running for sync streams to see
 // changes.
 func New(cfg Config) (*Server, error) {
-	if cfg.Authority == nil || cfg.Store == nil {
-		return nil, errors.New("nodeapi: Config needs Authority and Store")
+	if cfg.Authority == nil || cfg.Store == nil || cfg.Registration == nil {
+		return nil, errors.New("nodeapi: Config needs Authority, Store and Registration")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, popRoots: cfg.X509PoPRoots, log: cfg.Logger, now: cfg.Clock}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, registration: cfg.Registration, popRoots: cfg.X509PoPRoots, log: cfg.Logger, now: cfg.Clock}
 	if s.popRoots != nil {
 		if len(cfg.Secret) < 32 {
 			return nil, errors.New("nodeapi: x509pop needs a Secret of at least 32 bytes")
@@ -193,7 +197,7 @@ func (s *Server) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse
 		return nil, status.Error(codes.InvalidArgument, "give a join token or an x509pop proof, not both")
 	case in.JoinToken != "":
 		method = "join_token"
-		g, err := s.ca.VerifyJoinToken(ctx, in.JoinToken)
+		g, err := s.registration.VerifyJoinToken(ctx, in.JoinToken)
 		if err != nil {
 			return nil, grpcErr(err)
 		}

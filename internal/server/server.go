@@ -39,6 +39,7 @@ import (
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/provisioner"
+	"github.com/meshpki/meshpki/internal/registration"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
@@ -186,6 +187,8 @@ type Server struct {
 	authority *ca.Authority
 	// provisioners changes provisioners and mints tokens.
 	provisioners *provisioner.Service
+	// registration changes SPIFFE entries and nodes, mints join tokens.
+	registration *registration.Service
 	api          *api.Server
 	acme         *acme.Server
 	nodes        *nodeapi.Server
@@ -341,12 +344,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.nodes, err = nodeapi.New(nodeapi.Config{Authority: s.authority, Store: st,
+	s.registration, err = registration.New(st, s.authority, keyring, s.now)
+	if err != nil {
+		return nil, err
+	}
+	s.nodes, err = nodeapi.New(nodeapi.Config{Authority: s.authority, Store: st, Registration: s.registration,
 		X509PoPRoots: opts.X509PoPRoots, Secret: secret, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}
-	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
+	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners, Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}
@@ -394,6 +401,10 @@ func (s *Server) Authority() *ca.Authority { return s.authority }
 // Provisioners returns the service that changes provisioners and mints
 // tokens.
 func (s *Server) Provisioners() *provisioner.Service { return s.provisioners }
+
+// Registration returns the service that changes SPIFFE registration
+// entries and nodes and mints join tokens.
+func (s *Server) Registration() *registration.Service { return s.registration }
 
 // Store returns the server's store.
 func (s *Server) Store() store.Store { return s.store }
