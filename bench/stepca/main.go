@@ -72,6 +72,7 @@ func main() {
 func run() error {
 	meshBin := flag.String("meshpki", "", "meshpki binary")
 	stepBin := flag.String("step-ca", "", "step-ca binary")
+	beforeBin := flag.String("meshpki-before", "", "optional second meshpki binary (say, of the commit before a change), measured in the same rounds")
 	n := flag.Int("n", 5000, "requests per round and server")
 	rounds := flag.Int("rounds", 3, "rounds; each measures raw crypto, meshpki and step-ca")
 	c := flag.Int("c", workers, "concurrent workers")
@@ -97,16 +98,31 @@ func run() error {
 		return fmt.Errorf("step-ca: %w (log: %s)", err, tail(filepath.Join(dir, "step.log")))
 	}
 	defer step.stop()
+	var before *meshpki
+	if *beforeBin != "" {
+		if before, err = startMeshpki(ctx, *beforeBin, filepath.Join(dir, "meshpki-before")); err != nil {
+			return fmt.Errorf("meshpki-before: %w (log: %s)", err, tail(filepath.Join(dir, "meshpki-before.log")))
+		}
+		defer before.stop()
+	}
 
 	fmt.Printf("machine: %d CPUs, %s; %d requests per round, c=%d, HTTP/1.1 keep-alive TLS, a new P-256 key per request\n",
 		runtime.NumCPU(), runtime.Version(), *n, *c)
 	// Warm both: TLS sessions, caches, first writes.
-	for _, s := range []target{mesh, step} {
+	targets := []target{mesh, step}
+	if before != nil {
+		targets = append(targets, before)
+	}
+	for _, s := range targets {
 		if _, err := s.run(200, *c); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("%-6s %12s %14s %14s %10s %10s\n", "round", "raw certs/s", "meshpki/s", "step-ca/s", "mesh/step", "mesh/raw")
+	fmt.Printf("%-6s %12s %14s %14s %10s %10s", "round", "raw certs/s", "meshpki/s", "step-ca/s", "mesh/step", "mesh/raw")
+	if before != nil {
+		fmt.Printf(" %14s %12s", "before/s", "mesh/before")
+	}
+	fmt.Println()
 	for r := 1; r <= *rounds; r++ {
 		raw := rawCrypto(*n)
 		m, err := mesh.run(*n, *c)
@@ -117,7 +133,15 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%-6d %12.0f %9.0f (%3.0fms) %9.0f (%3.0fms) %9.2fx %9.0f%%\n", r, raw, m.rate, m.p99ms, s.rate, s.p99ms, m.rate/s.rate, 100*m.rate/raw)
+		fmt.Printf("%-6d %12.0f %9.0f (%3.0fms) %9.0f (%3.0fms) %9.2fx %9.0f%%", r, raw, m.rate, m.p99ms, s.rate, s.p99ms, m.rate/s.rate, 100*m.rate/raw)
+		if before != nil {
+			b, err := before.run(*n, *c)
+			if err != nil {
+				return err
+			}
+			fmt.Printf(" %9.0f (%3.0fms) %11.0f%%", b.rate, b.p99ms, 100*m.rate/b.rate)
+		}
+		fmt.Println()
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/meshpki/meshpki/internal/api"
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/certlint"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store"
@@ -893,5 +894,37 @@ func TestLintBeforeSign(t *testing.T) {
 	ev := lastEvent(t, in)
 	if ev.Type != audit.TypeRequestDenied || ev.Detail["rule"] != "lint w_subject_dn_leading_whitespace" {
 		t.Errorf("last audit event %s %v, want the denial with its lint", ev.Type, ev.Detail)
+	}
+	if metricValue(t, in, `meshpki_lint_checks_total{verdict="refused"}`) < 1 {
+		t.Error("the refusal is not counted")
+	}
+
+	// Leaves of one shape with new keys each are linted in full once: the
+	// verdict of the first is reused (internal/certlint/shape.go).
+	waitForLintTable(t)
+	full := metricValue(t, in, `meshpki_lint_checks_total{verdict="full"}`)
+	shape := metricValue(t, in, `meshpki_lint_checks_total{verdict="shape"}`)
+	for range 3 {
+		tok := newToken(t, in, "web", "api", "b.example.internal")
+		_, csr := newCSR(t, keys.ECP256, "", "b.example.internal")
+		if status, raw := do(t, in.Anonymous, "POST", in.URL+"/v1/sign", map[string]any{"csr": csr, "token": tok}, nil); status != http.StatusCreated {
+			t.Fatalf("sign: %d %s", status, raw)
+		}
+	}
+	if df, ds := metricValue(t, in, `meshpki_lint_checks_total{verdict="full"}`)-full, metricValue(t, in, `meshpki_lint_checks_total{verdict="shape"}`)-shape; df > 1 || ds < 2 {
+		t.Errorf("three leaves of one shape: %v linted in full, %v by shape; want at most 1 and at least 2", df, ds)
+	}
+}
+
+// waitForLintTable waits until certlint can reuse verdicts for P-256 keys
+// (the server builds its table in the background when it starts).
+func waitForLintTable(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !certlint.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("certlint's small-key table was not ready within a minute")
+		}
+		time.Sleep(10 * time.Millisecond) // waits for the background build, not for time to pass
 	}
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"github.com/meshpki/meshpki/internal/buildinfo"
+	"github.com/meshpki/meshpki/internal/certlint"
 	"strconv"
 	"time"
 
@@ -46,7 +47,16 @@ func newMetrics(reg *prometheus.Registry) (*Metrics, error) {
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}),
 	}
+	lintCount := func(verdict string, pick func(full, reused, refused uint64) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "meshpki_lint_checks_total", Help: "Leaves checked by lint before sign: linted in full, passed on the verdict of an earlier leaf of the same shape, or refused.",
+			ConstLabels: prometheus.Labels{"verdict": verdict},
+		}, func() float64 { return float64(pick(certlint.Default().Counts())) })
+	}
 	for _, c := range []prometheus.Collector{m.requests, m.errors, m.latency, m.issued, m.revoked, m.tokens, m.batchSize,
+		lintCount("full", func(f, _, _ uint64) uint64 { return f }),
+		lintCount("shape", func(_, r, _ uint64) uint64 { return r }),
+		lintCount("refused", func(_, _, x uint64) uint64 { return x }),
 		buildinfo.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

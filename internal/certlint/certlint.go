@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	zx509 "github.com/zmap/zcrypto/x509"
 	_ "github.com/zmap/zlint/v3" // registers the lints
@@ -79,6 +80,15 @@ type Linter struct {
 	lints []*lint.CertificateLint // reg's, in name order
 	cfg   lint.Configuration
 	seen  shapeCache
+
+	full, reused, refused atomic.Uint64
+}
+
+// Counts returns how many leaves CheckLeaf linted in full, how many passed
+// on the verdict of an earlier leaf of the same shape, and how many it
+// refused (the server exports them as meshpki_lint_checks_total).
+func (l *Linter) Counts() (full, reused, refused uint64) {
+	return l.full.Load(), l.reused.Load(), l.refused.Load()
 }
 
 // New returns a Linter for sources.
@@ -140,13 +150,16 @@ func (l *Linter) Run(der []byte, min lint.LintStatus) ([]Finding, error) {
 func (l *Linter) CheckLeaf(tbs []byte, lintCopy func() ([]byte, error)) error {
 	shape, ok := leafShape(tbs)
 	if ok && l.seen.has(shape) {
+		l.reused.Add(1)
 		return nil
 	}
 	der, err := lintCopy()
 	if err != nil {
 		return fmt.Errorf("certlint: make the lint copy: %w", err)
 	}
+	l.full.Add(1)
 	if err := l.Check(der); err != nil {
+		l.refused.Add(1)
 		return err
 	}
 	if ok {

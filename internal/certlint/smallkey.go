@@ -53,6 +53,10 @@ func buildSmallKeyTable() []uint64 {
 	return t
 }
 
+// Ready reports whether what Warm builds is ready, so that leaves with P-256
+// keys can have a shape.
+func Ready() bool { return p256SmallKeys.Load() != nil }
+
 // isSmallP256Key looks up the uncompressed P-256 point pt (65 bytes). It
 // returns small=true when the point's X coordinate starts like that of a
 // small key (which the full lint then decides exactly), and ready=false when
