@@ -38,11 +38,14 @@ const (
 	DefaultValidationAttempts = 1
 )
 
-// Store is the part of the store the ACME server uses.
+// Store is the part of the store the ACME server uses: its own records
+// (accounts, orders, authorizations, EAB keys, nonces) and reads of
+// certificates. Certificates are written only by the issuance path and
+// revocation.
 type Store interface {
 	store.ACME
-	store.Tokens       // consumed nonces
-	store.Certificates // certificates to download, revoke and renew
+	store.Tokens            // consumed nonces
+	store.CertificateReader // certificates to download, revoke and renew
 }
 
 // Config is what the ACME server needs.

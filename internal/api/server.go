@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -28,12 +29,23 @@ import (
 // MaxBodyBytes caps every request body.
 const MaxBodyBytes = 1 << 20
 
+// Store is what the API reads directly: listings, single records and
+// readiness. Every change goes through a service (ca, provisioner,
+// registration, revocation), which writes it with its audit record.
+type Store interface {
+	store.CertificateReader
+	store.ProvisionerReader
+	GetEntry(ctx context.Context, id string) (store.Entry, error)
+	ListEntries(ctx context.Context, f store.EntryFilter) ([]store.Entry, error)
+	Ping(ctx context.Context) error
+}
+
 // Config is what the API needs.
 type Config struct {
 	// Authority is the issuance path every endpoint calls.
 	Authority *ca.Authority
 	// Store answers listings and readiness.
-	Store store.Store
+	Store Store
 	// Revocation revokes certificates (POST /v1/revoke).
 	Revocation *revocation.Service
 	// Provisioners changes provisioners and mints tokens.
@@ -59,7 +71,7 @@ type Config struct {
 // Server is the JSON API as an http.Handler. Safe for concurrent use.
 type Server struct {
 	ca             *ca.Authority
-	st             store.Store
+	st             Store
 	revocation     *revocation.Service
 	provisioners   *provisioner.Service
 	registration   *registration.Service

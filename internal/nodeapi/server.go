@@ -25,10 +25,12 @@ import (
 	"github.com/meshpki/meshpki/internal/store"
 )
 
-// Store is the part of the store the node API reads and writes.
+// Store is the part of the store the node API uses: reads of entries and
+// nodes, and its consumed x509pop nonces. Nodes and certificates are
+// written by the issuance path, entries by package registration.
 type Store interface {
-	store.Entries
-	store.Nodes
+	store.EntryReader
+	store.NodeReader
 	store.Tokens // consumed x509pop nonces
 }
 

@@ -41,6 +41,7 @@ type EntryChange struct {
 // can ask for "what changed since revision R" instead of re-reading
 // everything.
 type Entries interface {
+	EntryReader
 	// CreateEntry adds e (ErrConflict if its ID exists, or another entry has
 	// the same SPIFFE ID, parent and selectors) and appends ev. It returns
 	// the revision given to it.
@@ -50,6 +51,11 @@ type Entries interface {
 	UpdateEntry(ctx context.Context, e Entry, ev audit.Event) (int64, error)
 	// DeleteEntry removes an entry (ErrNotFound if absent) and appends ev.
 	DeleteEntry(ctx context.Context, id string, ev audit.Event) (int64, error)
+}
+
+// EntryReader reads registration entries and their change log. Only
+// package registration writes entries.
+type EntryReader interface {
 	// GetEntry returns the entry or ErrNotFound.
 	GetEntry(ctx context.Context, id string) (Entry, error)
 	// ListEntries returns entries ordered by ID after the ID after ("" for
@@ -90,15 +96,21 @@ type Node struct {
 	UpdatedAt  time.Time
 }
 
-// Nodes stores attested nodes.
-type Nodes interface {
-	// PutNode creates or replaces a node record and appends ev. A node that
-	// is evicted stays evicted: ErrStateChanged, nothing written.
-	PutNode(ctx context.Context, n Node, ev audit.Event) error
+// NodeReader reads attested nodes.
+type NodeReader interface {
 	// GetNode returns the node or ErrNotFound.
 	GetNode(ctx context.Context, spiffeID string) (Node, error)
 	// ListNodes returns every node ordered by SPIFFE ID.
 	ListNodes(ctx context.Context) ([]Node, error)
+}
+
+// Nodes stores attested nodes. The issuance path records a node with its
+// node SVID; package registration evicts.
+type Nodes interface {
+	NodeReader
+	// PutNode creates or replaces a node record and appends ev. A node that
+	// is evicted stays evicted: ErrStateChanged, nothing written.
+	PutNode(ctx context.Context, n Node, ev audit.Event) error
 	// EvictNode marks a node evicted (ErrNotFound if absent) and appends ev.
 	EvictNode(ctx context.Context, spiffeID string, ev audit.Event) error
 }

@@ -89,8 +89,19 @@ type Issuance struct {
 	Audit []audit.Event
 }
 
-// Certificates records issued certificates and their revocation.
+// CertificateReader reads certificate records: what front doors may do
+// with them directly.
+type CertificateReader interface {
+	// GetCertificate returns the record with this serial or ErrNotFound.
+	GetCertificate(ctx context.Context, serial string) (Certificate, error)
+	// ListCertificates returns one page ordered by serial.
+	ListCertificates(ctx context.Context, f CertFilter) (CertPage, error)
+}
+
+// Certificates records issued certificates and their revocation. Only the
+// issuance path (ca) and revocation write them.
 type Certificates interface {
+	CertificateReader
 	// CommitIssuances writes all items in one durable transaction. Item i is
 	// written whole or not at all: results[i] is nil when it was written,
 	// ErrTokenReplayed when its token id was already consumed (by an earlier
@@ -99,10 +110,6 @@ type Certificates interface {
 	// is evicted. The error
 	// is for the batch as a whole (nothing was written).
 	CommitIssuances(ctx context.Context, items []Issuance) (results []error, err error)
-	// GetCertificate returns the record with this serial or ErrNotFound.
-	GetCertificate(ctx context.Context, serial string) (Certificate, error)
-	// ListCertificates returns one page ordered by serial.
-	ListCertificates(ctx context.Context, f CertFilter) (CertPage, error)
 	// RevokeCertificate marks r.Serial revoked and appends r.Event in the
 	// same transaction; with r.Renewals it also revokes, in that
 	// transaction, every valid certificate renewed from it (directly or
@@ -159,19 +166,24 @@ type Provisioner struct {
 	UpdatedAt  time.Time
 }
 
+// ProvisionerReader reads provisioners.
+type ProvisionerReader interface {
+	// GetProvisioner returns ErrNotFound if absent.
+	GetProvisioner(ctx context.Context, name string) (Provisioner, error)
+	// ListProvisioners returns all provisioners ordered by name.
+	ListProvisioners(ctx context.Context) ([]Provisioner, error)
+}
+
 // Provisioners stores provisioners. Each change appends ev in the same
-// transaction.
+// transaction. Only package provisioner writes them.
 type Provisioners interface {
+	ProvisionerReader
 	// CreateProvisioner returns ErrConflict if the name exists.
 	CreateProvisioner(ctx context.Context, p Provisioner, ev audit.Event) error
 	// UpdateProvisioner replaces the type and policy; ErrNotFound if absent.
 	UpdateProvisioner(ctx context.Context, p Provisioner, ev audit.Event) error
 	// DeleteProvisioner returns ErrNotFound if absent.
 	DeleteProvisioner(ctx context.Context, name string, ev audit.Event) error
-	// GetProvisioner returns ErrNotFound if absent.
-	GetProvisioner(ctx context.Context, name string) (Provisioner, error)
-	// ListProvisioners returns all provisioners ordered by name.
-	ListProvisioners(ctx context.Context) ([]Provisioner, error)
 }
 
 // AuditLog is the append-only, hash-chained audit log.
