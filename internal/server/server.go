@@ -29,6 +29,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/meshpki/meshpki/internal/acme"
 	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/api"
@@ -185,6 +187,7 @@ type Server struct {
 	hierarchy *ca.Hierarchy
 	store     store.Store
 	authority *ca.Authority
+	httpSrv   *http.Server
 	// provisioners changes provisioners and mints tokens.
 	provisioners *provisioner.Service
 	// registration changes SPIFFE entries and nodes, mints join tokens.
@@ -421,33 +424,90 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer s.lock.release()
 	defer s.store.Close()
 	outer := ctx
-	// The issuance path outlives the HTTP server, so that requests being
-	// drained at shutdown still commit; sync streams end first.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	nodesCtx, stopNodes := context.WithCancel(ctx)
+	// Every long-running part runs in one task group: the issuance path's
+	// committer, ACME validation, the node API's sync hub, maintenance and
+	// the HTTPS server. One that fails, or stops before it was asked to,
+	// stops the whole server with its error. They stop in order: sync
+	// streams first (agents move to another replica), then the HTTPS
+	// server drains, and the issuance path last, so that requests being
+	// drained still commit.
+	var tasks errgroup.Group
+	failed := make(chan error, 1)
+	run := func(name string, ctx context.Context, f func(context.Context) error) {
+		tasks.Go(func() error {
+			err := f(ctx)
+			if ctx.Err() != nil {
+				return nil // asked to stop
+			}
+			if err == nil {
+				err = errors.New("stopped by itself")
+			}
+			err = fmt.Errorf("server: %s: %w", name, err)
+			select {
+			case failed <- err:
+			default:
+			}
+			return err
+		})
+	}
+	coreCtx, stopCore := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCore()
+	nodesCtx, stopNodes := context.WithCancel(coreCtx)
 	defer stopNodes()
-	authorityDone := make(chan error, 1)
-	go func() { authorityDone <- s.authority.Run(ctx) }()
-	acmeDone := make(chan error, 1)
-	go func() { acmeDone <- s.acme.Run(ctx) }()
-	nodesDone := make(chan error, 1)
-	go func() { nodesDone <- s.nodes.Run(nodesCtx) }()
+	httpCtx, stopHTTP := context.WithCancel(coreCtx)
+	defer stopHTTP()
+	run("issuance path", coreCtx, s.authority.Run)
+	run("ACME validation", coreCtx, s.acme.Run)
+	run("node API", nodesCtx, s.nodes.Run)
 
-	if err := s.renewServerCert(ctx); err != nil {
+	if err := s.startServing(coreCtx, httpCtx, run); err != nil {
+		stopCore()
+		_ = tasks.Wait()
+		return err
+	}
+	defer s.removeState()
+
+	select {
+	case <-outer.Done():
+		s.log.Info("shutting down", "reason", context.Cause(outer).Error(), "drain_timeout", s.drainTimeout())
+	case err := <-failed:
+		s.log.Error("a part of the server failed; shutting down", "error", err)
+	}
+	start := time.Now()
+	stopNodes()
+	stopHTTP()
+	shutdownCtx, stop := context.WithTimeout(coreCtx, s.drainTimeout())
+	defer stop()
+	if err := s.httpSrv.Shutdown(shutdownCtx); err != nil {
+		s.log.Warn("in-flight requests did not finish in time; closing their connections", "drain_timeout", s.drainTimeout())
+		_ = s.httpSrv.Close()
+	}
+	stopCore()
+	err := tasks.Wait()
+	if cerr := s.checkpoint(context.WithoutCancel(ctx)); cerr != nil {
+		s.log.Warn("final audit checkpoint failed", "error", cerr)
+	}
+	s.log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond))
+	return err
+}
+
+// startServing issues the server's own credentials, starts the HTTPS
+// server and maintenance in the task group, and announces the server
+// (server.json, the banner, Options.Ready).
+func (s *Server) startServing(coreCtx, httpCtx context.Context, run func(string, context.Context, func(context.Context) error)) error {
+	if err := s.renewServerCert(coreCtx); err != nil {
 		s.listener.Close()
 		return err
 	}
-	adminPath, err := s.ensureAdminCredential(ctx)
+	adminPath, err := s.ensureAdminCredential(coreCtx)
 	if err != nil {
 		s.listener.Close()
 		return err
 	}
-
 	roots := x509.NewCertPool()
 	roots.AddCert(s.hierarchy.Root())
 	timeouts := s.opts.Timeouts.withDefaults()
-	httpSrv := &http.Server{
+	s.httpSrv = &http.Server{
 		Handler:           s.handler(),
 		ReadHeaderTimeout: timeouts.ReadHeader,
 		ReadTimeout:       timeouts.Read,
@@ -467,53 +527,23 @@ func (s *Server) Serve(ctx context.Context) error {
 			},
 		},
 	}
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- httpSrv.ServeTLS(s.listener, "", "") }()
+	run("HTTPS server", httpCtx, func(context.Context) error {
+		if err := s.httpSrv.ServeTLS(s.listener, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
 	// server.json tells the CLI where a live server is: written only now
 	// that it serves, removed when it stops.
 	if err := s.writeState(); err != nil {
-		_ = httpSrv.Close()
-		cancel()
-		<-acmeDone
-		<-nodesDone
-		<-authorityDone
+		_ = s.httpSrv.Close()
 		return err
 	}
-	defer s.removeState()
 	s.printBanner(adminPath)
 	if s.opts.Ready != nil {
 		s.opts.Ready(s.listener.Addr())
 	}
-	go s.maintain(ctx)
-
-	var serveErr error
-	select {
-	case <-outer.Done():
-		s.log.Info("shutting down", "reason", context.Cause(outer).Error(), "drain_timeout", s.drainTimeout())
-	case serveErr = <-serveDone:
-		s.log.Error("the HTTPS server stopped; shutting down", "error", serveErr)
-	}
-	start := time.Now()
-	// Agents' sync streams never end by themselves: end them, so agents
-	// move to another replica, and drain everything else.
-	stopNodes()
-	<-nodesDone
-	shutdownCtx, stop := context.WithTimeout(ctx, s.drainTimeout())
-	defer stop()
-	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
-		s.log.Warn("in-flight requests did not finish in time; closing their connections", "drain_timeout", s.drainTimeout())
-		_ = httpSrv.Close()
-	}
-	cancel()
-	<-acmeDone
-	<-authorityDone
-	if err := s.checkpoint(context.WithoutCancel(ctx)); err != nil {
-		s.log.Warn("final audit checkpoint failed", "error", err)
-	}
-	s.log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond))
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return fmt.Errorf("server: serve: %w", serveErr)
-	}
+	run("maintenance", coreCtx, func(ctx context.Context) error { s.maintain(ctx); return nil })
 	return nil
 }
 
