@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshpki/meshpki/internal/agent"
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store"
@@ -373,12 +374,13 @@ func TestAgentSurvivesServerOutageAndEviction(t *testing.T) {
 	// Server down: the agent keeps serving.
 	dataDir := f.in.DataDir
 	f.in.Stop()
-	time.Sleep(300 * time.Millisecond)
+	for deadline := time.Now().Add(30 * time.Second); f.agent.Status().Connected; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("status says connected with the server down")
+		}
+	}
 	if got, err := f.fetch(t); err != nil || got != "spiffe://"+td+"/app/web" {
 		t.Fatalf("with the server down: %q %v", got, err)
-	}
-	if st := f.agent.Status(); st.Connected {
-		t.Fatal("status says connected with the server down")
 	}
 	// Restarted while the server is down: no new attestation, and the SVIDs
 	// saved (sealed) in the data directory are served at once.
@@ -420,7 +422,26 @@ func TestAgentSurvivesServerOutageAndEviction(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	f.entry(t, "spiffe://"+td+"/app/after-evict", node, uidSelector())
-	time.Sleep(2 * time.Second)
+	// Wait until the agent has tried to sync again since the entry exists,
+	// and been refused (the node API audits it), rather than for a while.
+	ctx := context.Background()
+	since, _, err := f.in.Server.Store().AuditHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for refused := false; !refused; {
+		events, err := f.in.Server.Store().ListAudit(ctx, since, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range events {
+			refused = refused || ev.Type == audit.TypeRequestDenied && ev.Actor == "node:"+node && strings.Contains(ev.Detail["reason"], "is evicted")
+		}
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatal("the evicted agent did not try to sync again within 30s")
+		}
+		time.Sleep(50 * time.Millisecond) // polls for the refusal
+	}
 	if st := f.agent.Status(); st.SVIDs != 2 || st.Connected {
 		t.Fatalf("an evicted node got new SVIDs or a sync stream: %+v", st)
 	}
@@ -516,7 +537,13 @@ func TestAgentBinarySelectors(t *testing.T) {
 	sum := sha256.Sum256(data)
 	f.entry(t, "spiffe://"+td+"/app/other-binary", node, uidSelector(), "unix:sha256:"+strings.Repeat("ab", 32))
 	f.startAgent(t, f.joinToken(t, node))
-	time.Sleep(500 * time.Millisecond) // let the agent mint what it will
+	// Wait until the agent holds the entry's SVID: what it serves is then
+	// decided by workload attestation alone.
+	for deadline := time.Now().Add(30 * time.Second); f.agent.Status().SVIDs < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent minted nothing: %+v", f.agent.Status())
+		}
+	}
 	if _, err := f.fetch(t); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("a binary whose sha256 does not match got: %v", err)
 	}

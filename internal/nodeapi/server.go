@@ -213,7 +213,7 @@ func (s *Server) Attest(ctx context.Context, in *AttestRequest) (*AttestResponse
 		return nil, status.Error(codes.InvalidArgument, "attestation needs a join token or an x509pop proof")
 	}
 	if n, err := s.st.GetNode(ctx, id); err == nil && n.Evicted {
-		return nil, status.Errorf(codes.PermissionDenied, "node %s is evicted", id)
+		return nil, s.refuse(ctx, codes.PermissionDenied, "node:"+id, "node "+id+" is evicted")
 	}
 	// The certificate, the node record, the consumed join token and both
 	// audit records commit together.
@@ -246,7 +246,7 @@ func (s *Server) node(ctx context.Context) (store.Node, error) {
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 {
-		return store.Node{}, status.Error(codes.Unauthenticated, "the node API needs a node SVID as TLS client certificate")
+		return store.Node{}, s.refuse(ctx, codes.Unauthenticated, "anonymous", "the node API needs a node SVID as TLS client certificate")
 	}
 	id, err := s.ca.CheckNodeSVID(ctx, info.State.VerifiedChains[0][0])
 	if err != nil {
@@ -254,15 +254,27 @@ func (s *Server) node(ctx context.Context) (store.Node, error) {
 	}
 	n, err := s.st.GetNode(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return n, status.Errorf(codes.PermissionDenied, "node %s is not attested", id)
+		return n, s.refuse(ctx, codes.PermissionDenied, "node:"+id, "node "+id+" is not attested")
 	}
 	if err != nil {
 		return n, grpcErr(err)
 	}
 	if n.Evicted {
-		return n, status.Errorf(codes.PermissionDenied, "node %s is evicted", id)
+		return n, s.refuse(ctx, codes.PermissionDenied, "node:"+id, "node "+id+" is evicted")
 	}
 	return n, nil
+}
+
+// refuse audits a refusal of the node API that no issuance decided (those
+// the issuance path audits itself) and returns it as a gRPC error.
+func (s *Server) refuse(ctx context.Context, code codes.Code, actor, msg string) error {
+	detail := map[string]string{"code": code.String()}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		detail["remote"] = p.Addr.String()
+	}
+	method, _ := grpc.Method(ctx)
+	s.ca.RecordDenied(ctx, actor, "node API "+method, msg, detail)
+	return status.Error(code, msg)
 }
 
 // applies reports whether an entry's parent names this node.
@@ -351,7 +363,7 @@ func (s *Server) Sync(_ *SyncRequest, stream grpc.ServerStream) error {
 			}
 		case msg := <-sub.ch:
 			if msg.evicted == n.SPIFFEID {
-				return status.Errorf(codes.PermissionDenied, "node %s is evicted", n.SPIFFEID)
+				return s.refuse(ctx, codes.PermissionDenied, "node:"+n.SPIFFEID, "node "+n.SPIFFEID+" is evicted")
 			}
 			var out SyncResponse
 			if msg.bundle != nil {
