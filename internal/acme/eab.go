@@ -10,63 +10,45 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/wire"
 )
 
 // eabAlgorithms are the MAC algorithms accepted for external account
 // binding (RFC 8555, section 7.3.4).
 var eabAlgorithms = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512}
 
-// EABKey is a newly created external account binding key. HMACKey is a
-// secret shown once: never log it.
-type EABKey struct {
-	KeyID       string    `json:"key_id"`
-	HMACKey     string    `json:"hmac_key"` // base64url, as ACME clients take it
-	Provisioner string    `json:"provisioner"`
-	CreatedAt   time.Time `json:"created_at"`
-}
-
-// EABKeyInfo describes a key without its secret.
-type EABKeyInfo struct {
-	KeyID        string    `json:"key_id"`
-	Provisioner  string    `json:"provisioner"`
-	BoundAccount string    `json:"bound_account,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	BoundAt      time.Time `json:"bound_at,omitzero"`
-}
-
 // CreateEABKey makes an external account binding key for an ACME
 // provisioner. The key is sealed (AES-256-GCM under a key derived from the
 // server's secret) before it is stored; the caller gets it once.
-func (s *Server) CreateEABKey(ctx context.Context, provisioner, actor string) (EABKey, error) {
+func (s *Server) CreateEABKey(ctx context.Context, provisioner, actor string) (wire.EABKey, error) {
 	if err := s.requireACMEProvisioner(ctx, provisioner); err != nil {
-		return EABKey{}, err
+		return wire.EABKey{}, err
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
-		return EABKey{}, err
+		return wire.EABKey{}, err
 	}
-	k := EABKey{KeyID: store.NewID(), HMACKey: base64.RawURLEncoding.EncodeToString(raw), Provisioner: provisioner, CreatedAt: s.now()}
+	k := wire.EABKey{KeyID: store.NewID(), HMACKey: base64.RawURLEncoding.EncodeToString(raw), Provisioner: provisioner, CreatedAt: s.now()}
 	sealed, err := s.seal(k.KeyID, raw)
 	if err != nil {
-		return EABKey{}, err
+		return wire.EABKey{}, err
 	}
 	ev := audit.Event{Time: k.CreatedAt, Type: "acme.eab.created", Actor: actor, Subject: k.KeyID, Outcome: "success",
 		Detail: map[string]string{"provisioner": provisioner}}
 	if err := s.st.CreateACMEEABKey(ctx, store.ACMEEABKey{ID: k.KeyID, Provisioner: provisioner, Key: sealed, CreatedAt: k.CreatedAt}, ev); err != nil {
-		return EABKey{}, fmt.Errorf("acme: store EAB key: %w", err)
+		return wire.EABKey{}, fmt.Errorf("acme: store EAB key: %w", err)
 	}
 	return k, nil
 }
 
 // ListEABKeys lists a provisioner's external account binding keys.
-func (s *Server) ListEABKeys(ctx context.Context, provisioner string) ([]EABKeyInfo, error) {
+func (s *Server) ListEABKeys(ctx context.Context, provisioner string) ([]wire.EABKeyInfo, error) {
 	if err := s.requireACMEProvisioner(ctx, provisioner); err != nil {
 		return nil, err
 	}
@@ -74,9 +56,9 @@ func (s *Server) ListEABKeys(ctx context.Context, provisioner string) ([]EABKeyI
 	if err != nil {
 		return nil, fmt.Errorf("acme: list EAB keys: %w", err)
 	}
-	out := make([]EABKeyInfo, len(keys))
+	out := make([]wire.EABKeyInfo, len(keys))
 	for i, k := range keys {
-		out[i] = EABKeyInfo{KeyID: k.ID, Provisioner: k.Provisioner, BoundAccount: k.BoundAccount, CreatedAt: k.CreatedAt, BoundAt: k.BoundAt}
+		out[i] = wire.EABKeyInfo{KeyID: k.ID, Provisioner: k.Provisioner, BoundAccount: k.BoundAccount, CreatedAt: k.CreatedAt, BoundAt: k.BoundAt}
 	}
 	return out, nil
 }

@@ -5,16 +5,13 @@ import (
 	"net/http"
 
 	"github.com/meshpki/meshpki/internal/acme"
+	"github.com/meshpki/meshpki/internal/wire"
 )
-
-type eabRequest struct {
-	Provisioner string `json:"provisioner"`
-}
 
 // handleCreateEAB makes an external account binding key for an ACME
 // provisioner; the HMAC key is in this response only.
 func (s *Server) handleCreateEAB(w http.ResponseWriter, r *http.Request, c caller) error {
-	var req eabRequest
+	var req wire.EABKeyRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -40,11 +37,9 @@ func (s *Server) handleListEAB(w http.ResponseWriter, r *http.Request, _ caller)
 		return eabError(err)
 	}
 	if keys == nil {
-		keys = []acme.EABKeyInfo{}
+		keys = []wire.EABKeyInfo{}
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Keys []acme.EABKeyInfo `json:"keys"`
-	}{keys})
+	writeJSON(w, http.StatusOK, wire.EABKeyList{Keys: keys})
 	return nil
 }
 

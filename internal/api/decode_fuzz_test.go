@@ -6,12 +6,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/meshpki/meshpki/internal/wire"
 )
 
 // FuzzDecodeJSON feeds arbitrary bodies to the request decoder: it must never
 // panic, and every failure must be a 4xx apiError.
 func FuzzDecodeJSON(f *testing.F) {
 	f.Add([]byte(`{"csr":"x","token":"y","ttl":"1h"}`))
+	f.Add([]byte(`{"csr":"x","token":"y","ttl":"7x"}`))
+	f.Add([]byte(`{"ttl":3600}`))
 	f.Add([]byte(`{"csr":"x","unknown":1}`))
 	f.Add([]byte(`{"csr":1}`))
 	f.Add([]byte(`{} {}`))
@@ -24,7 +28,7 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := httptest.NewRequest("POST", "/v1/sign", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
-		var req signRequest
+		var req wire.SignRequest
 		err := decodeJSON(httptest.NewRecorder(), r, &req)
 		if err == nil {
 			return

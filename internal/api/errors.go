@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/wire"
 )
 
 // apiError is an error with its HTTP status and machine-readable code.
@@ -32,14 +33,6 @@ func newError(status int, code, msg string) *apiError {
 
 // WWWAuthenticate is the challenge every 401 response carries.
 const WWWAuthenticate = `meshpki realm="meshpki", credentials="one-time-token client-certificate"`
-
-// errorBody is the JSON shape of every error response.
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
 
 // kindStatus maps each issuance error kind to its HTTP status and code.
 // KindInternal is absent: its message stays in the log, not the response.
@@ -77,9 +70,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 	}
-	var body errorBody
-	body.Error.Code = ae.code
-	body.Error.Message = ae.msg
+	body := wire.Error{Error: wire.ErrorDetail{Code: ae.code, Message: ae.msg}}
 	if rw, ok := w.(*statusRecorder); ok {
 		rw.errorCode = ae.code
 	}

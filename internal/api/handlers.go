@@ -3,52 +3,20 @@ package api
 import (
 	"encoding/pem"
 	"fmt"
-	durationpkg "github.com/meshpki/meshpki/internal/duration"
+	"github.com/meshpki/meshpki/internal/duration"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/ca"
-	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/wire"
 )
 
-// duration reads a JSON duration string ("24h"); empty means zero.
-type duration string
-
-func (d duration) parse(field string) (time.Duration, error) {
-	if d == "" {
-		return 0, nil
-	}
-	v, err := durationpkg.Parse(string(d))
-	if err != nil || v < 0 {
-		return 0, newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("%s %q is not a duration such as \"24h\", \"90m\" or \"7d\"", field, ca.Clip(string(d))))
-	}
-	return v, nil
-}
-
-type signRequest struct {
-	CSR   string   `json:"csr"`
-	Token string   `json:"token"`
-	TTL   duration `json:"ttl,omitempty"`
-}
-
-type renewRequest struct {
-	CSR string   `json:"csr,omitempty"`
-	TTL duration `json:"ttl,omitempty"`
-}
-
-type issuedResponse struct {
-	Certificate string    `json:"certificate"`
-	Serial      string    `json:"serial"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
-}
-
-func issuedBody(is *ca.Issued) issuedResponse {
-	return issuedResponse{
+func issuedBody(is *ca.Issued) wire.Issued {
+	return wire.Issued{
 		Certificate: string(is.PEM()),
 		Serial:      is.Serial,
 		NotBefore:   is.Certificate.NotBefore.UTC(),
@@ -57,7 +25,7 @@ func issuedBody(is *ca.Issued) issuedResponse {
 }
 
 func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) error {
-	var req signRequest
+	var req wire.SignRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -67,11 +35,7 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) error {
 	if req.CSR == "" {
 		return newError(http.StatusBadRequest, "bad_csr", "a PEM CSR is required in field \"csr\"")
 	}
-	ttl, err := req.TTL.parse("ttl")
-	if err != nil {
-		return err
-	}
-	is, err := s.ca.Sign(r.Context(), ca.SignRequest{CSR: []byte(req.CSR), Token: req.Token, TTL: ttl})
+	is, err := s.ca.Sign(r.Context(), ca.SignRequest{CSR: []byte(req.CSR), Token: req.Token, TTL: req.TTL.Std()})
 	if err != nil {
 		return err
 	}
@@ -85,17 +49,13 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
 	if cert == nil {
 		return newError(http.StatusUnauthorized, "unauthorized", "renewal needs the current certificate as the TLS client certificate")
 	}
-	var req renewRequest
+	var req wire.RenewRequest
 	if r.ContentLength != 0 {
 		if err := decodeJSON(w, r, &req); err != nil {
 			return err
 		}
 	}
-	ttl, err := req.TTL.parse("ttl")
-	if err != nil {
-		return err
-	}
-	is, err := s.ca.Renew(r.Context(), ca.RenewRequest{Current: cert, CSR: []byte(req.CSR), TTL: ttl})
+	is, err := s.ca.Renew(r.Context(), ca.RenewRequest{Current: cert, CSR: []byte(req.CSR), TTL: req.TTL.Std()})
 	if err != nil {
 		return err
 	}
@@ -104,26 +64,12 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-type revokeRequest struct {
-	Serial string `json:"serial"`
-	Reason string `json:"reason,omitempty"`
-	// Renewals also revokes every certificate renewed from this one (always
-	// so for keyCompromise).
-	Renewals bool `json:"renewals,omitempty"`
-}
-
-// revokeResponse is the revoked certificate and the renewals revoked with it.
-type revokeResponse struct {
-	certificateResponse
-	RevokedRenewals []string `json:"revoked_renewals"`
-}
-
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	c, err := s.authenticate(r)
 	if err != nil {
 		return err
 	}
-	var req revokeRequest
+	var req wire.RevokeRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -146,7 +92,9 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if renewals == nil {
 		renewals = []string{}
 	}
-	writeJSON(w, http.StatusOK, revokeResponse{certificateBody(rec, false), renewals})
+	body := certificateBody(rec, false)
+	body.RevokedRenewals = renewals
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 
@@ -159,23 +107,8 @@ func parseSerial(s string) (string, error) {
 	return serial, nil
 }
 
-type certificateResponse struct {
-	Serial           string     `json:"serial"`
-	Subject          string     `json:"subject"`
-	Names            []string   `json:"names"`
-	Provisioner      string     `json:"provisioner"`
-	Issuer           string     `json:"issuer"`
-	NotBefore        time.Time  `json:"not_before"`
-	NotAfter         time.Time  `json:"not_after"`
-	Status           string     `json:"status"`
-	RevokedAt        *time.Time `json:"revoked_at"`
-	RevocationReason string     `json:"revocation_reason"`
-	RenewedFrom      string     `json:"renewed_from"`
-	Certificate      string     `json:"certificate,omitempty"`
-}
-
-func certificateBody(c store.Certificate, withPEM bool) certificateResponse {
-	out := certificateResponse{
+func certificateBody(c store.Certificate, withPEM bool) wire.Certificate {
+	out := wire.Certificate{
 		Serial:      c.Serial,
 		Subject:     c.Subject,
 		Names:       c.Names,
@@ -195,7 +128,7 @@ func certificateBody(c store.Certificate, withPEM bool) certificateResponse {
 		out.RevocationReason = revocation.Reason(c.RevocationReason).String()
 	}
 	if withPEM {
-		out.Certificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
+		out.PEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
 	}
 	return out
 }
@@ -214,7 +147,7 @@ func (s *Server) handleListCertificates(w http.ResponseWriter, r *http.Request, 
 	if eb := q.Get("expiring_before"); eb != "" {
 		if t, err := time.Parse(time.RFC3339, eb); err == nil {
 			f.ExpiringBefore = t
-		} else if d, err := durationpkg.Parse(eb); err == nil && d >= 0 {
+		} else if d, err := duration.Parse(eb); err == nil && d >= 0 {
 			f.ExpiringBefore = now.Add(d)
 		} else {
 			return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("expiring_before %q must be an RFC 3339 time or a duration such as \"72h\" or \"3d\"", ca.Clip(eb)))
@@ -231,10 +164,7 @@ func (s *Server) handleListCertificates(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Certificates []certificateResponse `json:"certificates"`
-		Next         string                `json:"next"`
-	}{Certificates: make([]certificateResponse, 0, len(page.Certificates)), Next: page.Next}
+	out := wire.CertificatePage{Certificates: make([]wire.Certificate, 0, len(page.Certificates)), Next: page.Next}
 	for _, c := range page.Certificates {
 		out.Certificates = append(out.Certificates, certificateBody(c, false))
 	}
@@ -258,19 +188,8 @@ func (s *Server) handleGetCertificate(w http.ResponseWriter, r *http.Request, _ 
 	return nil
 }
 
-type tokenRequest struct {
-	Subject     string   `json:"subject"`
-	SANs        []string `json:"sans,omitempty"`
-	Provisioner string   `json:"provisioner,omitempty"`
-	TTL         duration `json:"ttl,omitempty"`
-	// Join asks for a node join token for SPIFFEID instead (see
-	// createJoinToken).
-	Join     bool   `json:"join,omitempty"`
-	SPIFFEID string `json:"spiffe_id,omitempty"`
-}
-
 func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, c caller) error {
-	var req tokenRequest
+	var req wire.TokenRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -280,11 +199,7 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, c cal
 	if req.SPIFFEID != "" {
 		return newError(http.StatusBadRequest, "bad_request", `spiffe_id names a node and goes with "join": true`)
 	}
-	ttl, err := req.TTL.parse("ttl")
-	if err != nil {
-		return err
-	}
-	g, err := s.provisioners.CreateToken(r.Context(), provisioner.TokenRequest{Subject: req.Subject, SANs: req.SANs, Provisioner: req.Provisioner, TTL: ttl, Actor: c.actor()})
+	g, err := s.provisioners.CreateToken(r.Context(), provisioner.TokenRequest{Subject: req.Subject, SANs: req.SANs, Provisioner: req.Provisioner, TTL: req.TTL.Std(), Actor: c.actor()})
 	if err != nil {
 		return err
 	}
@@ -295,26 +210,12 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, c cal
 
 // writeTokenResponse sends a minted token, of either kind.
 func writeTokenResponse(w http.ResponseWriter, g ca.TokenGrant) {
-	writeJSON(w, http.StatusCreated, struct {
-		Token       string    `json:"token"`
-		ID          string    `json:"id"`
-		ExpiresAt   time.Time `json:"expires_at"`
-		Provisioner string    `json:"provisioner"`
-	}{g.Token, g.ID, g.ExpiresAt.UTC(), g.Provisioner})
+	writeJSON(w, http.StatusCreated, wire.Token{Token: g.Token, ID: g.ID, ExpiresAt: g.ExpiresAt.UTC(), Provisioner: g.Provisioner})
 }
 
-type provisionerBody struct {
-	Name       string                `json:"name"`
-	Type       store.ProvisionerType `json:"type"`
-	Policy     policy.Policy         `json:"policy"`
-	RequireEAB bool                  `json:"require_eab,omitempty"`
-	CreatedAt  *time.Time            `json:"created_at,omitempty"`
-	UpdatedAt  *time.Time            `json:"updated_at,omitempty"`
-}
-
-func provisionerResponse(p store.Provisioner) provisionerBody {
+func provisionerResponse(p store.Provisioner) wire.Provisioner {
 	c, u := p.CreatedAt.UTC(), p.UpdatedAt.UTC()
-	return provisionerBody{Name: p.Name, Type: p.Type, Policy: p.Policy, RequireEAB: p.RequireEAB, CreatedAt: &c, UpdatedAt: &u}
+	return wire.Provisioner{Name: p.Name, Type: p.Type, Policy: p.Policy, RequireEAB: p.RequireEAB, CreatedAt: &c, UpdatedAt: &u}
 }
 
 func (s *Server) handleListProvisioners(w http.ResponseWriter, r *http.Request, _ caller) error {
@@ -322,9 +223,7 @@ func (s *Server) handleListProvisioners(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Provisioners []provisionerBody `json:"provisioners"`
-	}{Provisioners: make([]provisionerBody, 0, len(all))}
+	out := wire.ProvisionerList{Provisioners: make([]wire.Provisioner, 0, len(all))}
 	for _, p := range all {
 		out.Provisioners = append(out.Provisioners, provisionerResponse(p))
 	}
@@ -333,7 +232,7 @@ func (s *Server) handleListProvisioners(w http.ResponseWriter, r *http.Request, 
 }
 
 func (s *Server) handleAddProvisioner(w http.ResponseWriter, r *http.Request, c caller) error {
-	var body provisionerBody
+	var body wire.Provisioner
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
@@ -359,7 +258,7 @@ func (s *Server) handleGetProvisioner(w http.ResponseWriter, r *http.Request, _ 
 }
 
 func (s *Server) handleUpdateProvisioner(w http.ResponseWriter, r *http.Request, c caller) error {
-	var body provisionerBody
+	var body wire.Provisioner
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
@@ -383,23 +282,12 @@ func (s *Server) handleRemoveProvisioner(w http.ResponseWriter, r *http.Request,
 	return nil
 }
 
-type policyCheckRequest struct {
-	Provisioner string   `json:"provisioner"`
-	SANs        []string `json:"sans"`
-	TTL         duration `json:"ttl,omitempty"`
-	KeyType     string   `json:"key_type,omitempty"`
-}
-
 func (s *Server) handleCheckPolicy(w http.ResponseWriter, r *http.Request, _ caller) error {
-	var req policyCheckRequest
+	var req wire.PolicyCheckRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	ttl, err := req.TTL.parse("ttl")
-	if err != nil {
-		return err
-	}
-	d, err := s.provisioners.CheckPolicy(r.Context(), provisioner.CheckRequest{Provisioner: req.Provisioner, SANs: req.SANs, TTL: ttl, KeyType: req.KeyType})
+	d, err := s.provisioners.CheckPolicy(r.Context(), provisioner.CheckRequest{Provisioner: req.Provisioner, SANs: req.SANs, TTL: req.TTL.Std(), KeyType: string(req.KeyType)})
 	if err != nil {
 		return err
 	}

@@ -4,36 +4,18 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/wire"
 )
 
 // SPIFFE registration endpoints (admin): registration entries, attested
 // nodes, and join tokens for node attestation.
 
-// entryRequest is the body of POST /v1/entries and PUT /v1/entries/{id}.
-type entryRequest struct {
-	SPIFFEID  string   `json:"spiffe_id"`
-	Parent    string   `json:"parent"`
-	Selectors []string `json:"selectors"`
-	X509TTL   duration `json:"x509_ttl,omitempty"`
-	JWTTTL    duration `json:"jwt_ttl,omitempty"`
-	DNSNames  []string `json:"dns_names,omitempty"`
-	Hint      string   `json:"hint,omitempty"`
-}
-
-// entry turns the request into a store entry with id.
-func (req entryRequest) entry(id string) (store.Entry, error) {
-	x509TTL, err := req.X509TTL.parse("x509_ttl")
-	if err != nil {
-		return store.Entry{}, err
-	}
-	jwtTTL, err := req.JWTTTL.parse("jwt_ttl")
-	if err != nil {
-		return store.Entry{}, err
-	}
+// entryOf turns an entry request into a store entry with id.
+func entryOf(req wire.EntryRequest, id string) (store.Entry, error) {
 	if req.SPIFFEID == "" {
 		return store.Entry{}, newError(http.StatusBadRequest, "bad_request", "spiffe_id is required, e.g. \"spiffe://example.internal/web\"")
 	}
@@ -42,36 +24,21 @@ func (req entryRequest) entry(id string) (store.Entry, error) {
 		SPIFFEID:  req.SPIFFEID,
 		Parent:    req.Parent,
 		Selectors: req.Selectors,
-		X509TTL:   x509TTL,
-		JWTTTL:    jwtTTL,
+		X509TTL:   req.X509TTL.Std(),
+		JWTTTL:    req.JWTTTL.Std(),
 		DNSNames:  req.DNSNames,
 		Hint:      req.Hint,
 	}, nil
 }
 
-// entryResponse is the JSON shape of a registration entry.
-type entryResponse struct {
-	ID        string    `json:"id"`
-	SPIFFEID  string    `json:"spiffe_id"`
-	Parent    string    `json:"parent"`
-	Selectors []string  `json:"selectors"`
-	X509TTL   string    `json:"x509_ttl"`
-	JWTTTL    string    `json:"jwt_ttl"`
-	DNSNames  []string  `json:"dns_names"`
-	Hint      string    `json:"hint"`
-	Revision  int64     `json:"revision"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-func entryBody(e store.Entry) entryResponse {
-	out := entryResponse{
+func entryBody(e store.Entry) wire.Entry {
+	out := wire.Entry{
 		ID:        e.ID,
 		SPIFFEID:  e.SPIFFEID,
 		Parent:    e.Parent,
 		Selectors: e.Selectors,
-		X509TTL:   e.X509TTL.String(),
-		JWTTTL:    e.JWTTTL.String(),
+		X509TTL:   policy.Duration(e.X509TTL),
+		JWTTTL:    policy.Duration(e.JWTTTL),
 		DNSNames:  e.DNSNames,
 		Hint:      e.Hint,
 		Revision:  e.Revision,
@@ -88,11 +55,11 @@ func entryBody(e store.Entry) entryResponse {
 }
 
 func (s *Server) handleCreateEntry(w http.ResponseWriter, r *http.Request, c caller) error {
-	var req entryRequest
+	var req wire.EntryRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	e, err := req.entry("")
+	e, err := entryOf(req, "")
 	if err != nil {
 		return err
 	}
@@ -122,10 +89,7 @@ func (s *Server) handleListEntries(w http.ResponseWriter, r *http.Request, _ cal
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Entries []entryResponse `json:"entries"`
-		Next    string          `json:"next"`
-	}{Entries: make([]entryResponse, 0, len(entries))}
+	out := wire.EntryPage{Entries: make([]wire.Entry, 0, len(entries))}
 	for _, e := range entries {
 		out.Entries = append(out.Entries, entryBody(e))
 	}
@@ -151,11 +115,11 @@ func (s *Server) handleGetEntry(w http.ResponseWriter, r *http.Request, _ caller
 }
 
 func (s *Server) handleUpdateEntry(w http.ResponseWriter, r *http.Request, c caller) error {
-	var req entryRequest
+	var req wire.EntryRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	e, err := req.entry(r.PathValue("id"))
+	e, err := entryOf(req, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -176,27 +140,14 @@ func (s *Server) handleDeleteEntry(w http.ResponseWriter, r *http.Request, c cal
 	return nil
 }
 
-// nodeResponse is the JSON shape of an attested node.
-type nodeResponse struct {
-	SPIFFEID    string    `json:"spiffe_id"`
-	Attestation string    `json:"attestation"`
-	Selectors   []string  `json:"selectors"`
-	CertSerial  string    `json:"cert_serial"`
-	Evicted     bool      `json:"evicted"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-}
-
 func (s *Server) handleListNodes(w http.ResponseWriter, r *http.Request, _ caller) error {
 	nodes, err := s.registration.ListNodes(r.Context())
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Nodes []nodeResponse `json:"nodes"`
-	}{Nodes: make([]nodeResponse, 0, len(nodes))}
+	out := wire.NodeList{Nodes: make([]wire.Node, 0, len(nodes))}
 	for _, n := range nodes {
-		nr := nodeResponse{SPIFFEID: n.SPIFFEID, Attestation: n.Attestation, Selectors: n.Selectors, CertSerial: n.CertSerial,
+		nr := wire.Node{SPIFFEID: n.SPIFFEID, Attestation: n.Attestation, Selectors: n.Selectors, CertSerial: n.CertSerial,
 			Evicted: n.Evicted, CreatedAt: n.CreatedAt.UTC(), UpdatedAt: n.UpdatedAt.UTC()}
 		if nr.Selectors == nil {
 			nr.Selectors = []string{}
@@ -208,9 +159,7 @@ func (s *Server) handleListNodes(w http.ResponseWriter, r *http.Request, _ calle
 }
 
 func (s *Server) handleEvictNode(w http.ResponseWriter, r *http.Request, c caller) error {
-	var req struct {
-		SPIFFEID string `json:"spiffe_id"`
-	}
+	var req wire.EvictRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -223,26 +172,20 @@ func (s *Server) handleEvictNode(w http.ResponseWriter, r *http.Request, c calle
 	if s.nodeEvicted != nil {
 		s.nodeEvicted(req.SPIFFEID)
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Evicted string `json:"evicted"`
-	}{req.SPIFFEID})
+	writeJSON(w, http.StatusOK, wire.EvictResponse{Evicted: req.SPIFFEID})
 	return nil
 }
 
 // createJoinToken serves POST /v1/tokens with "join": true: a node join
 // token for spiffe_id (handleCreateToken decoded the body).
-func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request, c caller, req tokenRequest) error {
+func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request, c caller, req wire.TokenRequest) error {
 	if req.Subject != "" || len(req.SANs) > 0 || req.Provisioner != "" {
 		return newError(http.StatusBadRequest, "bad_request", "a join token names only spiffe_id (and ttl): subject, sans and provisioner belong to certificate tokens")
 	}
 	if req.SPIFFEID == "" {
 		return newError(http.StatusBadRequest, "bad_request", "a join token needs spiffe_id: the node's SPIFFE ID, e.g. \"spiffe://example.internal/node/n1\"")
 	}
-	ttl, err := req.TTL.parse("ttl")
-	if err != nil {
-		return err
-	}
-	g, err := s.registration.CreateJoinToken(r.Context(), req.SPIFFEID, ttl, c.actor())
+	g, err := s.registration.CreateJoinToken(r.Context(), req.SPIFFEID, req.TTL.Std(), c.actor())
 	if err != nil {
 		return err
 	}

@@ -40,11 +40,11 @@ func walkValue(dec *json.Decoder, t reflect.Type, path string, depth int) error 
 	if err != nil {
 		return errSyntax
 	}
-	t = plain(t)
 	delim, ok := tok.(json.Delim)
 	if !ok {
-		return nil
+		return checkScalar(t, tok, path)
 	}
+	t = plain(t)
 	switch delim {
 	case '{':
 		fields := structFields(t)
@@ -88,6 +88,30 @@ func walkValue(dec *json.Decoder, t reflect.Type, path string, depth int) error 
 	}
 	if _, err := dec.Token(); err != nil { // the closing delimiter
 		return errSyntax
+	}
+	return nil
+}
+
+// checkScalar runs the decoder of a type that decodes itself (a duration, a
+// key type) on one scalar, so that a bad value is refused with the name of
+// its field rather than by the whole-body decoder that runs next.
+func checkScalar(t reflect.Type, tok json.Token, path string) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || tok == nil || !reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
+	}
+	raw, err := json.Marshal(tok)
+	if err != nil {
+		return nil
+	}
+	if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(raw); err != nil {
+		msg := err.Error()
+		if _, after, ok := strings.Cut(msg, ": "); ok && !strings.Contains(msg[:len(msg)-len(after)], " ") {
+			msg = after // drop a "package: " prefix
+		}
+		return fmt.Errorf("%s: %s", where(path), msg)
 	}
 	return nil
 }

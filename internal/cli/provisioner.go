@@ -14,6 +14,7 @@ import (
 	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 func init() { register(newProvisionerCommand) }
@@ -172,7 +173,7 @@ func changeProvisioner(c *cobra.Command, s *streams, conn *connectFlags, pf *pol
 		return err
 	}
 	defer cl.Close()
-	p, err := send(cl, c.Context(), client.Provisioner{Name: args[1], Type: args[0], Policy: pol, RequireEAB: pf.requireEAB})
+	p, err := send(cl, c.Context(), client.Provisioner{Name: args[1], Type: store.ProvisionerType(args[0]), Policy: pol, RequireEAB: pf.requireEAB})
 	if err != nil {
 		return err
 	}

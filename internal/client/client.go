@@ -22,6 +22,7 @@ import (
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/revocation"
+	"github.com/meshpki/meshpki/internal/wire"
 )
 
 // DefaultTimeout bounds a request when Config.Timeout is zero.
@@ -238,14 +239,8 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 // its first line.
 func decodeAPIError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var envelope struct {
-		Error *struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(data, &envelope); err == nil && envelope.Error != nil &&
-		(envelope.Error.Code != "" || envelope.Error.Message != "") {
+	var envelope wire.Error
+	if err := json.Unmarshal(data, &envelope); err == nil && (envelope.Error.Code != "" || envelope.Error.Message != "") {
 		return &APIError{Status: resp.StatusCode, Code: envelope.Error.Code, Message: envelope.Error.Message}
 	}
 	msg := strings.TrimSpace(string(data))
@@ -258,68 +253,29 @@ func decodeAPIError(resp *http.Response) error {
 	return &APIError{Status: resp.StatusCode, Message: msg}
 }
 
-// SignRequest is the body of POST /v1/sign.
-type SignRequest struct {
-	// CSR is a PEM "CERTIFICATE REQUEST".
-	CSR string `json:"csr"`
-	// Token is the one-time token that authorises the names.
-	Token string `json:"token"`
-	// TTL is the lifetime asked for; zero means the provisioner's default.
-	TTL policy.Duration `json:"ttl,omitempty"`
-}
-
-// RenewRequest is the body of POST /v1/renew, made with the holder's
-// certificate as the TLS client certificate.
-type RenewRequest struct {
-	// CSR, if set, rotates the key: the new certificate is for its public
-	// key (its names are ignored). Empty keeps the current key.
-	CSR string `json:"csr,omitempty"`
-	// TTL is the lifetime asked for; zero keeps the old certificate's.
-	TTL policy.Duration `json:"ttl,omitempty"`
-}
-
-// SignResponse is the answer to Sign and Renew.
-type SignResponse struct {
-	// Certificate is the leaf followed by its chain (without the root), PEM.
-	Certificate string    `json:"certificate"`
-	Serial      string    `json:"serial"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
-}
-
-// RevokeRequest is the body of POST /v1/revoke.
-type RevokeRequest struct {
-	Serial string `json:"serial"`
-	// Reason is an RFC 5280 CRLReason name such as "keyCompromise"; empty
-	// means "unspecified".
-	Reason string `json:"reason,omitempty"`
-	// Renewals also revokes every certificate renewed from this one
-	// (the server always does for keyCompromise).
-	Renewals bool `json:"renewals,omitempty"`
-}
+// The request and response bodies of the API, declared once in package
+// wire and used by the server too.
+type (
+	SignRequest        = wire.SignRequest
+	RenewRequest       = wire.RenewRequest
+	SignResponse       = wire.Issued
+	RevokeRequest      = wire.RevokeRequest
+	Certificate        = wire.Certificate
+	CertificatePage    = wire.CertificatePage
+	TokenRequest       = wire.TokenRequest
+	Token              = wire.Token
+	Provisioner        = wire.Provisioner
+	EABKey             = wire.EABKey
+	EABKeyInfo         = wire.EABKeyInfo
+	PolicyCheckRequest = wire.PolicyCheckRequest
+	EntryRequest       = wire.EntryRequest
+	Entry              = wire.Entry
+	EntryPage          = wire.EntryPage
+	Node               = wire.Node
+)
 
 // RevocationReasons lists the reason names the API accepts, in RFC 5280 order.
 var RevocationReasons = revocation.Names(revocation.Accepted)
-
-// Certificate is the API's record of an issued certificate.
-type Certificate struct {
-	Serial           string     `json:"serial"`
-	Subject          string     `json:"subject"`
-	Names            []string   `json:"names"`
-	Provisioner      string     `json:"provisioner"`
-	Issuer           string     `json:"issuer"`
-	NotBefore        time.Time  `json:"not_before"`
-	NotAfter         time.Time  `json:"not_after"`
-	Status           string     `json:"status"` // "valid", "revoked" or "expired"
-	RevokedAt        *time.Time `json:"revoked_at"`
-	RevocationReason string     `json:"revocation_reason"`
-	RenewedFrom      string     `json:"renewed_from"`
-	// PEM is the certificate itself; only GetCertificate fills it.
-	PEM string `json:"certificate,omitempty"`
-	// RevokedRenewals, set only by Revoke, are the serials of the
-	// certificates renewed from this one that were revoked with it.
-	RevokedRenewals []string `json:"revoked_renewals,omitempty"`
-}
 
 // CertificateQuery selects certificates for ListCertificates. Zero fields
 // select everything.
@@ -335,66 +291,11 @@ type CertificateQuery struct {
 	After          string // the Next of the previous page
 }
 
-// CertificatePage is one page of ListCertificates. Next is empty on the last page.
-type CertificatePage struct {
-	Certificates []Certificate `json:"certificates"`
-	Next         string        `json:"next"`
-}
-
-// TokenRequest is the body of POST /v1/tokens.
-type TokenRequest struct {
-	// Subject becomes the certificate's common name.
-	Subject string `json:"subject"`
-	// SANs are the names the token grants.
-	SANs []string `json:"sans"`
-	// Provisioner may be empty when exactly one token provisioner exists.
-	Provisioner string `json:"provisioner,omitempty"`
-	// TTL is the token's own lifetime; zero means the server's default (5m).
-	TTL policy.Duration `json:"ttl,omitempty"`
-}
-
-// Token is the answer to CreateToken. Token is a secret until used.
-type Token struct {
-	Token       string    `json:"token"`
-	ID          string    `json:"id"`
-	ExpiresAt   time.Time `json:"expires_at"`
-	Provisioner string    `json:"provisioner"`
-}
-
-// Provisioner is a named source of credentials and the policy that bounds
-// what they may be granted.
-type Provisioner struct {
-	Name   string        `json:"name"`
-	Type   string        `json:"type"` // "token" or "acme"
-	Policy policy.Policy `json:"policy"`
-	// RequireEAB, for acme, refuses accounts without external account
-	// binding.
-	RequireEAB bool `json:"require_eab,omitempty"`
-}
-
-// EABKey is a new external account binding key; HMACKey (base64url) is a
-// secret shown once.
-type EABKey struct {
-	KeyID       string    `json:"key_id"`
-	HMACKey     string    `json:"hmac_key"`
-	Provisioner string    `json:"provisioner"`
-	CreatedAt   time.Time `json:"created_at"`
-}
-
-// EABKeyInfo describes an external account binding key without its secret.
-type EABKeyInfo struct {
-	KeyID        string    `json:"key_id"`
-	Provisioner  string    `json:"provisioner"`
-	BoundAccount string    `json:"bound_account,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	BoundAt      time.Time `json:"bound_at"`
-}
-
 // CreateEABKey makes an external account binding key for an ACME
 // provisioner (admin).
 func (c *Client) CreateEABKey(ctx context.Context, provisioner string) (*EABKey, error) {
 	var out EABKey
-	if err := c.do(ctx, http.MethodPost, "/v1/acme/eab", nil, map[string]string{"provisioner": provisioner}, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/v1/acme/eab", nil, wire.EABKeyRequest{Provisioner: provisioner}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -403,21 +304,11 @@ func (c *Client) CreateEABKey(ctx context.Context, provisioner string) (*EABKey,
 // ListEABKeys lists an ACME provisioner's external account binding keys
 // (admin).
 func (c *Client) ListEABKeys(ctx context.Context, provisioner string) ([]EABKeyInfo, error) {
-	var out struct {
-		Keys []EABKeyInfo `json:"keys"`
-	}
+	var out wire.EABKeyList
 	if err := c.do(ctx, http.MethodGet, "/v1/acme/eab", url.Values{"provisioner": {provisioner}}, nil, &out); err != nil {
 		return nil, err
 	}
 	return out.Keys, nil
-}
-
-// PolicyCheckRequest is the body of POST /v1/policy/check.
-type PolicyCheckRequest struct {
-	Provisioner string          `json:"provisioner"`
-	SANs        []string        `json:"sans"`
-	TTL         policy.Duration `json:"ttl,omitempty"`
-	KeyType     keys.KeyType    `json:"key_type,omitempty"`
 }
 
 // Sign asks for a certificate for a CSR, authorised by a one-time token.
@@ -502,9 +393,7 @@ func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (*Token, err
 
 // ListProvisioners returns every provisioner.
 func (c *Client) ListProvisioners(ctx context.Context) ([]Provisioner, error) {
-	var list struct {
-		Provisioners []Provisioner `json:"provisioners"`
-	}
+	var list wire.ProvisionerList
 	if err := c.do(ctx, http.MethodGet, "/v1/provisioners", nil, nil, &list); err != nil {
 		return nil, err
 	}

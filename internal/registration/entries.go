@@ -95,10 +95,10 @@ func (s *Service) checkEntry(ctx context.Context, e store.Entry) (store.Entry, e
 		e.JWTTTL = ca.DefaultJWTSVIDTTL
 	}
 	if e.X509TTL < policy.MinTTL || e.X509TTL > ca.MaxSVIDTTL {
-		return e, ca.Errorf(ca.KindBadRequest, "X.509-SVID lifetime %s is outside %s to %s", e.X509TTL, policy.MinTTL, ca.MaxSVIDTTL)
+		return e, ca.Errorf(ca.KindBadRequest, "X.509-SVID lifetime (x509_ttl) %s is outside %s to %s", e.X509TTL, policy.MinTTL, ca.MaxSVIDTTL)
 	}
 	if e.JWTTTL < ca.MinJWTSVIDTTL || e.JWTTTL > ca.MaxSVIDTTL {
-		return e, ca.Errorf(ca.KindBadRequest, "JWT-SVID lifetime %s is outside %s to %s", e.JWTTTL, ca.MinJWTSVIDTTL, ca.MaxSVIDTTL)
+		return e, ca.Errorf(ca.KindBadRequest, "JWT-SVID lifetime (jwt_ttl) %s is outside %s to %s", e.JWTTTL, ca.MinJWTSVIDTTL, ca.MaxSVIDTTL)
 	}
 	names := policy.Names{URIs: []*url.URL{sid.URL()}}
 	if len(e.DNSNames) > 0 {

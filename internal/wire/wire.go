@@ -1,0 +1,246 @@
+// Package wire owns the JSON bodies of meshpki's /v1 API: each request and
+// response is declared once here, and both the server (package api) and
+// the Go client (package client) use these types, so the two cannot drift
+// apart. Lengths of time are policy.Duration: Go's syntax plus days and
+// weeks ("90m", "24h", "7d"), written as "24h0m0s".
+//
+// docs/API.md describes each endpoint.
+package wire
+
+import (
+	"time"
+
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// Error is the body of every JSON API error: {"error":{"code","message"}}.
+type Error struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is a machine-readable code ("bad_csr", "forbidden", …) and a
+// message for people.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// SignRequest is the body of POST /v1/sign.
+type SignRequest struct {
+	// CSR is a PEM "CERTIFICATE REQUEST".
+	CSR string `json:"csr"`
+	// Token is the one-time token that authorises the names.
+	Token string `json:"token"`
+	// TTL is the lifetime asked for; zero means the provisioner's default.
+	TTL policy.Duration `json:"ttl,omitempty"`
+}
+
+// RenewRequest is the body of POST /v1/renew, made with the holder's
+// certificate as the TLS client certificate. The body may be empty.
+type RenewRequest struct {
+	// CSR, if set, rotates the key: the new certificate is for its public
+	// key (its names are ignored). Empty keeps the current key.
+	CSR string `json:"csr,omitempty"`
+	// TTL is the lifetime asked for; zero keeps the old certificate's.
+	TTL policy.Duration `json:"ttl,omitempty"`
+}
+
+// Issued answers /v1/sign and /v1/renew.
+type Issued struct {
+	// Certificate is the leaf followed by its chain (without the root), PEM.
+	Certificate string    `json:"certificate"`
+	Serial      string    `json:"serial"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+}
+
+// RevokeRequest is the body of POST /v1/revoke.
+type RevokeRequest struct {
+	Serial string `json:"serial"`
+	// Reason is an RFC 5280 CRLReason name such as "keyCompromise"; empty
+	// means "unspecified".
+	Reason string `json:"reason,omitempty"`
+	// Renewals also revokes every certificate renewed from this one
+	// (the server always does for keyCompromise).
+	Renewals bool `json:"renewals,omitempty"`
+}
+
+// Certificate is the API's record of an issued certificate.
+type Certificate struct {
+	Serial           string     `json:"serial"`
+	Subject          string     `json:"subject"`
+	Names            []string   `json:"names"`
+	Provisioner      string     `json:"provisioner"`
+	Issuer           string     `json:"issuer"`
+	NotBefore        time.Time  `json:"not_before"`
+	NotAfter         time.Time  `json:"not_after"`
+	Status           string     `json:"status"` // "valid", "revoked" or "expired"
+	RevokedAt        *time.Time `json:"revoked_at"`
+	RevocationReason string     `json:"revocation_reason"`
+	RenewedFrom      string     `json:"renewed_from"`
+	// PEM is the certificate itself; only GET /v1/certificates/{serial}
+	// fills it.
+	PEM string `json:"certificate,omitempty"`
+	// RevokedRenewals, only in the answer to /v1/revoke, are the serials of
+	// the certificates renewed from this one that were revoked with it.
+	RevokedRenewals []string `json:"revoked_renewals,omitempty"`
+}
+
+// CertificatePage is one page of GET /v1/certificates. Next is empty on
+// the last page.
+type CertificatePage struct {
+	Certificates []Certificate `json:"certificates"`
+	Next         string        `json:"next"`
+}
+
+// TokenRequest is the body of POST /v1/tokens.
+type TokenRequest struct {
+	// Subject becomes the certificate's common name.
+	Subject string `json:"subject"`
+	// SANs are the names the token grants.
+	SANs []string `json:"sans,omitempty"`
+	// Provisioner may be empty when exactly one token provisioner exists.
+	Provisioner string `json:"provisioner,omitempty"`
+	// TTL is the token's own lifetime; zero means the server's default
+	// (5m for a certificate token, 1h for a join token).
+	TTL policy.Duration `json:"ttl,omitempty"`
+	// Join asks for a node join token for SPIFFEID instead.
+	Join     bool   `json:"join,omitempty"`
+	SPIFFEID string `json:"spiffe_id,omitempty"`
+}
+
+// Token answers POST /v1/tokens. Token is a secret until used.
+type Token struct {
+	Token       string    `json:"token"`
+	ID          string    `json:"id"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	Provisioner string    `json:"provisioner"`
+}
+
+// Provisioner is a named source of credentials and the policy that bounds
+// what they may be granted (the body of POST and PUT /v1/provisioners, and
+// what GET answers).
+type Provisioner struct {
+	Name   string                `json:"name"`
+	Type   store.ProvisionerType `json:"type"` // "token", "acme" or "spiffe"
+	Policy policy.Policy         `json:"policy"`
+	// RequireEAB, for acme, refuses accounts without external account
+	// binding.
+	RequireEAB bool       `json:"require_eab,omitempty"`
+	CreatedAt  *time.Time `json:"created_at,omitempty"`
+	UpdatedAt  *time.Time `json:"updated_at,omitempty"`
+}
+
+// ProvisionerList answers GET /v1/provisioners.
+type ProvisionerList struct {
+	Provisioners []Provisioner `json:"provisioners"`
+}
+
+// PolicyCheckRequest is the body of POST /v1/policy/check, which answers a
+// policy.Decision.
+type PolicyCheckRequest struct {
+	Provisioner string          `json:"provisioner"`
+	SANs        []string        `json:"sans"`
+	TTL         policy.Duration `json:"ttl,omitempty"`
+	KeyType     keys.KeyType    `json:"key_type,omitempty"`
+}
+
+// EntryRequest is the body of POST /v1/entries and PUT
+// /v1/entries/{id}: a SPIFFE registration entry as the admin describes it.
+type EntryRequest struct {
+	// SPIFFEID is the identity the matching workloads get, e.g.
+	// "spiffe://example.internal/web".
+	SPIFFEID string `json:"spiffe_id"`
+	// Parent is the SPIFFE ID of the node the entry applies to, or a node
+	// selector such as "x509pop:subject:cn:web-1".
+	Parent string `json:"parent"`
+	// Selectors are workload selectors, such as "unix:uid:1000"; a workload
+	// must match all of them.
+	Selectors []string `json:"selectors"`
+	// X509TTL and JWTTTL are the SVID lifetimes; zero means the server's
+	// defaults (1h and 5m).
+	X509TTL  policy.Duration `json:"x509_ttl,omitempty"`
+	JWTTTL   policy.Duration `json:"jwt_ttl,omitempty"`
+	DNSNames []string        `json:"dns_names,omitempty"`
+	Hint     string          `json:"hint,omitempty"`
+}
+
+// Entry is a registration entry as the server records it.
+type Entry struct {
+	ID        string          `json:"id"`
+	SPIFFEID  string          `json:"spiffe_id"`
+	Parent    string          `json:"parent"`
+	Selectors []string        `json:"selectors"`
+	X509TTL   policy.Duration `json:"x509_ttl"`
+	JWTTTL    policy.Duration `json:"jwt_ttl"`
+	DNSNames  []string        `json:"dns_names"`
+	Hint      string          `json:"hint"`
+	// Revision is the store-wide change number of the entry's last change.
+	Revision  int64     `json:"revision"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// EntryPage is one page of GET /v1/entries. Next is empty on the last page.
+type EntryPage struct {
+	Entries []Entry `json:"entries"`
+	Next    string  `json:"next"`
+}
+
+// Node is an attested node (agent).
+type Node struct {
+	SPIFFEID string `json:"spiffe_id"`
+	// Attestation is how the node proved itself: "join_token" or "x509pop".
+	Attestation string   `json:"attestation"`
+	Selectors   []string `json:"selectors"`
+	// CertSerial is the serial of the node's current node SVID.
+	CertSerial string    `json:"cert_serial"`
+	Evicted    bool      `json:"evicted"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// NodeList answers GET /v1/nodes.
+type NodeList struct {
+	Nodes []Node `json:"nodes"`
+}
+
+// EvictRequest is the body of POST /v1/nodes/evict.
+type EvictRequest struct {
+	SPIFFEID string `json:"spiffe_id"`
+}
+
+// EvictResponse answers POST /v1/nodes/evict.
+type EvictResponse struct {
+	Evicted string `json:"evicted"`
+}
+
+// EABKeyRequest is the body of POST /v1/acme/eab.
+type EABKeyRequest struct {
+	Provisioner string `json:"provisioner"`
+}
+
+// EABKey is a new external account binding key; HMACKey (base64url, as
+// ACME clients take it) is a secret shown once.
+type EABKey struct {
+	KeyID       string    `json:"key_id"`
+	HMACKey     string    `json:"hmac_key"`
+	Provisioner string    `json:"provisioner"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// EABKeyInfo describes an external account binding key without its secret.
+type EABKeyInfo struct {
+	KeyID        string    `json:"key_id"`
+	Provisioner  string    `json:"provisioner"`
+	BoundAccount string    `json:"bound_account,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	BoundAt      time.Time `json:"bound_at,omitzero"`
+}
+
+// EABKeyList answers GET /v1/acme/eab.
+type EABKeyList struct {
+	Keys []EABKeyInfo `json:"keys"`
+}
