@@ -81,7 +81,8 @@ func (a *Authority) SignOrder(ctx context.Context, req OrderRequest) (*Issued, e
 	if !req.NotBefore.IsZero() && !req.NotAfter.IsZero() && !req.NotAfter.After(req.NotBefore) {
 		return nil, a.deny(ctx, errorf(KindBadRequest, "notAfter is not after notBefore"), req.Actor, subject, req.Detail)
 	}
-	return a.issue(ctx, issueParams{
+	return a.issue(ctx, grant{
+		kind:        grantProvisioner,
 		provisioner: prov,
 		subject:     subject,
 		names:       req.Names,

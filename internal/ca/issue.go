@@ -59,13 +59,13 @@ func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) 
 	if err != nil {
 		return nil, a.deny(ctx, err.(*Error), actor, claims.Subject, map[string]string{"provisioner": claims.Provisioner})
 	}
-	grant, perr := policy.ParseNames(claims.SANs)
+	granted, perr := policy.ParseNames(claims.SANs)
 	if perr != nil {
 		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: %v", perr), actor, claims.Subject, nil)
 	}
-	names := grant
+	names := granted
 	if asked := policy.NamesFromCSR(csr); asked.Len() > 0 {
-		if ok, missing := grant.Contains(asked); !ok {
+		if ok, missing := granted.Contains(asked); !ok {
 			return nil, a.deny(ctx, errorf(KindForbidden, "the CSR asks for %q, which the token does not grant", missing), actor, claims.Subject, map[string]string{"provisioner": claims.Provisioner})
 		}
 		names = asked
@@ -73,7 +73,8 @@ func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) 
 	if cn := csr.Subject.CommonName; cn != "" && cn != claims.Subject && !nameListed(names, cn) {
 		return nil, a.deny(ctx, errorf(KindForbidden, "the CSR's common name %q is neither the token's subject nor one of its names", cn), actor, claims.Subject, nil)
 	}
-	return a.issue(ctx, issueParams{
+	return a.issue(ctx, grant{
+		kind:        grantProvisioner,
 		provisioner: prov,
 		subject:     claims.Subject,
 		names:       names,
@@ -120,7 +121,7 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 	}
 	names := policy.Names{DNS: cur.DNSNames, IPs: cur.IPAddresses, URIs: cur.URIs, Emails: cur.EmailAddresses}
 	lifetime := cur.NotAfter.Sub(cur.NotBefore) - backdate
-	p := issueParams{
+	p := grant{
 		subject:     cur.Subject.CommonName,
 		names:       names,
 		publicKey:   publicKey,
@@ -137,7 +138,7 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 		if p.ttl == 0 || p.ttl > lifetime {
 			p.ttl = lifetime
 		}
-		p.internal = true
+		p.kind = grantSelf
 		return a.issue(ctx, p)
 	}
 	prov, err := a.provs.Provisioner(ctx, rec.Provisioner)
@@ -153,7 +154,7 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 		p.ttl = min(lifetime, prov.Policy.Policy().EffectiveMaxTTL())
 		p.ttl = max(p.ttl, policy.MinTTL)
 	}
-	p.provisioner = prov
+	p.kind, p.provisioner = grantProvisioner, prov
 	p.issuerName = "" // follow the provisioner's current issuer
 	return a.issue(ctx, p)
 }
@@ -199,8 +200,8 @@ func (a *Authority) IssueInternal(ctx context.Context, req InternalRequest) (*Is
 	if actor == "" {
 		actor = "system"
 	}
-	return a.issue(ctx, issueParams{
-		internal:  true,
+	return a.issue(ctx, grant{
+		kind:      grantSelf,
 		subject:   req.Subject,
 		names:     req.Names,
 		publicKey: req.PublicKey,
@@ -211,36 +212,11 @@ func (a *Authority) IssueInternal(ctx context.Context, req InternalRequest) (*Is
 	})
 }
 
-type issueParams struct {
-	provisioner CompiledProvisioner // zero when internal
-	internal    bool
-	tag         string // recorded as the provisioner of an internal certificate
-	subject     string
-	names       policy.Names
-	publicKey   crypto.PublicKey
-	keyType     keys.KeyType
-	ttl         time.Duration
-	actor       string
-	tokenID     string
-	tokenExp    time.Time
-	renewedFrom string
-	issuerName  string // "" for the provisioner's issuer
-	eventType   string
-	// notBefore and notAfter, when set, are the validity asked for (ACME
-	// orders); the lifetime they span is what policy decides on.
-	notBefore, notAfter time.Time
-	detail              map[string]string // extra audit detail
-	acmeOrder           string            // the ACME order this finalizes
-	node                *store.Node       // the node record this node SVID belongs to
-	extraAudit          []audit.Event     // more records to append with the certificate's
-}
-
-// issue is the shared tail of every issuance: policy, sign, record, audit.
-func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
-	provName := p.provisioner.Provisioner.Name
-	if p.internal {
-		provName = p.tag
-	}
+// issue is the pipeline every issuance goes through: policy at issuance by
+// the grant's kind, lint, sign, and one commit of the certificate, the
+// credential it consumes, its side records and its audit event.
+func (a *Authority) issue(ctx context.Context, p grant) (*Issued, error) {
+	provName := p.provisionerName()
 	now := a.now()
 	start := now.Add(-backdate)
 	if !p.notBefore.IsZero() {
@@ -250,24 +226,9 @@ func (a *Authority) issue(ctx context.Context, p issueParams) (*Issued, error) {
 	if !p.notAfter.IsZero() {
 		ttl = p.notAfter.Sub(now)
 	}
-	issuerName := p.issuerName
-	if !p.internal {
-		if reserved, ok := a.reservedName(p.names); ok {
-			return nil, a.deny(ctx, a.reservedError(reserved), p.actor, p.subject, map[string]string{"provisioner": provName})
-		}
-		d := p.provisioner.Policy.Evaluate(policy.Request{Names: p.names, TTL: ttl, KeyType: p.keyType})
-		if !d.Allowed {
-			return nil, a.deny(ctx, &Error{Kind: KindForbidden, Msg: "policy of provisioner " + provName + " denies the request: " + d.Reason, Rule: d.Rule}, p.actor, p.subject, map[string]string{"provisioner": provName, "names": strings.Join(p.names.Strings(), ",")})
-		}
-		ttl = d.TTL
-		if issuerName == "" {
-			issuerName = p.provisioner.Policy.Policy().EffectiveIssuer()
-		}
-	} else if ttl < policy.MinTTL {
-		return nil, errorf(KindBadRequest, "lifetime %s is under the minimum of %s", ttl, policy.MinTTL)
-	}
-	if issuerName == "" {
-		issuerName = "default"
+	ttl, issuerName, err := a.decide(ctx, &p, ttl)
+	if err != nil {
+		return nil, err
 	}
 	iss, err := a.h.Issuer(issuerName)
 	if err != nil {

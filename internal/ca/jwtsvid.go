@@ -77,7 +77,8 @@ func (a *Authority) SignJWTSVID(ctx context.Context, req JWTSVIDRequest) (string
 	}
 	names := policy.Names{URIs: []*url.URL{sid.URL()}}
 	// JWT-SVIDs may live under policy's 5-minute floor: ask about the names.
-	if err := a.checkSVIDNames(ctx, names, 0, req.Actor, sid.String(), detail); err != nil {
+	g := grant{kind: grantWorkloadSVID, about: sid.String(), names: names, actor: req.Actor, detail: detail}
+	if _, _, err := a.decide(ctx, &g, 0); err != nil {
 		return "", time.Time{}, err
 	}
 	now := a.now()

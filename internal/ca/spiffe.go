@@ -3,7 +3,6 @@ package ca
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"net/url"
 	"strings"
 	"time"
@@ -83,21 +82,6 @@ func (a *Authority) EntryPolicy(ctx context.Context, names policy.Names, ttl tim
 	return &Error{Kind: KindForbidden, Msg: "no spiffe provisioner allows " + strings.Join(names.Strings(), ", ") + " (" + strings.Join(reasons, "; ") + ")"}
 }
 
-// checkSVIDNames decides an SVID's names at issuance: never the reserved
-// namespace, and allowed by the spiffe provisioners now. Refusals are
-// audited as actor's about subject.
-func (a *Authority) checkSVIDNames(ctx context.Context, names policy.Names, ttl time.Duration, actor, subject string, detail map[string]string) error {
-	if reserved, ok := a.reservedName(names); ok {
-		return a.deny(ctx, a.reservedError(reserved), actor, subject, detail)
-	}
-	err := a.EntryPolicy(ctx, names, ttl)
-	var ce *Error
-	if errors.As(err, &ce) && ce.Kind == KindForbidden {
-		return a.deny(ctx, ce, actor, subject, detail)
-	}
-	return err
-}
-
 // JoinGrant is a verified join token: the node it names and the token id
 // that the node SVID's issuance consumes.
 type JoinGrant struct {
@@ -149,16 +133,18 @@ func (a *Authority) SignSVID(ctx context.Context, req SVIDRequest) (*Issued, err
 	for k, v := range req.Detail {
 		detail[k] = v
 	}
-	if req.Tag == WorkloadSVIDTag {
-		// Policy at issuance: an entry the spiffe provisioners allowed
-		// when it was made may no longer be allowed.
-		if err := a.checkSVIDNames(ctx, names, req.TTL, req.Actor, sid.String(), detail); err != nil {
-			return nil, err
-		}
+	kind := grantWorkloadSVID
+	switch req.Tag {
+	case WorkloadSVIDTag:
+	case NodeSVIDTag:
+		kind = grantNodeSVID
+	default:
+		return nil, errorf(KindInternal, "SVID tag %q is neither a node's nor a workload's", req.Tag)
 	}
-	p := issueParams{
-		internal:   true,
+	p := grant{
+		kind:       kind,
 		tag:        req.Tag,
+		about:      sid.String(),
 		names:      names,
 		publicKey:  csr.PublicKey,
 		keyType:    kt,
