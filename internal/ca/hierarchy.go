@@ -161,17 +161,11 @@ func Initialized(dataDir string) bool {
 // through kb, which must keep its files in DIR/ca/keys. ca.json is written
 // last, so a CA exists only once Init succeeds. It returns
 // ErrAlreadyInitialized if dataDir holds a CA.
-func Init(ctx context.Context, dataDir string, opts InitOptions, kb *keys.FileBackend) (*Hierarchy, error) {
+func Init(ctx context.Context, dataDir string, opts InitOptions, kb keys.Keystore) (*Hierarchy, error) {
 	return initHierarchy(ctx, dataDir, opts, kb)
 }
 
-// initBackend is what Init needs of a key backend: keys and a secret.
-type initBackend interface {
-	keys.Backend
-	CreateSecret(ctx context.Context, name string, size int) ([]byte, string, error)
-}
-
-func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb initBackend) (*Hierarchy, error) {
+func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb keys.Keystore) (*Hierarchy, error) {
 	if opts.Name == "" {
 		opts.Name = DefaultName
 	}

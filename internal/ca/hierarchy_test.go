@@ -68,6 +68,17 @@ func (b *memBackend) Load(ctx context.Context, ref string) (crypto.Signer, error
 	return nil, fmt.Errorf("mem: %s: %w", ref, fs.ErrNotExist)
 }
 
+func (b *memBackend) Ref(name string) string { return "mem:" + name + ".key" }
+
+func (b *memBackend) LoadSecret(ctx context.Context, ref string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s, ok := b.secrets[ref]; ok {
+		return s, nil
+	}
+	return nil, fmt.Errorf("mem: %s: %w", ref, fs.ErrNotExist)
+}
+
 func (b *memBackend) CreateSecret(ctx context.Context, name string, size int) ([]byte, string, error) {
 	secret := make([]byte, size)
 	ref := "mem:" + name + ".secret"

@@ -46,7 +46,7 @@ type cacheEntry[T any] struct {
 	err   error
 }
 
-var _ Backend = (*FileBackend)(nil)
+var _ Keystore = (*FileBackend)(nil)
 
 // NewFileBackend returns a backend storing files in dir, encrypted under
 // passphrase. The passphrase is copied.
@@ -89,6 +89,9 @@ func (b *FileBackend) Create(ctx context.Context, name string, kt KeyType) (cryp
 	b.mu.Unlock()
 	return signer, ref, nil
 }
+
+// Ref returns "file:<name>.key", the reference Create returns for name.
+func (b *FileBackend) Ref(name string) string { return refPrefix + name + ".key" }
 
 // Load returns the signer for ref, a "file:<path>" reference with a path
 // relative to the backend's directory. Absolute paths and paths leaving the

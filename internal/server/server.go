@@ -101,6 +101,15 @@ type Options struct {
 	// DefaultTimeouts). Long-lived gRPC streams of the node API are exempt
 	// from the read and write timeouts; HTTP/2 pings find dead peers.
 	Timeouts Timeouts
+	// Keystore opens where the server keeps every key it holds, given the
+	// data directory and the CA passphrase (nil: keys.NewFileBackend on
+	// DIR/ca/keys). Nothing else in the server knows where keys live.
+	Keystore func(dataDir string, passphrase []byte) (keys.Keystore, error)
+}
+
+// fileKeystore is the default Options.Keystore.
+func fileKeystore(dataDir string, passphrase []byte) (keys.Keystore, error) {
+	return keys.NewFileBackend(filepath.Join(dataDir, "ca", "keys"), passphrase), nil
 }
 
 // Timeouts are the HTTPS server's per-request and per-connection limits.
@@ -184,6 +193,7 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	pass      []byte
+	keys      keys.Keystore
 	hierarchy *ca.Hierarchy
 	store     store.Store
 	authority *ca.Authority
@@ -289,7 +299,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: public URL %q: %w", s.publicURL, err)
 	}
 
-	secret, err := keys.NewFileBackend(filepath.Join(opts.DataDir, "ca", "keys"), s.pass).LoadSecret(ctx, s.hierarchy.TokenKeyRef())
+	secret, err := s.keys.LoadSecret(ctx, s.hierarchy.TokenKeyRef())
 	if err != nil {
 		return nil, fmt.Errorf("server: load token key: %w", err)
 	}
@@ -378,7 +388,11 @@ func (s *Server) openCA(ctx context.Context) error {
 				"         That is fine for development; in production pass --password-file or MESHPKI_PASSWORD\n"+
 				"         and keep the passphrase away from the data directory.\n", generated)
 		}
-		h, err := ca.Init(ctx, dir, s.opts.Init, keys.NewFileBackend(filepath.Join(dir, "ca", "keys"), pass))
+		ks, err := s.openKeystore(pass)
+		if err != nil {
+			return err
+		}
+		h, err := ca.Init(ctx, dir, s.opts.Init, ks)
 		if err != nil {
 			return fmt.Errorf("server: initialise %s: %w", dir, err)
 		}
@@ -390,7 +404,10 @@ func (s *Server) openCA(ctx context.Context) error {
 		return err
 	}
 	s.pass = pass
-	h, err := ca.LoadWithClock(ctx, dir, keys.NewFileBackend(filepath.Join(dir, "ca", "keys"), pass), s.now)
+	if s.keys, err = s.openKeystore(pass); err != nil {
+		return err
+	}
+	h, err := ca.LoadWithClock(ctx, dir, s.keys, s.now)
 	if err != nil {
 		return fmt.Errorf("server: load CA from %s: %w", dir, err)
 	}
@@ -755,4 +772,17 @@ func redactURL(raw string) string {
 		return "(unparseable store URL)"
 	}
 	return u.Redacted()
+}
+
+// openKeystore opens the server's keystore (Options.Keystore).
+func (s *Server) openKeystore(pass []byte) (keys.Keystore, error) {
+	open := s.opts.Keystore
+	if open == nil {
+		open = fileKeystore
+	}
+	ks, err := open(s.opts.DataDir, pass)
+	if err != nil {
+		return nil, fmt.Errorf("server: open keystore: %w", err)
+	}
+	return ks, nil
 }

@@ -6,11 +6,8 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -33,19 +30,11 @@ func (s *Server) loadJWTKey(ctx context.Context) (crypto.Signer, string, error) 
 	return s.loadServerKey(ctx, jwtKeyName, "JWT-SVID key")
 }
 
-// loadServerKey loads a signing key of the server's from DIR/ca/keys,
-// creating it (ECDSA P-256, encrypted like every CA key) on first use. Its
-// key id is the base64url of the first 16 bytes of the SHA-256 of its
-// public key.
+// loadServerKey loads a signing key of the server's from its keystore by
+// name, creating it (ECDSA P-256) on first use. Its key id is the base64url
+// of the first 16 bytes of the SHA-256 of its public key.
 func (s *Server) loadServerKey(ctx context.Context, name, what string) (crypto.Signer, string, error) {
-	b := keys.NewFileBackend(filepath.Join(s.opts.DataDir, "ca", "keys"), s.pass)
-	key, err := b.Load(ctx, "file:"+name+".key")
-	if errors.Is(err, fs.ErrNotExist) {
-		key, _, err = b.Create(ctx, name, keys.ECP256)
-		if errors.Is(err, fs.ErrExist) { // another replica made it first
-			key, err = b.Load(ctx, "file:"+name+".key")
-		}
-	}
+	key, err := keys.LoadOrCreate(ctx, s.keys, name, keys.ECP256)
 	if err != nil {
 		return nil, "", fmt.Errorf("server: %s: %w", what, err)
 	}

@@ -45,6 +45,8 @@ type Options struct {
 	// Timeouts, if set, replace the server's HTTP timeouts (a test of a
 	// long-lived stream sets them short).
 	Timeouts server.Timeouts
+	// Keystore, if set, replaces the file keystore in DIR/ca/keys.
+	Keystore func(dataDir string, passphrase []byte) (keys.Keystore, error)
 }
 
 // Instance is a running server.
@@ -99,6 +101,7 @@ func Start(t testing.TB, o Options) *Instance {
 		ACMEValidation: o.ACMEValidation,
 		X509PoPRoots:   o.X509PoPRoots,
 		Timeouts:       o.Timeouts,
+		Keystore:       o.Keystore,
 	})
 	if err != nil {
 		cancel()
