@@ -32,7 +32,10 @@ func (s *Server) handleCertificate(w http.ResponseWriter, r *http.Request, p *pr
 	if !req.postAsGet {
 		return malformed("download a certificate with POST-as-GET (an empty payload)")
 	}
-	serial := r.PathValue("serial")
+	serial, err := ca.ParseSerial(r.PathValue("serial"))
+	if err != nil {
+		return notFound("no certificate %s", ca.Clip(r.PathValue("serial")))
+	}
 	o, err := s.st.GetACMEOrderByCertificate(r.Context(), serial)
 	if errors.Is(err, store.ErrNotFound) {
 		return notFound("no certificate %s", serial)
@@ -116,7 +119,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, p *provisi
 	if !slices.Contains(revocation.Subscriber, reason) {
 		return problem(http.StatusBadRequest, probBadRevocationReason, "reason %d is not accepted (use %s)", int(reason), subscriberReasons)
 	}
-	serial := ca.SerialString(cert.SerialNumber)
+	serial := store.SerialOf(cert.SerialNumber)
 	rec, err := s.st.GetCertificate(r.Context(), serial)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !bytes.Equal(rec.DER, der)) {
 		return notFound("certificate %s was not issued by this CA", serial)
@@ -144,12 +147,12 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, p *provisi
 		if err1 != nil || err2 != nil || want != got {
 			return unauthorized("the JWS is not signed by the certificate's key")
 		}
-		actor = "acme-cert-key:" + serial
+		actor = "acme-cert-key:" + string(serial)
 	}
 	if rec.Status == store.StatusRevoked {
 		return problem(http.StatusBadRequest, probAlreadyRevoked, "certificate %s is already revoked", serial)
 	}
-	if _, _, err := s.revoker.Revoke(r.Context(), revocation.Request{Serial: serial, Reason: reason, Actor: actor}); err != nil {
+	if _, _, err := s.revoker.Revoke(r.Context(), revocation.Request{Serial: string(serial), Reason: reason, Actor: actor}); err != nil {
 		if ca.KindOf(err) == ca.KindConflict {
 			return problem(http.StatusBadRequest, probAlreadyRevoked, "certificate %s is already revoked", serial)
 		}
@@ -177,7 +180,7 @@ func serialBytes(n *big.Int) []byte {
 }
 
 // parseCertID returns the serial and AKI a certID names.
-func parseCertID(id string) (serial string, aki []byte, ok bool) {
+func parseCertID(id string) (serial store.Serial, aki []byte, ok bool) {
 	a, sn, found := strings.Cut(id, ".")
 	if !found || a == "" || sn == "" {
 		return "", nil, false
@@ -191,7 +194,7 @@ func parseCertID(id string) (serial string, aki []byte, ok bool) {
 	if n.Sign() <= 0 {
 		return "", nil, false
 	}
-	return ca.SerialString(n), aki, true
+	return store.SerialOf(n), aki, true
 }
 
 // certByID reads the certificate a certID names, checking that its

@@ -11,7 +11,7 @@ import (
 
 	legoapi "github.com/go-acme/lego/v5/acme/api"
 
-	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 // TestCertIDMatchesLego checks the RFC 9773 certificate id against lego's,
@@ -41,7 +41,7 @@ func TestCertIDMatchesLego(t *testing.T) {
 			t.Errorf("serial %x: certID %s, lego %s", serial, got, want)
 		}
 		gotSerial, aki, ok := parseCertID(want)
-		if !ok || gotSerial != ca.SerialString(serial) || string(aki) != string(cert.AuthorityKeyId) {
+		if !ok || gotSerial != store.SerialOf(serial) || string(aki) != string(cert.AuthorityKeyId) {
 			t.Errorf("parseCertID(%s) = %s %x %v", want, gotSerial, aki, ok)
 		}
 	}

@@ -384,7 +384,7 @@ func (e *env) metric(t *testing.T, series string) float64 {
 	return 0
 }
 
-func serialOf(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
+func serialOf(c *x509.Certificate) store.Serial { return store.SerialOf(c.SerialNumber) }
 
 // containsProblem reports whether a lego error carries the ACME problem
 // type typ.

@@ -89,7 +89,7 @@ func (s *Server) orderView(p *provisioner, o store.ACMEOrder) orderJSON {
 		v.Authorizations = append(v.Authorizations, p.url("authz", id))
 	}
 	if o.CertSerial != "" {
-		v.Certificate = p.url("certificate", o.CertSerial)
+		v.Certificate = p.url("certificate", string(o.CertSerial))
 	}
 	return v
 }

@@ -55,8 +55,8 @@ func TestSignIssuesVerifiableCertificateWithGrantedNames(t *testing.T) {
 		t.Fatalf("want leaf and intermediate, got %d certs (%v)", len(certs), err)
 	}
 	leaf := certs[0]
-	if ca.SerialString(leaf.SerialNumber) != got.Serial {
-		t.Errorf("serial %s, response says %s", ca.SerialString(leaf.SerialNumber), got.Serial)
+	if store.SerialOf(leaf.SerialNumber) != store.Serial(got.Serial) {
+		t.Errorf("serial %s, response says %s", store.SerialOf(leaf.SerialNumber), got.Serial)
 	}
 	if leaf.SerialNumber.BitLen() < 100 {
 		t.Errorf("serial has only %d bits", leaf.SerialNumber.BitLen())
@@ -73,7 +73,7 @@ func TestSignIssuesVerifiableCertificateWithGrantedNames(t *testing.T) {
 	opensslVerify(t, in, got.Certificate)
 
 	// Recorded before the response, and audited.
-	rec, err := in.Server.Store().GetCertificate(context.Background(), got.Serial)
+	rec, err := in.Server.Store().GetCertificate(context.Background(), store.Serial(got.Serial))
 	if err != nil || rec.Provisioner != "web" || rec.Status != store.StatusValid {
 		t.Fatalf("store record: %+v, %v", rec, err)
 	}
@@ -219,8 +219,8 @@ func TestRenewKeepsIdentityRotatesKeyAndRefusesRevoked(t *testing.T) {
 	if d := newLeaf.NotAfter.Sub(newLeaf.NotBefore); d < time.Hour || d > time.Hour+2*time.Minute {
 		t.Errorf("renewed lifetime %s, want the original 1h", d)
 	}
-	rec, _ := in.Server.Store().GetCertificate(context.Background(), renewed.Serial)
-	if rec.RenewedFrom != first.Serial {
+	rec, _ := in.Server.Store().GetCertificate(context.Background(), store.Serial(renewed.Serial))
+	if rec.RenewedFrom != store.Serial(first.Serial) {
 		t.Errorf("renewed_from = %q", rec.RenewedFrom)
 	}
 	opensslVerify(t, in, renewed.Certificate)
@@ -461,7 +461,7 @@ func TestTwoServersOnOnePostgreSQLShareTokensAndSerials(t *testing.T) {
 		t.Fatalf("%d distinct serials, want 40", len(serials))
 	}
 	for s := range serials {
-		if _, err := b.Server.Store().GetCertificate(context.Background(), s); err != nil {
+		if _, err := b.Server.Store().GetCertificate(context.Background(), store.Serial(s)); err != nil {
 			t.Errorf("serial %s not recorded: %v", s, err)
 		}
 	}
@@ -673,7 +673,7 @@ func TestRevocationReachesRenewals(t *testing.T) {
 		return out.RevokedRenewals
 	}
 	statusOf := func(serial string) store.Status {
-		rec, err := in.Server.Store().GetCertificate(context.Background(), serial)
+		rec, err := in.Server.Store().GetCertificate(context.Background(), store.Serial(serial))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -716,7 +716,7 @@ func TestRevocationReachesRenewals(t *testing.T) {
 	if status, raw := do(t, admin2, "GET", in.URL+"/v1/provisioners", nil, nil); status != 200 {
 		t.Fatalf("renewed admin: %d %s", status, raw)
 	}
-	revoke(map[string]any{"serial": ca.SerialString(in.AdminCert.Leaf.SerialNumber), "reason": "keyCompromise"})
+	revoke(map[string]any{"serial": store.SerialOf(in.AdminCert.Leaf.SerialNumber), "reason": "keyCompromise"})
 	status, raw = do(t, admin2, "GET", in.URL+"/v1/provisioners", nil, nil)
 	wantError(t, status, raw, 401, "unauthorized")
 }

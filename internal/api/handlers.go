@@ -77,20 +77,20 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if c.admin == "" && serial != ca.SerialString(c.cert.SerialNumber) {
+	if c.admin == "" && serial != store.SerialOf(c.cert.SerialNumber) {
 		return newError(http.StatusForbidden, "forbidden", "a certificate holder may revoke only the certificate it presents")
 	}
 	reason, err := revocation.ParseReason(req.Reason)
 	if err != nil {
 		return err
 	}
-	rec, renewals, err := s.revocation.Revoke(r.Context(), revocation.Request{Serial: serial, Reason: reason, Actor: c.actor(), Renewals: req.Renewals})
+	rec, renewals, err := s.revocation.Revoke(r.Context(), revocation.Request{Serial: string(serial), Reason: reason, Actor: c.actor(), Renewals: req.Renewals})
 	if err != nil {
 		return err
 	}
 	s.metrics.revoked.Add(float64(1 + len(renewals)))
 	if renewals == nil {
-		renewals = []string{}
+		renewals = []store.Serial{}
 	}
 	body := certificateBody(rec, false)
 	body.RevokedRenewals = renewals
@@ -99,7 +99,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 }
 
 // parseSerial is ca.ParseSerial with its error as a 400.
-func parseSerial(s string) (string, error) {
+func parseSerial(s string) (store.Serial, error) {
 	serial, err := ca.ParseSerial(s)
 	if err != nil {
 		return "", newError(http.StatusBadRequest, "bad_request", err.Error())

@@ -204,7 +204,7 @@ func (s *Server) auditRefusal(r *http.Request, route string, err error) {
 	}
 	actor := "anonymous"
 	if cert := clientCert(r); cert != nil {
-		actor = "cert:" + ca.SerialString(cert.SerialNumber)
+		actor = "cert:" + string(store.SerialOf(cert.SerialNumber))
 	}
 	s.ca.RecordDenied(r.Context(), actor, route, ae.msg, map[string]string{"code": ae.code, "remote": r.RemoteAddr})
 }
@@ -292,7 +292,7 @@ func (c caller) actor() string {
 	if c.admin != "" {
 		return "admin:" + c.admin
 	}
-	return "cert:" + ca.SerialString(c.cert.SerialNumber)
+	return "cert:" + string(store.SerialOf(c.cert.SerialNumber))
 }
 
 // authenticate checks the client certificate against the store: recorded,

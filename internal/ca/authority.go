@@ -123,7 +123,7 @@ type Issued struct {
 	Certificate *x509.Certificate
 	// Chain is the issuing intermediate(s), leaf-side first.
 	Chain  []*x509.Certificate
-	Serial string
+	Serial store.Serial
 	Record store.Certificate
 }
 

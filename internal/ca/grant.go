@@ -65,7 +65,7 @@ type grant struct {
 
 	actor       string
 	eventType   string
-	renewedFrom string
+	renewedFrom store.Serial
 	detail      map[string]string // extra audit detail
 
 	// What the issuance consumes and changes, in its own transaction.

@@ -101,7 +101,8 @@ type RenewRequest struct {
 // unexpired and unrevoked, and that the provisioner's policy still allows it.
 func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	cur := req.Current
-	serial := SerialString(cur.SerialNumber)
+	renewed := store.SerialOf(cur.SerialNumber)
+	serial := string(renewed)
 	actor := "cert:" + serial
 	rec, err := a.CheckHolder(ctx, cur)
 	if err != nil {
@@ -128,7 +129,7 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 		keyType:     kt,
 		ttl:         req.TTL,
 		actor:       actor,
-		renewedFrom: serial,
+		renewedFrom: renewed,
 		issuerName:  rec.Issuer,
 		eventType:   audit.TypeCertificateRenewed,
 	}
@@ -162,7 +163,7 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 // CheckHolder verifies that cert, presented over mTLS, is recorded by this
 // CA, unrevoked and unexpired, and returns its record.
 func (a *Authority) CheckHolder(ctx context.Context, cert *x509.Certificate) (store.Certificate, error) {
-	serial := SerialString(cert.SerialNumber)
+	serial := store.SerialOf(cert.SerialNumber)
 	rec, err := a.st.GetCertificate(ctx, serial)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -248,7 +249,7 @@ func (a *Authority) issue(ctx context.Context, p grant) (*Issued, error) {
 		}
 		return nil, wrapErr(KindInternal, err, "sign certificate")
 	}
-	serial := SerialString(cert.SerialNumber)
+	serial := store.SerialOf(cert.SerialNumber)
 	names := p.names.Strings()
 	rec := store.Certificate{
 		Serial:      serial,
@@ -273,12 +274,12 @@ func (a *Authority) issue(ctx context.Context, p grant) (*Issued, error) {
 		detail["provisioner"] = provName
 	}
 	if p.renewedFrom != "" {
-		detail["renewed_from"] = p.renewedFrom
+		detail["renewed_from"] = string(p.renewedFrom)
 	}
 	for k, v := range p.detail {
 		detail[k] = v
 	}
-	ev := audit.Event{Time: now, Type: p.eventType, Actor: p.actor, Subject: serial, Outcome: "success", Detail: detail}
+	ev := audit.Event{Time: now, Type: p.eventType, Actor: p.actor, Subject: string(serial), Outcome: "success", Detail: detail}
 	item := store.Issuance{TokenID: p.tokenID, TokenExpires: p.tokenExp, Certificate: &rec, ACMEOrder: p.acmeOrder,
 		Audit: append([]audit.Event{ev}, p.extraAudit...)}
 	if p.node != nil {

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+
+	"github.com/meshpki/meshpki/internal/store"
 	"time"
 	"unicode/utf8"
 
@@ -62,16 +64,10 @@ func NewSerial() (*big.Int, error) {
 	}
 }
 
-// SerialString formats a serial number as the store and the API show it:
-// lowercase hexadecimal without leading zeros.
-func SerialString(n *big.Int) string {
-	return n.Text(16)
-}
-
 // ParseSerial reads a serial as people paste it — upper or lower case,
-// with colons, a 0x prefix or leading zeros — and returns SerialString's
-// form. It is the one parser the API, the CLI and the Authority use.
-func ParseSerial(s string) (string, error) {
+// with colons, a 0x prefix or leading zeros — and returns it as recorded
+// (store.Serial). It is the one parser the API, the CLI and the Authority use.
+func ParseSerial(s string) (store.Serial, error) {
 	serial := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
 	serial = strings.TrimLeft(strings.TrimPrefix(serial, "0x"), "0")
 	switch {
@@ -85,7 +81,7 @@ func ParseSerial(s string) (string, error) {
 			return "", fmt.Errorf("serial %q is not hexadecimal", Clip(s))
 		}
 	}
-	return serial, nil
+	return store.Serial(serial), nil
 }
 
 // SignLeaf signs an end-entity certificate for req with the issuer's key:

@@ -22,6 +22,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
@@ -47,18 +48,18 @@ func TestNewSerialIsPositive128Bits(t *testing.T) {
 		if n.Sign() <= 0 || n.BitLen() > 128 {
 			t.Fatalf("serial %x is not a positive 128-bit number", n)
 		}
-		s := SerialString(n)
-		if seen[s] {
+		s := store.SerialOf(n)
+		if seen[string(s)] {
 			t.Fatalf("serial %s repeated", s)
 		}
-		seen[s] = true
+		seen[string(s)] = true
 	}
 }
 
 func TestSerialStringIsLowercaseHexWithoutLeadingZeros(t *testing.T) {
-	for n, want := range map[int64]string{1: "1", 255: "ff", 4096: "1000", 0xabcdef: "abcdef"} {
-		if got := SerialString(big.NewInt(n)); got != want {
-			t.Errorf("SerialString(%d) = %q, want %q", n, got, want)
+	for n, want := range map[int64]store.Serial{1: "1", 255: "ff", 4096: "1000", 0xabcdef: "abcdef"} {
+		if got := store.SerialOf(big.NewInt(n)); got != want {
+			t.Errorf("store.SerialOf(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

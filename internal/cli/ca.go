@@ -14,6 +14,7 @@ import (
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/server"
+	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
 )
 
@@ -138,7 +139,7 @@ picks the new intermediate up within 10 seconds.`,
 				return err
 			}
 			fmt.Fprintf(s.out, "Issuer %q is now at generation %d, valid until %s (serial %s)\n",
-				iss.Name, iss.Generation, iss.Cert.NotAfter.UTC().Format(time.DateOnly), ca.SerialString(iss.Cert.SerialNumber))
+				iss.Name, iss.Generation, iss.Cert.NotAfter.UTC().Format(time.DateOnly), store.SerialOf(iss.Cert.SerialNumber))
 			return auditCAChange(cmd, dataDir, storeURL, audit.TypeCARotated, iss.Name, issuerDetail(iss))
 		},
 	}
@@ -277,6 +278,6 @@ func cliActor() string {
 }
 
 func issuerDetail(iss *ca.Issuer) map[string]string {
-	return map[string]string{"issuer": iss.Name, "generation": strconv.Itoa(iss.Generation), "serial": ca.SerialString(iss.Cert.SerialNumber),
+	return map[string]string{"issuer": iss.Name, "generation": strconv.Itoa(iss.Generation), "serial": string(store.SerialOf(iss.Cert.SerialNumber)),
 		"key_type": string(iss.KeyType), "not_after": iss.Cert.NotAfter.UTC().Format(time.RFC3339)}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/policy"
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 func init() { register(newCertCommand) }
@@ -287,7 +288,7 @@ reason.
 			return err
 		}
 		defer cl.Close()
-		cert, err := cl.Revoke(c.Context(), client.RevokeRequest{Serial: serial, Reason: reason, Renewals: renewals})
+		cert, err := cl.Revoke(c.Context(), client.RevokeRequest{Serial: string(serial), Reason: reason, Renewals: renewals})
 		if err != nil {
 			return err
 		}
@@ -509,13 +510,13 @@ func encodeChain(chain []*x509.Certificate) []byte {
 // printIssued prints what issue and renew did, under a headline.
 // issuedOutput is what cert issue and cert renew print with --json.
 type issuedOutput struct {
-	Serial          string    `json:"serial"`
-	Subject         string    `json:"subject"`
-	Names           []string  `json:"names"`
-	NotBefore       time.Time `json:"not_before"`
-	NotAfter        time.Time `json:"not_after"`
-	CertificateFile string    `json:"certificate_file"`
-	KeyFile         string    `json:"key_file"`
+	Serial          store.Serial `json:"serial"`
+	Subject         string       `json:"subject"`
+	Names           []string     `json:"names"`
+	NotBefore       time.Time    `json:"not_before"`
+	NotAfter        time.Time    `json:"not_after"`
+	CertificateFile string       `json:"certificate_file"`
+	KeyFile         string       `json:"key_file"`
 }
 
 func printIssued(w io.Writer, asJSON bool, headline string, leaf *x509.Certificate, resp *client.SignResponse, certFile, keyFile string) error {
@@ -550,7 +551,7 @@ func shortNames(names []string) string {
 }
 
 // normalizeSerial is ca.ParseSerial with its error as a usage error.
-func normalizeSerial(s string) (string, error) {
+func normalizeSerial(s string) (store.Serial, error) {
 	serial, err := ca.ParseSerial(s)
 	if err != nil {
 		return "", usageError{err}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 // These tests run the client commands against a fake of the CA's API, to
@@ -278,7 +279,7 @@ func signingCA(t *testing.T, pki *testPKI, mu *sync.Mutex, gotTTL *string) *fake
 		}
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(client.SignResponse{
-			Certificate: string(pki.chainPEM(leaf)), Serial: leaf.SerialNumber.Text(16),
+			Certificate: string(pki.chainPEM(leaf)), Serial: store.SerialOf(leaf.SerialNumber),
 			NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
 		})
 	}))
@@ -395,7 +396,7 @@ func TestCertIssueUsageErrors(t *testing.T) {
 }
 
 func TestNormalizeSerial(t *testing.T) {
-	tests := map[string]string{
+	tests := map[string]store.Serial{
 		"5f0c":          "5f0c",
 		"5F:0C":         "5f0c",
 		"00:5f:0c":      "5f0c",

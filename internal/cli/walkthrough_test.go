@@ -15,6 +15,7 @@ import (
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/servertest"
+	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
 )
 
@@ -284,7 +285,7 @@ func leafSerial(t *testing.T, file string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ca.SerialString(certs[0].SerialNumber)
+	return string(store.SerialOf(certs[0].SerialNumber))
 }
 
 func issuerSerialOf(t *testing.T, file string) string {
@@ -294,7 +295,7 @@ func issuerSerialOf(t *testing.T, file string) string {
 	if err != nil || len(certs) < 2 {
 		t.Fatalf("%s: want leaf and intermediate (%v)", file, err)
 	}
-	return ca.SerialString(certs[1].SerialNumber)
+	return string(store.SerialOf(certs[1].SerialNumber))
 }
 
 // TestJSONOutputForScripts: cert issue, cert renew and ca status print JSON

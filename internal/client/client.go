@@ -22,6 +22,7 @@ import (
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/revocation"
+	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/wire"
 )
 
@@ -371,12 +372,12 @@ func (c *Client) ListCertificates(ctx context.Context, q CertificateQuery) (*Cer
 }
 
 // GetCertificate returns the record of one certificate, with its PEM.
-func (c *Client) GetCertificate(ctx context.Context, serial string) (*Certificate, error) {
+func (c *Client) GetCertificate(ctx context.Context, serial store.Serial) (*Certificate, error) {
 	if serial == "" {
 		return nil, errors.New("client: empty serial")
 	}
 	var cert Certificate
-	if err := c.do(ctx, http.MethodGet, "/v1/certificates/"+url.PathEscape(serial), nil, nil, &cert); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/v1/certificates/"+url.PathEscape(string(serial)), nil, nil, &cert); err != nil {
 		return nil, err
 	}
 	return &cert, nil

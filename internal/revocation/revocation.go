@@ -21,8 +21,8 @@ import (
 
 // Store is what revocation needs of the store.
 type Store interface {
-	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
-	RevokeCertificate(ctx context.Context, r store.Revocation) (renewals []string, err error)
+	GetCertificate(ctx context.Context, serial store.Serial) (store.Certificate, error)
+	RevokeCertificate(ctx context.Context, r store.Revocation) (renewals []store.Serial, err error)
 }
 
 // Refuser audits a refused request; *ca.Authority is one, so that every
@@ -66,14 +66,15 @@ type Request struct {
 // same transaction. Errors are *ca.Error: KindBadRequest for a malformed
 // serial or a reason not Accepted, KindNotFound, KindConflict when already
 // revoked (the last two audited as refusals).
-func (s *Service) Revoke(ctx context.Context, r Request) (store.Certificate, []string, error) {
-	serial, err := ca.ParseSerial(r.Serial)
+func (s *Service) Revoke(ctx context.Context, r Request) (store.Certificate, []store.Serial, error) {
+	sn, err := ca.ParseSerial(r.Serial)
 	if err != nil {
 		return store.Certificate{}, nil, &ca.Error{Kind: ca.KindBadRequest, Msg: err.Error()}
 	}
 	if _, ok := reasonNames[r.Reason]; !ok || r.Reason == RemoveFromCRL {
 		return store.Certificate{}, nil, &ca.Error{Kind: ca.KindBadRequest, Msg: fmt.Sprintf("revocation reason %d is not accepted", int(r.Reason))}
 	}
+	serial := string(sn)
 	now := s.now()
 	event := func(subject string, extra ...string) audit.Event {
 		d := map[string]string{"reason": r.Reason.String()}
@@ -83,9 +84,9 @@ func (s *Service) Revoke(ctx context.Context, r Request) (store.Certificate, []s
 		return audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: r.Actor, Subject: subject, Outcome: "success", Detail: d}
 	}
 	renewals, err := s.st.RevokeCertificate(ctx, store.Revocation{
-		Serial: serial, Reason: int(r.Reason), At: now, Event: event(serial),
+		Serial: sn, Reason: int(r.Reason), At: now, Event: event(serial),
 		Renewals:     r.Renewals || r.Reason == KeyCompromise,
-		RenewalEvent: func(renewal string) audit.Event { return event(renewal, "renewed_from_revoked", serial) },
+		RenewalEvent: func(renewal store.Serial) audit.Event { return event(string(renewal), "renewed_from_revoked", serial) },
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -95,7 +96,7 @@ func (s *Service) Revoke(ctx context.Context, r Request) (store.Certificate, []s
 	case err != nil:
 		return store.Certificate{}, nil, ca.StoreError(err, "revoke certificate")
 	}
-	rec, err := s.st.GetCertificate(ctx, serial)
+	rec, err := s.st.GetCertificate(ctx, sn)
 	if err != nil {
 		return store.Certificate{}, nil, ca.StoreError(err, "read the revoked certificate")
 	}

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/server"
 	"github.com/meshpki/meshpki/internal/servertest"
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 // fakeClock is a settable clock safe for concurrent use.
@@ -47,7 +47,7 @@ func servedCert(t *testing.T, addr string) (serial string, notAfter time.Time) {
 		t.Errorf("negotiated TLS version %x, want TLS 1.3", v)
 	}
 	leaf := conn.ConnectionState().PeerCertificates[0]
-	return ca.SerialString(leaf.SerialNumber), leaf.NotAfter
+	return string(store.SerialOf(leaf.SerialNumber)), leaf.NotAfter
 }
 
 func TestServerRenewsItsOwnCertificateAndAdminCredential(t *testing.T) {

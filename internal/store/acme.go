@@ -57,7 +57,7 @@ type ACMEOrder struct {
 	NotAfter       time.Time // as requested; zero when not
 	Authorizations []string  // authorization ids, in identifier order
 	Error          []byte    // RFC 7807 problem (JSON) when invalid, else nil
-	CertSerial     string    // the certificate's serial once valid
+	CertSerial     Serial    // the certificate's serial once valid
 	Replaces       string    // RFC 9773 certificate id this order replaces, or ""
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
@@ -172,7 +172,7 @@ type ACME interface {
 	FailACMEOrder(ctx context.Context, orderID string, problem []byte) error
 	// GetACMEOrderByCertificate returns the order whose certificate has this
 	// serial, or ErrNotFound.
-	GetACMEOrderByCertificate(ctx context.Context, serial string) (ACMEOrder, error)
+	GetACMEOrderByCertificate(ctx context.Context, serial Serial) (ACMEOrder, error)
 
 	// CreateACMEEABKey adds a key (ErrConflict if the id exists) and appends
 	// ev.

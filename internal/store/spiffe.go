@@ -90,7 +90,7 @@ type Node struct {
 	// selector match nodes carrying it.
 	Selectors []string
 	// CertSerial is the serial of the node's current node SVID.
-	CertSerial string
+	CertSerial Serial
 	Evicted    bool
 	CreatedAt  time.Time
 	UpdatedAt  time.Time

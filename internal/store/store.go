@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"math/big"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/audit"
@@ -34,10 +35,18 @@ const (
 	StatusExpired Status = "expired"
 )
 
+// Serial is a certificate serial number as meshpki records, shows and
+// looks it up: lowercase hexadecimal without leading zeros. Make one from a
+// certificate with SerialOf, from what a person typed with ca.ParseSerial.
+type Serial string
+
+// SerialOf returns the serial of n, a certificate's serial number.
+func SerialOf(n *big.Int) Serial { return Serial(n.Text(16)) }
+
 // Certificate is the record of one issued certificate. Times round-trip at
 // microsecond precision in UTC.
 type Certificate struct {
-	Serial      string    // lowercase hex, no leading zeros
+	Serial      Serial    //
 	Provisioner string    // provisioner that authorised it ("" for internal)
 	Issuer      string    // name of the intermediate that signed it
 	Subject     string    // subject common name
@@ -49,7 +58,7 @@ type Certificate struct {
 	RevokedAt   time.Time // zero unless revoked
 	// RevocationReason is the RFC 5280 CRLReason code (0 unspecified … 10).
 	RevocationReason int
-	RenewedFrom      string // serial of the certificate this one renewed, if any
+	RenewedFrom      Serial // the certificate this one renewed, if any
 	CreatedAt        time.Time
 }
 
@@ -93,7 +102,7 @@ type Issuance struct {
 // with them directly.
 type CertificateReader interface {
 	// GetCertificate returns the record with this serial or ErrNotFound.
-	GetCertificate(ctx context.Context, serial string) (Certificate, error)
+	GetCertificate(ctx context.Context, serial Serial) (Certificate, error)
 	// ListCertificates returns one page ordered by serial.
 	ListCertificates(ctx context.Context, f CertFilter) (CertPage, error)
 }
@@ -116,12 +125,12 @@ type Certificates interface {
 	// through other renewals) and appends r.RenewalEvent for each. It
 	// returns the serials of those renewals, in ascending order.
 	// ErrNotFound or ErrAlreadyRevoked (for r.Serial) change nothing.
-	RevokeCertificate(ctx context.Context, r Revocation) (renewals []string, err error)
+	RevokeCertificate(ctx context.Context, r Revocation) (renewals []Serial, err error)
 }
 
 // Revocation is one RevokeCertificate request.
 type Revocation struct {
-	Serial string
+	Serial Serial
 	Reason int       // RFC 5280 CRLReason code
 	At     time.Time // zero means now
 	Event  audit.Event
@@ -129,7 +138,7 @@ type Revocation struct {
 	// too, with the same reason and time; RenewalEvent is the audit record
 	// of each.
 	Renewals     bool
-	RenewalEvent func(serial string) audit.Event
+	RenewalEvent func(serial Serial) audit.Event
 }
 
 // Tokens remembers consumed one-time token ids so that a token is accepted

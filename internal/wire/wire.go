@@ -50,10 +50,10 @@ type RenewRequest struct {
 // Issued answers /v1/sign and /v1/renew.
 type Issued struct {
 	// Certificate is the leaf followed by its chain (without the root), PEM.
-	Certificate string    `json:"certificate"`
-	Serial      string    `json:"serial"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
+	Certificate string       `json:"certificate"`
+	Serial      store.Serial `json:"serial"`
+	NotBefore   time.Time    `json:"not_before"`
+	NotAfter    time.Time    `json:"not_after"`
 }
 
 // RevokeRequest is the body of POST /v1/revoke.
@@ -69,23 +69,23 @@ type RevokeRequest struct {
 
 // Certificate is the API's record of an issued certificate.
 type Certificate struct {
-	Serial           string     `json:"serial"`
-	Subject          string     `json:"subject"`
-	Names            []string   `json:"names"`
-	Provisioner      string     `json:"provisioner"`
-	Issuer           string     `json:"issuer"`
-	NotBefore        time.Time  `json:"not_before"`
-	NotAfter         time.Time  `json:"not_after"`
-	Status           string     `json:"status"` // "valid", "revoked" or "expired"
-	RevokedAt        *time.Time `json:"revoked_at"`
-	RevocationReason string     `json:"revocation_reason"`
-	RenewedFrom      string     `json:"renewed_from"`
+	Serial           store.Serial `json:"serial"`
+	Subject          string       `json:"subject"`
+	Names            []string     `json:"names"`
+	Provisioner      string       `json:"provisioner"`
+	Issuer           string       `json:"issuer"`
+	NotBefore        time.Time    `json:"not_before"`
+	NotAfter         time.Time    `json:"not_after"`
+	Status           string       `json:"status"` // "valid", "revoked" or "expired"
+	RevokedAt        *time.Time   `json:"revoked_at"`
+	RevocationReason string       `json:"revocation_reason"`
+	RenewedFrom      store.Serial `json:"renewed_from"`
 	// PEM is the certificate itself; only GET /v1/certificates/{serial}
 	// fills it.
 	PEM string `json:"certificate,omitempty"`
 	// RevokedRenewals, only in the answer to /v1/revoke, are the serials of
 	// the certificates renewed from this one that were revoked with it.
-	RevokedRenewals []string `json:"revoked_renewals,omitempty"`
+	RevokedRenewals []store.Serial `json:"revoked_renewals,omitempty"`
 }
 
 // CertificatePage is one page of GET /v1/certificates. Next is empty on
@@ -196,10 +196,10 @@ type Node struct {
 	Attestation string   `json:"attestation"`
 	Selectors   []string `json:"selectors"`
 	// CertSerial is the serial of the node's current node SVID.
-	CertSerial string    `json:"cert_serial"`
-	Evicted    bool      `json:"evicted"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	CertSerial store.Serial `json:"cert_serial"`
+	Evicted    bool         `json:"evicted"`
+	CreatedAt  time.Time    `json:"created_at"`
+	UpdatedAt  time.Time    `json:"updated_at"`
 }
 
 // NodeList answers GET /v1/nodes.

@@ -254,7 +254,7 @@ func (s *Store) CreateACMEOrder(ctx context.Context, o store.ACMEOrder, authzs [
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING`,
 			o.ID, o.AccountID, o.Provisioner, o.Status, micros(o.Expires), string(identifiers),
 			nullMicros(o.NotBefore), nullMicros(o.NotAfter), string(authzIDs), nullBytes(o.Error),
-			o.CertSerial, o.Replaces, micros(o.CreatedAt), micros(o.UpdatedAt))
+			string(o.CertSerial), o.Replaces, micros(o.CreatedAt), micros(o.UpdatedAt))
 		if err != nil {
 			return err
 		}
@@ -330,7 +330,8 @@ func (s *Store) GetACMEOrder(ctx context.Context, id string) (store.ACMEOrder, e
 
 // GetACMEOrderByCertificate returns the order whose certificate has this
 // serial, or store.ErrNotFound.
-func (s *Store) GetACMEOrderByCertificate(ctx context.Context, serial string) (store.ACMEOrder, error) {
+func (s *Store) GetACMEOrderByCertificate(ctx context.Context, sn store.Serial) (store.ACMEOrder, error) {
+	serial := string(sn)
 	// The second term lets the database use the partial index.
 	row := s.read.QueryRowContext(ctx, `SELECT `+acmeOrderColumns+` FROM acme_orders
 		WHERE cert_serial = $1 AND cert_serial <> ''`, serial)
@@ -366,14 +367,16 @@ func scanACMEOrder(row scanner) (store.ACMEOrder, error) {
 	var (
 		o                         store.ACMEOrder
 		identifiers, authzIDs     string
+		certSerial                string
 		expires, created, updated int64
 		notBefore, notAfter       sql.NullInt64
 	)
 	err := row.Scan(&o.ID, &o.AccountID, &o.Provisioner, &o.Status, &expires, &identifiers, &notBefore, &notAfter,
-		&authzIDs, &o.Error, &o.CertSerial, &o.Replaces, &created, &updated)
+		&authzIDs, &o.Error, &certSerial, &o.Replaces, &created, &updated)
 	if err != nil {
 		return o, err
 	}
+	o.CertSerial = store.Serial(certSerial)
 	if err := json.Unmarshal([]byte(identifiers), &o.Identifiers); err != nil {
 		return o, fmt.Errorf("acme order %s: decode identifiers: %w", o.ID, err)
 	}

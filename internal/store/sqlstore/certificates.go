@@ -153,14 +153,14 @@ func encodeCertificate(c *store.Certificate, now time.Time) (*pendingCert, error
 		der = []byte{}
 	}
 	return &pendingCert{
-		serial: c.Serial, provisioner: c.Provisioner, issuer: c.Issuer, subject: c.Subject,
+		serial: string(c.Serial), provisioner: c.Provisioner, issuer: c.Issuer, subject: c.Subject,
 		names:     string(names),
 		notBefore: micros(c.NotBefore), notAfter: micros(c.NotAfter),
 		der:              der,
 		status:           string(status),
 		revokedAt:        nullMicros(c.RevokedAt),
 		revocationReason: int32(c.RevocationReason),
-		renewedFrom:      c.RenewedFrom,
+		renewedFrom:      string(c.RenewedFrom),
 		createdAt:        micros(created),
 		lookupNames:      lookupNames(c),
 	}, nil
@@ -331,8 +331,10 @@ func scanCertificate(row scanner) (store.Certificate, error) {
 		notBefore, notAfter, created int64
 		revokedAt                    sql.NullInt64
 	)
-	err := row.Scan(&c.Serial, &c.Provisioner, &c.Issuer, &c.Subject, &names, &notBefore, &notAfter, &c.DER,
-		&status, &revokedAt, &c.RevocationReason, &c.RenewedFrom, &created)
+	var serial, renewedFrom string
+	err := row.Scan(&serial, &c.Provisioner, &c.Issuer, &c.Subject, &names, &notBefore, &notAfter, &c.DER,
+		&status, &revokedAt, &c.RevocationReason, &renewedFrom, &created)
+	c.Serial, c.RenewedFrom = store.Serial(serial), store.Serial(renewedFrom)
 	if err != nil {
 		return c, err
 	}
@@ -351,7 +353,8 @@ func scanCertificate(row scanner) (store.Certificate, error) {
 }
 
 // GetCertificate returns the record with this serial or store.ErrNotFound.
-func (s *Store) GetCertificate(ctx context.Context, serial string) (store.Certificate, error) {
+func (s *Store) GetCertificate(ctx context.Context, sn store.Serial) (store.Certificate, error) {
+	serial := string(sn)
 	row := s.read.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial)
 	c, err := scanCertificate(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -434,7 +437,7 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) (store
 	}
 	if len(page.Certificates) > limit {
 		page.Certificates = page.Certificates[:limit]
-		page.Next = page.Certificates[limit-1].Serial
+		page.Next = string(page.Certificates[limit-1].Serial)
 	}
 	return page, nil
 }
@@ -442,8 +445,8 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) (store
 // RevokeCertificate marks a valid certificate revoked, and with r.Renewals
 // every valid certificate renewed from it, appending their audit events in
 // the same transaction.
-func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]string, error) {
-	serial := r.Serial
+func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]store.Serial, error) {
+	serial := string(r.Serial)
 	if r.Reason < 0 || r.Reason > 10 {
 		return nil, fmt.Errorf("sqlstore: revoke certificate %s: reason %d is not an RFC 5280 CRLReason", serial, r.Reason)
 	}
@@ -502,7 +505,7 @@ func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]st
 		}
 		slices.Sort(renewals)
 		for _, rs := range renewals {
-			evs, err := encodeEvent(r.RenewalEvent(rs))
+			evs, err := encodeEvent(r.RenewalEvent(store.Serial(rs)))
 			if err != nil {
 				return err
 			}
@@ -513,5 +516,9 @@ func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]st
 	if err != nil {
 		return nil, err
 	}
-	return renewals, nil
+	out := make([]store.Serial, len(renewals))
+	for i, rs := range renewals {
+		out[i] = store.Serial(rs)
+	}
+	return out, nil
 }

@@ -479,7 +479,7 @@ func (s *Store) PutNode(ctx context.Context, n store.Node, ev audit.Event) error
 		return fmt.Errorf("sqlstore: %s: %w", what, err)
 	}
 	return s.lockedTx(ctx, what, func(w writer, emit func(...pendingEvent)) error {
-		res, err := w.exec(ctx, putNode, n.SPIFFEID, n.Attestation, selectors, n.CertSerial, boolInt(n.Evicted),
+		res, err := w.exec(ctx, putNode, n.SPIFFEID, n.Attestation, selectors, string(n.CertSerial), boolInt(n.Evicted),
 			micros(n.CreatedAt), micros(n.UpdatedAt))
 		if err != nil {
 			return err
@@ -518,12 +518,14 @@ func scanNode(row scanner) (store.Node, error) {
 	var (
 		n                store.Node
 		selectors        string
+		certSerial       string
 		evicted          int
 		created, updated int64
 	)
-	if err := row.Scan(&n.SPIFFEID, &n.Attestation, &selectors, &n.CertSerial, &evicted, &created, &updated); err != nil {
+	if err := row.Scan(&n.SPIFFEID, &n.Attestation, &selectors, &certSerial, &evicted, &created, &updated); err != nil {
 		return n, err
 	}
+	n.CertSerial = store.Serial(certSerial)
 	var err error
 	if n.Selectors, err = decodeList(selectors); err != nil {
 		return n, fmt.Errorf("node %s: decode selectors: %w", n.SPIFFEID, err)

@@ -496,7 +496,7 @@ func (g *benchIssuances) batch(size int) []store.Issuance {
 			TokenID:      hex.EncodeToString(id[:]),
 			TokenExpires: issued.Add(5 * time.Minute),
 			Certificate: &store.Certificate{
-				Serial: serial, Provisioner: "fleet", Issuer: "default", Subject: subject,
+				Serial: store.Serial(serial), Provisioner: "fleet", Issuer: "default", Subject: subject,
 				Names: names, NotBefore: issued.Add(-time.Minute), NotAfter: notAfter,
 				DER: g.der, Status: store.StatusValid, CreatedAt: issued,
 			},

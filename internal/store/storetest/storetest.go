@@ -98,10 +98,10 @@ func µs(t time.Time) time.Time {
 
 // newSerial returns a random serial in the store's form: lowercase hex, no
 // leading zeros.
-func newSerial() string {
+func newSerial() store.Serial {
 	b := make([]byte, 16)
 	rand.Read(b) // never fails
-	return new(big.Int).SetBytes(b).Text(16)
+	return store.SerialOf(new(big.Int).SetBytes(b))
 }
 
 // newCert returns a valid certificate for subject, valid an hour either side
@@ -124,14 +124,14 @@ func newCert(subject string, names ...string) *store.Certificate {
 }
 
 // newEvent returns an event about subject.
-func newEvent(typ, subject string) audit.Event {
+func newEvent[S ~string](typ string, subject S) audit.Event {
 	return audit.Event{
 		Time:    epoch,
 		Type:    typ,
 		Actor:   "system",
-		Subject: subject,
+		Subject: string(subject),
 		Outcome: "success",
-		Detail:  map[string]string{"subject": subject},
+		Detail:  map[string]string{"subject": string(subject)},
 	}
 }
 
@@ -170,7 +170,7 @@ func wantResults(t testing.TB, got []error, want ...error) {
 	}
 }
 
-func mustGet(t testing.TB, s store.Store, serial string) store.Certificate {
+func mustGet(t testing.TB, s store.Store, serial store.Serial) store.Certificate {
 	t.Helper()
 	c, err := s.GetCertificate(context.Background(), serial)
 	if err != nil {
@@ -179,7 +179,7 @@ func mustGet(t testing.TB, s store.Store, serial string) store.Certificate {
 	return c
 }
 
-func wantAbsent(t testing.TB, s store.Store, serial string) {
+func wantAbsent(t testing.TB, s store.Store, serial store.Serial) {
 	t.Helper()
 	if _, err := s.GetCertificate(context.Background(), serial); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetCertificate(%s): got %v, want ErrNotFound", serial, err)
@@ -306,7 +306,7 @@ func testReplayAcrossCommits(t *testing.T, s store.Store) {
 	wantResults(t, commit(t, s, issuance("tok-replayed", second)), store.ErrTokenReplayed)
 	mustGet(t, s, first.Serial)
 	wantAbsent(t, s, second.Serial)
-	if got := auditSubjects(allAudit(t, s)); !slices.Equal(got, []string{audit.TypeCertificateIssued + ":" + first.Serial}) {
+	if got := auditSubjects(allAudit(t, s)); !slices.Equal(got, []string{audit.TypeCertificateIssued + ":" + string(first.Serial)}) {
 		t.Errorf("audit log %v, want only the first issuance", got)
 	}
 }
@@ -402,9 +402,9 @@ func testMixedBatch(t *testing.T, s store.Store) {
 	}
 	issued := audit.TypeCertificateIssued + ":"
 	want := []string{
-		issued + existing.Serial,
-		issued + ok1.Serial,
-		issued + ok2.Serial,
+		issued + string(existing.Serial),
+		issued + string(ok1.Serial),
+		issued + string(ok2.Serial),
 		audit.TypeTokenCreated + ":tok-only",
 		audit.TypeRequestDenied + ":denied",
 		audit.TypeRequestDenied + ":denied-again",
@@ -482,7 +482,7 @@ func testRevoke(t *testing.T, s store.Store) {
 	want.Status, want.RevokedAt, want.RevocationReason = store.StatusRevoked, at, 1
 	checkCert(t, mustGet(t, s, c.Serial), want)
 	events := allAudit(t, s)
-	if len(events) != 2 || events[1].Type != audit.TypeCertificateRevoked || events[1].Subject != c.Serial {
+	if len(events) != 2 || events[1].Type != audit.TypeCertificateRevoked || events[1].Subject != string(c.Serial) {
 		t.Errorf("audit log %v, want the issuance then the revocation", auditSubjects(events))
 	}
 }
@@ -505,11 +505,11 @@ func testRevokeRenewals(t *testing.T, s store.Store) {
 	before := head(t, s)
 	at := epoch.Add(time.Minute)
 	got, err := s.RevokeCertificate(ctx, store.Revocation{Serial: root.Serial, Reason: 1, At: at, Event: newEvent(audit.TypeCertificateRevoked, root.Serial),
-		Renewals: true, RenewalEvent: func(serial string) audit.Event { return newEvent(audit.TypeCertificateRevoked, serial) }})
+		Renewals: true, RenewalEvent: func(serial store.Serial) audit.Event { return newEvent(audit.TypeCertificateRevoked, serial) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{a.Serial, b.Serial}
+	want := []store.Serial{a.Serial, b.Serial}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("renewals revoked %v, want %v", got, want)
@@ -576,10 +576,10 @@ func listAll(t testing.TB, s store.Store, f store.CertFilter) []string {
 			t.Fatalf("page of %d certificates, limit %d", len(page.Certificates), f.Limit)
 		}
 		for _, c := range page.Certificates {
-			if n := len(serials); n > 0 && c.Serial <= serials[n-1] {
+			if n := len(serials); n > 0 && string(c.Serial) <= serials[n-1] {
 				t.Fatalf("serial %s listed after %s: not in order or repeated", c.Serial, serials[n-1])
 			}
-			serials = append(serials, c.Serial)
+			serials = append(serials, string(c.Serial))
 		}
 		if page.Next == "" {
 			return serials
@@ -595,7 +595,7 @@ func listAll(t testing.TB, s store.Store, f store.CertFilter) []string {
 func sorted(certs ...*store.Certificate) []string {
 	out := make([]string, len(certs))
 	for i, c := range certs {
-		out[i] = c.Serial
+		out[i] = string(c.Serial)
 	}
 	slices.Sort(out)
 	return out
@@ -695,9 +695,9 @@ func commitMany(t testing.TB, s store.Store, n int) (all, shared []string) {
 		c := newCert(fmt.Sprintf("host-%d.example.com", i))
 		if i%3 == 0 {
 			c.Names = []string{"shared.example.com"}
-			shared = append(shared, c.Serial)
+			shared = append(shared, string(c.Serial))
 		}
-		all = append(all, c.Serial)
+		all = append(all, string(c.Serial))
 		items = append(items, issuance("", c))
 		if len(items) == 250 || i == n-1 {
 			for i, err := range commit(t, s, items...) {
@@ -751,7 +751,7 @@ func testListPageSize(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Certificates) != 1 || page.Certificates[0].Serial != all[1000] || page.Next != "" {
+	if len(page.Certificates) != 1 || string(page.Certificates[0].Serial) != all[1000] || page.Next != "" {
 		t.Errorf("last page: %d certificates, Next %q; want the last one and no Next", len(page.Certificates), page.Next)
 	}
 }
@@ -1014,9 +1014,9 @@ func testAuditFromWrites(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	want := []string{
-		audit.TypeCertificateIssued + ":" + c.Serial,
-		audit.TypeCertificateRenewed + ":" + c.Serial,
-		audit.TypeCertificateRevoked + ":" + c.Serial,
+		audit.TypeCertificateIssued + ":" + string(c.Serial),
+		audit.TypeCertificateRenewed + ":" + string(c.Serial),
+		audit.TypeCertificateRevoked + ":" + string(c.Serial),
 		audit.TypeProvisionerAdded + ":" + p.Name,
 		audit.TypeProvisionerUpdated + ":" + p.Name,
 		audit.TypeProvisionerRemoved + ":" + p.Name,
@@ -1070,12 +1070,12 @@ func CheckConcurrentCommits(t *testing.T, stores ...store.Store) {
 					if err != nil {
 						t.Errorf("worker %d item %d: %v", w, i, err)
 					}
-					serials = append(serials, items[i].Certificate.Serial)
+					serials = append(serials, string(items[i].Certificate.Serial))
 				}
 				switch err := results[perItem]; {
 				case err == nil:
 					sharedWins++
-					serials = append(serials, shared.Certificate.Serial)
+					serials = append(serials, string(shared.Certificate.Serial))
 				case !errors.Is(err, store.ErrTokenReplayed):
 					t.Errorf("worker %d shared token: %v, want ErrTokenReplayed", w, err)
 				}
@@ -1191,7 +1191,7 @@ func testPing(t *testing.T, s store.Store) {
 }
 
 // revokeOne revokes one certificate, without its renewals.
-func revokeOne(ctx context.Context, s store.Store, serial string, reason int, at time.Time, ev audit.Event) error {
+func revokeOne(ctx context.Context, s store.Store, serial store.Serial, reason int, at time.Time, ev audit.Event) error {
 	_, err := s.RevokeCertificate(ctx, store.Revocation{Serial: serial, Reason: reason, At: at, Event: ev})
 	return err
 }
