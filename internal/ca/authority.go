@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -33,14 +34,6 @@ type Config struct {
 	Clock func() time.Time
 	// Logger receives operational logs (default slog.Default()).
 	Logger *slog.Logger
-	// MaxBatch caps how many issuances share one durable commit (default 256).
-	MaxBatch int
-	// CommitLinger is how long the committer waits for more issuances
-	// before a commit while under load (default 500µs; negative disables).
-	// Idle requests never wait.
-	CommitLinger time.Duration
-	// ObserveBatch, if set, is told the size of every commit batch.
-	ObserveBatch func(size int)
 	// JWTKey signs JWT-SVIDs (nil: SignJWTSVID is unavailable); JWTKeyID
 	// is its key id in trust bundles.
 	JWTKey   crypto.Signer
@@ -50,7 +43,7 @@ type Config struct {
 // Authority is the certificate authority's one issuance path: every front
 // door (the JSON API, ACME, the agent API) calls it to turn a request and a
 // credential into a recorded, audited certificate. It is safe for concurrent
-// use; Run must be running for issuance to complete.
+// use; Run summarises repeated refusals in the audit log.
 type Authority struct {
 	h        *Hierarchy
 	st       store.Store
@@ -58,13 +51,12 @@ type Authority struct {
 	audience string
 	now      func() time.Time
 	log      *slog.Logger
-	commits  *committer
 	provs    Provisioners
 	refusals refusals
 	jwt      *jwtKey
 }
 
-// New returns an Authority. Call Run to start its commit loop.
+// New returns an Authority.
 func New(cfg Config) (*Authority, error) {
 	if cfg.Hierarchy == nil || cfg.Store == nil || cfg.Keyring == nil || cfg.Provisioners == nil {
 		return nil, errors.New("ca: Config needs Hierarchy, Store, Keyring and Provisioners")
@@ -77,7 +69,6 @@ func New(cfg Config) (*Authority, error) {
 		audience: cfg.Audience,
 		now:      cfg.Clock,
 		log:      cfg.Logger,
-		commits:  newCommitter(cfg.Store, cfg.MaxBatch, linger(cfg.CommitLinger), cfg.ObserveBatch),
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -92,24 +83,26 @@ func New(cfg Config) (*Authority, error) {
 	return a, nil
 }
 
-func linger(d time.Duration) time.Duration {
-	switch {
-	case d < 0:
-		return 0
-	case d == 0:
-		return 500 * time.Microsecond
-	}
-	return d
+// Run summarises repeated anonymous refusals in the audit log until ctx
+// ends, and writes what it has counted when it does.
+func (a *Authority) Run(ctx context.Context) error {
+	a.flushRefusalsLoop(ctx)
+	return nil
 }
 
-// Run commits issuances, and summarises repeated anonymous refusals, until
-// ctx ends.
-func (a *Authority) Run(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { defer close(done); a.flushRefusalsLoop(ctx) }()
-	err := a.commits.run(ctx)
-	<-done
-	return err
+// commit writes item in one durable transaction, which the store shares
+// with concurrent writes (its group commit), and returns the item's own
+// result: nil, store.ErrTokenReplayed, store.ErrConflict,
+// store.ErrStateChanged, or the transaction's error.
+func (a *Authority) commit(ctx context.Context, item store.Issuance) error {
+	results, err := a.st.CommitIssuances(ctx, []store.Issuance{item})
+	switch {
+	case err != nil:
+		return err
+	case len(results) != 1:
+		return fmt.Errorf("ca: store returned %d results for one issuance", len(results))
+	}
+	return results[0]
 }
 
 // Hierarchy returns the CA hierarchy the Authority signs with.
@@ -188,7 +181,8 @@ func (a *Authority) deny(ctx context.Context, err *Error, actor, subject string,
 		detail["rule"] = err.Rule
 	}
 	ev := audit.Event{Time: a.now(), Type: audit.TypeRequestDenied, Actor: actor, Subject: subject, Outcome: "denied", Detail: detail}
-	if cerr := a.commits.commit(ctx, store.Issuance{Audit: []audit.Event{ev}}); cerr != nil {
+	// A refusal is recorded even when its client has gone.
+	if cerr := a.commit(context.WithoutCancel(ctx), store.Issuance{Audit: []audit.Event{ev}}); cerr != nil {
 		a.log.Error("audit of denied request failed", "error", cerr, "actor", actor)
 	}
 	return err
@@ -201,11 +195,11 @@ func (a *Authority) Refuse(ctx context.Context, err *Error, actor, subject strin
 	return a.deny(ctx, err, actor, subject, detail)
 }
 
-// Record appends audit events through the issuance path's committer, for
+// Record appends audit events as the issuance path does, for
 // the services beside ca (provisioner changes are recorded by the store with
 // the change itself; token minting uses this).
 func (a *Authority) Record(ctx context.Context, events ...audit.Event) error {
-	if err := a.commits.commit(ctx, store.Issuance{Audit: events}); err != nil {
+	if err := a.commit(ctx, store.Issuance{Audit: events}); err != nil {
 		return storeErr(err, "record audit events")
 	}
 	return nil

@@ -14,82 +14,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/keys/keystest"
 	"github.com/meshpki/meshpki/internal/policy"
 )
 
 var testPassphrase = []byte("correct horse battery staple")
-
-// memBackend is an in-memory keys.Backend with CreateSecret, so that most
-// tests skip the scrypt cost of keys.FileBackend (seconds under -race). The
-// file-backed path is covered by TestFileBackedHierarchy. Two Hierarchy
-// values sharing one memBackend behave like two processes sharing DIR/ca/keys.
-type memBackend struct {
-	mu      sync.Mutex
-	signers map[string]crypto.Signer
-	secrets map[string][]byte
-}
-
-var memKeyName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`) // as keys.FileBackend
-
-func newMemBackend() *memBackend {
-	return &memBackend{signers: map[string]crypto.Signer{}, secrets: map[string][]byte{}}
-}
-
-func (b *memBackend) Create(ctx context.Context, name string, kt keys.KeyType) (crypto.Signer, string, error) {
-	if !memKeyName.MatchString(name) {
-		return nil, "", fmt.Errorf("mem: bad key name %q", name)
-	}
-	signer, err := kt.Generate()
-	if err != nil {
-		return nil, "", err
-	}
-	ref := "mem:" + name + ".key"
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if _, ok := b.signers[ref]; ok {
-		return nil, "", fmt.Errorf("mem: %s: %w", ref, fs.ErrExist)
-	}
-	b.signers[ref] = signer
-	return signer, ref, nil
-}
-
-func (b *memBackend) Load(ctx context.Context, ref string) (crypto.Signer, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if s, ok := b.signers[ref]; ok {
-		return s, nil
-	}
-	return nil, fmt.Errorf("mem: %s: %w", ref, fs.ErrNotExist)
-}
-
-func (b *memBackend) Ref(name string) string { return "mem:" + name + ".key" }
-
-func (b *memBackend) LoadSecret(ctx context.Context, ref string) ([]byte, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if s, ok := b.secrets[ref]; ok {
-		return s, nil
-	}
-	return nil, fmt.Errorf("mem: %s: %w", ref, fs.ErrNotExist)
-}
-
-func (b *memBackend) CreateSecret(ctx context.Context, name string, size int) ([]byte, string, error) {
-	secret := make([]byte, size)
-	ref := "mem:" + name + ".secret"
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if _, ok := b.secrets[ref]; ok {
-		return nil, "", fmt.Errorf("mem: %s: %w", ref, fs.ErrExist)
-	}
-	b.secrets[ref] = secret
-	return secret, ref, nil
-}
 
 // Shared, read-only hierarchies and leaf keys, one per key type, so that key
 // generation is paid once per test binary. Tests that change a hierarchy
@@ -140,7 +74,7 @@ func sharedHierarchy(t testing.TB, kt keys.KeyType) *Hierarchy {
 		sharedMu.Lock()
 		sharedDirs = append(sharedDirs, dir)
 		sharedMu.Unlock()
-		e.value, e.err = initHierarchy(context.Background(), dir, InitOptions{Name: "Acme Internal", TrustDomain: "example.internal", KeyType: kt}, newMemBackend())
+		e.value, e.err = initHierarchy(context.Background(), dir, InitOptions{Name: "Acme Internal", TrustDomain: "example.internal", KeyType: kt}, keystest.NewMemory())
 	})
 	if e.err != nil {
 		t.Fatalf("init shared %s hierarchy: %v", kt, e.err)
@@ -165,7 +99,7 @@ func testFileBackend(dataDir string) *keys.FileBackend {
 
 // newHierarchy initialises a fresh CA with an in-memory key backend in a
 // temporary directory.
-func newHierarchy(t testing.TB, opts InitOptions) (*Hierarchy, string, *memBackend) {
+func newHierarchy(t testing.TB, opts InitOptions) (*Hierarchy, string, *keystest.Memory) {
 	t.Helper()
 	dir := t.TempDir()
 	if opts.TrustDomain == "" {
@@ -174,7 +108,7 @@ func newHierarchy(t testing.TB, opts InitOptions) (*Hierarchy, string, *memBacke
 	if opts.Name == "" {
 		opts.Name = "Acme Internal"
 	}
-	kb := newMemBackend()
+	kb := keystest.NewMemory()
 	h, err := initHierarchy(context.Background(), dir, opts, kb)
 	if err != nil {
 		t.Fatalf("Init: %v", err)

@@ -287,7 +287,7 @@ func (a *Authority) issue(ctx context.Context, p grant) (*Issued, error) {
 		n.CertSerial = serial
 		item.Node = &n
 	}
-	err = a.commits.commit(ctx, item)
+	err = a.commit(ctx, item)
 	switch {
 	case errors.Is(err, store.ErrTokenReplayed):
 		return nil, a.deny(ctx, errorf(KindUnauthorized, "token rejected: it was already used"), p.actor, p.subject, nil)

@@ -95,7 +95,7 @@ func (a *Authority) SignJWTSVID(ctx context.Context, req JWTSVIDRequest) (string
 	}
 	detail["expires"] = exp.UTC().Format(time.RFC3339)
 	ev := audit.Event{Time: now, Type: audit.TypeJWTSVIDIssued, Actor: req.Actor, Subject: sid.String(), Outcome: "success", Detail: detail}
-	if err := a.commits.commit(ctx, store.Issuance{Audit: []audit.Event{ev}}); err != nil {
+	if err := a.commit(ctx, store.Issuance{Audit: []audit.Event{ev}}); err != nil {
 		return "", time.Time{}, storeErr(err, "record JWT-SVID")
 	}
 	return tok, exp, nil

@@ -13,3 +13,7 @@ func TestFileBackendConformance(t *testing.T) {
 		return keys.NewFastFileBackend(filepath.Join(t.TempDir(), "keys"), []byte("conformance"))
 	})
 }
+
+func TestMemoryConformance(t *testing.T) {
+	keystest.Run(t, func(t *testing.T) keys.Backend { return keystest.NewMemory() })
+}

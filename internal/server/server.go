@@ -315,7 +315,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	var apiSrv *api.Server
 	provisioners := provisioner.NewCache(st, 0, s.now)
 	s.authority, err = ca.New(ca.Config{
 		JWTKey:       jwtKey,
@@ -327,11 +326,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Audience:     s.publicURL + "/v1/sign",
 		Clock:        s.now,
 		Logger:       s.log,
-		ObserveBatch: func(n int) {
-			if apiSrv != nil {
-				apiSrv.Metrics().ObserveBatch(n)
-			}
-		},
 	})
 	if err != nil {
 		return nil, err
@@ -366,11 +360,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiSrv, err = api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners, Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
+	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners, Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}
 	s.api = apiSrv
+	st.ObserveCommits(apiSrv.Metrics().ObserveBatch)
 	ok = true
 	return s, nil
 }
@@ -442,12 +437,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer s.store.Close()
 	outer := ctx
 	// Every long-running part runs in one task group: the issuance path's
-	// committer, ACME validation, the node API's sync hub, maintenance and
+	// refusal summaries, ACME validation, the node API's sync hub, maintenance and
 	// the HTTPS server. One that fails, or stops before it was asked to,
 	// stops the whole server with its error. They stop in order: sync
 	// streams first (agents move to another replica), then the HTTPS
-	// server drains, and the issuance path last, so that requests being
-	// drained still commit.
+	// server drains, and the issuance path last, so that refusals counted
+	// while draining are still summarised.
 	var tasks errgroup.Group
 	failed := make(chan error, 1)
 	run := func(name string, ctx context.Context, f func(context.Context) error) {

@@ -1,5 +1,6 @@
-// Package keystest is the conformance suite every keys.Backend must pass.
-// A backend's tests call Run with a constructor for a fresh, empty backend.
+// Package keystest is the conformance suite every keys.Backend must pass —
+// a backend's tests call Run with a constructor for a fresh, empty backend —
+// and Memory, the in-memory keystore other packages' tests run on.
 package keystest
 
 import (

@@ -28,7 +28,9 @@ const certColumns = `serial, provisioner, issuer, subject, names, not_before, no
 // Everything that does not depend on what is stored is encoded before the
 // write lock is taken. On SQLite the items are then written one by one (see
 // commitByRow), on PostgreSQL decided in Go and written together in two
-// round trips (see commitPostgres).
+// round trips (see commitPostgres). On both, concurrent calls share one
+// durable commit (groupCommit): a call's items are decided after those of
+// the calls queued before it.
 func (s *Store) CommitIssuances(ctx context.Context, items []store.Issuance) ([]error, error) {
 	results := make([]error, len(items))
 	if len(items) == 0 {
@@ -37,6 +39,7 @@ func (s *Store) CommitIssuances(ctx context.Context, items []store.Issuance) ([]
 	now := s.now()
 	batch := make([]pendingIssuance, len(items))
 	for i, it := range items {
+		batch[i].index = i
 		if err := batch[i].encode(it, now); err != nil {
 			return nil, fmt.Errorf("sqlstore: commit issuances: item %d: %w", i, err)
 		}
@@ -47,7 +50,9 @@ func (s *Store) CommitIssuances(ctx context.Context, items []store.Issuance) ([]
 			return commitByRow(ctx, w, batch, results, emit)
 		})
 	} else {
-		err = s.commitPostgres(ctx, batch, results)
+		if err = s.issuances.do(ctx, issuanceCall{batch, results}); err != nil {
+			err = fmt.Errorf("sqlstore: commit issuances: %w", err)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -57,6 +62,7 @@ func (s *Store) CommitIssuances(ctx context.Context, items []store.Issuance) ([]
 
 // pendingIssuance is a store.Issuance encoded for writing.
 type pendingIssuance struct {
+	index        int // of the item in its CommitIssuances call, for errors
 	tokenID      string
 	tokenExpires int64
 	cert         *pendingCert // nil when there is no certificate

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 // BenchmarkConcurrentConsumeToken consumes distinct token ids from many
@@ -48,22 +51,30 @@ func BenchmarkConcurrentConsumeToken(b *testing.B) {
 // holdLead takes the lead of s's SQLite writer, as a batch in progress
 // would, so that writes queue; the returned function lets them run.
 func holdLead(t *testing.T, s *Store) (release func()) {
+	return holdGroup(t, s.sqlite.group)
+}
+
+// holdGroup takes the lead of g, as a batch in progress would.
+func holdGroup[T any](t *testing.T, g *groupCommit[T]) (release func()) {
 	t.Helper()
-	s.sqlite.lead <- struct{}{}
+	g.lead <- struct{}{}
 	var once sync.Once
-	release = func() { once.Do(func() { <-s.sqlite.lead }) }
+	release = func() { once.Do(func() { <-g.lead }) }
 	t.Cleanup(release)
 	return release
 }
 
-// waitQueued waits until n writes are queued.
-func waitQueued(t *testing.T, s *Store, n int) {
+// waitQueued waits until n writes are queued on s's SQLite writer.
+func waitQueued(t *testing.T, s *Store, n int) { waitGroupQueued(t, s.sqlite.group, n) }
+
+// waitGroupQueued waits until n writes are queued on g.
+func waitGroupQueued[T any](t *testing.T, g *groupCommit[T], n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s.sqlite.mu.Lock()
-		queued := len(s.sqlite.queue)
-		s.sqlite.mu.Unlock()
+		g.mu.Lock()
+		queued := len(g.queue)
+		g.mu.Unlock()
 		if queued >= n {
 			return
 		}
@@ -307,5 +318,79 @@ func TestSQLiteGroupCommitLostTransactionFailsBatch(t *testing.T) {
 	}
 	if got := tokens(t, s); !slices.Equal(got, []string{"tok-after"}) {
 		t.Errorf("committed %v, want tok-after", got)
+	}
+}
+
+// certIssuance is an issuance of a minimal certificate with serial, under
+// token id tokenID.
+func certIssuance(tokenID, serial string) store.Issuance {
+	now := time.Now()
+	return store.Issuance{TokenID: tokenID, TokenExpires: now.Add(time.Hour), Certificate: &store.Certificate{
+		Serial: store.Serial(serial), Issuer: "int", Subject: "svc", Names: []string{"svc.example.internal"},
+		NotBefore: now, NotAfter: now.Add(time.Hour), DER: []byte{0x30, 0x00}, Status: store.StatusValid,
+	}}
+}
+
+// On PostgreSQL, CommitIssuances calls queued together commit in one
+// transaction, their items decided in queue order across calls: a token id
+// or serial taken by an earlier call is refused in a later one, reported by
+// the item's index in its own call. A call whose context ends while it is
+// queued is never written.
+func TestPostgresCommitIssuancesCallsShareOneCommit(t *testing.T) {
+	s := mustOpen(t, postgresSchema(t), "")
+	var batches []int
+	var mu sync.Mutex
+	s.ObserveCommits(func(n int) { mu.Lock(); batches = append(batches, n); mu.Unlock() })
+	release := holdGroup(t, s.issuances)
+
+	type outcome struct {
+		results []error
+		err     error
+	}
+	queue := func(ctx context.Context, n int, items ...store.Issuance) <-chan outcome {
+		done := make(chan outcome, 1)
+		go func() {
+			r, err := s.CommitIssuances(ctx, items)
+			done <- outcome{r, err}
+		}()
+		waitGroupQueued(t, s.issuances, n)
+		return done
+	}
+	first := queue(context.Background(), 1, certIssuance("tok-a", "01"), certIssuance("tok-b", "02"))
+	replay := queue(context.Background(), 2, certIssuance("tok-c", "03"), certIssuance("tok-a", "04"))
+	conflict := queue(context.Background(), 3, certIssuance("tok-d", "02"))
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := queue(ctx, 4, certIssuance("tok-e", "05"))
+	cancel()
+	if o := <-gaveUp; !errors.Is(o.err, context.Canceled) {
+		t.Fatalf("call given up while queued: %v, want context.Canceled", o.err)
+	}
+	release()
+
+	if o := <-first; o.err != nil || o.results[0] != nil || o.results[1] != nil {
+		t.Errorf("first call: %v %v", o.results, o.err)
+	}
+	o := <-replay
+	if o.err != nil || o.results[0] != nil || !errors.Is(o.results[1], store.ErrTokenReplayed) {
+		t.Errorf("second call: %v %v, want item 1 refused as replayed", o.results, o.err)
+	} else if !strings.Contains(o.results[1].Error(), "item 1") {
+		t.Errorf("replay reported as %q, want its index in its own call (item 1)", o.results[1])
+	}
+	if o := <-conflict; o.err != nil || !errors.Is(o.results[0], store.ErrConflict) {
+		t.Errorf("third call: %v %v, want its serial refused as taken", o.results, o.err)
+	}
+	for serial, want := range map[string]bool{"01": true, "02": true, "03": true, "04": false, "05": false} {
+		_, err := s.GetCertificate(context.Background(), store.Serial(serial))
+		if got := err == nil; got != want {
+			t.Errorf("certificate %s recorded: %v, want %v (%v)", serial, got, want, err)
+		}
+	}
+	if got := tokens(t, s); !slices.Equal(got, []string{"tok-a", "tok-b", "tok-c"}) {
+		t.Errorf("consumed token ids %v, want tok-a, tok-b, tok-c", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(batches, []int{3}) {
+		t.Errorf("commits observed %v, want one of 3 calls", batches)
 	}
 }

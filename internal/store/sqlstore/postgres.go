@@ -86,6 +86,46 @@ func (a *issuedArrays) args() []any {
 	}
 }
 
+// issuanceCall is one CommitIssuances call on PostgreSQL: its encoded items
+// and where their results go.
+type issuanceCall struct {
+	items   []pendingIssuance
+	results []error
+}
+
+// commitPostgresCalls commits the CommitIssuances calls of one group-commit
+// batch as one: their items, in the order the calls were queued, are
+// decided and written in one transaction (commitPostgres), so a replayed
+// token id or a taken serial is refused across calls as within one. A
+// failure of the transaction fails every call in it.
+func (s *Store) commitPostgresCalls(batch []*queuedWrite[issuanceCall]) {
+	calls := takeAll(batch)
+	var items []pendingIssuance
+	var results []error
+	switch len(calls) {
+	case 0:
+		return
+	case 1:
+		items, results = calls[0].value.items, calls[0].value.results
+	default:
+		for _, c := range calls {
+			items = append(items, c.value.items...)
+		}
+		results = make([]error, len(items))
+	}
+	// Not a caller's context: once taken, the calls are committed or
+	// rolled back whole, whichever caller stops waiting.
+	err := s.commitPostgres(context.Background(), items, results)
+	at := 0
+	for _, c := range calls {
+		c.err = err
+		if len(calls) > 1 {
+			copy(c.value.results, results[at:at+len(c.value.items)])
+		}
+		at += len(c.value.items)
+	}
+}
+
 // commitPostgres runs CommitIssuances on PostgreSQL in two round trips,
 // pipelining statements with pgx on the connection database/sql holds: one
 // begins the transaction, takes the write lock (the audit head) and reads
@@ -98,7 +138,7 @@ func (a *issuedArrays) args() []any {
 func (s *Store) commitPostgres(ctx context.Context, batch []pendingIssuance, results []error) error {
 	conn, err := s.write.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("sqlstore: commit issuances: begin: %w", err)
+		return fmt.Errorf("begin: %w", err)
 	}
 	defer conn.Close() // no error worth reporting: Raw has settled the connection
 	err = conn.Raw(func(dc any) error {
@@ -122,10 +162,7 @@ func (s *Store) commitPostgres(ctx context.Context, batch []pendingIssuance, res
 		}
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("sqlstore: commit issuances: %w", err)
-	}
-	return nil
+	return err
 }
 
 func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendingIssuance, results []error) error {
@@ -215,19 +252,19 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 		c := it.cert
 		switch {
 		case it.tokenID != "" && consumed[it.tokenID]:
-			results[i] = replayed(i)
+			results[i] = replayed(it.index)
 			continue
 		case c != nil && recorded[c.serial]:
-			results[i] = serialConflict(i, c.serial)
+			results[i] = serialConflict(it.index, c.serial)
 			continue
 		case it.acmeOrder != "" && orders[it.acmeOrder] == "":
-			results[i] = fmt.Errorf("item %d: acme order %s: %w", i, it.acmeOrder, store.ErrNotFound)
+			results[i] = fmt.Errorf("item %d: acme order %s: %w", it.index, it.acmeOrder, store.ErrNotFound)
 			continue
 		case it.acmeOrder != "" && orders[it.acmeOrder] != store.ACMEReady:
-			results[i] = fmt.Errorf("item %d: acme order %s is %s: %w", i, it.acmeOrder, orders[it.acmeOrder], store.ErrStateChanged)
+			results[i] = fmt.Errorf("item %d: acme order %s is %s: %w", it.index, it.acmeOrder, orders[it.acmeOrder], store.ErrStateChanged)
 			continue
 		case it.node != nil && evicted[it.node.spiffeID]:
-			results[i] = fmt.Errorf("item %d: node %s is evicted: %w", i, it.node.spiffeID, store.ErrStateChanged)
+			results[i] = fmt.Errorf("item %d: node %s is evicted: %w", it.index, it.node.spiffeID, store.ErrStateChanged)
 			continue
 		}
 		if it.node != nil {

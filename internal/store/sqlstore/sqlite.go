@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
-	"sync/atomic"
 )
 
 // sqliteWriter runs write transactions on SQLite's one write connection
@@ -18,61 +16,36 @@ import (
 // statement not prepared ahead would be prepared for each use; in
 // modernc.org/sqlite each of those costs more than running the statement.
 //
-// Concurrent writes commit together (group commit), since each commit costs
-// an fdatasync(2) however little it writes. A caller queues its transaction
-// body; the caller holding the lead runs every body queued in one
+// Concurrent writes commit together through the store's group commit: the
+// caller that leads a batch runs every transaction body queued in one
 // transaction, each in a savepoint of its own so that a body that fails is
-// rolled back alone, and commits them all with one sync. Bodies queued while
-// a commit syncs make the next batch: there is no timer and no goroutine,
-// and a lone caller commits at once.
+// rolled back alone, and commits them all with one sync.
 type sqliteWriter struct {
 	db *sql.DB // the write pool: one connection
 
-	// lead holds a token while a caller runs a batch; that caller alone
+	// group queues transaction bodies; the caller leading its batch alone
 	// uses conn and stmts.
-	lead  chan struct{}
+	group *groupCommit[func() error]
 	conn  driver.Conn // the connection stmts were prepared on
 	stmts map[string]driver.Stmt
-
-	mu    sync.Mutex // guards queue
-	queue []*writeItem
 }
 
 func newSQLiteWriter(db *sql.DB) *sqliteWriter {
-	return &sqliteWriter{db: db, lead: make(chan struct{}, 1)}
+	w := &sqliteWriter{db: db}
+	w.group = newGroupCommit(w.runBatch, defaultLinger)
+	return w
 }
 
-// writeItem is one caller's transaction body, queued to run in a batch.
-type writeItem struct {
-	ctx context.Context
-	fn  func() error
-	// state moves from itemQueued to itemTaken when a batch takes the item,
-	// or to itemAbandoned when its caller, its context ended, gives up
-	// waiting first.
-	state atomic.Int32
-	// err is the item's outcome and panicked what fn panicked with, if it
-	// did; both are set before done is closed.
-	err      error
-	panicked any
-	done     chan struct{}
-}
-
-const (
-	itemQueued int32 = iota
-	itemTaken
-	itemAbandoned
-)
-
-// call runs the item's fn, turning a panic into an error for the batch; run
-// panics again in the caller's goroutine.
-func (it *writeItem) call() (err error) {
+// call runs the write's body, turning a panic into an error for the batch;
+// the group commit panics again in the caller's goroutine.
+func call(w *queuedWrite[func() error]) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			it.panicked = p
+			w.panicked = p
 			err = fmt.Errorf("panic: %v", p)
 		}
 	}()
-	return it.fn()
+	return w.value()
 }
 
 // run runs fn in a transaction begun IMMEDIATE, so holding the database's
@@ -87,70 +60,28 @@ func (it *writeItem) call() (err error) {
 // whole transaction, the other callers' writes with it. Should fn panic, run
 // panics with the same value in the caller's goroutine.
 func (w *sqliteWriter) run(ctx context.Context, fn func() error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	it := &writeItem{ctx: ctx, fn: fn, done: make(chan struct{})}
-	w.mu.Lock()
-	w.queue = append(w.queue, it)
-	w.mu.Unlock()
-	select {
-	case <-it.done:
-	case <-ctx.Done():
-		if it.state.CompareAndSwap(itemQueued, itemAbandoned) {
-			return ctx.Err()
-		}
-		<-it.done // a batch has taken it
-	case w.lead <- struct{}{}:
-		// Unless a batch has already run it, it is still queued: run the
-		// queue.
-		select {
-		case <-it.done:
-		default:
-			w.mu.Lock()
-			batch := w.queue
-			w.queue = nil
-			w.mu.Unlock()
-			w.runBatch(batch)
-		}
-		<-w.lead
-		<-it.done
-	}
-	if it.panicked != nil {
-		panic(it.panicked)
-	}
-	return it.err
+	return w.group.do(ctx, fn)
 }
 
-// runBatch runs the queued items of batch in one transaction and commits
-// them, and closes their done channels. Items are taken in order as their
-// turn comes, each run between SAVEPOINT and RELEASE, and rolled back to
-// its savepoint when it fails; a batch of one needs no savepoint. When the
-// transaction itself fails (BEGIN, COMMIT, or a savepoint), every item it
-// took or would have taken that has no error of its own gets that error.
-// Statements that only manage the transaction run without a context that
-// can end: a context that has ended is a reason to roll back, not to skip
-// it.
-func (w *sqliteWriter) runBatch(batch []*writeItem) {
-	var (
-		taken     []*writeItem // whose callers wait for done
-		committed []*writeItem // ran without error: they share the commit's outcome
-	)
-	defer func() {
-		for _, it := range taken {
-			close(it.done)
-		}
-	}()
-	// fail gives err to the items that ran without error and to those not
+// runBatch runs the writes of batch in one transaction and commits them.
+// Writes are taken in order as their turn comes, each run between SAVEPOINT
+// and RELEASE, and rolled back to its savepoint when it fails; a batch of
+// one needs no savepoint. When the transaction itself fails (BEGIN, COMMIT,
+// or a savepoint), every write it took or would have taken that has no
+// error of its own gets that error. Statements that only manage the
+// transaction run without a context that can end: a context that has ended
+// is a reason to roll back, not to skip it.
+func (w *sqliteWriter) runBatch(batch []*queuedWrite[func() error]) {
+	var committed []*queuedWrite[func() error] // ran without error: they share the commit's outcome
+	// fail gives err to the writes that ran without error and to those not
 	// yet taken.
 	fail := func(err error) error {
 		for _, it := range committed {
 			it.err = err
 		}
 		for _, it := range batch {
-			if it.state.CompareAndSwap(itemQueued, itemTaken) {
+			if it.take() {
 				it.err = err
-				taken = append(taken, it)
 			}
 		}
 		return err
@@ -162,7 +93,7 @@ func (w *sqliteWriter) runBatch(batch []*writeItem) {
 	}
 	defer conn.Close() // no error worth reporting: Raw has settled the connection
 	// An error Raw's function returns that wraps driver.ErrBadConn tells
-	// database/sql to discard the connection; the items have their errors.
+	// database/sql to discard the connection; the writes have their errors.
 	_ = conn.Raw(func(dc any) error {
 		c, ok := dc.(driver.Conn)
 		if !ok {
@@ -182,16 +113,15 @@ func (w *sqliteWriter) runBatch(batch []*writeItem) {
 		}
 		savepoints := len(batch) > 1
 		for _, it := range batch {
-			if !it.state.CompareAndSwap(itemQueued, itemTaken) {
+			if !it.take() {
 				continue // abandoned by its caller
 			}
-			taken = append(taken, it)
 			if err := it.ctx.Err(); err != nil {
 				it.err = err
 				continue
 			}
 			if !savepoints {
-				if err := it.call(); err != nil {
+				if err := call(it); err != nil {
 					it.err = w.rollback(err)
 					return it.err
 				}
@@ -201,7 +131,7 @@ func (w *sqliteWriter) runBatch(batch []*writeItem) {
 			if _, err := w.exec(bg, "SAVEPOINT item"); err != nil {
 				return fail(w.rollback(fmt.Errorf("savepoint: %w", err)))
 			}
-			if err := it.call(); err != nil {
+			if err := call(it); err != nil {
 				it.err = err
 				if _, err := w.exec(bg, "ROLLBACK TO item"); err != nil {
 					// SQLite rolls back the whole transaction after some
@@ -368,8 +298,8 @@ func (w *sqliteWriter) queryRow(ctx context.Context, query string, args []any, d
 // batch in progress, if any, has ended.
 func (w *sqliteWriter) close() error {
 	// The lead first, as a batch takes it: then the connection.
-	w.lead <- struct{}{}
-	defer func() { <-w.lead }()
+	w.group.lead <- struct{}{}
+	defer func() { <-w.group.lead }()
 	conn, err := w.db.Conn(context.Background())
 	if err != nil {
 		return err

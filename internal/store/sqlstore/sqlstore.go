@@ -79,7 +79,10 @@ type Store struct {
 	read    *sql.DB       // reads; the same pool as write on PostgreSQL
 	write   *sql.DB       // writes; one connection on SQLite
 	sqlite  *sqliteWriter // runs the writes on SQLite; nil on PostgreSQL
-	now     func() time.Time
+	// issuances runs CommitIssuances on PostgreSQL, where it is the one
+	// write committed in groups; nil on SQLite, where every write is.
+	issuances *groupCommit[issuanceCall]
+	now       func() time.Time
 }
 
 var _ store.Store = (*Store)(nil)
@@ -227,6 +230,7 @@ func openPostgres(ctx context.Context, dsn string, create bool) (*Store, error) 
 	db.SetMaxIdleConns(16)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{dialect: postgresDialect, read: db, write: db, now: time.Now}
+	s.issuances = newGroupCommit(s.commitPostgresCalls, defaultLinger)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connect to postgres: %w", err)
@@ -407,4 +411,15 @@ func fromNullMicros(v sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return fromMicros(v.Int64)
+}
+
+// ObserveCommits has fn told, after every group commit, how many callers'
+// writes it settled: every write on SQLite, CommitIssuances calls on
+// PostgreSQL (see groupCommit).
+func (s *Store) ObserveCommits(fn func(writes int)) {
+	if s.sqlite != nil {
+		s.sqlite.group.observe.Store(&fn)
+		return
+	}
+	s.issuances.observe.Store(&fn)
 }
