@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/client"
 	"github.com/spf13/cobra"
 )
 
@@ -53,12 +55,9 @@ hand it to the ACME client over a private channel. The server keeps it sealed.
 		if provisioner == "" {
 			return usageError{fmt.Errorf("--provisioner is required (see '%s --help')", c.CommandPath())}
 		}
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		k, err := cl.CreateEABKey(c.Context(), provisioner)
+		k, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.EABKey, error) {
+			return cl.CreateEABKey(ctx, provisioner)
+		})
 		if err != nil {
 			return err
 		}
@@ -93,12 +92,9 @@ func newEABListCommand(s *streams) *cobra.Command {
 		if provisioner == "" {
 			return usageError{fmt.Errorf("--provisioner is required (see '%s --help')", c.CommandPath())}
 		}
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		keys, err := cl.ListEABKeys(c.Context(), provisioner)
+		keys, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) ([]client.EABKeyInfo, error) {
+			return cl.ListEABKeys(ctx, provisioner)
+		})
 		if err != nil {
 			return err
 		}

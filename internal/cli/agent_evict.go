@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -35,15 +36,10 @@ under a new SPIFFE ID.
 		if !strings.HasPrefix(id, "spiffe://") {
 			return usageError{fmt.Errorf("%q is not a node's SPIFFE ID: want spiffe://TRUST-DOMAIN/PATH (see 'meshpki agent list')", args[0])}
 		}
-		cl, err := conn.client()
-		if err != nil {
+		if err := conn.do(c.Context(), func(ctx context.Context, cl *client.Client) error { return cl.EvictNode(ctx, id) }); err != nil {
 			return err
 		}
-		defer cl.Close()
-		if err := cl.EvictNode(c.Context(), id); err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(s.out, "evicted node %s : it can no longer sync or get SVIDs\n", id)
+		_, err := fmt.Fprintf(s.out, "evicted node %s : it can no longer sync or get SVIDs\n", id)
 		return err
 	}
 	return cmd
@@ -65,12 +61,7 @@ is evicted, and when it first attested.
 	conn := addConnectFlags(cmd, credentialAdmin)
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"nodes": [...]} as JSON`)
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		nodes, err := cl.ListNodes(c.Context())
+		nodes, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) ([]client.Node, error) { return cl.ListNodes(ctx) })
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
@@ -283,12 +284,9 @@ reason.
 				return err
 			}
 		}
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		cert, err := cl.Revoke(c.Context(), client.RevokeRequest{Serial: string(serial), Reason: reason, Renewals: renewals})
+		cert, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Certificate, error) {
+			return cl.Revoke(ctx, client.RevokeRequest{Serial: string(serial), Reason: reason, Renewals: renewals})
+		})
 		if err != nil {
 			return err
 		}
@@ -427,12 +425,9 @@ openssl.
 		if err != nil {
 			return err
 		}
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		cert, err := cl.GetCertificate(c.Context(), serial)
+		cert, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Certificate, error) {
+			return cl.GetCertificate(ctx, serial)
+		})
 		if err != nil {
 			return err
 		}

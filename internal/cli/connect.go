@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
@@ -298,4 +299,35 @@ func requireFlags(c *cobra.Command, names ...string) error {
 		}
 	}
 	return nil
+}
+
+// do connects to the CA the flags name and runs fn with the client, which
+// it closes afterwards.
+func (cf *connectFlags) do(ctx context.Context, fn func(context.Context, *client.Client) error) error {
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return fn(ctx, cl)
+}
+
+// fetch is do for a request that returns a value.
+func fetch[T any](ctx context.Context, cf *connectFlags, fn func(context.Context, *client.Client) (T, error)) (T, error) {
+	var v T
+	err := cf.do(ctx, func(ctx context.Context, cl *client.Client) error {
+		var err error
+		v, err = fn(ctx, cl)
+		return err
+	})
+	return v, err
+}
+
+// show prints v as JSON when asJSON is set, and otherwise runs text, which
+// prints it for people.
+func show(w io.Writer, asJSON bool, v any, text func() error) error {
+	if asJSON {
+		return writeJSON(w, v)
+	}
+	return text()
 }

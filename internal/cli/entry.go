@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -116,20 +117,14 @@ selectors must not exist already.
 		if err != nil {
 			return err
 		}
-		cl, err := conn.client()
+		e, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Entry, error) { return cl.CreateEntry(ctx, req) })
 		if err != nil {
 			return err
 		}
-		defer cl.Close()
-		e, err := cl.CreateEntry(c.Context(), req)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(s.out, e)
-		}
-		fmt.Fprintf(s.out, "created entry %s for %s\n", e.ID, e.SPIFFEID)
-		return printEntry(s.out, e, time.Now())
+		return show(s.out, asJSON, e, func() error {
+			fmt.Fprintf(s.out, "created entry %s for %s\n", e.ID, e.SPIFFEID)
+			return printEntry(s.out, e, time.Now())
+		})
 	}
 	return cmd
 }
@@ -156,20 +151,16 @@ handed out stay valid until they expire.
 		if err != nil {
 			return err
 		}
-		cl, err := conn.client()
+		e, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Entry, error) {
+			return cl.UpdateEntry(ctx, args[0], req)
+		})
 		if err != nil {
 			return err
 		}
-		defer cl.Close()
-		e, err := cl.UpdateEntry(c.Context(), args[0], req)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(s.out, e)
-		}
-		fmt.Fprintf(s.out, "updated entry %s\n", e.ID)
-		return printEntry(s.out, e, time.Now())
+		return show(s.out, asJSON, e, func() error {
+			fmt.Fprintf(s.out, "updated entry %s\n", e.ID)
+			return printEntry(s.out, e, time.Now())
+		})
 	}
 	return cmd
 }
@@ -196,23 +187,23 @@ selectors, X.509-SVID lifetime and when it last changed. --spiffe-id and
 	f.StringVar(&parent, "parent", "", "only entries with this `PARENT`")
 	f.BoolVar(&asJSON, "json", false, `print {"entries": [...]} as JSON`)
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
 		q := client.EntryQuery{SPIFFEID: spiffeID, Parent: parent, Limit: 1000}
 		entries := []client.Entry{}
-		for {
-			page, err := cl.ListEntries(c.Context(), q)
-			if err != nil {
-				return err
+		err := conn.do(c.Context(), func(ctx context.Context, cl *client.Client) error {
+			for {
+				page, err := cl.ListEntries(ctx, q)
+				if err != nil {
+					return err
+				}
+				entries = append(entries, page.Entries...)
+				if page.Next == "" || page.Next == q.After {
+					return nil
+				}
+				q.After = page.Next
 			}
-			entries = append(entries, page.Entries...)
-			if page.Next == "" || page.Next == q.After {
-				break
-			}
-			q.After = page.Next
+		})
+		if err != nil {
+			return err
 		}
 		if asJSON {
 			return writeJSON(s.out, struct {
@@ -248,19 +239,11 @@ func newEntryShowCommand(s *streams) *cobra.Command {
 	conn := addConnectFlags(cmd, credentialAdmin)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the entry as JSON")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		cl, err := conn.client()
+		e, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Entry, error) { return cl.GetEntry(ctx, args[0]) })
 		if err != nil {
 			return err
 		}
-		defer cl.Close()
-		e, err := cl.GetEntry(c.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(s.out, e)
-		}
-		return printEntry(s.out, e, time.Now())
+		return show(s.out, asJSON, e, func() error { return printEntry(s.out, e, time.Now()) })
 	}
 	return cmd
 }
@@ -278,15 +261,10 @@ until they expire.
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		cl, err := conn.client()
-		if err != nil {
+		if err := conn.do(c.Context(), func(ctx context.Context, cl *client.Client) error { return cl.DeleteEntry(ctx, args[0]) }); err != nil {
 			return err
 		}
-		defer cl.Close()
-		if err := cl.DeleteEntry(c.Context(), args[0]); err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(s.out, "deleted entry %s\n", args[0])
+		_, err := fmt.Fprintf(s.out, "deleted entry %s\n", args[0])
 		return err
 	}
 	return cmd

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"text/tabwriter"
@@ -68,12 +69,9 @@ Exit status: 0 when allowed, 3 when denied, 1 on any error, 2 on a usage error.
 			}
 			req.KeyType = kt
 		}
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		d, err := cl.CheckPolicy(c.Context(), req)
+		d, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*policy.Decision, error) {
+			return cl.CheckPolicy(ctx, req)
+		})
 		if err != nil {
 			return err
 		}

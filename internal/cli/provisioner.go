@@ -168,20 +168,16 @@ func changeProvisioner(c *cobra.Command, s *streams, conn *connectFlags, pf *pol
 	if err != nil {
 		return err
 	}
-	cl, err := conn.client()
+	p, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Provisioner, error) {
+		return send(cl, ctx, client.Provisioner{Name: args[1], Type: store.ProvisionerType(args[0]), Policy: pol, RequireEAB: pf.requireEAB})
+	})
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	p, err := send(cl, c.Context(), client.Provisioner{Name: args[1], Type: store.ProvisionerType(args[0]), Policy: pol, RequireEAB: pf.requireEAB})
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		return writeJSON(s.out, p)
-	}
-	fmt.Fprintf(s.out, "%s %s provisioner %s\n", verb, p.Type, p.Name)
-	return printProvisioner(s.out, p)
+	return show(s.out, asJSON, p, func() error {
+		fmt.Fprintf(s.out, "%s %s provisioner %s\n", verb, p.Type, p.Name)
+		return printProvisioner(s.out, p)
+	})
 }
 
 func newProvisionerUpdateCommand(s *streams) *cobra.Command {
@@ -221,12 +217,9 @@ deny rules its policy has. 'meshpki provisioner show NAME' prints the rules.
 	conn := addConnectFlags(cmd, credentialAdmin)
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"provisioners": [...]} as JSON`)
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		cl, err := conn.client()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		list, err := cl.ListProvisioners(c.Context())
+		list, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) ([]client.Provisioner, error) {
+			return cl.ListProvisioners(ctx)
+		})
 		if err != nil {
 			return err
 		}
@@ -267,19 +260,13 @@ func newProvisionerShowCommand(s *streams) *cobra.Command {
 	conn := addConnectFlags(cmd, credentialAdmin)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the provisioner as JSON")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		cl, err := conn.client()
+		p, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Provisioner, error) {
+			return cl.GetProvisioner(ctx, args[0])
+		})
 		if err != nil {
 			return err
 		}
-		defer cl.Close()
-		p, err := cl.GetProvisioner(c.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(s.out, p)
-		}
-		return printProvisioner(s.out, p)
+		return show(s.out, asJSON, p, func() error { return printProvisioner(s.out, p) })
 	}
 	return cmd
 }
@@ -297,15 +284,10 @@ renewed.
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		cl, err := conn.client()
-		if err != nil {
+		if err := conn.do(c.Context(), func(ctx context.Context, cl *client.Client) error { return cl.DeleteProvisioner(ctx, args[0]) }); err != nil {
 			return err
 		}
-		defer cl.Close()
-		if err := cl.DeleteProvisioner(c.Context(), args[0]); err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(s.out, "removed provisioner %s\n", args[0])
+		_, err := fmt.Fprintf(s.out, "removed provisioner %s\n", args[0])
 		return err
 	}
 	return cmd

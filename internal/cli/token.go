@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -179,12 +180,9 @@ func createJoinToken(c *cobra.Command, s *streams, conn *connectFlags, spiffeID 
 	if err := requireFlags(c, "spiffe-id"); err != nil {
 		return err
 	}
-	cl, err := conn.client()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	tok, err := cl.CreateJoinToken(c.Context(), client.JoinTokenRequest{SPIFFEID: strings.TrimSpace(spiffeID), TTL: ttl})
+	tok, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Token, error) {
+		return cl.CreateJoinToken(ctx, client.JoinTokenRequest{SPIFFEID: strings.TrimSpace(spiffeID), TTL: ttl})
+	})
 	if err != nil {
 		return err
 	}

@@ -86,6 +86,20 @@ type entryRow struct {
 
 // encodeEntry checks and encodes e. Selectors are kept as a set: sorted,
 // without duplicates.
+// encodeEntryChange encodes entry e and the audit event of its change,
+// what.
+func encodeEntryChange(what string, e store.Entry, ev audit.Event) (entryRow, []pendingEvent, error) {
+	row, err := encodeEntry(e)
+	if err != nil {
+		return entryRow{}, nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return entryRow{}, nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	return row, events, nil
+}
+
 func encodeEntry(e store.Entry) (entryRow, error) {
 	if e.ID == "" || e.SPIFFEID == "" || e.Parent == "" {
 		return entryRow{}, errors.New("empty id, spiffe id or parent")
@@ -202,13 +216,9 @@ func (s *Store) CreateEntry(ctx context.Context, e store.Entry, ev audit.Event) 
 		e.UpdatedAt = e.CreatedAt
 	}
 	what := "create entry " + e.ID
-	row, err := encodeEntry(e)
+	row, events, err := encodeEntryChange(what, e, ev)
 	if err != nil {
-		return 0, fmt.Errorf("sqlstore: %s: %w", what, err)
-	}
-	events, err := encodeEvent(ev)
-	if err != nil {
-		return 0, fmt.Errorf("sqlstore: %s: %w", what, err)
+		return 0, err
 	}
 	return s.entryTx(ctx, what, events, func(w writer, rev int64) error {
 		res, err := w.exec(ctx, insertEntry, row.args(rev)...)
@@ -234,13 +244,9 @@ func (s *Store) UpdateEntry(ctx context.Context, e store.Entry, ev audit.Event) 
 		e.UpdatedAt = s.now()
 	}
 	what := "update entry " + e.ID
-	row, err := encodeEntry(e)
+	row, events, err := encodeEntryChange(what, e, ev)
 	if err != nil {
-		return 0, fmt.Errorf("sqlstore: %s: %w", what, err)
-	}
-	events, err := encodeEvent(ev)
-	if err != nil {
-		return 0, fmt.Errorf("sqlstore: %s: %w", what, err)
+		return 0, err
 	}
 	return s.entryTx(ctx, what, events, func(w writer, rev int64) error {
 		res, err := w.exec(ctx, updateEntry, e.ID, e.SPIFFEID, e.Parent, row.selectors,

@@ -195,18 +195,28 @@ func (w *sqliteWriter) prepared(query string) (driver.Stmt, error) {
 	return st, nil
 }
 
+// statement returns the prepared statement for query and args converted
+// for it; ctx.Err() instead when ctx has ended.
+func (w *sqliteWriter) statement(ctx context.Context, query string, args []any) (driver.Stmt, []driver.NamedValue, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	st, err := w.prepared(query)
+	if err != nil {
+		return nil, nil, err
+	}
+	named, err := namedValues(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, named, nil
+}
+
 // exec runs query, which returns no rows, with args; ctx.Err() instead
 // when ctx has ended. A statement that has begun is not interrupted (see
 // run).
 func (w *sqliteWriter) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	st, err := w.prepared(query)
-	if err != nil {
-		return nil, err
-	}
-	named, err := namedValues(args)
+	st, named, err := w.statement(ctx, query, args)
 	if err != nil {
 		return nil, err
 	}
@@ -220,14 +230,7 @@ func (w *sqliteWriter) exec(ctx context.Context, query string, args ...any) (sql
 // query runs query, which returns rows, with args on the write connection.
 // The caller closes the rows.
 func (w *sqliteWriter) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	st, err := w.prepared(query)
-	if err != nil {
-		return nil, err
-	}
-	named, err := namedValues(args)
+	st, named, err := w.statement(ctx, query, args)
 	if err != nil {
 		return nil, err
 	}

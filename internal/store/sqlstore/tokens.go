@@ -19,14 +19,7 @@ func (s *Store) ConsumeToken(ctx context.Context, id string, expires time.Time) 
 		if err != nil {
 			return err
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return store.ErrTokenReplayed
-		}
-		return nil
+		return expectOneRow(res, store.ErrTokenReplayed)
 	})
 }
 
