@@ -2,9 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -21,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshpki/meshpki/internal/client"
-	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/monitor"
 )
 
 // inspectDialTimeout bounds connecting and the TLS handshake of cert inspect.
@@ -174,16 +171,10 @@ func isPort(s string) bool {
 	return err == nil && n > 0 && n < 65536
 }
 
-// parseInspectData reads PEM certificates, or a single DER certificate.
+// parseInspectData reads PEM certificates, or a single DER certificate,
+// or a PKCS#12 trust store without a password.
 func parseInspectData(data []byte) ([]*x509.Certificate, error) {
-	chain, pemErr := client.ParseCertificatesPEM(data)
-	if pemErr == nil {
-		return chain, nil
-	}
-	if cert, err := x509.ParseCertificate(data); err == nil {
-		return []*x509.Certificate{cert}, nil
-	}
-	return nil, pemErr
+	return monitor.ParseCertificates(data, "")
 }
 
 // dialChain connects to addr and returns the chain the server presents,
@@ -216,7 +207,6 @@ func dialChain(ctx context.Context, addr, serverName string) ([]*x509.Certificat
 // newInspectReport describes chain, whose first certificate is the leaf.
 func newInspectReport(source string, chain []*x509.Certificate, now time.Time) *inspectReport {
 	leaf := chain[0]
-	fingerprint := sha256.Sum256(leaf.Raw)
 	r := &inspectReport{
 		Source:            source,
 		Subject:           leaf.Subject.String(),
@@ -228,8 +218,8 @@ func newInspectReport(source string, chain []*x509.Certificate, now time.Time) *
 		Expired:           !now.Before(leaf.NotAfter),
 		NotYetValid:       now.Before(leaf.NotBefore),
 		Serial:            leaf.SerialNumber.Text(16),
-		FingerprintSHA256: colonHex(fingerprint[:]),
-		KeyType:           keyTypeName(leaf),
+		FingerprintSHA256: monitor.Fingerprint(leaf),
+		KeyType:           monitor.KeyTypeName(leaf),
 		KeyUsage:          keyUsageNames(leaf.KeyUsage),
 		ExtKeyUsage:       extKeyUsageNames(leaf),
 		IsCA:              leaf.IsCA,
@@ -314,21 +304,6 @@ func printInspectReport(w io.Writer, r *inspectReport) error {
 	return tw.Flush()
 }
 
-// keyTypeName names the leaf's key as meshpki does, or by its algorithm
-// when meshpki does not support it.
-func keyTypeName(cert *x509.Certificate) string {
-	if kt, err := keys.TypeOf(cert.PublicKey); err == nil {
-		return string(kt)
-	}
-	switch pub := cert.PublicKey.(type) {
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA %d-bit (unsupported)", pub.N.BitLen())
-	case *ecdsa.PublicKey:
-		return fmt.Sprintf("ECDSA %s (unsupported)", pub.Curve.Params().Name)
-	}
-	return cert.PublicKeyAlgorithm.String() + " (unsupported)"
-}
-
 // keyUsageNames lists key usage bits by their RFC 5280 names.
 func keyUsageNames(ku x509.KeyUsage) []string {
 	names := []string{
@@ -368,20 +343,6 @@ func extKeyUsageNames(cert *x509.Certificate) []string {
 		out = append(out, oid.String())
 	}
 	return out
-}
-
-// colonHex writes b as upper-case hex pairs separated by colons.
-func colonHex(b []byte) string {
-	const digits = "0123456789ABCDEF"
-	var sb strings.Builder
-	for i, c := range b {
-		if i > 0 {
-			sb.WriteByte(':')
-		}
-		sb.WriteByte(digits[c>>4])
-		sb.WriteByte(digits[c&0x0f])
-	}
-	return sb.String()
 }
 
 // verdict is the exit status of an inspection: exitChecked when the

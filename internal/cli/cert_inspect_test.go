@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshpki/meshpki/internal/monitor"
 )
 
 // inspectFixture is a leaf for web.example.internal, 127.0.0.1 and a SPIFFE
@@ -38,7 +40,7 @@ func newInspectFixture(t *testing.T) *inspectFixture {
 	return &inspectFixture{
 		pki:       pki,
 		chainFile: chainFile,
-		fp:        colonHex(sum[:]),
+		fp:        monitor.ColonHex(sum[:]),
 		serial:    leaf.SerialNumber.Text(16),
 		tlsCert:   tls.Certificate{Certificate: [][]byte{leaf.Raw, pki.root.Raw}, PrivateKey: key},
 	}
@@ -203,7 +205,7 @@ func TestCertInspectErrors(t *testing.T) {
 	}{
 		{"no argument", []string{"cert", "inspect"}, 2, "missing FILE|HOST:PORT"},
 		{"neither file nor host:port", []string{"cert", "inspect", filepath.Join(dir, "missing.crt")}, 1, "is neither a file nor HOST:PORT"},
-		{"file without certificate", []string{"cert", "inspect", notPEM}, 1, "no PEM certificate found"},
+		{"file without certificate", []string{"cert", "inspect", notPEM}, 1, "no certificate in it (not PEM, DER or PKCS#12)"},
 		{"nothing listening", []string{"cert", "inspect", closedAddr(t)}, 1, "cannot connect to"},
 	}
 	for _, tt := range tests {
