@@ -76,6 +76,9 @@ type Config struct {
 	// half-life, the outage budget and the validity of what is on disk are
 	// judged by it.
 	Clock func() time.Time
+	// Jitter returns a random duration in [0, max] for the reconnect and
+	// retry backoff (default uniform, from math/rand); tests make it fixed.
+	Jitter func(max time.Duration) time.Duration
 }
 
 // Status is what the agent reports in DataDir/status.json.
@@ -106,11 +109,13 @@ type heldSVID struct {
 
 // Agent is a running agent.
 type Agent struct {
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
-	pass  []byte
-	roots *x509.CertPool
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+	// jitter draws the random part of each backoff (Config.Jitter).
+	jitter func(max time.Duration) time.Duration
+	pass   []byte
+	roots  *x509.CertPool
 
 	mu        sync.Mutex
 	nodeID    string
@@ -152,6 +157,10 @@ func New(cfg Config) (*Agent, error) {
 	a.now = cfg.Clock
 	if a.now == nil {
 		a.now = time.Now
+	}
+	a.jitter = cfg.Jitter
+	if a.jitter == nil {
+		a.jitter = func(max time.Duration) time.Duration { return time.Duration(mrand.Int64N(int64(max) + 1)) }
 	}
 	pemData, err := os.ReadFile(cfg.TrustBundle)
 	if err != nil {
@@ -417,11 +426,12 @@ func (a *Agent) api() *nodeapi.Client {
 	return a.client
 }
 
-// backoff is jittered exponential: 100ms doubling to 30s.
-func backoff(attempt int) time.Duration {
+// backoff is jittered exponential: 100ms doubling to 30s, of which the
+// second half is drawn by a.jitter.
+func (a *Agent) backoff(attempt int) time.Duration {
 	d := time.Duration(float64(100*time.Millisecond) * math.Pow(2, float64(min(attempt, 9))))
 	d = min(d, 30*time.Second)
-	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+	return d/2 + a.jitter(d/2)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -448,7 +458,7 @@ func (a *Agent) syncLoop(ctx context.Context) {
 		} else {
 			a.log.Warn("sync stream ended; retrying", "error", err)
 		}
-		if !sleep(ctx, backoff(attempt)) {
+		if !sleep(ctx, a.backoff(attempt)) {
 			return
 		}
 	}
@@ -559,7 +569,7 @@ func (a *Agent) rotateLoop(ctx context.Context) {
 			}
 			a.log.Warn("minting SVIDs failed; keeping the ones held", "error", err)
 			failures++
-			wait = backoff(failures)
+			wait = a.backoff(failures)
 		} else {
 			failures = 0
 		}
