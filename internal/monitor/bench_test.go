@@ -78,4 +78,3 @@ func bareHandshakes(b *testing.B, targets []Target, workers int) {
 	}
 	wg.Wait()
 }
-
