@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/monitor"
 )
 
@@ -156,7 +157,7 @@ func secretFrom(source string) (string, error) {
 	case strings.HasPrefix(source, "env:"):
 		v, ok := os.LookupEnv(strings.TrimPrefix(source, "env:"))
 		if !ok {
-			return "", fmt.Errorf("environment variable %s is not set", clipText(strings.TrimPrefix(source, "env:")))
+			return "", fmt.Errorf("environment variable %s is not set", ca.Clip(strings.TrimPrefix(source, "env:")))
 		}
 		return v, nil
 	}
@@ -311,12 +312,4 @@ func (p *progressBar) finish() {
 	if p.drawn {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
-}
-
-// clipText shortens what a user typed before it is echoed.
-func clipText(s string) string {
-	if len(s) > 100 {
-		return s[:100] + "…"
-	}
-	return s
 }

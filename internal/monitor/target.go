@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/meshpki/meshpki/internal/ca"
 )
 
 // Kind is what a target is.
@@ -235,11 +237,6 @@ func validPort(s string) bool {
 	return err == nil && n > 0 && n < 65536 && strconv.Itoa(n) == s
 }
 
-// clip shortens what a user or a server sent before it is echoed.
-func clip(s string) string {
-	const max = 200
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
-}
+// clip shortens what a user or a server sent before it is echoed, as the
+// CA clips what clients send (on a rune boundary).
+func clip(s string) string { return ca.Clip(s) }
