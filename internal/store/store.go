@@ -23,6 +23,8 @@ var (
 	ErrAlreadyRevoked = errors.New("store: certificate already revoked")
 	// ErrRevisionGone: the entry changes asked for are no longer kept.
 	ErrRevisionGone = errors.New("store: revision no longer kept")
+	// ErrBadCursor: a page cursor this store did not hand out.
+	ErrBadCursor = errors.New("store: malformed page cursor")
 )
 
 // Status of a certificate as recorded. Expiry is derived from NotAfter.
@@ -212,6 +214,8 @@ type Store interface {
 	ACME
 	Entries
 	Nodes
+	Inventory
+	ScanSchedules
 	// Ping checks the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

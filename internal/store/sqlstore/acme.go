@@ -780,12 +780,13 @@ func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(sca
 	return out, nil
 }
 
-// nonNil stores a nil byte string as an empty one, for NOT NULL columns.
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
+// nonNil makes a nil slice empty: a nil byte string is stored in a NOT NULL
+// column as an empty one, a nil list encodes as [] rather than null.
+func nonNil[T any](v []T) []T {
+	if v == nil {
+		return []T{}
 	}
-	return b
+	return v
 }
 
 // nullBytes stores an empty byte string as NULL.

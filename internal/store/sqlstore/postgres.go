@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+
 	"github.com/meshpki/meshpki/internal/store"
 
 	"github.com/jackc/pgx/v5"

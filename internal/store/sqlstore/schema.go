@@ -264,6 +264,60 @@ var migrations = [][]string{
 	{
 		`CREATE INDEX certificates_renewed_from ON certificates (renewed_from) WHERE renewed_from <> ''`,
 	},
+	// 5: the inventory of scanned certificates, where each was seen, and
+	// scan schedules. A certificate is one row however often and wherever
+	// it is seen, appended under an increasing id like certificates;
+	// listing goes by expiry through the not_after index, lookup by name
+	// through inventory_names. A sighting is a (location, certificate)
+	// pair; current marks the certificate a location presents now, active
+	// a certificate current somewhere (see RecordScan).
+	{
+		`CREATE TABLE inventory_certs (
+			id            {rowid},
+			fingerprint   {keytext} NOT NULL UNIQUE, -- lowercase hex SHA-256 of the leaf
+			serial        TEXT NOT NULL,
+			subject       TEXT NOT NULL,
+			issuer_dn     TEXT NOT NULL,
+			names         TEXT NOT NULL, -- JSON array of the SANs
+			not_before    BIGINT NOT NULL,
+			not_after     BIGINT NOT NULL,
+			chain         {bytes} NOT NULL, -- DER certificates one after another, leaf first
+			findings      TEXT NOT NULL, -- JSON, of the latest sighting
+			issued_serial TEXT NOT NULL, -- "" unless meshpki issued it
+			active        INTEGER NOT NULL, -- 0 or 1
+			first_seen    BIGINT NOT NULL,
+			last_seen     BIGINT NOT NULL
+		)`,
+		`CREATE INDEX inventory_certs_not_after ON inventory_certs (not_after)`,
+		`CREATE TABLE inventory_names (
+			name    TEXT NOT NULL,
+			cert_id BIGINT NOT NULL REFERENCES inventory_certs (id),
+			PRIMARY KEY (name, cert_id)
+		){keyed}`,
+		`CREATE TABLE inventory_sightings (
+			location   {keytext} NOT NULL,
+			cert_id    BIGINT NOT NULL REFERENCES inventory_certs (id),
+			scope      TEXT NOT NULL,
+			findings   TEXT NOT NULL, -- JSON
+			current    INTEGER NOT NULL, -- 0 or 1
+			first_seen BIGINT NOT NULL,
+			last_seen  BIGINT NOT NULL,
+			PRIMARY KEY (location, cert_id)
+		){keyed}`,
+		`CREATE INDEX inventory_sightings_cert ON inventory_sightings (cert_id)`,
+		`CREATE INDEX inventory_sightings_scope ON inventory_sightings (scope, last_seen)`,
+		`CREATE TABLE scan_schedules (
+			name       {keytext} PRIMARY KEY,
+			targets    TEXT NOT NULL, -- JSON array
+			every      BIGINT NOT NULL, -- microseconds
+			options    TEXT NOT NULL, -- JSON object
+			next_run   BIGINT NOT NULL,
+			last_run   BIGINT,
+			last_error TEXT NOT NULL,
+			created_at BIGINT NOT NULL
+		)`,
+		`CREATE INDEX scan_schedules_next_run ON scan_schedules (next_run)`,
+	},
 }
 
 // render fills in the dialect's parts of a migration statement.

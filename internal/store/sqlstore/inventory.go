@@ -1,0 +1,507 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cryptobyte_asn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// The inventory: scanned certificates, their sightings, and listings that
+// merge them with issued certificates.
+//
+// RecordScan decides which certificate is current where. At a location, the
+// current certificate is the one with the latest notAfter among those seen
+// there within the run's hold; a sighting of a scope the run covered that was
+// not seen within the hold is current no more. A certificate is active while
+// it is current somewhere. So a renewal takes over its location at the first
+// scan that sees it, a rollout that alternates old and new certificates
+// leaves the new one current throughout, and a certificate no longer
+// presented anywhere stops being active one hold after it was last seen.
+
+// Statements of RecordScan, constant for the SQLite writer.
+const (
+	upsertInventoryCert = `INSERT INTO inventory_certs (fingerprint, serial, subject, issuer_dn, names, not_before, not_after,
+			chain, findings, issued_serial, active, first_seen, last_seen)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $11)
+		ON CONFLICT (fingerprint) DO UPDATE SET chain = excluded.chain, findings = excluded.findings,
+			issued_serial = excluded.issued_serial, last_seen = excluded.last_seen
+		RETURNING id`
+	insertInventoryName = `INSERT INTO inventory_names (name, cert_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+	upsertSighting      = `INSERT INTO inventory_sightings (location, cert_id, scope, findings, current, first_seen, last_seen)
+		VALUES ($1, $2, $3, $4, 0, $5, $5)
+		ON CONFLICT (location, cert_id) DO UPDATE SET scope = excluded.scope, findings = excluded.findings,
+			last_seen = excluded.last_seen`
+	// newestAtLocation is the certificate a location presents now.
+	newestAtLocation = `SELECT s.cert_id FROM inventory_sightings s JOIN inventory_certs c ON c.id = s.cert_id
+		WHERE s.location = $1 AND s.last_seen >= $2
+		ORDER BY c.not_after DESC, s.last_seen DESC, s.cert_id DESC LIMIT 1`
+	markCurrentAtLocation = `UPDATE inventory_sightings SET current = CASE WHEN cert_id = $2 THEN 1 ELSE 0 END
+		WHERE location = $1 AND current <> CASE WHEN cert_id = $2 THEN 1 ELSE 0 END`
+	expireScopeSightings = `UPDATE inventory_sightings SET current = 0 WHERE scope = $1 AND last_seen < $2 AND current = 1`
+	activeExpr           = `CASE WHEN EXISTS (SELECT 1 FROM inventory_sightings s
+		WHERE s.cert_id = inventory_certs.id AND s.current = 1) THEN 1 ELSE 0 END`
+	refreshActiveInScope = `UPDATE inventory_certs SET active = ` + activeExpr + `
+		WHERE id IN (SELECT cert_id FROM inventory_sightings WHERE scope = $1)`
+	refreshActiveAtLocation = `UPDATE inventory_certs SET active = ` + activeExpr + `
+		WHERE id IN (SELECT cert_id FROM inventory_sightings WHERE location = $1)`
+)
+
+// RecordScan records what a scan run saw, in one transaction.
+func (s *Store) RecordScan(ctx context.Context, run store.ScanRun) error {
+	type encoded struct {
+		names, findings string
+		chain           []byte
+	}
+	enc := make([]encoded, len(run.Observations))
+	scopes := slices.Clone(run.Scopes)
+	var locations []string
+	for i, o := range run.Observations {
+		if len(o.Chain) == 0 || o.Fingerprint == "" || o.Location == "" {
+			return fmt.Errorf("sqlstore: record scan: observation %d has no chain, fingerprint or location", i)
+		}
+		names, err := json.Marshal(nonNil(o.Names))
+		if err != nil {
+			return fmt.Errorf("sqlstore: record scan: %w", err)
+		}
+		findings, err := json.Marshal(nonNil(o.Findings))
+		if err != nil {
+			return fmt.Errorf("sqlstore: record scan: %w", err)
+		}
+		enc[i] = encoded{names: string(names), findings: string(findings), chain: slices.Concat(o.Chain...)}
+		if !slices.Contains(scopes, o.Scope) {
+			scopes = append(scopes, o.Scope)
+		}
+		if !slices.Contains(locations, o.Location) {
+			locations = append(locations, o.Location)
+		}
+	}
+	at := micros(run.At)
+	since := micros(run.At.Add(-run.Hold))
+	return s.writeTx(ctx, "record scan", func(w writer) error {
+		for i, o := range run.Observations {
+			var id int64
+			if err := w.queryRow(ctx, upsertInventoryCert, []any{o.Fingerprint, string(o.Serial), o.Subject, o.IssuerDN,
+				enc[i].names, micros(o.NotBefore), micros(o.NotAfter), enc[i].chain, enc[i].findings,
+				string(o.IssuedSerial), at}, &id); err != nil {
+				return err
+			}
+			for _, n := range lookupNames(&store.Certificate{Subject: commonName(o.Subject), Names: o.Names}) {
+				if _, err := w.exec(ctx, insertInventoryName, n, id); err != nil {
+					return err
+				}
+			}
+			if _, err := w.exec(ctx, upsertSighting, o.Location, id, o.Scope, enc[i].findings, at); err != nil {
+				return err
+			}
+		}
+		for _, loc := range locations {
+			var best int64
+			if err := w.queryRow(ctx, newestAtLocation, []any{loc, since}, &best); err != nil {
+				return err
+			}
+			if _, err := w.exec(ctx, markCurrentAtLocation, loc, best); err != nil {
+				return err
+			}
+		}
+		for _, scope := range scopes {
+			if _, err := w.exec(ctx, expireScopeSightings, scope, since); err != nil {
+				return err
+			}
+			if _, err := w.exec(ctx, refreshActiveInScope, scope); err != nil {
+				return err
+			}
+		}
+		for _, loc := range locations {
+			if _, err := w.exec(ctx, refreshActiveAtLocation, loc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// commonName is the CN of an RFC 4514 distinguished name as Go prints one
+// ("CN=web,O=Example"), or "".
+func commonName(dn string) string {
+	for _, part := range strings.Split(dn, ",") {
+		if v, ok := strings.CutPrefix(part, "CN="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Page sizes of ListInventory.
+const (
+	defaultInventoryPage = 100
+	maxInventoryPage     = 1000
+)
+
+// inventoryArm is the columns one source contributes to a listing, in the
+// order scanInventoryItem reads them.
+const (
+	issuedArm = `SELECT 'issued' AS source, c.id AS id, '' AS fingerprint, c.serial AS serial, c.subject AS subject,
+		c.issuer AS issuer, c.provisioner AS provisioner, c.names AS names, c.not_before AS not_before,
+		c.not_after AS not_after, c.der AS chain, '[]' AS findings, c.status AS status,
+		CASE WHEN c.status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial) THEN 1 ELSE 0 END AS active,
+		CASE WHEN EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial) THEN 1 ELSE 0 END AS replaced,
+		'' AS issued_serial, c.created_at AS first_seen, c.created_at AS last_seen
+		FROM certificates c`
+	scannedArm = `SELECT 'scanned' AS source, c.id AS id, c.fingerprint AS fingerprint, c.serial AS serial, c.subject AS subject,
+		c.issuer_dn AS issuer, '' AS provisioner, c.names AS names, c.not_before AS not_before,
+		c.not_after AS not_after, c.chain AS chain, c.findings AS findings, '' AS status,
+		c.active AS active, 0 AS replaced, c.issued_serial AS issued_serial, c.first_seen AS first_seen, c.last_seen AS last_seen
+		FROM inventory_certs c`
+	inventoryColumns = `source, id, fingerprint, serial, subject, issuer, provisioner, names, not_before, not_after,
+		chain, findings, status, active, replaced, issued_serial, first_seen, last_seen`
+)
+
+// inventoryCursor is a position in a listing: the last item's expiry,
+// source and id.
+type inventoryCursor struct {
+	notAfter int64
+	source   store.InventorySource
+	id       int64
+}
+
+func (c inventoryCursor) String() string {
+	return fmt.Sprintf("%d.%s.%d", c.notAfter, c.source, c.id)
+}
+
+func parseInventoryCursor(s string) (inventoryCursor, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return inventoryCursor{}, store.ErrBadCursor
+	}
+	na, err1 := strconv.ParseInt(parts[0], 10, 64)
+	id, err2 := strconv.ParseInt(parts[2], 10, 64)
+	src := store.InventorySource(parts[1])
+	if err1 != nil || err2 != nil || (src != store.SourceIssued && src != store.SourceScanned) {
+		return inventoryCursor{}, store.ErrBadCursor
+	}
+	return inventoryCursor{notAfter: na, source: src, id: id}, nil
+}
+
+// ListInventory returns one page of the inventory, soonest expiry first.
+// Each source is read through its not_after index for at most one page,
+// and the two are merged.
+func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (store.InventoryPage, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultInventoryPage
+	}
+	limit = min(limit, maxInventoryPage)
+	var cursor *inventoryCursor
+	if f.After != "" {
+		c, err := parseInventoryCursor(f.After)
+		if err != nil {
+			return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: %w", err)
+		}
+		cursor = &c
+	}
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	arm := func(src store.InventorySource, query, namesTable string) string {
+		var where []string
+		if cursor != nil {
+			t := arg(cursor.notAfter)
+			switch {
+			case src < cursor.source:
+				where = append(where, "c.not_after > "+t)
+			case src == cursor.source:
+				where = append(where, "c.not_after >= "+t+" AND (c.not_after > "+t+" OR c.id > "+arg(cursor.id)+")")
+			default:
+				where = append(where, "c.not_after >= "+t)
+			}
+		}
+		if f.Name != "" {
+			where = append(where, "c.id IN (SELECT cert_id FROM "+namesTable+" WHERE name = "+arg(f.Name)+")")
+		}
+		if !f.ExpiringBefore.IsZero() {
+			where = append(where, "c.not_after < "+arg(micros(f.ExpiringBefore)))
+		}
+		switch src {
+		case store.SourceIssued:
+			if f.Active {
+				where = append(where, "c.status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial)")
+			}
+		case store.SourceScanned:
+			if f.Active {
+				where = append(where, "c.active = 1")
+			}
+			if f.Source == "" {
+				where = append(where, "c.issued_serial = ''")
+			}
+		}
+		if len(where) > 0 {
+			query += " WHERE " + strings.Join(where, " AND ")
+		}
+		return "SELECT " + inventoryColumns + " FROM (" + query + " ORDER BY c.not_after, c.id LIMIT " + arg(limit+1) + ") AS " + string(src)
+	}
+	var q string
+	switch f.Source {
+	case store.SourceIssued:
+		q = arm(store.SourceIssued, issuedArm, "cert_names")
+	case store.SourceScanned:
+		q = arm(store.SourceScanned, scannedArm, "inventory_names")
+	case "":
+		q = arm(store.SourceIssued, issuedArm, "cert_names") + " UNION ALL " + arm(store.SourceScanned, scannedArm, "inventory_names")
+	default:
+		return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: unknown source %q", f.Source)
+	}
+	q += " ORDER BY not_after, source, id LIMIT " + arg(limit+1)
+
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: %w", err)
+	}
+	defer rows.Close()
+	var (
+		page    store.InventoryPage
+		cursors []inventoryCursor
+	)
+	for rows.Next() {
+		it, c, err := scanInventoryItem(rows)
+		if err != nil {
+			return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: %w", err)
+		}
+		page.Items = append(page.Items, it)
+		cursors = append(cursors, c)
+	}
+	if err := rows.Err(); err != nil {
+		return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: %w", err)
+	}
+	if len(page.Items) > limit {
+		page.Items = page.Items[:limit]
+		page.Next = cursors[limit-1].String()
+	}
+	return page, nil
+}
+
+func scanInventoryItem(row scanner) (store.InventoryItem, inventoryCursor, error) {
+	var (
+		it                                          store.InventoryItem
+		source, serial, names, findings, issued, st string
+		id, notBefore, notAfter, first, last        int64
+		active, replaced                            int
+		chain                                       []byte
+	)
+	if err := row.Scan(&source, &id, &it.Fingerprint, &serial, &it.Subject, &it.Issuer, &it.Provisioner, &names,
+		&notBefore, &notAfter, &chain, &findings, &st, &active, &replaced, &issued, &first, &last); err != nil {
+		return it, inventoryCursor{}, err
+	}
+	it.Source, it.Serial, it.IssuedSerial, it.Status = store.InventorySource(source), store.Serial(serial), store.Serial(issued), store.Status(st)
+	it.Active, it.Replaced = active == 1, replaced == 1
+	it.NotBefore, it.NotAfter = fromMicros(notBefore), fromMicros(notAfter)
+	it.FirstSeen, it.LastSeen = fromMicros(first), fromMicros(last)
+	if err := json.Unmarshal([]byte(names), &it.Names); err != nil {
+		return it, inventoryCursor{}, fmt.Errorf("decode names: %w", err)
+	}
+	err := json.Unmarshal([]byte(findings), &it.Findings)
+	if err != nil {
+		return it, inventoryCursor{}, fmt.Errorf("decode findings: %w", err)
+	}
+	if it.Source == store.SourceIssued {
+		it.Chain = [][]byte{chain}
+	} else if it.Chain, err = splitDER(chain); err != nil {
+		return it, inventoryCursor{}, err
+	}
+	return it, inventoryCursor{notAfter: notAfter, source: it.Source, id: id}, nil
+}
+
+// splitDER splits DER certificates written one after another, by their
+// ASN.1 lengths alone.
+func splitDER(b []byte) ([][]byte, error) {
+	in := cryptobyte.String(b)
+	var out [][]byte
+	for !in.Empty() {
+		var cert cryptobyte.String
+		if !in.ReadASN1Element(&cert, cryptobyte_asn1.SEQUENCE) {
+			return nil, errors.New("decode chain: not DER certificates")
+		}
+		out = append(out, cert)
+	}
+	return out, nil
+}
+
+// GetScanned returns a scanned certificate and its sightings, latest first.
+func (s *Store) GetScanned(ctx context.Context, fingerprint string) (store.InventoryItem, []store.Sighting, error) {
+	row := s.read.QueryRowContext(ctx, `SELECT `+inventoryColumns+` FROM (`+scannedArm+` WHERE c.fingerprint = $1) AS scanned`, fingerprint)
+	it, cur, err := scanInventoryItem(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.InventoryItem{}, nil, fmt.Errorf("sqlstore: inventory %s: %w", fingerprint, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.InventoryItem{}, nil, fmt.Errorf("sqlstore: get inventory %s: %w", fingerprint, err)
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT scope, location, first_seen, last_seen, current, findings
+		FROM inventory_sightings WHERE cert_id = $1 ORDER BY last_seen DESC, location`, cur.id)
+	if err != nil {
+		return store.InventoryItem{}, nil, fmt.Errorf("sqlstore: get inventory %s: %w", fingerprint, err)
+	}
+	defer rows.Close()
+	var out []store.Sighting
+	for rows.Next() {
+		var (
+			sg          store.Sighting
+			first, last int64
+			current     int
+			findings    string
+		)
+		if err := rows.Scan(&sg.Scope, &sg.Location, &first, &last, &current, &findings); err != nil {
+			return store.InventoryItem{}, nil, fmt.Errorf("sqlstore: get inventory %s: %w", fingerprint, err)
+		}
+		sg.FirstSeen, sg.LastSeen, sg.Current = fromMicros(first), fromMicros(last), current == 1
+		if err := json.Unmarshal([]byte(findings), &sg.Findings); err != nil {
+			return store.InventoryItem{}, nil, fmt.Errorf("sqlstore: get inventory %s: decode findings: %w", fingerprint, err)
+		}
+		out = append(out, sg)
+	}
+	if err := rows.Err(); err != nil {
+		return store.InventoryItem{}, nil, fmt.Errorf("sqlstore: get inventory %s: %w", fingerprint, err)
+	}
+	return it, out, nil
+}
+
+// Scan schedules.
+
+const scheduleColumns = `name, targets, every, options, next_run, last_run, last_error, created_at`
+
+// Statements of the schedule writes, constant for the SQLite writer.
+const (
+	dueSchedule = `SELECT name FROM scan_schedules WHERE next_run <= $1 ORDER BY next_run, name LIMIT 1`
+	// dueScheduleSkipLocked lets replicas claim different schedules at once.
+	dueScheduleSkipLocked = dueSchedule + ` FOR UPDATE SKIP LOCKED`
+	claimSchedule         = `UPDATE scan_schedules SET next_run = $2 + every WHERE name = $1`
+	finishSchedule        = `UPDATE scan_schedules SET last_run = $2, last_error = $3 WHERE name = $1`
+)
+
+// CreateSchedule stores sc; store.ErrConflict if the name exists.
+func (s *Store) CreateSchedule(ctx context.Context, sc store.ScanSchedule, ev audit.Event) error {
+	if sc.Name == "" || len(sc.Targets) == 0 || sc.Every <= 0 {
+		return errors.New("sqlstore: create schedule: needs a name, targets and a positive interval")
+	}
+	targets, err := json.Marshal(sc.Targets)
+	if err != nil {
+		return fmt.Errorf("sqlstore: create schedule %s: %w", sc.Name, err)
+	}
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: create schedule %s: %w", sc.Name, err)
+	}
+	if sc.CreatedAt.IsZero() {
+		sc.CreatedAt = s.now()
+	}
+	options := string(sc.Options)
+	if options == "" {
+		options = "{}"
+	}
+	return s.changeOneRow(ctx, "create schedule "+sc.Name, events, store.ErrConflict,
+		`INSERT INTO scan_schedules (`+scheduleColumns+`) VALUES ($1, $2, $3, $4, $5, NULL, '', $6) ON CONFLICT (name) DO NOTHING`,
+		sc.Name, string(targets), sc.Every.Microseconds(), options, micros(sc.NextRun), micros(sc.CreatedAt))
+}
+
+// DeleteSchedule removes a schedule; store.ErrNotFound if absent.
+func (s *Store) DeleteSchedule(ctx context.Context, name string, ev audit.Event) error {
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: delete schedule %s: %w", name, err)
+	}
+	return s.changeOneRow(ctx, "delete schedule "+name, events, store.ErrNotFound,
+		`DELETE FROM scan_schedules WHERE name = $1`, name)
+}
+
+// ListSchedules returns every schedule ordered by name.
+func (s *Store) ListSchedules(ctx context.Context) ([]store.ScanSchedule, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+scheduleColumns+` FROM scan_schedules ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: list schedules: %w", err)
+	}
+	defer rows.Close()
+	var out []store.ScanSchedule
+	for rows.Next() {
+		sc, err := scanSchedule(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: list schedules: %w", err)
+		}
+		out = append(out, sc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: list schedules: %w", err)
+	}
+	return out, nil
+}
+
+func scanSchedule(row scanner) (store.ScanSchedule, error) {
+	var (
+		sc                   store.ScanSchedule
+		targets, options     string
+		every, next, created int64
+		last                 sql.NullInt64
+	)
+	if err := row.Scan(&sc.Name, &targets, &every, &options, &next, &last, &sc.LastError, &created); err != nil {
+		return sc, err
+	}
+	if err := json.Unmarshal([]byte(targets), &sc.Targets); err != nil {
+		return sc, fmt.Errorf("schedule %s: decode targets: %w", sc.Name, err)
+	}
+	sc.Every = time.Duration(every) * time.Microsecond
+	sc.Options = []byte(options)
+	sc.NextRun, sc.LastRun, sc.CreatedAt = fromMicros(next), fromNullMicros(last), fromMicros(created)
+	return sc, nil
+}
+
+// ClaimDueSchedule claims the schedule due longest at now, if any, and
+// returns it with its next run moved.
+func (s *Store) ClaimDueSchedule(ctx context.Context, now time.Time) (store.ScanSchedule, error) {
+	due := dueSchedule
+	if s.sqlite == nil {
+		due = dueScheduleSkipLocked
+	}
+	var name string
+	err := s.writeTx(ctx, "claim schedule", func(w writer) error {
+		if err := w.queryRow(ctx, due, []any{micros(now)}, &name); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return store.ErrNotFound
+			}
+			return err
+		}
+		_, err := w.exec(ctx, claimSchedule, name, micros(now))
+		return err
+	})
+	if err != nil {
+		return store.ScanSchedule{}, err
+	}
+	sc, err := scanSchedule(s.read.QueryRowContext(ctx, `SELECT `+scheduleColumns+` FROM scan_schedules WHERE name = $1`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		// Removed since it was claimed.
+		return store.ScanSchedule{}, fmt.Errorf("sqlstore: schedule %s: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.ScanSchedule{}, fmt.Errorf("sqlstore: claim schedule %s: %w", name, err)
+	}
+	return sc, nil
+}
+
+// FinishSchedule records the outcome of a run.
+func (s *Store) FinishSchedule(ctx context.Context, name string, ranAt time.Time, runErr string) error {
+	return s.writeTx(ctx, "finish schedule "+name, func(w writer) error {
+		_, err := w.exec(ctx, finishSchedule, name, micros(ranAt), runErr)
+		return err
+	})
+}
