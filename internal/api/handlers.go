@@ -3,10 +3,7 @@ package api
 import (
 	"encoding/pem"
 	"fmt"
-	"github.com/meshpki/meshpki/internal/duration"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/provisioner"
@@ -144,21 +141,12 @@ func (s *Server) handleListCertificates(w http.ResponseWriter, r *http.Request, 
 	default:
 		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("status %q must be valid, revoked or expired", st))
 	}
-	if eb := q.Get("expiring_before"); eb != "" {
-		if t, err := time.Parse(time.RFC3339, eb); err == nil {
-			f.ExpiringBefore = t
-		} else if d, err := duration.Parse(eb); err == nil && d >= 0 {
-			f.ExpiringBefore = now.Add(d)
-		} else {
-			return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("expiring_before %q must be an RFC 3339 time or a duration such as \"72h\" or \"3d\"", ca.Clip(eb)))
-		}
+	var err error
+	if f.ExpiringBefore, err = parseExpiringBefore(q.Get("expiring_before"), now); err != nil {
+		return err
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			return newError(http.StatusBadRequest, "bad_request", "limit must be a number from 1 to 1000")
-		}
-		f.Limit = n
+	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
+		return err
 	}
 	page, err := s.st.ListCertificates(r.Context(), f)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/acme"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/monitor"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/registration"
 	"github.com/meshpki/meshpki/internal/revocation"
@@ -54,6 +55,12 @@ type Config struct {
 	Registration *registration.Service
 	// ACME, if set, serves /acme/ and the EAB key endpoints.
 	ACME *acme.Server
+	// Inventory, if set, serves /v1/inventory.
+	Inventory *monitor.Inventory
+	// Schedules, if set, serves /v1/scan/schedules; SchedulesChanged, if
+	// set, is called after one is added, so that it runs at once.
+	Schedules        *monitor.Schedules
+	SchedulesChanged func()
 	// EntriesChanged, if set, is called after a registration entry changes
 	// through this API, so that agents hear of it at once.
 	EntriesChanged func()
@@ -70,19 +77,22 @@ type Config struct {
 
 // Server is the JSON API as an http.Handler. Safe for concurrent use.
 type Server struct {
-	ca             *ca.Authority
-	st             Store
-	revocation     *revocation.Service
-	provisioners   *provisioner.Service
-	registration   *registration.Service
-	log            *slog.Logger
-	now            func() time.Time
-	acme           *acme.Server
-	entriesChanged func()
-	nodeEvicted    func(string)
-	mux            *http.ServeMux
-	metrics        *Metrics
-	registry       *prometheus.Registry
+	ca               *ca.Authority
+	st               Store
+	revocation       *revocation.Service
+	provisioners     *provisioner.Service
+	registration     *registration.Service
+	log              *slog.Logger
+	now              func() time.Time
+	acme             *acme.Server
+	entriesChanged   func()
+	nodeEvicted      func(string)
+	inventory        *monitor.Inventory
+	schedules        *monitor.Schedules
+	schedulesChanged func()
+	mux              *http.ServeMux
+	metrics          *Metrics
+	registry         *prometheus.Registry
 }
 
 // New builds the API handler and registers its metrics.
@@ -90,7 +100,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil || cfg.Registration == nil {
 		return nil, errors.New("api: Config needs Authority, Store, Revocation, Provisioners and Registration")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -149,6 +159,15 @@ func (s *Server) routes() {
 	})
 	handle("/v1/nodes", endpoint{"GET": s.admin(s.handleListNodes)})
 	handle("/v1/nodes/evict", endpoint{"POST": s.admin(s.handleEvictNode)})
+	if s.inventory != nil {
+		handle("/v1/inventory", endpoint{"GET": s.admin(s.handleListInventory)})
+		handle("/v1/inventory/{fingerprint}", endpoint{"GET": s.admin(s.handleGetInventory)})
+		handle("/v1/inventory/reports", endpoint{"POST": s.admin(s.handleReport)})
+	}
+	if s.schedules != nil {
+		handle("/v1/scan/schedules", endpoint{"GET": s.admin(s.handleListSchedules), "POST": s.admin(s.handleAddSchedule)})
+		handle("/v1/scan/schedules/{name}", endpoint{"DELETE": s.admin(s.handleRemoveSchedule)})
+	}
 	if s.acme != nil {
 		// ACME answers in its own error format (RFC 7807) and counts its
 		// own metrics.
@@ -227,6 +246,11 @@ func (r *statusRecorder) WriteHeader(code int) {
 // "csr") and appear once: a body that one parser reads one way and another
 // differently is refused (checkStrict).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeJSONUpTo(w, r, v, MaxBodyBytes)
+}
+
+// decodeJSONUpTo is decodeJSON for a body of up to limit bytes.
+func decodeJSONUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
 		return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json; the request has no Content-Type")
@@ -234,10 +258,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("the body must be application/json, not %q", ca.Clip(ct)))
 	}
-	if r.ContentLength > MaxBodyBytes {
-		return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, MaxBodyBytes))
+	if r.ContentLength > limit {
+		return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, limit))
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		return jsonError(err)
 	}
@@ -261,7 +285,7 @@ func jsonError(err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &mbe):
-		return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is over the limit of %d bytes", MaxBodyBytes))
+		return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body is over the limit of %d bytes", mbe.Limit))
 	case errors.Is(err, io.EOF):
 		return newError(http.StatusBadRequest, "bad_request", "the body is empty; a JSON object is required")
 	case errors.As(err, &syn):

@@ -24,6 +24,8 @@ const (
 	TypeEntryDeleted       = "entry.deleted"
 	TypeNodeAttested       = "node.attested"
 	TypeNodeEvicted        = "node.evicted"
+	TypeScheduleAdded      = "scan.schedule_added"
+	TypeScheduleRemoved    = "scan.schedule_removed"
 )
 
 // Event is one audit record. Seq, PrevHash and Hash are assigned when the

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/monitor"
 )
 
@@ -31,6 +33,7 @@ func newScanCommand(s *streams) *cobra.Command {
 		concurrency                                          int
 		timeout                                              = durationValue(monitor.DefaultTimeout)
 		asJSON, allowLarge, noLint                           bool
+		reportURL, certFile, keyFile, passwordFile           string
 	)
 	cmd := &cobra.Command{
 		Use:   "scan TARGET... [--json] [--fail-on SEVERITY]",
@@ -57,14 +60,20 @@ Ports 25 and 587 speak SMTP STARTTLS first, 143 IMAP and 5432 PostgreSQL
 Findings carry a check id and a severity (info, warning, error, critical);
 docs/SCAN.md lists them. --json prints one JSON object per target and line.
 
+--report URL sends what was seen to the server's inventory, which checks
+each chain again against its own roots; it needs an admin credential (--data
+on the CA host, else --cert and --key, with the CA's root from --data or
+MESHPKI_ROOT). 'meshpki scan schedule' has the server scan on its own.
+
 Exit code 0 when nothing at or above --fail-on was found, 3 when something
 was, 1 when a target could not be scanned (an address of a CIDR or a file of
-a directory that had nothing to scan is not an error).`,
+a directory that had nothing to scan is not an error) or the report failed.`,
 		Example: `  meshpki scan web.example.internal:443 https://api.example.com
   meshpki scan 10.0.0.0/24:443,8443 --root root.crt --json > scan.jsonl
   meshpki scan /etc/ssl/private /etc/nginx/tls --warn 30d,7d --fail-on error
   meshpki scan mail.example.internal:587 db.example.internal:5432
-  meshpki scan keystore.p12 --pkcs12-password file:/etc/app/p12.pass`,
+  meshpki scan keystore.p12 --pkcs12-password file:/etc/app/p12.pass
+  meshpki scan /etc/nginx/tls --report https://ca.example.internal:8443 --cert admin.crt --key admin.key`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{fmt.Errorf("missing TARGET (see '%s --help')", c.CommandPath())}
@@ -85,6 +94,11 @@ a directory that had nothing to scan is not an error).`,
 	f.BoolVar(&allowLarge, "allow-large", false, "allow a CIDR of more than 4096 addresses (up to 1048576)")
 	f.BoolVar(&noLint, "no-lint", false, "skip the zlint check")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per target and line")
+	f.StringVar(&reportURL, "report", "", "send the results to the inventory of the server at `URL`")
+	f.StringVar(&certFile, "cert", "", "admin certificate `FILE` for --report (default with --data: DIR/secrets/admin.crt)")
+	f.StringVar(&keyFile, "key", "", "private key `FILE` of --cert")
+	f.StringVar(&passwordFile, "password-file", "", "`FILE` holding the passphrase of an encrypted --key")
+	cmd.AddCommand(newScanScheduleCommand(s))
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		threshold, err := monitor.ParseSeverity(failOn)
 		if err != nil {
@@ -131,9 +145,32 @@ a directory that had nothing to scan is not an error).`,
 		if err != nil {
 			return err
 		}
+		if reportURL != "" {
+			conn := &connectFlags{mode: credentialAdmin, dataDir: dataDir, caURL: reportURL, certFile: certFile, keyFile: keyFile, passwordFile: passwordFile}
+			n, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (int, error) {
+				return cl.Report(ctx, scanReport(results))
+			})
+			if err != nil {
+				return fmt.Errorf("report to %s: %w", reportURL, err)
+			}
+			fmt.Fprintf(s.err, "Reported %d certificate chains to %s\n", n, reportURL)
+		}
 		return scanVerdict(s.err, results, threshold)
 	}
 	return cmd
+}
+
+// scanReport is what --report sends: every result, the chains as DER.
+func scanReport(results []monitor.Result) client.ScanReport {
+	report := client.ScanReport{Results: make([]client.ReportedResult, 0, len(results))}
+	for _, r := range results {
+		rr := client.ReportedResult{Scope: r.Scope, Target: r.Target, Kind: string(r.Kind), Error: r.Error, Silent: r.Silent, VerifyName: r.Source.VerifyName}
+		for _, c := range r.Certs {
+			rr.Chain = append(rr.Chain, c.Raw)
+		}
+		report.Results = append(report.Results, rr)
+	}
+	return report
 }
 
 // secretFrom reads a secret from where source says: file:PATH (its first

@@ -3,7 +3,6 @@ package cli
 import (
 	"crypto/tls"
 	"encoding/json"
-	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -25,25 +24,7 @@ func TestScanCommand(t *testing.T) {
 	writeTestFile(t, overdue, p.chainPEM(p.issue(t, key.Public(), "api", []string{"api.test"}, nil, nil, 10*time.Minute)), 0o644)
 
 	leaf := p.issue(t, key.Public(), "web", []string{"web.test"}, nil, nil, 20*time.Hour)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: key}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	endpoint := ln.Addr().String()
+	endpoint := serveLeaf(t, tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key})
 
 	code, out, errOut := invokeCLI(t, "", "scan", healthy, endpoint, "--sni", "web.test", "--root", p.rootFile)
 	if code != exitOK || !strings.Contains(out, "TARGET") || strings.Count(out, " ok ") != 2 {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/netguard"
 	"github.com/meshpki/meshpki/internal/server"
 )
 
@@ -27,6 +28,7 @@ func newServerCommand(s *streams) *cobra.Command {
 		logLevel  string
 		x509popCA string
 		redirects []string
+		scanAllow []string
 		logFormat string
 	)
 	cmd := &cobra.Command{
@@ -63,6 +65,11 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 				}
 				opts.ACMEValidation.AllowRedirectTo = append(opts.ACMEValidation.AllowRedirectTo, p.Masked())
 			}
+			allow, err := netguard.ParsePrefixes(scanAllow)
+			if err != nil {
+				return usageError{fmt.Errorf("--scan-allow: %w", err)}
+			}
+			opts.ScanAllow = allow
 			kt, err := keys.ParseKeyType(keyType)
 			if err != nil {
 				return usageError{err}
@@ -107,6 +114,7 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 	f.IntVar(&opts.ACMEValidation.TLSPort, "acme-tls-port", 443, "port ACME tls-alpn-01 challenges are checked on")
 	f.StringVar(&opts.ACMEValidation.Resolver, "acme-resolver", "", "`HOST:PORT` of the DNS server ACME validation asks (default: the system's)")
 	durationVar(f, &opts.ACMEValidation.Timeout, "acme-validation-timeout", 10*time.Second, "time limit of one ACME challenge validation")
+	f.StringSliceVar(&scanAllow, "scan-allow", nil, "`CIDR` scheduled scans may reach although it is loopback or link-local, e.g. 127.0.0.0/8 (repeatable)")
 	f.StringSliceVar(&redirects, "acme-allow-redirect-to", nil, "`CIDR` an http-01 redirect may lead into although it is loopback or private (repeatable; link-local never)")
 	f.StringVar(&x509popCA, "x509pop-ca", "", "PEM `FILE` of CAs whose certificates let nodes attest with x509pop")
 	return cmd

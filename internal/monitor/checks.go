@@ -37,6 +37,17 @@ const (
 var Checks = []string{CheckExpired, CheckNotYetValid, CheckExpiresSoon, CheckRenewalOverdue, CheckUntrustedChain,
 	CheckIncompleteChain, CheckHostname, CheckWeakKey, CheckWeakSignature, CheckSelfSigned, CheckRevoked, CheckLint}
 
+// TimeBound reports whether check's findings move with time alone: the
+// inventory keeps the others as a scan found them and works these out
+// whenever it is read.
+func TimeBound(check string) bool {
+	switch check {
+	case CheckExpired, CheckNotYetValid, CheckExpiresSoon, CheckRenewalOverdue:
+		return true
+	}
+	return false
+}
+
 // Severity orders findings: Info < Warning < Error < Critical.
 type Severity int
 
@@ -136,17 +147,9 @@ func (p *Policy) Check(chain []*x509.Certificate, src Source) []Finding {
 	if len(chain) == 0 {
 		return nil
 	}
-	now := time.Now()
-	if p.Now != nil {
-		now = p.Now()
-	}
-	warn := p.Warn
-	if len(warn) == 0 {
-		warn = DefaultWarn
-	}
-	var out []Finding
+	now := p.now()
+	out := p.Timely(chain)
 	for i, cert := range chain {
-		out = append(out, validity(i, cert, now, warn)...)
 		out = append(out, weakness(i, cert)...)
 	}
 	out = append(out, p.trust(chain, src, now)...)
@@ -155,6 +158,27 @@ func (p *Policy) Check(chain []*x509.Certificate, src Source) []Finding {
 	}
 	SortFindings(out)
 	return out
+}
+
+// Timely runs the time-bound checks alone (see TimeBound), unsorted.
+func (p *Policy) Timely(chain []*x509.Certificate) []Finding {
+	now := p.now()
+	warn := p.Warn
+	if len(warn) == 0 {
+		warn = DefaultWarn
+	}
+	var out []Finding
+	for i, cert := range chain {
+		out = append(out, validity(i, cert, now, warn)...)
+	}
+	return out
+}
+
+func (p *Policy) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
 }
 
 // SortFindings orders findings worst first, then by check id and

@@ -30,8 +30,7 @@ var ErrNoCertificate = errors.New("no certificate in it (not PEM, DER or PKCS#12
 // dialChain connects to t, speaks its STARTTLS protocol if any, completes
 // a TLS handshake and returns the chain the server presented, unverified.
 // Everything, connect included, ends by ctx's deadline.
-func dialChain(ctx context.Context, t Target) ([]*x509.Certificate, error) {
-	var d net.Dialer
+func dialChain(ctx context.Context, d *net.Dialer, t Target) ([]*x509.Certificate, error) {
 	conn, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {
 		return nil, dialError(ctx, "connect", err)

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshpki/meshpki/internal/netguard"
 )
 
 // Result is what scanning one target found: the chain it presented or
@@ -23,6 +26,12 @@ type Result struct {
 	// Silent marks a target expanded from a CIDR or a directory that had
 	// nothing to scan (no listener, no certificate); it is not an error.
 	Silent bool `json:"-"`
+	// Scope is the argument the target came from (Target.Scope).
+	Scope string `json:"-"`
+	// Certs is the chain itself, leaf first.
+	Certs []*x509.Certificate `json:"-"`
+	// Source is where the chain came from, as the checks saw it.
+	Source Source `json:"-"`
 }
 
 // Scanner scans targets with bounded concurrency.
@@ -39,6 +48,9 @@ type Scanner struct {
 	// Progress, if set, is called after each target with how many are
 	// done; calls come from one goroutine at a time.
 	Progress func(done, total int)
+	// Dialer connects to endpoints (default: a plain net.Dialer). The
+	// server's carries a netguard.Guard.
+	Dialer *net.Dialer
 }
 
 // DefaultConcurrency and DefaultTimeout are Scanner's defaults.
@@ -92,7 +104,7 @@ func (s *Scanner) Scan(ctx context.Context, targets []Target) []Result {
 
 func (s *Scanner) scanOne(ctx context.Context, t Target) []Result {
 	if err := ctx.Err(); err != nil {
-		return []Result{{Target: t.Name, Kind: t.Kind, Error: err.Error()}}
+		return []Result{{Target: t.Name, Scope: t.Scope, Kind: t.Kind, Error: err.Error()}}
 	}
 	if t.Kind == KindFile {
 		return s.scanFile(t)
@@ -103,24 +115,32 @@ func (s *Scanner) scanOne(ctx context.Context, t Target) []Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	chain, err := dialChain(ctx, t)
-	if err != nil {
-		return []Result{{Target: t.Name, Kind: t.Kind, Error: err.Error(), Silent: t.Expanded && silent(err)}}
+	d := s.Dialer
+	if d == nil {
+		d = &net.Dialer{}
 	}
-	return []Result{s.result(t.Name, t.Kind, chain, Source{Endpoint: true, VerifyName: t.VerifyName})}
+	chain, err := dialChain(ctx, d, t)
+	if err != nil {
+		return []Result{{Target: t.Name, Scope: t.Scope, Kind: t.Kind, Error: err.Error(), Silent: t.Expanded && silent(err)}}
+	}
+	return []Result{s.result(t, t.Name, chain, Source{Endpoint: true, VerifyName: t.VerifyName})}
 }
 
-// silent reports whether err means nothing listens there.
+// silent reports whether err means nothing listens there. A connection
+// the server's guard refused is not silence.
 func silent(err error) bool {
-	var connect *stepError
-	return errors.As(err, &connect) && connect.step == "connect"
+	var (
+		connect *stepError
+		refused *netguard.RefusedError
+	)
+	return errors.As(err, &connect) && connect.step == "connect" && !errors.As(err, &refused)
 }
 
 func (s *Scanner) scanFile(t Target) []Result {
 	certs, err := ReadFile(t.Path, s.PKCS12Password)
 	if err != nil {
 		quiet := t.Expanded && (errors.Is(err, ErrNoCertificate) || errors.Is(err, fs.ErrPermission))
-		return []Result{{Target: t.Name, Kind: t.Kind, Error: err.Error(), Silent: quiet}}
+		return []Result{{Target: t.Name, Scope: t.Scope, Kind: t.Kind, Error: err.Error(), Silent: quiet}}
 	}
 	var out []Result
 	for i, chain := range SplitChains(certs) {
@@ -128,13 +148,19 @@ func (s *Scanner) scanFile(t Target) []Result {
 		if i > 0 {
 			name = fmt.Sprintf("%s#%d", t.Name, i+1)
 		}
-		out = append(out, s.result(name, t.Kind, chain, Source{}))
+		out = append(out, s.result(t, name, chain, Source{}))
 	}
 	return out
 }
 
-func (s *Scanner) result(name string, kind Kind, chain []*x509.Certificate, src Source) Result {
-	r := Result{Target: name, Kind: kind, Findings: s.Policy.Check(chain, src)}
+func (s *Scanner) result(t Target, name string, chain []*x509.Certificate, src Source) Result {
+	return s.Policy.Result(t.Scope, name, t.Kind, chain, src)
+}
+
+// Result is the Result of reading chain at target name under scope: the
+// chain described and checked.
+func (p *Policy) Result(scope, name string, kind Kind, chain []*x509.Certificate, src Source) Result {
+	r := Result{Target: name, Scope: scope, Kind: kind, Findings: p.Check(chain, src), Certs: chain, Source: src}
 	for _, c := range chain {
 		r.Chain = append(r.Chain, Describe(c))
 	}

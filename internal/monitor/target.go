@@ -59,6 +59,8 @@ type Target struct {
 	StartTLS string
 	// Path is a file's path.
 	Path string
+	// Scope is the argument the target came from, as given.
+	Scope string
 	// Expanded marks a target that stands for part of what the user named
 	// (an address of a CIDR, a file of a directory): silence from it is
 	// not an error, it is simply not there.
@@ -74,6 +76,9 @@ type TargetOptions struct {
 	StartTLS string
 	// AllowLarge lifts MaxRangeAddresses.
 	AllowLarge bool
+	// NetworkOnly refuses files and directories: the server scans only
+	// endpoints, and files are scanned on their own host.
+	NetworkOnly bool
 }
 
 // MaxRangeAddresses is the most addresses a CIDR may expand to without
@@ -97,6 +102,9 @@ func ParseTargets(args []string, opts TargetOptions) ([]Target, error) {
 		if err != nil {
 			return nil, err
 		}
+		for i := range ts {
+			ts[i].Scope = arg
+		}
 		out = append(out, ts...)
 	}
 	return out, nil
@@ -106,7 +114,11 @@ func parseTarget(arg string, opts TargetOptions) ([]Target, error) {
 	if arg == "" {
 		return nil, errors.New("an empty target")
 	}
-	if info, err := os.Stat(arg); err == nil {
+	if opts.NetworkOnly {
+		if strings.HasPrefix(arg, "/") || strings.HasPrefix(arg, ".") {
+			return nil, fmt.Errorf("%s: the server scans endpoints only; scan files on their host with meshpki scan --report", clip(arg))
+		}
+	} else if info, err := os.Stat(arg); err == nil {
 		if info.IsDir() {
 			return walkDir(arg)
 		}

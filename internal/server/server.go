@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,6 +39,8 @@ import (
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/certlint"
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/monitor"
+	"github.com/meshpki/meshpki/internal/netguard"
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/provisioner"
@@ -101,6 +104,11 @@ type Options struct {
 	// DefaultTimeouts). Long-lived gRPC streams of the node API are exempt
 	// from the read and write timeouts; HTTP/2 pings find dead peers.
 	Timeouts Timeouts
+	// ScanAllow are networks scheduled scans may reach although they are
+	// loopback or link-local (see netguard); none by default.
+	ScanAllow []netip.Prefix
+	// ScanTick is how often due scan schedules are looked for (default 5s).
+	ScanTick time.Duration
 	// Keystore opens where the server keeps every key it holds, given the
 	// data directory and the CA passphrase (nil: keys.NewFileBackend on
 	// DIR/ca/keys). Nothing else in the server knows where keys live.
@@ -205,6 +213,7 @@ type Server struct {
 	api          *api.Server
 	acme         *acme.Server
 	nodes        *nodeapi.Server
+	scheduler    *monitor.Scheduler
 	tlsCert      atomic.Pointer[tls.Certificate]
 	listener     net.Listener
 	publicURL    string
@@ -360,7 +369,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners, Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted, Registry: reg, Logger: s.log, Clock: s.now})
+	inventory := &monitor.Inventory{Store: st, Policy: &monitor.Policy{Roots: s.scanRoots(), Lint: true, Now: s.now}}
+	s.scheduler = &monitor.Scheduler{Store: st, Inventory: inventory, Guard: netguard.Guard{Allow: opts.ScanAllow},
+		Tick: opts.ScanTick, Clock: s.now, Logger: s.log}
+	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners,
+		Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
+		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.scheduler.Wake,
+		Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
 	}
@@ -368,6 +383,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	st.ObserveCommits(apiSrv.Metrics().ObserveBatch)
 	ok = true
 	return s, nil
+}
+
+// scanRoots are the roots scanned chains are checked against: the
+// system's and this CA's.
+func (s *Server) scanRoots() *x509.CertPool {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	pool.AddCert(s.hierarchy.Root())
+	return pool
 }
 
 // openCA initialises an empty data directory, then unlocks and loads the CA.
@@ -471,6 +497,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	run("issuance path", coreCtx, s.authority.Run)
 	run("ACME validation", coreCtx, s.acme.Run)
 	run("node API", nodesCtx, s.nodes.Run)
+	run("scan schedules", coreCtx, s.scheduler.Run)
 
 	if err := s.startServing(coreCtx, httpCtx, run); err != nil {
 		stopCore()

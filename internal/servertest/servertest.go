@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,9 @@ type Options struct {
 	Timeouts server.Timeouts
 	// Keystore, if set, replaces the file keystore in DIR/ca/keys.
 	Keystore func(dataDir string, passphrase []byte) (keys.Keystore, error)
+	// ScanAllow lets scheduled scans reach these networks (a test's
+	// endpoints on loopback); scans look for due schedules every 50ms.
+	ScanAllow []netip.Prefix
 }
 
 // Instance is a running server.
@@ -102,6 +106,8 @@ func Start(t testing.TB, o Options) *Instance {
 		X509PoPRoots:   o.X509PoPRoots,
 		Timeouts:       o.Timeouts,
 		Keystore:       o.Keystore,
+		ScanAllow:      o.ScanAllow,
+		ScanTick:       50 * time.Millisecond,
 	})
 	if err != nil {
 		cancel()

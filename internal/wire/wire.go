@@ -244,3 +244,111 @@ type EABKeyInfo struct {
 type EABKeyList struct {
 	Keys []EABKeyInfo `json:"keys"`
 }
+
+// Finding is one problem a check found (see docs/SCAN.md for the check
+// ids).
+type Finding struct {
+	Check    string `json:"check"`
+	Severity string `json:"severity"` // info, warning, error or critical
+	Message  string `json:"message"`
+	// Certificate is the index in the chain of the certificate the
+	// finding is about: 0 is the leaf.
+	Certificate int `json:"certificate"`
+}
+
+// InventoryItem is one certificate of GET /v1/inventory.
+type InventoryItem struct {
+	Source string `json:"source"` // "issued" or "scanned"
+	// Fingerprint is the lowercase hex SHA-256 of a scanned certificate:
+	// its key in GET /v1/inventory/{fingerprint}.
+	Fingerprint string       `json:"fingerprint_sha256,omitempty"`
+	Serial      store.Serial `json:"serial"`
+	Subject     string       `json:"subject"`
+	Issuer      string       `json:"issuer"`
+	Provisioner string       `json:"provisioner,omitempty"`
+	Names       []string     `json:"names"`
+	NotBefore   time.Time    `json:"not_before"`
+	NotAfter    time.Time    `json:"not_after"`
+	// Status of an issued certificate: valid, revoked or expired.
+	Status string `json:"status,omitempty"`
+	// Active: a scanned certificate is current at some location; an
+	// issued one is valid and not renewed.
+	Active       bool         `json:"active"`
+	Replaced     bool         `json:"replaced,omitempty"`
+	IssuedSerial store.Serial `json:"issued_serial,omitempty"`
+	FirstSeen    time.Time    `json:"first_seen"`
+	LastSeen     time.Time    `json:"last_seen"`
+	Findings     []Finding    `json:"findings"`
+	// Chain (PEM, leaf first) and Sightings only in
+	// GET /v1/inventory/{fingerprint}.
+	Chain     string     `json:"chain,omitempty"`
+	Sightings []Sighting `json:"sightings,omitempty"`
+}
+
+// Sighting is where and when a scan saw a certificate.
+type Sighting struct {
+	Scope     string    `json:"scope"`
+	Location  string    `json:"location"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Current   bool      `json:"current"`
+	Findings  []Finding `json:"findings"`
+}
+
+// InventoryPage is one page of GET /v1/inventory, soonest expiry first.
+// Next is empty on the last page.
+type InventoryPage struct {
+	Items []InventoryItem `json:"items"`
+	Next  string          `json:"next"`
+}
+
+// ScanReport is the body of POST /v1/inventory/reports: what a scan run
+// elsewhere (meshpki scan --report) saw. The server checks each chain
+// itself, against its own roots.
+type ScanReport struct {
+	Results []ReportedResult `json:"results"`
+	// Hold is how long a certificate no longer presented stays current
+	// (default 1h; see docs/SCAN.md).
+	Hold policy.Duration `json:"hold,omitempty"`
+}
+
+// ReportedResult is one target of a ScanReport.
+type ReportedResult struct {
+	Scope  string `json:"scope"`  // the argument the target came from
+	Target string `json:"target"` // the endpoint or file
+	Kind   string `json:"kind"`   // "endpoint" or "file"
+	Error  string `json:"error,omitempty"`
+	// Silent: a target expanded from a range or directory with nothing
+	// there.
+	Silent bool `json:"silent,omitempty"`
+	// VerifyName is the name an endpoint's certificate must be valid for.
+	VerifyName string `json:"verify_name,omitempty"`
+	// Chain is DER, leaf first.
+	Chain [][]byte `json:"chain,omitempty"`
+}
+
+// ScanReportResult answers POST /v1/inventory/reports.
+type ScanReportResult struct {
+	Recorded int `json:"recorded"`
+}
+
+// ScanSchedule is a scan the server runs every Every: the body of POST
+// /v1/scan/schedules and an item of GET /v1/scan/schedules.
+type ScanSchedule struct {
+	Name       string          `json:"name"`
+	Targets    []string        `json:"targets"`
+	Every      policy.Duration `json:"every"`
+	SNI        string          `json:"sni,omitempty"`
+	StartTLS   string          `json:"starttls,omitempty"`
+	Timeout    policy.Duration `json:"timeout,omitempty"`
+	AllowLarge bool            `json:"allow_large,omitempty"`
+	NextRun    time.Time       `json:"next_run,omitzero"`
+	LastRun    time.Time       `json:"last_run,omitzero"`
+	LastError  string          `json:"last_error,omitempty"`
+	CreatedAt  time.Time       `json:"created_at,omitzero"`
+}
+
+// ScanScheduleList answers GET /v1/scan/schedules.
+type ScanScheduleList struct {
+	Schedules []ScanSchedule `json:"schedules"`
+}

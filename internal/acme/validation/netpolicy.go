@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+
+	"github.com/meshpki/meshpki/internal/netguard"
 )
 
 // Where validation may connect. The CA's own requests are a way into the
@@ -20,44 +22,15 @@ import (
 //     (RFC 1918, RFC 6598 shared space, fc00::/7) only when the identifier
 //     itself resolved to a private address — unless [Config.AllowRedirectTo]
 //     names the network.
-type addrClass int
+type addrClass = netguard.Class
 
 const (
-	classPublic addrClass = iota
-	classPrivate
-	classLoopback
-	classLinkLocal
+	classPrivate   = netguard.Private
+	classLoopback  = netguard.Loopback
+	classLinkLocal = netguard.LinkLocal
 )
 
-var (
-	sharedSpace = netip.MustParsePrefix("100.64.0.0/10")     // RFC 6598
-	awsMetadata = netip.MustParsePrefix("fd00:ec2::254/128") // AWS IPv6 metadata
-)
-
-func classify(addr netip.Addr) addrClass {
-	addr = addr.Unmap()
-	switch {
-	case addr.IsLinkLocalUnicast() || addr.IsLinkLocalMulticast() || awsMetadata.Contains(addr):
-		return classLinkLocal
-	case addr.IsLoopback():
-		return classLoopback
-	case addr.IsPrivate() || sharedSpace.Contains(addr):
-		return classPrivate
-	}
-	return classPublic
-}
-
-func (c addrClass) String() string {
-	switch c {
-	case classPrivate:
-		return "a private address"
-	case classLoopback:
-		return "a loopback address"
-	case classLinkLocal:
-		return "a link-local address"
-	}
-	return "a public address"
-}
+func classify(addr netip.Addr) addrClass { return netguard.Classify(addr) }
 
 // fetchState follows one validation's connections: whether a redirect is
 // being followed, and the class of the identifier's address connected to.
