@@ -2,8 +2,6 @@ package acme
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -81,37 +79,10 @@ func (s *Server) requireACMEProvisioner(ctx context.Context, name string) error 
 	return nil
 }
 
-func (s *Server) aead() (cipher.AEAD, error) {
-	block, err := aes.NewCipher(s.sealKey)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
-
 // seal encrypts an EAB key, bound to its id.
-func (s *Server) seal(id string, key []byte) ([]byte, error) {
-	aead, err := s.aead()
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return aead.Seal(nonce, nonce, key, []byte(id)), nil
-}
+func (s *Server) seal(id string, key []byte) ([]byte, error) { return s.sealer.Seal(id, key) }
 
-func (s *Server) unseal(id string, sealed []byte) ([]byte, error) {
-	aead, err := s.aead()
-	if err != nil {
-		return nil, err
-	}
-	if len(sealed) < aead.NonceSize() {
-		return nil, errors.New("sealed EAB key is too short")
-	}
-	return aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(id))
-}
+func (s *Server) unseal(id string, sealed []byte) ([]byte, error) { return s.sealer.Open(id, sealed) }
 
 // verifyEAB checks an externalAccountBinding JWS: HMAC over the account key
 // with an unbound key of this provisioner, url equal to newAccount's, no

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -92,7 +93,7 @@ type Server struct {
 	revoker   *revocation.Service
 	base      string
 	nonces    *nonces
-	sealKey   []byte
+	sealer    *keys.Sealer
 	validator *validation.Validator
 	jobs      chan *validationJob
 	workers   int
@@ -143,7 +144,11 @@ func New(cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	s.nonces = &nonces{key: derive(cfg.Secret, "meshpki acme nonce v1"), st: cfg.Store, now: s.now}
-	s.sealKey = derive(cfg.Secret, "meshpki acme eab seal v1")
+	sealer, err := keys.NewSealer(cfg.Secret, "meshpki acme eab seal v1")
+	if err != nil {
+		return nil, err
+	}
+	s.sealer = sealer
 	s.jobs = make(chan *validationJob, 4*s.workers)
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {

@@ -216,6 +216,7 @@ type Store interface {
 	Nodes
 	Inventory
 	ScanSchedules
+	Alerts
 	// Ping checks the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

@@ -318,6 +318,62 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX scan_schedules_next_run ON scan_schedules (next_run)`,
 	},
+	// 6: alerting: channels (their secrets sealed by the server), rules,
+	// the state of each alert, the outbox of notifications (kept as
+	// history once delivered), and leases that make one replica at a time
+	// run a singleton job.
+	{
+		`CREATE TABLE alert_channels (
+			name       {keytext} PRIMARY KEY,
+			kind       TEXT NOT NULL,
+			is_default INTEGER NOT NULL, -- 0 or 1
+			public     TEXT NOT NULL, -- JSON, shown
+			sealed     {bytes} NOT NULL, -- the whole configuration, sealed
+			created_at BIGINT NOT NULL
+		)`,
+		`CREATE TABLE alert_rules (
+			name       {keytext} PRIMARY KEY,
+			channel    TEXT NOT NULL,
+			spec       TEXT NOT NULL, -- JSON
+			created_at BIGINT NOT NULL
+		)`,
+		`CREATE TABLE alerts (
+			alert_key     {keytext} PRIMARY KEY,
+			rule          TEXT NOT NULL,
+			channel       TEXT NOT NULL,
+			certificate   TEXT NOT NULL,
+			check_id      TEXT NOT NULL,
+			threshold     TEXT NOT NULL,
+			severity      TEXT NOT NULL,
+			summary       TEXT NOT NULL,
+			labels        TEXT NOT NULL, -- JSON object
+			state         TEXT NOT NULL CHECK (state IN ('firing', 'resolved')),
+			fired_at      BIGINT NOT NULL,
+			last_notified BIGINT,
+			absent_since  BIGINT,
+			resolved_at   BIGINT
+		){keyed}`,
+		`CREATE INDEX alerts_state ON alerts (state, alert_key)`,
+		`CREATE TABLE alert_outbox (
+			id           {rowid},
+			channel      TEXT NOT NULL,
+			status       TEXT NOT NULL,
+			alerts       INTEGER NOT NULL,
+			payload      TEXT NOT NULL, -- JSON
+			attempts     INTEGER NOT NULL,
+			next_attempt BIGINT NOT NULL,
+			created_at   BIGINT NOT NULL,
+			delivered_at BIGINT,
+			failed_at    BIGINT,
+			last_error   TEXT NOT NULL
+		)`,
+		`CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt) WHERE delivered_at IS NULL AND failed_at IS NULL`,
+		`CREATE TABLE leases (
+			name     {keytext} PRIMARY KEY,
+			holder   TEXT NOT NULL,
+			until_at BIGINT NOT NULL
+		)`,
+	},
 }
 
 // render fills in the dialect's parts of a migration statement.

@@ -1,0 +1,335 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// Alert channels, rules, alert states, the outbox and leases.
+
+const (
+	channelColumns      = `name, kind, is_default, public, sealed, created_at`
+	ruleColumns         = `name, channel, spec, created_at`
+	alertColumns        = `alert_key, rule, channel, certificate, check_id, threshold, severity, summary, labels, state, fired_at, last_notified, absent_since, resolved_at`
+	notificationColumns = `id, channel, status, alerts, payload, attempts, next_attempt, created_at, delivered_at, failed_at, last_error`
+)
+
+// Statements of the alert writes, constant for the SQLite writer.
+const (
+	insertChannel     = `INSERT INTO alert_channels (` + channelColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING`
+	channelInUse      = `SELECT count(*) FROM alert_rules WHERE channel = $1`
+	deleteChannel     = `DELETE FROM alert_channels WHERE name = $1`
+	channelExists     = `SELECT count(*) FROM alert_channels WHERE name = $1`
+	insertRule        = `INSERT INTO alert_rules (` + ruleColumns + `) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING`
+	upsertAlert       = `INSERT INTO alerts (` + alertColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		ON CONFLICT (alert_key) DO UPDATE SET rule = excluded.rule, channel = excluded.channel, certificate = excluded.certificate,
+			check_id = excluded.check_id, threshold = excluded.threshold, severity = excluded.severity, summary = excluded.summary,
+			labels = excluded.labels, state = excluded.state, fired_at = excluded.fired_at, last_notified = excluded.last_notified,
+			absent_since = excluded.absent_since, resolved_at = excluded.resolved_at`
+	insertNotification = `INSERT INTO alert_outbox (channel, status, alerts, payload, attempts, next_attempt, created_at, delivered_at, failed_at, last_error)
+		VALUES ($1, $2, $3, $4, 0, $5, $6, NULL, NULL, '')`
+	dueNotification           = `SELECT id FROM alert_outbox WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt <= $1 ORDER BY next_attempt, id LIMIT 1`
+	dueNotificationSkipLocked = dueNotification + ` FOR UPDATE SKIP LOCKED`
+	leaseNotification         = `UPDATE alert_outbox SET next_attempt = $2 WHERE id = $1`
+	finishNotification        = `UPDATE alert_outbox SET attempts = $2, next_attempt = $3, delivered_at = $4, failed_at = $5, last_error = $6 WHERE id = $1`
+	acquireLease              = `INSERT INTO leases (name, holder, until_at) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_at = excluded.until_at
+		WHERE leases.holder = excluded.holder OR leases.until_at < $4`
+)
+
+// CreateChannel stores c; store.ErrConflict if the name exists.
+func (s *Store) CreateChannel(ctx context.Context, c store.AlertChannel, ev audit.Event) error {
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: create channel %s: %w", c.Name, err)
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = s.now()
+	}
+	return s.changeOneRow(ctx, "create channel "+c.Name, events, store.ErrConflict, insertChannel,
+		c.Name, c.Kind, boolInt(c.Default), string(c.Public), nonNil(c.Sealed), micros(c.CreatedAt))
+}
+
+// DeleteChannel removes a channel no rule uses.
+func (s *Store) DeleteChannel(ctx context.Context, name string, ev audit.Event) error {
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: delete channel %s: %w", name, err)
+	}
+	return s.lockedTx(ctx, "delete channel "+name, func(w writer, emit func(...pendingEvent)) error {
+		var n int64
+		if err := w.queryRow(ctx, channelInUse, []any{name}, &n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%d rules use it: %w", n, store.ErrConflict)
+		}
+		res, err := w.exec(ctx, deleteChannel, name)
+		if err != nil {
+			return err
+		}
+		if err := expectOneRow(res, store.ErrNotFound); err != nil {
+			return err
+		}
+		emit(events...)
+		return nil
+	})
+}
+
+func scanChannel(row scanner) (store.AlertChannel, error) {
+	var (
+		c       store.AlertChannel
+		def     int
+		public  string
+		created int64
+	)
+	if err := row.Scan(&c.Name, &c.Kind, &def, &public, &c.Sealed, &created); err != nil {
+		return c, err
+	}
+	c.Default, c.Public, c.CreatedAt = def == 1, []byte(public), fromMicros(created)
+	return c, nil
+}
+
+// GetChannel returns a channel or store.ErrNotFound.
+func (s *Store) GetChannel(ctx context.Context, name string) (store.AlertChannel, error) {
+	c, err := scanChannel(s.read.QueryRowContext(ctx, `SELECT `+channelColumns+` FROM alert_channels WHERE name = $1`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("sqlstore: channel %s: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("sqlstore: get channel %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// ListChannels returns every channel by name.
+func (s *Store) ListChannels(ctx context.Context) ([]store.AlertChannel, error) {
+	return listRows(ctx, s, "list channels", `SELECT `+channelColumns+` FROM alert_channels ORDER BY name`, scanChannel)
+}
+
+// listRows runs query and scans each row with scan.
+func listRows[T any](ctx context.Context, s *Store, what, query string, scan func(scanner) (T, error), args ...any) ([]T, error) {
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// CreateRule stores r; store.ErrConflict if the name exists,
+// store.ErrNotFound when its channel does not.
+func (s *Store) CreateRule(ctx context.Context, r store.AlertRule, ev audit.Event) error {
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: create rule %s: %w", r.Name, err)
+	}
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = s.now()
+	}
+	return s.lockedTx(ctx, "create rule "+r.Name, func(w writer, emit func(...pendingEvent)) error {
+		var n int64
+		if err := w.queryRow(ctx, channelExists, []any{r.Channel}, &n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("channel %s: %w", r.Channel, store.ErrNotFound)
+		}
+		res, err := w.exec(ctx, insertRule, r.Name, r.Channel, string(r.Spec), micros(r.CreatedAt))
+		if err != nil {
+			return err
+		}
+		if err := expectOneRow(res, store.ErrConflict); err != nil {
+			return err
+		}
+		emit(events...)
+		return nil
+	})
+}
+
+// DeleteRule removes a rule; store.ErrNotFound if absent.
+func (s *Store) DeleteRule(ctx context.Context, name string, ev audit.Event) error {
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: delete rule %s: %w", name, err)
+	}
+	return s.changeOneRow(ctx, "delete rule "+name, events, store.ErrNotFound, `DELETE FROM alert_rules WHERE name = $1`, name)
+}
+
+// ListRules returns every rule by name.
+func (s *Store) ListRules(ctx context.Context) ([]store.AlertRule, error) {
+	return listRows(ctx, s, "list rules", `SELECT `+ruleColumns+` FROM alert_rules ORDER BY name`, func(row scanner) (store.AlertRule, error) {
+		var (
+			r       store.AlertRule
+			spec    string
+			created int64
+		)
+		err := row.Scan(&r.Name, &r.Channel, &spec, &created)
+		r.Spec, r.CreatedAt = []byte(spec), fromMicros(created)
+		return r, err
+	})
+}
+
+func scanAlert(row scanner) (store.Alert, error) {
+	var (
+		a                              store.Alert
+		labels                         string
+		fired                          int64
+		notified, absent, resolvedTime sql.NullInt64
+	)
+	if err := row.Scan(&a.Key, &a.Rule, &a.Channel, &a.Certificate, &a.Check, &a.Threshold, &a.Severity, &a.Summary,
+		&labels, &a.State, &fired, &notified, &absent, &resolvedTime); err != nil {
+		return a, err
+	}
+	a.Labels, a.FiredAt = []byte(labels), fromMicros(fired)
+	a.LastNotified, a.AbsentSince, a.ResolvedAt = fromNullMicros(notified), fromNullMicros(absent), fromNullMicros(resolvedTime)
+	return a, nil
+}
+
+// ListAlerts returns one page of alerts ordered by key.
+func (s *Store) ListAlerts(ctx context.Context, f store.AlertFilter) ([]store.Alert, string, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	limit = min(limit, 10000)
+	alerts, err := listRows(ctx, s, "list alerts", `SELECT `+alertColumns+` FROM alerts
+		WHERE ($1 = '' OR state = $1) AND alert_key > $2 ORDER BY alert_key LIMIT $3`, scanAlert, f.State, f.After, limit+1)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(alerts) > limit {
+		alerts = alerts[:limit]
+		next = alerts[limit-1].Key
+	}
+	return alerts, next, nil
+}
+
+// ApplyAlerts writes alert states and queues notifications in one
+// transaction.
+func (s *Store) ApplyAlerts(ctx context.Context, alerts []store.Alert, queue []store.Notification) error {
+	if len(alerts) == 0 && len(queue) == 0 {
+		return nil
+	}
+	now := s.now()
+	return s.writeTx(ctx, "apply alerts", func(w writer) error {
+		for _, a := range alerts {
+			labels := string(a.Labels)
+			if labels == "" {
+				labels = "{}"
+			}
+			if _, err := w.exec(ctx, upsertAlert, a.Key, a.Rule, a.Channel, a.Certificate, a.Check, a.Threshold, a.Severity, a.Summary,
+				labels, a.State, micros(a.FiredAt), nullMicros(a.LastNotified), nullMicros(a.AbsentSince), nullMicros(a.ResolvedAt)); err != nil {
+				return err
+			}
+		}
+		for _, n := range queue {
+			created := n.CreatedAt
+			if created.IsZero() {
+				created = now
+			}
+			next := n.NextAttempt
+			if next.IsZero() {
+				next = created
+			}
+			if _, err := w.exec(ctx, insertNotification, n.Channel, n.Status, n.Alerts, string(n.Payload), micros(next), micros(created)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func scanNotification(row scanner) (store.Notification, error) {
+	var (
+		n                  store.Notification
+		payload            string
+		next, created      int64
+		delivered, failedT sql.NullInt64
+	)
+	if err := row.Scan(&n.ID, &n.Channel, &n.Status, &n.Alerts, &payload, &n.Attempts, &next, &created, &delivered, &failedT, &n.LastError); err != nil {
+		return n, err
+	}
+	n.Payload, n.NextAttempt, n.CreatedAt = []byte(payload), fromMicros(next), fromMicros(created)
+	n.DeliveredAt, n.FailedAt = fromNullMicros(delivered), fromNullMicros(failedT)
+	return n, nil
+}
+
+// ClaimNotification leases the notification due longest.
+func (s *Store) ClaimNotification(ctx context.Context, now time.Time, lease time.Duration) (store.Notification, error) {
+	due := dueNotification
+	if s.sqlite == nil {
+		due = dueNotificationSkipLocked
+	}
+	var id int64
+	err := s.writeTx(ctx, "claim notification", func(w writer) error {
+		if err := w.queryRow(ctx, due, []any{micros(now)}, &id); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return store.ErrNotFound
+			}
+			return err
+		}
+		_, err := w.exec(ctx, leaseNotification, id, micros(now.Add(lease)))
+		return err
+	})
+	if err != nil {
+		return store.Notification{}, err
+	}
+	n, err := scanNotification(s.read.QueryRowContext(ctx, `SELECT `+notificationColumns+` FROM alert_outbox WHERE id = $1`, id))
+	if err != nil {
+		return n, fmt.Errorf("sqlstore: claim notification %d: %w", id, err)
+	}
+	return n, nil
+}
+
+// FinishNotification records an attempt.
+func (s *Store) FinishNotification(ctx context.Context, n store.Notification) error {
+	return s.writeTx(ctx, "finish notification", func(w writer) error {
+		res, err := w.exec(ctx, finishNotification, n.ID, n.Attempts, micros(n.NextAttempt), nullMicros(n.DeliveredAt), nullMicros(n.FailedAt), n.LastError)
+		if err != nil {
+			return err
+		}
+		return expectOneRow(res, store.ErrNotFound)
+	})
+}
+
+// ListNotifications returns the latest notifications, newest first.
+func (s *Store) ListNotifications(ctx context.Context, limit int) ([]store.Notification, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	return listRows(ctx, s, "list notifications", `SELECT `+notificationColumns+` FROM alert_outbox ORDER BY id DESC LIMIT $1`, scanNotification, limit)
+}
+
+// AcquireLease takes or renews the named lease for holder.
+func (s *Store) AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error) {
+	var got bool
+	err := s.writeTx(ctx, "acquire lease "+name, func(w writer) error {
+		res, err := w.exec(ctx, acquireLease, name, holder, micros(now.Add(ttl)), micros(now))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		got = n == 1
+		return err
+	})
+	return got, err
+}
