@@ -22,12 +22,12 @@ const (
 
 // Statements of the alert writes, constant for the SQLite writer.
 const (
-	insertChannel     = `INSERT INTO alert_channels (` + channelColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING`
-	channelInUse      = `SELECT count(*) FROM alert_rules WHERE channel = $1`
-	deleteChannel     = `DELETE FROM alert_channels WHERE name = $1`
-	channelExists     = `SELECT count(*) FROM alert_channels WHERE name = $1`
-	insertRule        = `INSERT INTO alert_rules (` + ruleColumns + `) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING`
-	upsertAlert       = `INSERT INTO alerts (` + alertColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+	insertChannel = `INSERT INTO alert_channels (` + channelColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING`
+	channelInUse  = `SELECT count(*) FROM alert_rules WHERE channel = $1`
+	deleteChannel = `DELETE FROM alert_channels WHERE name = $1`
+	channelExists = `SELECT count(*) FROM alert_channels WHERE name = $1`
+	insertRule    = `INSERT INTO alert_rules (` + ruleColumns + `) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING`
+	upsertAlert   = `INSERT INTO alerts (` + alertColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (alert_key) DO UPDATE SET rule = excluded.rule, channel = excluded.channel, certificate = excluded.certificate,
 			check_id = excluded.check_id, threshold = excluded.threshold, severity = excluded.severity, summary = excluded.summary,
 			labels = excluded.labels, state = excluded.state, fired_at = excluded.fired_at, last_notified = excluded.last_notified,
@@ -110,28 +110,7 @@ func (s *Store) GetChannel(ctx context.Context, name string) (store.AlertChannel
 
 // ListChannels returns every channel by name.
 func (s *Store) ListChannels(ctx context.Context) ([]store.AlertChannel, error) {
-	return listRows(ctx, s, "list channels", `SELECT `+channelColumns+` FROM alert_channels ORDER BY name`, scanChannel)
-}
-
-// listRows runs query and scans each row with scan.
-func listRows[T any](ctx context.Context, s *Store, what, query string, scan func(scanner) (T, error), args ...any) ([]T, error) {
-	rows, err := s.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
-	}
-	return out, nil
+	return queryAll(ctx, s.read, "list channels", scanChannel, `SELECT `+channelColumns+` FROM alert_channels ORDER BY name`)
 }
 
 // CreateRule stores r; store.ErrConflict if the name exists,
@@ -175,7 +154,7 @@ func (s *Store) DeleteRule(ctx context.Context, name string, ev audit.Event) err
 
 // ListRules returns every rule by name.
 func (s *Store) ListRules(ctx context.Context) ([]store.AlertRule, error) {
-	return listRows(ctx, s, "list rules", `SELECT `+ruleColumns+` FROM alert_rules ORDER BY name`, func(row scanner) (store.AlertRule, error) {
+	return queryAll(ctx, s.read, "list rules", func(row scanner) (store.AlertRule, error) {
 		var (
 			r       store.AlertRule
 			spec    string
@@ -184,7 +163,7 @@ func (s *Store) ListRules(ctx context.Context) ([]store.AlertRule, error) {
 		err := row.Scan(&r.Name, &r.Channel, &spec, &created)
 		r.Spec, r.CreatedAt = []byte(spec), fromMicros(created)
 		return r, err
-	})
+	}, `SELECT `+ruleColumns+` FROM alert_rules ORDER BY name`)
 }
 
 func scanAlert(row scanner) (store.Alert, error) {
@@ -210,8 +189,8 @@ func (s *Store) ListAlerts(ctx context.Context, f store.AlertFilter) ([]store.Al
 		limit = 1000
 	}
 	limit = min(limit, 10000)
-	alerts, err := listRows(ctx, s, "list alerts", `SELECT `+alertColumns+` FROM alerts
-		WHERE ($1 = '' OR state = $1) AND alert_key > $2 ORDER BY alert_key LIMIT $3`, scanAlert, f.State, f.After, limit+1)
+	alerts, err := queryAll(ctx, s.read, "list alerts", scanAlert, `SELECT `+alertColumns+` FROM alerts
+		WHERE ($1 = '' OR state = $1) AND alert_key > $2 ORDER BY alert_key LIMIT $3`, f.State, f.After, limit+1)
 	if err != nil {
 		return nil, "", err
 	}
@@ -316,7 +295,7 @@ func (s *Store) ListNotifications(ctx context.Context, limit int) ([]store.Notif
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	return listRows(ctx, s, "list notifications", `SELECT `+notificationColumns+` FROM alert_outbox ORDER BY id DESC LIMIT $1`, scanNotification, limit)
+	return queryAll(ctx, s.read, "list notifications", scanNotification, `SELECT `+notificationColumns+` FROM alert_outbox ORDER BY id DESC LIMIT $1`, limit)
 }
 
 // AcquireLease takes or renews the named lease for holder.

@@ -428,23 +428,7 @@ func (s *Store) DeleteSchedule(ctx context.Context, name string, ev audit.Event)
 
 // ListSchedules returns every schedule ordered by name.
 func (s *Store) ListSchedules(ctx context.Context) ([]store.ScanSchedule, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+scheduleColumns+` FROM scan_schedules ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: list schedules: %w", err)
-	}
-	defer rows.Close()
-	var out []store.ScanSchedule
-	for rows.Next() {
-		sc, err := scanSchedule(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: list schedules: %w", err)
-		}
-		out = append(out, sc)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: list schedules: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.read, "list schedules", scanSchedule, `SELECT `+scheduleColumns+` FROM scan_schedules ORDER BY name`)
 }
 
 func scanSchedule(row scanner) (store.ScanSchedule, error) {
