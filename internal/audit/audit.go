@@ -26,6 +26,10 @@ const (
 	TypeNodeEvicted        = "node.evicted"
 	TypeScheduleAdded      = "scan.schedule_added"
 	TypeScheduleRemoved    = "scan.schedule_removed"
+	TypeChannelAdded       = "alert.channel_added"
+	TypeChannelRemoved     = "alert.channel_removed"
+	TypeRuleAdded          = "alert.rule_added"
+	TypeRuleRemoved        = "alert.rule_removed"
 )
 
 // Event is one audit record. Seq, PrevHash and Hash are assigned when the

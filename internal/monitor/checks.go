@@ -96,6 +96,9 @@ type Finding struct {
 	// Certificate is the index in the chain of the certificate the finding
 	// is about: 0 is the leaf.
 	Certificate int `json:"certificate"`
+	// Threshold is the expires_soon threshold crossed (0 for other checks):
+	// an alert fires once per threshold.
+	Threshold time.Duration `json:"-"`
 }
 
 // DefaultWarn are the expires_soon thresholds when none are given.
@@ -248,7 +251,7 @@ func validity(i int, cert *x509.Certificate, now time.Time, warn []time.Duration
 		case 1:
 			sev = Error
 		}
-		return []Finding{{Check: CheckExpiresSoon, Severity: sev, Certificate: i,
+		return []Finding{{Check: CheckExpiresSoon, Severity: sev, Certificate: i, Threshold: th,
 			Message: fmt.Sprintf("%s expires in %s (threshold %s)", role(i, cert), duration.Format(left), duration.Format(th))}}
 	}
 	if !applies && lifetime > 0 && now.Sub(cert.NotBefore) > lifetime*2/3 {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/keys"
@@ -95,4 +96,15 @@ func keyDescription(cert *x509.Certificate) string {
 		return "Ed25519"
 	}
 	return cert.PublicKeyAlgorithm.String()
+}
+
+// CommonName is the CN of a distinguished name as Go prints one
+// ("CN=web,O=Example"), or "".
+func CommonName(dn string) string {
+	for _, part := range strings.Split(dn, ",") {
+		if v, ok := strings.CutPrefix(part, "CN="); ok {
+			return v
+		}
+	}
+	return ""
 }

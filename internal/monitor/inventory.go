@@ -135,8 +135,9 @@ func (inv *Inventory) List(ctx context.Context, f store.InventoryFilter) ([]Item
 		return nil, "", err
 	}
 	out := make([]Item, 0, len(page.Items))
+	cache := ChainCache{}
 	for _, it := range page.Items {
-		findings, err := inv.Findings(ctx, it)
+		findings, err := inv.FindingsWith(ctx, it, cache)
 		if err != nil {
 			return nil, "", err
 		}
@@ -163,6 +164,15 @@ func (inv *Inventory) GetScanned(ctx context.Context, fingerprint string) (Item,
 // replaced or no longer presented anywhere will not be served when it
 // expires), and revoked for a certificate meshpki issued and revoked.
 func (inv *Inventory) Findings(ctx context.Context, it store.InventoryItem) ([]Finding, error) {
+	return inv.FindingsWith(ctx, it, ChainCache{})
+}
+
+// ChainCache keeps the chain certificates (intermediates, roots) parsed
+// while findings of many items are worked out: a fleet shares a few.
+type ChainCache map[string]*x509.Certificate
+
+// FindingsWith is Findings with chain certificates parsed through cache.
+func (inv *Inventory) FindingsWith(ctx context.Context, it store.InventoryItem, cache ChainCache) ([]Finding, error) {
 	var out []Finding
 	for _, f := range it.Findings {
 		sev, err := ParseSeverity(f.Severity)
@@ -174,9 +184,13 @@ func (inv *Inventory) Findings(ctx context.Context, it store.InventoryItem) ([]F
 	if it.Active {
 		chain := []*x509.Certificate{{NotBefore: it.NotBefore, NotAfter: it.NotAfter}}
 		for _, der := range it.Chain[min(1, len(it.Chain)):] {
-			c, err := x509.ParseCertificate(der)
-			if err != nil {
-				break
+			c, ok := cache[string(der)]
+			if !ok {
+				var err error
+				if c, err = x509.ParseCertificate(der); err != nil {
+					break
+				}
+				cache[string(der)] = c
 			}
 			chain = append(chain, c)
 		}

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/duration"
 	"github.com/meshpki/meshpki/internal/netguard"
+	"github.com/meshpki/meshpki/internal/periodic"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -79,23 +79,12 @@ type Scheduler struct {
 	// Ran, if set, is told of each run: the schedule and its results.
 	Ran func(schedule string, results []Result, err error)
 
-	wakeOnce sync.Once
-	wake     chan struct{}
-}
-
-func (s *Scheduler) wakeup() chan struct{} {
-	s.wakeOnce.Do(func() { s.wake = make(chan struct{}, 1) })
-	return s.wake
+	waker periodic.Waker
 }
 
 // Wake makes Run look for due schedules now rather than at its next tick:
 // a schedule just added runs at once.
-func (s *Scheduler) Wake() {
-	select {
-	case s.wakeup() <- struct{}{}:
-	default:
-	}
-}
+func (s *Scheduler) Wake() { s.waker.Wake() }
 
 // Run claims and runs due schedules until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
@@ -103,17 +92,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if tick <= 0 {
 		tick = 5 * time.Second
 	}
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		s.RunDue(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-s.wakeup():
-		}
-	}
+	return periodic.Run(ctx, tick, &s.waker, func(ctx context.Context) { s.RunDue(ctx) })
 }
 
 func (s *Scheduler) now() time.Time {

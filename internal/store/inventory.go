@@ -86,9 +86,11 @@ type InventoryItem struct {
 	// Status is the record's status (issued items): valid or revoked.
 	Status Status
 	// Active: a scanned certificate is current at some location; an issued
-	// one is valid and not yet renewed.
+	// one is valid and not replaced.
 	Active bool
-	// Replaced: an issued certificate has been renewed.
+	// Replaced: an issued certificate has been renewed, or issued again
+	// since under the same provisioner for the same subject and names (and
+	// that one is valid), as agents re-mint SVIDs.
 	Replaced bool
 	// IssuedSerial is set on a scanned item that meshpki issued.
 	IssuedSerial Serial
@@ -115,8 +117,11 @@ type InventoryFilter struct {
 	ExpiringBefore time.Time // NotAfter before this
 	// Active keeps only active items (see InventoryItem.Active).
 	Active bool
-	After  string // page cursor: the Next of the previous page
-	Limit  int    // page size; 0 means 100, capped at 1000
+	// WithFindings keeps only scanned items that carry stored findings or
+	// that meshpki issued (whose revocation is a finding).
+	WithFindings bool
+	After        string // page cursor: the Next of the previous page
+	Limit        int    // page size; 0 means 100, capped at 1000
 }
 
 // InventoryPage is one page of the inventory, soonest expiry first; Next is

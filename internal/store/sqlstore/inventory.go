@@ -149,14 +149,28 @@ const (
 	maxInventoryPage     = 1000
 )
 
+// issuedReplaced says an issued certificate c has been replaced: renewed
+// (a certificate records it as renewed_from), or issued again since under
+// the same provisioner for the same subject and names and still valid, as
+// agents re-mint SVIDs and the server its own certificates. The second
+// reads one entry of cert_names' (name, cert_id) index.
+// The name looked up is the subject, or the first SAN when there is no
+// subject (SVIDs).
+func (d *dialect) issuedReplaced() string {
+	return `(EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial)
+		OR EXISTS (SELECT 1 FROM cert_names n JOIN certificates r ON r.id = n.cert_id
+			WHERE n.name = coalesce(nullif(c.subject, ''), ` + d.firstName + `) AND n.cert_id > c.id
+				AND r.status = 'valid' AND r.provisioner = c.provisioner AND r.names = c.names))`
+}
+
 // inventoryArm is the columns one source contributes to a listing, in the
 // order scanInventoryItem reads them.
 const (
-	issuedArm = `SELECT 'issued' AS source, c.id AS id, '' AS fingerprint, c.serial AS serial, c.subject AS subject,
+	issuedArmTemplate = `SELECT 'issued' AS source, c.id AS id, '' AS fingerprint, c.serial AS serial, c.subject AS subject,
 		c.issuer AS issuer, c.provisioner AS provisioner, c.names AS names, c.not_before AS not_before,
 		c.not_after AS not_after, c.der AS chain, '[]' AS findings, c.status AS status,
-		CASE WHEN c.status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial) THEN 1 ELSE 0 END AS active,
-		CASE WHEN EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial) THEN 1 ELSE 0 END AS replaced,
+		CASE WHEN c.status = 'valid' AND NOT {replaced} THEN 1 ELSE 0 END AS active,
+		CASE WHEN {replaced} THEN 1 ELSE 0 END AS replaced,
 		'' AS issued_serial, c.created_at AS first_seen, c.created_at AS last_seen
 		FROM certificates c`
 	scannedArm = `SELECT 'scanned' AS source, c.id AS id, c.fingerprint AS fingerprint, c.serial AS serial, c.subject AS subject,
@@ -167,6 +181,11 @@ const (
 	inventoryColumns = `source, id, fingerprint, serial, subject, issuer, provisioner, names, not_before, not_after,
 		chain, findings, status, active, replaced, issued_serial, first_seen, last_seen`
 )
+
+// issuedArm is the issued source's columns for this dialect.
+func (s *Store) issuedArm() string {
+	return strings.ReplaceAll(issuedArmTemplate, "{replaced}", s.dialect.issuedReplaced())
+}
 
 // inventoryCursor is a position in a listing: the last item's expiry,
 // source and id.
@@ -238,7 +257,7 @@ func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (sto
 		switch src {
 		case store.SourceIssued:
 			if f.Active {
-				where = append(where, "c.status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial)")
+				where = append(where, "c.status = 'valid' AND NOT "+s.dialect.issuedReplaced())
 			}
 		case store.SourceScanned:
 			if f.Active {
@@ -247,20 +266,26 @@ func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (sto
 			if f.Source == "" {
 				where = append(where, "c.issued_serial = ''")
 			}
+			if f.WithFindings {
+				where = append(where, "(c.findings <> '[]' OR c.issued_serial <> '')")
+			}
 		}
 		if len(where) > 0 {
 			query += " WHERE " + strings.Join(where, " AND ")
 		}
 		return "SELECT " + inventoryColumns + " FROM (" + query + " ORDER BY c.not_after, c.id LIMIT " + arg(limit+1) + ") AS " + string(src)
 	}
+	if f.WithFindings && f.Source != store.SourceScanned {
+		return store.InventoryPage{}, errors.New("sqlstore: list inventory: WithFindings is for scanned items")
+	}
 	var q string
 	switch f.Source {
 	case store.SourceIssued:
-		q = arm(store.SourceIssued, issuedArm, "cert_names")
+		q = arm(store.SourceIssued, s.issuedArm(), "cert_names")
 	case store.SourceScanned:
 		q = arm(store.SourceScanned, scannedArm, "inventory_names")
 	case "":
-		q = arm(store.SourceIssued, issuedArm, "cert_names") + " UNION ALL " + arm(store.SourceScanned, scannedArm, "inventory_names")
+		q = arm(store.SourceIssued, s.issuedArm(), "cert_names") + " UNION ALL " + arm(store.SourceScanned, scannedArm, "inventory_names")
 	default:
 		return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: unknown source %q", f.Source)
 	}

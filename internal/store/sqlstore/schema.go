@@ -31,6 +31,9 @@ type dialect struct {
 	genesis string
 	// lockRow is appended to a SELECT to hold the row until commit.
 	lockRow string
+	// firstName is an expression for the first element of c.names, the
+	// JSON array of a certificate's SANs.
+	firstName string
 	// migrateLock, run first in the migration transaction, serialises
 	// migrations by concurrent processes ("" when the transaction itself
 	// already does).
@@ -47,6 +50,7 @@ var sqliteDialect = &dialect{
 	seqKey:     "INTEGER PRIMARY KEY",
 	keyedTable: " WITHOUT ROWID",
 	genesis:    "zeroblob(32)",
+	firstName:  "json_extract(c.names, '$[0]')",
 	// A write transaction begins IMMEDIATE and so already holds the
 	// database's single write lock.
 	lockRow:     "",
@@ -61,6 +65,7 @@ var postgresDialect = &dialect{
 	seqKey:     "BIGINT PRIMARY KEY",
 	keyedTable: "",
 	genesis:    "decode(repeat('00', 32), 'hex')",
+	firstName:  "(c.names::jsonb->>0)",
 	lockRow:    " FOR UPDATE",
 	// Transaction-scoped, keyed by "mesh" in ASCII and by schema, so that
 	// stores in different schemas of one database migrate independently.

@@ -267,6 +267,32 @@ func testInventoryFilters(t *testing.T, s store.Store) {
 	if !expiring.Items[1].Replaced || expiring.Items[1].Active {
 		t.Fatalf("a renewed certificate: replaced=%v active=%v", expiring.Items[1].Replaced, expiring.Items[1].Active)
 	}
+	// SVIDs have no subject: re-minted for the same SPIFFE ID, the older
+	// one is replaced; another provisioner's certificate for it is not a
+	// replacement.
+	svid1 := newCert("", "spiffe://td/ns/app")
+	svid1.NotAfter = epoch.Add(time.Hour)
+	svid2 := newCert("", "spiffe://td/ns/app")
+	svid2.NotAfter = epoch.Add(2 * time.Hour)
+	other := newCert("", "spiffe://td/ns/other")
+	other.NotAfter = epoch.Add(time.Hour)
+	commit(t, s, issuance("", svid1))
+	commit(t, s, issuance("", other))
+	commit(t, s, issuance("", svid2))
+	svids := listInventory(t, s, store.InventoryFilter{Source: store.SourceIssued, Name: "spiffe://td/ns/app"})
+	if len(svids.Items) != 2 || !svids.Items[0].Replaced || svids.Items[0].Active || svids.Items[1].Replaced || !svids.Items[1].Active {
+		t.Fatalf("re-minted SVIDs = %+v", svids.Items)
+	}
+	if o := listInventory(t, s, store.InventoryFilter{Source: store.SourceIssued, Name: "spiffe://td/ns/other"}); len(o.Items) != 1 || o.Items[0].Replaced {
+		t.Fatalf("another SVID = %+v", o.Items)
+	}
+	clean := observed("y:443", "y:443", "y", epoch.Add(24*time.Hour))
+	clean.Findings = nil
+	record(t, s, epoch, time.Hour, []string{"y:443"}, clean)
+	withFindings := listInventory(t, s, store.InventoryFilter{Source: store.SourceScanned, WithFindings: true})
+	if len(withFindings.Items) != 1 || withFindings.Items[0].Fingerprint != soon.Fingerprint {
+		t.Fatalf("with findings = %+v", withFindings.Items)
+	}
 	active := listInventory(t, s, store.InventoryFilter{Name: "svc.example", Active: true})
 	if len(active.Items) != 2 || active.Items[0].Fingerprint != soon.Fingerprint || active.Items[1].Serial != renewal.Serial {
 		t.Fatalf("active by name = %+v", active.Items)
