@@ -181,6 +181,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, _ caller) 
 	if err != nil {
 		return err
 	}
+	s.alertsChangedNow()
 	writeJSON(w, http.StatusOK, wire.ScanReportResult{Recorded: n})
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/meshpki/meshpki/internal/acme"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/monitor"
+	"github.com/meshpki/meshpki/internal/notify"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/registration"
 	"github.com/meshpki/meshpki/internal/revocation"
@@ -61,6 +62,10 @@ type Config struct {
 	// set, is called after one is added, so that it runs at once.
 	Schedules        *monitor.Schedules
 	SchedulesChanged func()
+	// Alerts, if set, serves /v1/alerts; AlertsChanged, if set, is called
+	// after a channel or rule changes, so that alerts are evaluated at once.
+	Alerts        *notify.Service
+	AlertsChanged func()
 	// EntriesChanged, if set, is called after a registration entry changes
 	// through this API, so that agents hear of it at once.
 	EntriesChanged func()
@@ -90,6 +95,8 @@ type Server struct {
 	inventory        *monitor.Inventory
 	schedules        *monitor.Schedules
 	schedulesChanged func()
+	alerts           *notify.Service
+	alertsChanged    func()
 	mux              *http.ServeMux
 	metrics          *Metrics
 	registry         *prometheus.Registry
@@ -100,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil || cfg.Registration == nil {
 		return nil, errors.New("api: Config needs Authority, Store, Revocation, Provisioners and Registration")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -167,6 +174,15 @@ func (s *Server) routes() {
 	if s.schedules != nil {
 		handle("/v1/scan/schedules", endpoint{"GET": s.admin(s.handleListSchedules), "POST": s.admin(s.handleAddSchedule)})
 		handle("/v1/scan/schedules/{name}", endpoint{"DELETE": s.admin(s.handleRemoveSchedule)})
+	}
+	if s.alerts != nil {
+		handle("/v1/alerts", endpoint{"GET": s.admin(s.handleListAlerts)})
+		handle("/v1/alerts/notifications", endpoint{"GET": s.admin(s.handleListNotifications)})
+		handle("/v1/alerts/channels", endpoint{"GET": s.admin(s.handleListChannels), "POST": s.admin(s.handleAddChannel)})
+		handle("/v1/alerts/channels/{name}", endpoint{"DELETE": s.admin(s.handleRemoveChannel)})
+		handle("/v1/alerts/channels/{name}/test", endpoint{"POST": s.admin(s.handleTestChannel)})
+		handle("/v1/alerts/rules", endpoint{"GET": s.admin(s.handleListRules), "POST": s.admin(s.handleAddRule)})
+		handle("/v1/alerts/rules/{name}", endpoint{"DELETE": s.admin(s.handleRemoveRule)})
 	}
 	if s.acme != nil {
 		// ACME answers in its own error format (RFC 7807) and counts its

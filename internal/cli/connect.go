@@ -331,3 +331,18 @@ func show(w io.Writer, asJSON bool, v any, text func() error) error {
 	}
 	return text()
 }
+
+// removeCommand is a command that does one thing to a named object through
+// a client method (removes it, tests it) and says so: "<done> NAME".
+func nameCommand(s *streams, use, short, long, done string, method func(*client.Client, context.Context, string) error) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: long + "\n" + adminConnectHelp, Args: positionalArgs(strings.Fields(use)[1])}
+	conn := addConnectFlags(cmd, credentialAdmin)
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if err := conn.do(c.Context(), func(ctx context.Context, cl *client.Client) error { return method(cl, ctx, args[0]) }); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(s.out, "%s %s\n", done, args[0])
+		return err
+	}
+	return cmd
+}

@@ -204,7 +204,7 @@ func newScanScheduleCommand(s *streams) *cobra.Command {
 inventory ('meshpki inventory list'). They scan network targets only (files
 are scanned on their own host with 'meshpki scan --report'), and never reach
 loopback or link-local addresses (cloud metadata) unless the server was
-started with --scan-allow naming them. Each run is claimed by one replica.`,
+started with --allow-egress naming them. Each run is claimed by one replica.`,
 	}
 	cmd.AddCommand(newScheduleAddCommand(s), newScheduleListCommand(s), newScheduleRemoveCommand(s))
 	return cmd
@@ -302,19 +302,6 @@ func newScheduleListCommand(s *streams) *cobra.Command {
 }
 
 func newScheduleRemoveCommand(s *streams) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "remove NAME",
-		Short: "Remove a scan schedule",
-		Long:  "Remove a scan schedule. What it saw stays in the inventory.\n" + adminConnectHelp,
-		Args:  positionalArgs("NAME"),
-	}
-	conn := addConnectFlags(cmd, credentialAdmin)
-	cmd.RunE = func(c *cobra.Command, args []string) error {
-		if err := conn.do(c.Context(), func(ctx context.Context, cl *client.Client) error { return cl.RemoveSchedule(ctx, args[0]) }); err != nil {
-			return err
-		}
-		_, err := fmt.Fprintf(s.out, "Removed scan schedule %s\n", args[0])
-		return err
-	}
-	return cmd
+	return nameCommand(s, "remove NAME", "Remove a scan schedule", "Remove a scan schedule. What it saw stays in the inventory.",
+		"Removed scan schedule", (*client.Client).RemoveSchedule)
 }

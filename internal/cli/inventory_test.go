@@ -142,7 +142,7 @@ func TestInventoryFromReports(t *testing.T) {
 // refused with one line and nothing changes.
 func TestScanSchedules(t *testing.T) {
 	clearConnectEnv(t)
-	in := servertest.Start(t, servertest.Options{ScanAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	in := servertest.Start(t, servertest.Options{AllowEgress: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	data := []string{"--data", in.DataDir, "--password-file", in.PasswordFile}
 	p := newTestPKI(t)
 	key := newTestKey(t)

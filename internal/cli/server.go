@@ -22,14 +22,14 @@ func init() { register(newServerCommand) }
 
 func newServerCommand(s *streams) *cobra.Command {
 	var (
-		opts      server.Options
-		ips       []string
-		keyType   string
-		logLevel  string
-		x509popCA string
-		redirects []string
-		scanAllow []string
-		logFormat string
+		opts        server.Options
+		ips         []string
+		keyType     string
+		logLevel    string
+		x509popCA   string
+		redirects   []string
+		allowEgress []string
+		logFormat   string
 	)
 	cmd := &cobra.Command{
 		Use:   "server --data DIR [--listen 127.0.0.1:8443] [--store URL]",
@@ -65,11 +65,11 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 				}
 				opts.ACMEValidation.AllowRedirectTo = append(opts.ACMEValidation.AllowRedirectTo, p.Masked())
 			}
-			allow, err := netguard.ParsePrefixes(scanAllow)
+			allow, err := netguard.ParsePrefixes(allowEgress)
 			if err != nil {
-				return usageError{fmt.Errorf("--scan-allow: %w", err)}
+				return usageError{fmt.Errorf("--allow-egress: %w", err)}
 			}
-			opts.ScanAllow = allow
+			opts.AllowEgress = allow
 			kt, err := keys.ParseKeyType(keyType)
 			if err != nil {
 				return usageError{err}
@@ -114,7 +114,7 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 	f.IntVar(&opts.ACMEValidation.TLSPort, "acme-tls-port", 443, "port ACME tls-alpn-01 challenges are checked on")
 	f.StringVar(&opts.ACMEValidation.Resolver, "acme-resolver", "", "`HOST:PORT` of the DNS server ACME validation asks (default: the system's)")
 	durationVar(f, &opts.ACMEValidation.Timeout, "acme-validation-timeout", 10*time.Second, "time limit of one ACME challenge validation")
-	f.StringSliceVar(&scanAllow, "scan-allow", nil, "`CIDR` scheduled scans may reach although it is loopback or link-local, e.g. 127.0.0.0/8 (repeatable)")
+	f.StringSliceVar(&allowEgress, "scan-allow", nil, "`CIDR` scheduled scans may reach although it is loopback or link-local, e.g. 127.0.0.0/8 (repeatable)")
 	f.StringSliceVar(&redirects, "acme-allow-redirect-to", nil, "`CIDR` an http-01 redirect may lead into although it is loopback or private (repeatable; link-local never)")
 	f.StringVar(&x509popCA, "x509pop-ca", "", "PEM `FILE` of CAs whose certificates let nodes attest with x509pop")
 	return cmd

@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -42,6 +43,7 @@ import (
 	"github.com/meshpki/meshpki/internal/monitor"
 	"github.com/meshpki/meshpki/internal/netguard"
 	"github.com/meshpki/meshpki/internal/nodeapi"
+	"github.com/meshpki/meshpki/internal/notify"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/registration"
@@ -104,11 +106,17 @@ type Options struct {
 	// DefaultTimeouts). Long-lived gRPC streams of the node API are exempt
 	// from the read and write timeouts; HTTP/2 pings find dead peers.
 	Timeouts Timeouts
-	// ScanAllow are networks scheduled scans may reach although they are
-	// loopback or link-local (see netguard); none by default.
-	ScanAllow []netip.Prefix
+	// AllowEgress are networks the server's own requests (scheduled scans,
+	// alert webhooks and mail) may reach although they are loopback or
+	// link-local (see netguard); none by default.
+	AllowEgress []netip.Prefix
 	// ScanTick is how often due scan schedules are looked for (default 5s).
 	ScanTick time.Duration
+	// AlertEvery is how often alerts are evaluated (default 1m), and
+	// AlertResolveAfter their hysteresis (default 10m).
+	AlertEvery, AlertResolveAfter time.Duration
+	// DeliverTick is how often the alert outbox is looked at (default 2s).
+	DeliverTick time.Duration
 	// Keystore opens where the server keeps every key it holds, given the
 	// data directory and the CA passphrase (nil: keys.NewFileBackend on
 	// DIR/ca/keys). Nothing else in the server knows where keys live.
@@ -214,6 +222,8 @@ type Server struct {
 	acme         *acme.Server
 	nodes        *nodeapi.Server
 	scheduler    *monitor.Scheduler
+	evaluator    *notify.Evaluator
+	deliverer    *notify.Deliverer
 	tlsCert      atomic.Pointer[tls.Certificate]
 	listener     net.Listener
 	publicURL    string
@@ -370,11 +380,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	inventory := &monitor.Inventory{Store: st, Policy: &monitor.Policy{Roots: s.scanRoots(), Lint: true, Now: s.now}}
-	s.scheduler = &monitor.Scheduler{Store: st, Inventory: inventory, Guard: netguard.Guard{Allow: opts.ScanAllow},
-		Tick: opts.ScanTick, Clock: s.now, Logger: s.log}
+	guard := netguard.Guard{Allow: opts.AllowEgress}
+	s.scheduler = &monitor.Scheduler{Store: st, Inventory: inventory, Guard: guard, Tick: opts.ScanTick, Clock: s.now, Logger: s.log}
+	alerts, err := s.newAlerting(st, inventory, guard, secret, reg)
+	if err != nil {
+		return nil, err
+	}
+	s.scheduler.Ran = func(string, []monitor.Result, error) { s.evaluator.Wake() }
 	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners,
 		Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
 		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.scheduler.Wake,
+		Alerts: alerts, AlertsChanged: s.evaluator.Wake,
 		Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
@@ -383,6 +399,41 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	st.ObserveCommits(apiSrv.Metrics().ObserveBatch)
 	ok = true
 	return s, nil
+}
+
+// newAlerting builds alert evaluation and delivery, and returns the
+// service the API changes channels and rules through. Channel secrets are
+// sealed with a key derived from the token secret, which replicas share.
+func (s *Server) newAlerting(st store.Store, inventory *monitor.Inventory, guard netguard.Guard, secret []byte, reg *prometheus.Registry) (*notify.Service, error) {
+	sealer, err := keys.NewSealer(secret, "meshpki alert channel seal v1")
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := notify.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	sender := &notify.Sender{Guard: guard, Roots: s.scanRoots(), ExternalURL: s.publicURL}
+	holder := make([]byte, 8)
+	_, _ = rand.Read(holder) // crypto/rand does not fail
+	s.evaluator = &notify.Evaluator{Store: st, Inventory: inventory, CA: s.caCertificates, ResolveAfter: s.opts.AlertResolveAfter,
+		Every: s.opts.AlertEvery, Holder: hex.EncodeToString(holder), Clock: s.now, Logger: s.log, Metrics: metrics}
+	s.deliverer = &notify.Deliverer{Store: st, Sender: sender, Sealer: sealer, Tick: s.opts.DeliverTick, Clock: s.now, Logger: s.log, Metrics: metrics}
+	return &notify.Service{Store: st, Sealer: sealer, Sender: sender, Clock: s.now}, nil
+}
+
+// caCertificates are what the built-in alert rule watches: the root and
+// the newest generation of each intermediate.
+func (s *Server) caCertificates() []*x509.Certificate {
+	out := []*x509.Certificate{s.hierarchy.Root()}
+	seen := map[string]bool{}
+	for _, is := range s.hierarchy.Issuers() { // newest first
+		if !seen[is.Name] {
+			seen[is.Name] = true
+			out = append(out, is.Cert)
+		}
+	}
+	return out
 }
 
 // scanRoots are the roots scanned chains are checked against: the
@@ -498,6 +549,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	run("ACME validation", coreCtx, s.acme.Run)
 	run("node API", nodesCtx, s.nodes.Run)
 	run("scan schedules", coreCtx, s.scheduler.Run)
+	run("alert evaluation", coreCtx, s.evaluator.Run)
+	run("alert delivery", coreCtx, s.deliverer.Run)
 
 	if err := s.startServing(coreCtx, httpCtx, run); err != nil {
 		stopCore()

@@ -48,9 +48,9 @@ type Options struct {
 	Timeouts server.Timeouts
 	// Keystore, if set, replaces the file keystore in DIR/ca/keys.
 	Keystore func(dataDir string, passphrase []byte) (keys.Keystore, error)
-	// ScanAllow lets scheduled scans reach these networks (a test's
+	// AllowEgress lets scheduled scans reach these networks (a test's
 	// endpoints on loopback); scans look for due schedules every 50ms.
-	ScanAllow []netip.Prefix
+	AllowEgress []netip.Prefix
 }
 
 // Instance is a running server.
@@ -106,8 +106,10 @@ func Start(t testing.TB, o Options) *Instance {
 		X509PoPRoots:   o.X509PoPRoots,
 		Timeouts:       o.Timeouts,
 		Keystore:       o.Keystore,
-		ScanAllow:      o.ScanAllow,
+		AllowEgress:    o.AllowEgress,
 		ScanTick:       50 * time.Millisecond,
+		AlertEvery:     200 * time.Millisecond,
+		DeliverTick:    100 * time.Millisecond,
 	})
 	if err != nil {
 		cancel()

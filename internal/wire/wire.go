@@ -352,3 +352,97 @@ type ScanSchedule struct {
 type ScanScheduleList struct {
 	Schedules []ScanSchedule `json:"schedules"`
 }
+
+// AlertChannelRequest is the body of POST /v1/alerts/channels. Which
+// fields apply depends on Kind (docs/ALERTS.md); URL, Password and the
+// rest are kept sealed and never returned.
+type AlertChannelRequest struct {
+	Name     string   `json:"name"`
+	Kind     string   `json:"kind"` // webhook, slack or email
+	Default  bool     `json:"default,omitempty"`
+	URL      string   `json:"url,omitempty"`
+	SMTP     string   `json:"smtp,omitempty"`
+	From     string   `json:"from,omitempty"`
+	To       []string `json:"to,omitempty"`
+	Username string   `json:"username,omitempty"`
+	Password string   `json:"password,omitempty"`
+	RootPEM  string   `json:"root_pem,omitempty"`
+}
+
+// AlertChannel is a channel as the API shows it: no secret.
+type AlertChannel struct {
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	Default   bool      `json:"default"`
+	Endpoint  string    `json:"endpoint"`
+	From      string    `json:"from,omitempty"`
+	To        []string  `json:"to,omitempty"`
+	Username  string    `json:"username,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// AlertChannelList answers GET /v1/alerts/channels.
+type AlertChannelList struct {
+	Channels []AlertChannel `json:"channels"`
+}
+
+// AlertRule is the body of POST /v1/alerts/rules and an item of GET.
+type AlertRule struct {
+	Name        string          `json:"name"`
+	Channel     string          `json:"channel"`
+	Names       []string        `json:"names,omitempty"`
+	Source      string          `json:"source,omitempty"`
+	Issuers     []string        `json:"issuers,omitempty"`
+	Checks      []string        `json:"checks,omitempty"`
+	Within      policy.Duration `json:"within,omitempty"`
+	MinSeverity string          `json:"min_severity,omitempty"`
+	Repeat      policy.Duration `json:"repeat,omitempty"`
+	CreatedAt   time.Time       `json:"created_at,omitzero"`
+}
+
+// AlertRuleList answers GET /v1/alerts/rules.
+type AlertRuleList struct {
+	Rules []AlertRule `json:"rules"`
+}
+
+// Alert is one alert: a rule, a certificate, a check and a threshold.
+type Alert struct {
+	Key          string            `json:"key"`
+	State        string            `json:"state"` // firing or resolved
+	Rule         string            `json:"rule"`
+	Channel      string            `json:"channel"`
+	Certificate  string            `json:"certificate"`
+	Check        string            `json:"check"`
+	Threshold    string            `json:"threshold,omitempty"`
+	Severity     string            `json:"severity"`
+	Summary      string            `json:"summary"`
+	Labels       map[string]string `json:"labels"`
+	FiredAt      time.Time         `json:"fired_at"`
+	LastNotified time.Time         `json:"last_notified,omitzero"`
+	ResolvedAt   time.Time         `json:"resolved_at,omitzero"`
+}
+
+// AlertList answers GET /v1/alerts.
+type AlertList struct {
+	Alerts []Alert `json:"alerts"`
+	Next   string  `json:"next"`
+}
+
+// Notification is one message to a channel: queued, delivered or given up.
+type Notification struct {
+	ID          int64     `json:"id"`
+	Channel     string    `json:"channel"`
+	Status      string    `json:"status"`
+	Alerts      int       `json:"alerts"`
+	Attempts    int       `json:"attempts"`
+	CreatedAt   time.Time `json:"created_at"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	DeliveredAt time.Time `json:"delivered_at,omitzero"`
+	FailedAt    time.Time `json:"failed_at,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+}
+
+// NotificationList answers GET /v1/alerts/notifications, newest first.
+type NotificationList struct {
+	Notifications []Notification `json:"notifications"`
+}
