@@ -181,7 +181,9 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, _ caller) 
 	if err != nil {
 		return err
 	}
-	s.alertsChangedNow()
+	if s.reported != nil {
+		s.reported(results)
+	}
 	writeJSON(w, http.StatusOK, wire.ScanReportResult{Recorded: n})
 	return nil
 }

@@ -62,6 +62,9 @@ func newMetrics(reg *prometheus.Registry) (*Metrics, error) {
 			return nil, err
 		}
 	}
+	// Zero before the first issuance, so that rate() has a series to read.
+	m.issued.WithLabelValues("sign")
+	m.issued.WithLabelValues("renew")
 	return m, nil
 }
 

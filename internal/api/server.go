@@ -56,8 +56,10 @@ type Config struct {
 	Registration *registration.Service
 	// ACME, if set, serves /acme/ and the EAB key endpoints.
 	ACME *acme.Server
-	// Inventory, if set, serves /v1/inventory.
+	// Inventory, if set, serves /v1/inventory; Reported, if set, is told of
+	// every scan report recorded.
 	Inventory *monitor.Inventory
+	Reported  func([]monitor.Result)
 	// Schedules, if set, serves /v1/scan/schedules; SchedulesChanged, if
 	// set, is called after one is added, so that it runs at once.
 	Schedules        *monitor.Schedules
@@ -97,6 +99,7 @@ type Server struct {
 	schedulesChanged func()
 	alerts           *notify.Service
 	alertsChanged    func()
+	reported         func([]monitor.Result)
 	mux              *http.ServeMux
 	metrics          *Metrics
 	registry         *prometheus.Registry
@@ -107,7 +110,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil || cfg.Registration == nil {
 		return nil, errors.New("api: Config needs Authority, Store, Revocation, Provisioners and Registration")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, reported: cfg.Reported, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -117,6 +117,10 @@ type Options struct {
 	AlertEvery, AlertResolveAfter time.Duration
 	// DeliverTick is how often the alert outbox is looked at (default 2s).
 	DeliverTick time.Duration
+	// ExportedCertificates bounds the x509_cert_* series on /metrics: the
+	// certificates in service that expire soonest (default 1000, at most
+	// 1000).
+	ExportedCertificates int
 	// Keystore opens where the server keeps every key it holds, given the
 	// data directory and the CA passphrase (nil: keys.NewFileBackend on
 	// DIR/ca/keys). Nothing else in the server knows where keys live.
@@ -386,11 +390,22 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.scheduler.Ran = func(string, []monitor.Result, error) { s.evaluator.Wake() }
+	scanMetrics, err := monitor.NewMetrics(reg, inventory, opts.ExportedCertificates, s.now)
+	if err != nil {
+		return nil, err
+	}
+	s.scheduler.Ran = func(_ string, results []monitor.Result, err error) {
+		scanMetrics.Scanned("schedule", results, err)
+		s.evaluator.Wake()
+	}
+	reported := func(results []monitor.Result) {
+		scanMetrics.Scanned("report", results, nil)
+		s.evaluator.Wake()
+	}
 	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners,
 		Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
 		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.scheduler.Wake,
-		Alerts: alerts, AlertsChanged: s.evaluator.Wake,
+		Alerts: alerts, AlertsChanged: s.evaluator.Wake, Reported: reported,
 		Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
