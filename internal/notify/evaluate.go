@@ -205,12 +205,13 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Outcome, error) {
 
 	var changes []store.Alert
 	outbox := map[string]map[string][]AlertView{} // channel → status → alerts
-	notify := func(a store.Alert) {
+	notify := func(a store.Alert, labels map[string]string) {
 		if outbox[a.Channel] == nil {
 			outbox[a.Channel] = map[string][]AlertView{}
 		}
-		var labels map[string]string
-		_ = json.Unmarshal(a.Labels, &labels)
+		if labels == nil {
+			_ = json.Unmarshal(a.Labels, &labels) // written by Evaluate
+		}
 		outbox[a.Channel][a.State] = append(outbox[a.Channel][a.State], viewOf(a, labels))
 	}
 	for key, w := range want {
@@ -220,14 +221,17 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Outcome, error) {
 		case !isFiring:
 			a.FiredAt, a.LastNotified = now, now
 			changes = append(changes, a)
-			notify(a)
+			notify(a, w.labels)
 			out.Fired++
 		case now.Sub(cur.LastNotified) >= repeat[cur.Rule]:
 			a.FiredAt, a.LastNotified = cur.FiredAt, now
 			changes = append(changes, a)
-			notify(a)
+			notify(a, w.labels)
 			out.Repeated++
-		case !cur.AbsentSince.IsZero() || cur.Severity != a.Severity || cur.Summary != a.Summary:
+		case !cur.AbsentSince.IsZero() || cur.Severity != a.Severity:
+			// Back, or graver: its summary is brought up to date too.
+			// (The summary alone, "expires in 5d3h", changes at every
+			// evaluation, and is rewritten when the alert is sent again.)
 			a.FiredAt, a.LastNotified = cur.FiredAt, cur.LastNotified
 			changes = append(changes, a)
 		}
@@ -247,7 +251,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Outcome, error) {
 		case now.Sub(cur.AbsentSince) >= resolveAfter:
 			cur.State, cur.ResolvedAt = store.AlertResolved, now
 			changes = append(changes, cur)
-			notify(cur)
+			notify(cur, nil)
 			out.Resolved++
 		}
 	}
@@ -321,8 +325,12 @@ func (e *Evaluator) scanInventory(ctx context.Context, rules []rule, now time.Ti
 	}
 	// A day beyond the window, so that a threshold crossed between two
 	// evaluations is not missed.
-	if err := pass(store.InventoryFilter{Active: true, ExpiringBefore: now.Add(window + 24*time.Hour)}); err != nil {
-		return err
+	// One source at a time: a listing of both reads a page of each to
+	// return one.
+	for _, src := range []store.InventorySource{store.SourceIssued, store.SourceScanned} {
+		if err := pass(store.InventoryFilter{Source: src, Active: true, ExpiringBefore: now.Add(window + 24*time.Hour)}); err != nil {
+			return err
+		}
 	}
 	return pass(store.InventoryFilter{Source: store.SourceScanned, Active: true, WithFindings: true})
 }

@@ -295,3 +295,7 @@ func (ms *mailServer) received() []string {
 }
 
 var _ store.Alerts = (*sqlstore.Store)(nil)
+
+func newSealerForBench() (*keys.Sealer, error) {
+	return keys.NewSealer(testSecret, "meshpki alert channel seal v1")
+}

@@ -96,8 +96,8 @@ type Alerts interface {
 
 	// ListAlerts returns one page of alerts ordered by key.
 	ListAlerts(ctx context.Context, f AlertFilter) ([]Alert, string, error)
-	// ApplyAlerts writes alert states (inserted or replaced by key) and
-	// queues notifications, in one transaction.
+	// ApplyAlerts writes alert states (inserted or replaced by key; keys
+	// distinct) and queues notifications, in one transaction.
 	ApplyAlerts(ctx context.Context, alerts []Alert, queue []Notification) error
 	// ClaimNotification takes the undelivered notification due longest at
 	// now and moves its next attempt to now+lease, so that no other

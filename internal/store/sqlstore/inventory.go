@@ -157,7 +157,7 @@ const (
 // The name looked up is the subject, or the first SAN when there is no
 // subject (SVIDs).
 func (d *dialect) issuedReplaced() string {
-	return `(EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial)
+	return `(EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial AND r.renewed_from <> '')
 		OR EXISTS (SELECT 1 FROM cert_names n JOIN certificates r ON r.id = n.cert_id
 			WHERE n.name = coalesce(nullif(c.subject, ''), ` + d.firstName + `) AND n.cert_id > c.id
 				AND r.status = 'valid' AND r.provisioner = c.provisioner AND r.names = c.names))`
@@ -267,7 +267,8 @@ func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (sto
 				where = append(where, "c.issued_serial = ''")
 			}
 			if f.WithFindings {
-				where = append(where, "(c.findings <> '[]' OR c.issued_serial <> '')")
+				// As the partial index inventory_certs_notable says it.
+				where = append(where, "(findings <> '[]' OR issued_serial <> '')")
 			}
 		}
 		if len(where) > 0 {
