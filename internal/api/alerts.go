@@ -73,7 +73,7 @@ func (s *Server) handleTestChannel(w http.ResponseWriter, r *http.Request, _ cal
 
 func ruleBody(r store.AlertRule) wire.AlertRule {
 	spec, _ := notify.ParseRule(r) // written by notify
-	return wire.AlertRule{Name: r.Name, Channel: r.Channel, Names: spec.Names, Source: spec.Source, Issuers: spec.Issuers,
+	return wire.AlertRule{Name: r.Name, Channel: r.Channel, Names: spec.Names, Source: spec.Source, Issuers: spec.Issuers, Labels: spec.Labels,
 		Checks: spec.Checks, Within: spec.Within, MinSeverity: spec.MinSeverity, Repeat: spec.Repeat, CreatedAt: r.CreatedAt}
 }
 
@@ -95,7 +95,7 @@ func (s *Server) handleAddRule(w http.ResponseWriter, r *http.Request, c caller)
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	rule, err := s.alerts.AddRule(r.Context(), c.actor(), body.Name, body.Channel, notify.RuleSpec{Names: body.Names, Source: body.Source,
+	rule, err := s.alerts.AddRule(r.Context(), c.actor(), body.Name, body.Channel, notify.RuleSpec{Names: body.Names, Source: body.Source, Labels: body.Labels,
 		Issuers: body.Issuers, Checks: body.Checks, Within: body.Within, MinSeverity: body.MinSeverity, Repeat: body.Repeat})
 	if err != nil {
 		return err

@@ -124,7 +124,7 @@ func inventoryBody(it monitor.Item, now time.Time, detail bool) wire.InventoryIt
 	out := wire.InventoryItem{
 		Source: string(it.Source), Fingerprint: it.Fingerprint, Serial: it.Serial, Subject: it.Subject,
 		Issuer: it.Issuer, Provisioner: it.Provisioner, Names: it.Names, NotBefore: it.NotBefore, NotAfter: it.NotAfter,
-		Active: it.Active, Replaced: it.Replaced, IssuedSerial: it.IssuedSerial, FirstSeen: it.FirstSeen, LastSeen: it.LastSeen,
+		Active: it.Active, Replaced: it.Replaced, IssuedSerial: it.IssuedSerial, Labels: it.Labels, FirstSeen: it.FirstSeen, LastSeen: it.LastSeen,
 		Findings: findingsBody(it.Findings),
 	}
 	if out.Names == nil {
@@ -166,6 +166,9 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, _ caller) 
 	if err := decodeJSONUpTo(w, r, &report, maxReportBytes); err != nil {
 		return err
 	}
+	if err := monitor.CheckLabels(report.Labels); err != nil {
+		return newError(http.StatusBadRequest, "bad_request", err.Error())
+	}
 	if len(report.Results) > maxReportResults {
 		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("a report holds at most %d results; this one has %d", maxReportResults, len(report.Results)))
 	}
@@ -177,7 +180,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, _ caller) 
 		}
 		results = append(results, res)
 	}
-	n, err := s.inventory.Record(r.Context(), s.now(), monitor.Covered(results), report.Hold.Std(), results)
+	n, err := s.inventory.Record(r.Context(), s.now(), monitor.Covered(results), report.Hold.Std(), report.Labels, results)
 	if err != nil {
 		return err
 	}
@@ -239,7 +242,7 @@ func (s *Server) handleListSchedules(w http.ResponseWriter, r *http.Request, _ c
 func scheduleBody(sc store.ScanSchedule) wire.ScanSchedule {
 	opts, _ := monitor.DecodeScheduleOptions(sc.Options)
 	return wire.ScanSchedule{Name: sc.Name, Targets: sc.Targets, Every: policy.Duration(sc.Every),
-		SNI: opts.SNI, StartTLS: opts.StartTLS, Timeout: opts.Timeout, AllowLarge: opts.AllowLarge,
+		SNI: opts.SNI, StartTLS: opts.StartTLS, Timeout: opts.Timeout, AllowLarge: opts.AllowLarge, Labels: opts.Labels,
 		NextRun: sc.NextRun, LastRun: sc.LastRun, LastError: sc.LastError, CreatedAt: sc.CreatedAt}
 }
 
@@ -250,7 +253,7 @@ func (s *Server) handleAddSchedule(w http.ResponseWriter, r *http.Request, c cal
 	}
 	sc, err := s.schedules.Add(r.Context(), c.actor(),
 		store.ScanSchedule{Name: body.Name, Targets: body.Targets, Every: body.Every.Std()},
-		monitor.ScheduleOptions{SNI: body.SNI, StartTLS: body.StartTLS, Timeout: body.Timeout, AllowLarge: body.AllowLarge})
+		monitor.ScheduleOptions{SNI: body.SNI, StartTLS: body.StartTLS, Timeout: body.Timeout, AllowLarge: body.AllowLarge, Labels: body.Labels})
 	if err != nil {
 		return err
 	}
@@ -258,6 +261,18 @@ func (s *Server) handleAddSchedule(w http.ResponseWriter, r *http.Request, c cal
 		s.schedulesChanged()
 	}
 	writeJSON(w, http.StatusCreated, scheduleBody(sc))
+	return nil
+}
+
+func (s *Server) handleRunSchedule(w http.ResponseWriter, r *http.Request, _ caller) error {
+	name := r.PathValue("name")
+	if err := s.schedules.RunNow(r.Context(), name); err != nil {
+		return err
+	}
+	if s.schedulesChanged != nil {
+		s.schedulesChanged()
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"started": name})
 	return nil
 }
 

@@ -177,6 +177,7 @@ func (s *Server) routes() {
 	if s.schedules != nil {
 		handle("/v1/scan/schedules", endpoint{"GET": s.admin(s.handleListSchedules), "POST": s.admin(s.handleAddSchedule)})
 		handle("/v1/scan/schedules/{name}", endpoint{"DELETE": s.admin(s.handleRemoveSchedule)})
+		handle("/v1/scan/schedules/{name}/run", endpoint{"POST": s.admin(s.handleRunSchedule)})
 	}
 	if s.alerts != nil {
 		handle("/v1/alerts", endpoint{"GET": s.admin(s.handleListAlerts)})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshpki/meshpki/internal/client"
+	"github.com/meshpki/meshpki/internal/monitor"
 	"github.com/meshpki/meshpki/internal/policy"
 )
 
@@ -173,6 +175,7 @@ func newRuleAddCommand(s *streams) *cobra.Command {
 	var (
 		channel, source, minSeverity string
 		names, issuers, checks       []string
+		labelArgs                    []string
 		within                       time.Duration
 		repeat                       = durationValue(24 * time.Hour)
 		asJSON                       bool
@@ -199,6 +202,7 @@ longer in service.
 	f.StringVar(&source, "source", "", "only certificates from `SOURCE`: issued or scanned")
 	f.StringArrayVar(&issuers, "issuer", nil, "`GLOB` over the issuer (repeatable)")
 	f.StringArrayVar(&checks, "check", nil, "check `ID` that alerts (repeatable; default all)")
+	f.StringArrayVar(&labelArgs, "label", nil, "`NAME=VALUE` the certificate must carry (repeatable): a scan's label, or provisioner=NAME")
 	durationVar(f, &within, "within", 0, "expires_soon alerts only within this duration, e.g. 14d")
 	f.StringVar(&minSeverity, "min-severity", "", "least `SEVERITY` that alerts: info, warning, error, critical (default warning)")
 	f.Var(&repeat, "repeat", "`INTERVAL` after which a firing alert is sent again")
@@ -207,8 +211,12 @@ longer in service.
 		if channel == "" {
 			return usageError{errors.New("--channel is required")}
 		}
+		labels, err := monitor.ParseLabels(labelArgs)
+		if err != nil {
+			return usageError{fmt.Errorf("--label: %w", err)}
+		}
 		rule, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.AlertRule, error) {
-			return cl.AddRule(ctx, client.AlertRule{Name: args[0], Channel: channel, Names: names, Source: source, Issuers: issuers,
+			return cl.AddRule(ctx, client.AlertRule{Name: args[0], Channel: channel, Names: names, Source: source, Issuers: issuers, Labels: labels,
 				Checks: checks, Within: policy.Duration(within), MinSeverity: minSeverity, Repeat: policy.Duration(repeat)})
 		})
 		if err != nil {
@@ -253,6 +261,9 @@ func newRuleListCommand(s *streams) *cobra.Command {
 					checks = strings.Join(r.Checks, ",")
 				}
 				match := strings.Join(append(append([]string{}, r.Names...), r.Issuers...), " ")
+				for _, k := range slices.Sorted(maps.Keys(r.Labels)) {
+					match = strings.TrimSpace(match + " " + k + "=" + r.Labels[k])
+				}
 				if r.Source != "" {
 					match = strings.TrimSpace(r.Source + " " + match)
 				}

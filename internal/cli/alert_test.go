@@ -59,7 +59,8 @@ func TestAlertCommands(t *testing.T) {
 	got, raws = nil, nil
 	mu.Unlock()
 
-	mustRun(t, append([]string{"alert", "rule", "add", "overdue", "--channel", "am", "--check", "renewal_overdue", "--repeat", "1h"}, data...)...)
+	mustRun(t, append([]string{"alert", "rule", "add", "overdue", "--channel", "am", "--check", "renewal_overdue", "--repeat", "1h", "--label", "team=api"}, data...)...)
+	mustRun(t, append([]string{"alert", "rule", "add", "other-team", "--channel", "am", "--label", "team=db"}, data...)...)
 	rules, _ := mustRun(t, append([]string{"alert", "rule", "list"}, data...)...)
 	if !strings.Contains(rules, "overdue") || !strings.Contains(rules, "renewal_overdue") {
 		t.Fatalf("rule list: %s", rules)
@@ -70,7 +71,7 @@ func TestAlertCommands(t *testing.T) {
 	dir := t.TempDir()
 	overdue := filepath.Join(dir, "overdue.pem")
 	writeTestFile(t, overdue, p.chainPEM(p.issue(t, key.Public(), "api", []string{"api.test"}, nil, nil, 10*time.Minute)), 0o644)
-	invokeCLI(t, "", append([]string{"scan", overdue, "--root", p.rootFile, "--report", in.URL}, data...)...)
+	invokeCLI(t, "", append([]string{"scan", overdue, "--root", p.rootFile, "--report", in.URL, "--label", "team=api"}, data...)...)
 
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -88,7 +89,7 @@ func TestAlertCommands(t *testing.T) {
 	}
 	alerts := got[0]["alerts"].([]any)
 	labels := alerts[0].(map[string]any)["labels"].(map[string]any)
-	if len(alerts) != 1 || labels["alertname"] != "CertificateRenewalOverdue" || labels["name"] != "api" {
+	if len(alerts) != 1 || labels["alertname"] != "CertificateRenewalOverdue" || labels["name"] != "api" || labels["team"] != "api" {
 		t.Fatalf("alert: %+v", alerts)
 	}
 	mu.Unlock()
@@ -114,7 +115,7 @@ func TestAlertCommands(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The next report of the same certificate sends nothing new.
-	invokeCLI(t, "", append([]string{"scan", overdue, "--root", p.rootFile, "--report", in.URL}, data...)...)
+	invokeCLI(t, "", append([]string{"scan", overdue, "--root", p.rootFile, "--report", in.URL, "--label", "team=api"}, data...)...)
 	time.Sleep(700 * time.Millisecond)
 	mu.Lock()
 	if len(got) != 1 {
@@ -137,6 +138,8 @@ func TestAlertCommands(t *testing.T) {
 		{[]string{"alert", "rule", "add", "r", "--channel", "am", "--check", "expiry"}, exitError, "not one of"},
 		{[]string{"alert", "test", "nowhere"}, exitError, "no channel"},
 		{[]string{"alert", "list", "--state", "angry"}, exitUsage, "use firing or resolved"},
+		{[]string{"alert", "rule", "add", "r", "--channel", "am", "--label", "9team=x"}, exitUsage, "label name"},
+		{[]string{"scan", overdue, "--report", in.URL, "--label", "team"}, exitUsage, "NAME=VALUE"},
 	} {
 		code, _, errOut := invokeCLI(t, "", append(c.args, data...)...)
 		if code != c.code || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
@@ -144,5 +147,6 @@ func TestAlertCommands(t *testing.T) {
 		}
 	}
 	mustRun(t, append([]string{"alert", "rule", "remove", "overdue"}, data...)...)
+	mustRun(t, append([]string{"alert", "rule", "remove", "other-team"}, data...)...)
 	mustRun(t, append([]string{"alert", "channel", "remove", "am"}, data...)...)
 }

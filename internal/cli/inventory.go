@@ -206,13 +206,15 @@ are scanned on their own host with 'meshpki scan --report'), and never reach
 loopback or link-local addresses (cloud metadata) unless the server was
 started with --allow-egress naming them. Each run is claimed by one replica.`,
 	}
-	cmd.AddCommand(newScheduleAddCommand(s), newScheduleListCommand(s), newScheduleRemoveCommand(s))
+	cmd.AddCommand(newScheduleAddCommand(s), newScheduleListCommand(s), newScheduleRemoveCommand(s),
+		nameCommand(s, "run NAME", "Run a scan schedule now", "Have the server run a scan schedule now, on demand; its interval goes on from this run.",
+			"Started scan schedule", (*client.Client).RunSchedule))
 	return cmd
 }
 
 func newScheduleAddCommand(s *streams) *cobra.Command {
 	var (
-		targets          []string
+		targets, labels  []string
 		sni, startTLS    string
 		every            = durationValue(time.Hour)
 		timeout          = durationValue(monitor.DefaultTimeout)
@@ -235,15 +237,20 @@ is HOST:PORT, https://HOST[:PORT], or CIDR:PORTS, as for 'meshpki scan'.
 	f.StringVar(&startTLS, "starttls", "", "`PROTO` spoken before TLS: smtp, imap, postgres or none (default: by port)")
 	f.Var(&timeout, "timeout", "`DURATION` each endpoint has")
 	f.BoolVar(&allowLarge, "allow-large", false, "allow a CIDR of more than 4096 addresses")
+	f.StringArrayVar(&labels, "label", nil, "`NAME=VALUE` label for what the schedule sees (repeatable), e.g. team=payments")
 	f.BoolVar(&asJS, "json", false, "print the schedule as JSON")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		opts := monitor.ScheduleOptions{SNI: sni, StartTLS: startTLS, Timeout: policy.Duration(timeout), AllowLarge: allowLarge}
+		lbls, err := monitor.ParseLabels(labels)
+		if err != nil {
+			return usageError{fmt.Errorf("--label: %w", err)}
+		}
+		opts := monitor.ScheduleOptions{SNI: sni, StartTLS: startTLS, Timeout: policy.Duration(timeout), AllowLarge: allowLarge, Labels: lbls}
 		if _, err := monitor.CheckSchedule(args[0], targets, time.Duration(every), opts); err != nil {
 			return usageError{err}
 		}
 		sc, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.ScanSchedule, error) {
 			return cl.AddSchedule(ctx, client.ScanSchedule{Name: args[0], Targets: targets, Every: policy.Duration(every),
-				SNI: sni, StartTLS: startTLS, Timeout: policy.Duration(timeout), AllowLarge: allowLarge})
+				SNI: sni, StartTLS: startTLS, Timeout: policy.Duration(timeout), AllowLarge: allowLarge, Labels: lbls})
 		})
 		if err != nil {
 			return err

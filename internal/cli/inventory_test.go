@@ -190,11 +190,16 @@ func TestScanSchedules(t *testing.T) {
 		{[]string{"scan", "schedule", "add", "bad name", "--target", addr}, exitUsage, "schedule name"},
 		{[]string{"scan", "schedule", "add", "none"}, exitUsage, "at least one target"},
 		{[]string{"scan", "schedule", "remove", "nothing"}, exitError, "no scan schedule"},
+		{[]string{"scan", "schedule", "run", "nothing"}, exitError, "no scan schedule"},
 	} {
 		code, _, errOut := invokeCLI(t, "", append(c.args, data...)...)
 		if code != c.code || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 			t.Errorf("%v: exit %d, stderr %q; want %d and one line saying %q", c.args, code, errOut, c.code, c.want)
 		}
+	}
+	out, _ = mustRun(t, append([]string{"scan", "schedule", "run", "edge"}, data...)...)
+	if !strings.Contains(out, "Started scan schedule edge") {
+		t.Errorf("schedule run: %s", out)
 	}
 	mustRun(t, append([]string{"scan", "schedule", "remove", "edge"}, data...)...)
 	out, _ = mustRun(t, append([]string{"scan", "schedule", "list", "--json"}, data...)...)

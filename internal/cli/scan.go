@@ -29,7 +29,7 @@ func init() { register(newScanCommand) }
 func newScanCommand(s *streams) *cobra.Command {
 	var (
 		sni, startTLS, warn, failOn, pkcs12Password, dataDir string
-		roots                                                []string
+		roots, labelArgs                                     []string
 		concurrency                                          int
 		timeout                                              = durationValue(monitor.DefaultTimeout)
 		asJSON, allowLarge, noLint                           bool
@@ -95,6 +95,7 @@ a directory that had nothing to scan is not an error) or the report failed.`,
 	f.BoolVar(&noLint, "no-lint", false, "skip the zlint check")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per target and line")
 	f.StringVar(&reportURL, "report", "", "send the results to the inventory of the server at `URL`")
+	f.StringArrayVar(&labelArgs, "label", nil, "`NAME=VALUE` label for what --report sends (repeatable), e.g. team=payments")
 	f.StringVar(&certFile, "cert", "", "admin certificate `FILE` for --report (default with --data: DIR/secrets/admin.crt)")
 	f.StringVar(&keyFile, "key", "", "private key `FILE` of --cert")
 	f.StringVar(&passwordFile, "password-file", "", "`FILE` holding the passphrase of an encrypted --key")
@@ -146,9 +147,15 @@ a directory that had nothing to scan is not an error) or the report failed.`,
 			return err
 		}
 		if reportURL != "" {
+			labels, err := monitor.ParseLabels(labelArgs)
+			if err != nil {
+				return usageError{fmt.Errorf("--label: %w", err)}
+			}
+			report := scanReport(results)
+			report.Labels = labels
 			conn := &connectFlags{mode: credentialAdmin, dataDir: dataDir, caURL: reportURL, certFile: certFile, keyFile: keyFile, passwordFile: passwordFile}
 			n, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (int, error) {
-				return cl.Report(ctx, scanReport(results))
+				return cl.Report(ctx, report)
 			})
 			if err != nil {
 				return fmt.Errorf("report to %s: %w", reportURL, err)

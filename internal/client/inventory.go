@@ -102,6 +102,11 @@ func (c *Client) AddSchedule(ctx context.Context, sc ScanSchedule) (*ScanSchedul
 	return &out, nil
 }
 
+// RunSchedule has the server run a scan schedule now (admin).
+func (c *Client) RunSchedule(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodPost, "/v1/scan/schedules/"+url.PathEscape(name)+"/run", nil, struct{}{}, nil)
+}
+
 // RemoveSchedule removes a scan schedule (admin).
 func (c *Client) RemoveSchedule(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/scan/schedules/"+url.PathEscape(name), nil, nil, nil)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/duration"
@@ -78,9 +79,10 @@ func Covered(results []Result) []string {
 }
 
 // Record adds what a scan run saw at at. scopes are the targets the run
-// covered (see Covered); hold is store.ScanRun.Hold (DefaultHold if zero).
-// It returns how many chains were recorded.
-func (inv *Inventory) Record(ctx context.Context, at time.Time, scopes []string, hold time.Duration, results []Result) (int, error) {
+// covered (see Covered); hold is store.ScanRun.Hold (DefaultHold if zero);
+// labels are the run's (see CheckLabels). It returns how many chains were
+// recorded.
+func (inv *Inventory) Record(ctx context.Context, at time.Time, scopes []string, hold time.Duration, labels map[string]string, results []Result) (int, error) {
 	if hold <= 0 {
 		hold = DefaultHold
 	}
@@ -101,6 +103,7 @@ func (inv *Inventory) Record(ctx context.Context, at time.Time, scopes []string,
 			NotBefore:   leaf.NotBefore,
 			NotAfter:    leaf.NotAfter,
 			Findings:    []store.StoredFinding{},
+			Labels:      labels,
 		}
 		if o.Scope == "" {
 			o.Scope = r.Target
@@ -219,4 +222,57 @@ func (inv *Inventory) FindingsWith(ctx context.Context, it store.InventoryItem, 
 		out = []Finding{}
 	}
 	return out, nil
+}
+
+// Limits of labels.
+const (
+	maxLabels          = 16
+	maxLabelValueBytes = 256
+)
+
+// CheckLabels checks labels a scan gives what it sees: at most 16, names
+// as Prometheus takes them ([a-zA-Z_][a-zA-Z0-9_]*, at most 64 bytes),
+// values of at most 256 bytes. Alert rules select by them, and alerts carry
+// them, so that a receiver routes by team.
+func CheckLabels(labels map[string]string) error {
+	if len(labels) > maxLabels {
+		return fmt.Errorf("%d labels: at most %d", len(labels), maxLabels)
+	}
+	for k, v := range labels {
+		if !labelName(k) {
+			return fmt.Errorf("label name %q: use letters, digits and '_', not starting with a digit (at most 64)", clip(k))
+		}
+		if len(v) > maxLabelValueBytes {
+			return fmt.Errorf("label %s: a value of at most %d bytes", k, maxLabelValueBytes)
+		}
+	}
+	return nil
+}
+
+func labelName(k string) bool {
+	if k == "" || len(k) > 64 {
+		return false
+	}
+	for i, r := range k {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseLabels reads NAME=VALUE arguments (--label team=payments).
+func ParseLabels(args []string) (map[string]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return nil, fmt.Errorf("label %q: use NAME=VALUE", clip(a))
+		}
+		out[k] = v
+	}
+	return out, CheckLabels(out)
 }

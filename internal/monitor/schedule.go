@@ -25,6 +25,8 @@ type ScheduleOptions struct {
 	StartTLS   string          `json:"starttls,omitempty"`
 	Timeout    policy.Duration `json:"timeout,omitempty"`
 	AllowLarge bool            `json:"allow_large,omitempty"`
+	// Labels go with what the schedule sees (see CheckLabels).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // DecodeScheduleOptions reads a schedule's options as stored.
@@ -58,6 +60,9 @@ func CheckSchedule(name string, targets []string, every time.Duration, opts Sche
 	}
 	if opts.Timeout < 0 {
 		return nil, errors.New("timeout must be positive")
+	}
+	if err := CheckLabels(opts.Labels); err != nil {
+		return nil, err
 	}
 	return ParseTargets(targets, TargetOptions{SNI: opts.SNI, StartTLS: opts.StartTLS, AllowLarge: opts.AllowLarge, NetworkOnly: true})
 }
@@ -161,7 +166,7 @@ func (s *Scheduler) RunSchedule(ctx context.Context, sc store.ScanSchedule) ([]R
 	// Keep what was scanned for two intervals, so that one failed or late
 	// run does not make certificates come and go.
 	hold := max(2*sc.Every, DefaultHold)
-	if _, err := s.Inventory.Record(ctx, at, Covered(results), hold, results); err != nil {
+	if _, err := s.Inventory.Record(ctx, at, Covered(results), hold, opts.Labels, results); err != nil {
 		return results, err
 	}
 	var failed []string
@@ -208,6 +213,20 @@ func (s *Schedules) Add(ctx context.Context, actor string, sc store.ScanSchedule
 		return sc, ca.Errorf(ca.KindConflict, "a scan schedule named %q exists", sc.Name)
 	}
 	return sc, err
+}
+
+// RunNow makes a schedule due at once (the scheduler is to be woken).
+func (s *Schedules) RunNow(ctx context.Context, name string) error {
+	now := time.Now()
+	if s.Clock != nil {
+		now = s.Clock()
+	}
+	if err := s.Store.DueNow(ctx, name, now); errors.Is(err, store.ErrNotFound) {
+		return ca.Errorf(ca.KindNotFound, "no scan schedule named %q", clip(name))
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // Remove deletes a schedule.

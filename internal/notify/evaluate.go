@@ -345,8 +345,15 @@ func subjectOf(it store.InventoryItem) subject {
 	if cn != "" {
 		names = append([]string{cn}, names...)
 	}
-	sub := subject{source: string(it.Source), names: names, issuer: it.Issuer, notAfter: it.NotAfter,
-		labels: map[string]string{"source": string(it.Source), "subject": ca.Clip(it.Subject), "issuer": ca.Clip(it.Issuer)}}
+	sub := subject{source: string(it.Source), names: names, issuer: it.Issuer, notAfter: it.NotAfter, labels: map[string]string{}}
+	// The scan's labels first: the certificate's own facts win a clash.
+	for k, v := range it.Labels {
+		sub.labels[k] = v
+	}
+	sub.labels["source"], sub.labels["subject"], sub.labels["issuer"] = string(it.Source), ca.Clip(it.Subject), ca.Clip(it.Issuer)
+	if it.Provisioner != "" {
+		sub.labels["provisioner"] = it.Provisioner
+	}
 	if len(names) > 0 {
 		sub.labels["name"] = ca.Clip(names[0])
 	}

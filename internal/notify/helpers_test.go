@@ -144,7 +144,7 @@ func newEnv(t *testing.T, dir string) *env {
 func (e *env) see(t *testing.T, location string, cert *x509.Certificate) {
 	t.Helper()
 	r := e.inv.Policy.Result(location, location, monitor.KindEndpoint, []*x509.Certificate{cert, e.ca.cert}, monitor.Source{Endpoint: true, VerifyName: cert.DNSNames[0]})
-	if _, err := e.inv.Record(context.Background(), e.clock.now(), []string{location}, time.Hour, []monitor.Result{r}); err != nil {
+	if _, err := e.inv.Record(context.Background(), e.clock.now(), []string{location}, time.Hour, map[string]string{"team": "web"}, []monitor.Result{r}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -34,7 +34,9 @@ func TestAlertLifecycle(t *testing.T) {
 	e := newEnv(t, "")
 	rcv := newReceiver(t)
 	addWebhook(t, e, "ops", rcv.srv.URL+"/hook?token=x", false)
-	addRule(t, e, "expiry", "ops", RuleSpec{Checks: []string{monitor.CheckExpiresSoon, monitor.CheckExpired}, Names: []string{"*.example.test"}})
+	addRule(t, e, "expiry", "ops", RuleSpec{Checks: []string{monitor.CheckExpiresSoon, monitor.CheckExpired}, Names: []string{"*.example.test"},
+		Labels: map[string]string{"team": "web"}})
+	addRule(t, e, "db-team", "ops", RuleSpec{Labels: map[string]string{"team": "db"}})
 	ctx := context.Background()
 
 	now := e.clock.now()
@@ -58,7 +60,7 @@ func TestAlertLifecycle(t *testing.T) {
 	a := m.Alerts[0]
 	if m.Version != "4" || m.Status != "firing" || m.Receiver != "ops" || m.GroupKey == "" || m.ExternalURL != "https://ca.test" || len(m.Alerts) != 1 ||
 		a.Status != "firing" || a.Labels["alertname"] != "CertificateExpiresSoon" || a.Labels["threshold"] != "7d" ||
-		a.Labels["severity"] != "error" || a.Labels["name"] != "web.example.test" || !strings.Contains(a.Annotations["summary"], "expires in 3d") ||
+		a.Labels["severity"] != "error" || a.Labels["name"] != "web.example.test" || a.Labels["team"] != "web" || !strings.Contains(a.Annotations["summary"], "expires in 3d") ||
 		a.StartsAt.IsZero() || !a.EndsAt.IsZero() || a.Fingerprint == "" || !strings.HasPrefix(a.GeneratorURL, "https://ca.test/v1/inventory/") ||
 		m.CommonLabels["alertname"] != "CertificateExpiresSoon" {
 		t.Fatalf("Alertmanager body: %+v", m)

@@ -28,6 +28,9 @@ type RuleSpec struct {
 	// Issuers are globs matched against the issuer (its DN for scanned
 	// certificates, the meshpki issuer name for issued ones).
 	Issuers []string `json:"issuers,omitempty"`
+	// Labels must all be on the certificate with these values: the labels
+	// of the scan that saw it, or provisioner=NAME for an issued one.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Checks are the check ids that alert (default: all).
 	Checks []string `json:"checks,omitempty"`
 	// Within, if set, makes expires_soon alert only once a certificate
@@ -45,6 +48,9 @@ func (r RuleSpec) Check() error {
 		if _, err := path.Match(g, ""); err != nil {
 			return fmt.Errorf("glob %q: %v", ca.Clip(g), err)
 		}
+	}
+	if err := monitor.CheckLabels(r.Labels); err != nil {
+		return err
 	}
 	switch r.Source {
 	case "", string(store.SourceIssued), string(store.SourceScanned):
@@ -102,6 +108,11 @@ func (r RuleSpec) matches(sub subject) bool {
 	}
 	if len(r.Issuers) > 0 && !anyGlob(r.Issuers, []string{sub.issuer}) {
 		return false
+	}
+	for k, v := range r.Labels {
+		if sub.labels[k] != v {
+			return false
+		}
 	}
 	return true
 }

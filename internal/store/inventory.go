@@ -48,6 +48,8 @@ type Observation struct {
 	// IssuedSerial is the serial of the meshpki certificate this leaf is,
 	// or "" for a certificate from elsewhere.
 	IssuedSerial Serial
+	// Labels are the labels of the scan that saw it (team=payments…).
+	Labels map[string]string
 }
 
 // ScanRun is what one run of a scan saw.
@@ -94,8 +96,10 @@ type InventoryItem struct {
 	Replaced bool
 	// IssuedSerial is set on a scanned item that meshpki issued.
 	IssuedSerial Serial
-	FirstSeen    time.Time // scan: first sighting; issued: issuance
-	LastSeen     time.Time // scan: last sighting; issued: issuance
+	// Labels of the latest scan that saw a scanned item.
+	Labels    map[string]string
+	FirstSeen time.Time // scan: first sighting; issued: issuance
+	LastSeen  time.Time // scan: last sighting; issued: issuance
 }
 
 // Sighting is where and when a scanned certificate was seen.
@@ -177,6 +181,9 @@ type ScanSchedules interface {
 	// one due longest) to now+Every and returns it so; ErrNotFound when
 	// none is due. Replicas claim each run once.
 	ClaimDueSchedule(ctx context.Context, now time.Time) (ScanSchedule, error)
+	// DueNow makes a schedule due at now (a run on demand); ErrNotFound if
+	// absent.
+	DueNow(ctx context.Context, name string, now time.Time) error
 	// FinishSchedule records the outcome of a run claimed at ranAt.
 	FinishSchedule(ctx context.Context, name string, ranAt time.Time, runErr string) error
 }

@@ -273,12 +273,13 @@ type InventoryItem struct {
 	Status string `json:"status,omitempty"`
 	// Active: a scanned certificate is current at some location; an
 	// issued one is valid and not renewed.
-	Active       bool         `json:"active"`
-	Replaced     bool         `json:"replaced,omitempty"`
-	IssuedSerial store.Serial `json:"issued_serial,omitempty"`
-	FirstSeen    time.Time    `json:"first_seen"`
-	LastSeen     time.Time    `json:"last_seen"`
-	Findings     []Finding    `json:"findings"`
+	Active       bool              `json:"active"`
+	Replaced     bool              `json:"replaced,omitempty"`
+	IssuedSerial store.Serial      `json:"issued_serial,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	FirstSeen    time.Time         `json:"first_seen"`
+	LastSeen     time.Time         `json:"last_seen"`
+	Findings     []Finding         `json:"findings"`
 	// Chain (PEM, leaf first) and Sightings only in
 	// GET /v1/inventory/{fingerprint}.
 	Chain     string     `json:"chain,omitempty"`
@@ -310,6 +311,8 @@ type ScanReport struct {
 	// Hold is how long a certificate no longer presented stays current
 	// (default 1h; see docs/SCAN.md).
 	Hold policy.Duration `json:"hold,omitempty"`
+	// Labels go with every certificate of the report (team=payments…).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // ReportedResult is one target of a ScanReport.
@@ -335,17 +338,18 @@ type ScanReportResult struct {
 // ScanSchedule is a scan the server runs every Every: the body of POST
 // /v1/scan/schedules and an item of GET /v1/scan/schedules.
 type ScanSchedule struct {
-	Name       string          `json:"name"`
-	Targets    []string        `json:"targets"`
-	Every      policy.Duration `json:"every"`
-	SNI        string          `json:"sni,omitempty"`
-	StartTLS   string          `json:"starttls,omitempty"`
-	Timeout    policy.Duration `json:"timeout,omitempty"`
-	AllowLarge bool            `json:"allow_large,omitempty"`
-	NextRun    time.Time       `json:"next_run,omitzero"`
-	LastRun    time.Time       `json:"last_run,omitzero"`
-	LastError  string          `json:"last_error,omitempty"`
-	CreatedAt  time.Time       `json:"created_at,omitzero"`
+	Name       string            `json:"name"`
+	Targets    []string          `json:"targets"`
+	Every      policy.Duration   `json:"every"`
+	SNI        string            `json:"sni,omitempty"`
+	StartTLS   string            `json:"starttls,omitempty"`
+	Timeout    policy.Duration   `json:"timeout,omitempty"`
+	AllowLarge bool              `json:"allow_large,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	NextRun    time.Time         `json:"next_run,omitzero"`
+	LastRun    time.Time         `json:"last_run,omitzero"`
+	LastError  string            `json:"last_error,omitempty"`
+	CreatedAt  time.Time         `json:"created_at,omitzero"`
 }
 
 // ScanScheduleList answers GET /v1/scan/schedules.
@@ -388,16 +392,17 @@ type AlertChannelList struct {
 
 // AlertRule is the body of POST /v1/alerts/rules and an item of GET.
 type AlertRule struct {
-	Name        string          `json:"name"`
-	Channel     string          `json:"channel"`
-	Names       []string        `json:"names,omitempty"`
-	Source      string          `json:"source,omitempty"`
-	Issuers     []string        `json:"issuers,omitempty"`
-	Checks      []string        `json:"checks,omitempty"`
-	Within      policy.Duration `json:"within,omitempty"`
-	MinSeverity string          `json:"min_severity,omitempty"`
-	Repeat      policy.Duration `json:"repeat,omitempty"`
-	CreatedAt   time.Time       `json:"created_at,omitzero"`
+	Name        string            `json:"name"`
+	Channel     string            `json:"channel"`
+	Names       []string          `json:"names,omitempty"`
+	Source      string            `json:"source,omitempty"`
+	Issuers     []string          `json:"issuers,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Checks      []string          `json:"checks,omitempty"`
+	Within      policy.Duration   `json:"within,omitempty"`
+	MinSeverity string            `json:"min_severity,omitempty"`
+	Repeat      policy.Duration   `json:"repeat,omitempty"`
+	CreatedAt   time.Time         `json:"created_at,omitzero"`
 }
 
 // AlertRuleList answers GET /v1/alerts/rules.

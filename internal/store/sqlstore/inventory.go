@@ -33,10 +33,10 @@ import (
 // Statements of RecordScan, constant for the SQLite writer.
 const (
 	upsertInventoryCert = `INSERT INTO inventory_certs (fingerprint, serial, subject, issuer_dn, names, not_before, not_after,
-			chain, findings, issued_serial, active, first_seen, last_seen)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $11)
+			chain, findings, issued_serial, labels, active, first_seen, last_seen)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, 0, $11, $11)
 		ON CONFLICT (fingerprint) DO UPDATE SET chain = excluded.chain, findings = excluded.findings,
-			issued_serial = excluded.issued_serial, last_seen = excluded.last_seen
+			issued_serial = excluded.issued_serial, labels = excluded.labels, last_seen = excluded.last_seen
 		RETURNING id`
 	insertInventoryName = `INSERT INTO inventory_names (name, cert_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
 	upsertSighting      = `INSERT INTO inventory_sightings (location, cert_id, scope, findings, current, first_seen, last_seen)
@@ -61,8 +61,8 @@ const (
 // RecordScan records what a scan run saw, in one transaction.
 func (s *Store) RecordScan(ctx context.Context, run store.ScanRun) error {
 	type encoded struct {
-		names, findings string
-		chain           []byte
+		names, findings, labels string
+		chain                   []byte
 	}
 	enc := make([]encoded, len(run.Observations))
 	scopes := slices.Clone(run.Scopes)
@@ -79,7 +79,11 @@ func (s *Store) RecordScan(ctx context.Context, run store.ScanRun) error {
 		if err != nil {
 			return fmt.Errorf("sqlstore: record scan: %w", err)
 		}
-		enc[i] = encoded{names: string(names), findings: string(findings), chain: slices.Concat(o.Chain...)}
+		labels, err := encodeLabels(o.Labels)
+		if err != nil {
+			return fmt.Errorf("sqlstore: record scan: %w", err)
+		}
+		enc[i] = encoded{names: string(names), findings: string(findings), labels: labels, chain: slices.Concat(o.Chain...)}
 		if !slices.Contains(scopes, o.Scope) {
 			scopes = append(scopes, o.Scope)
 		}
@@ -94,7 +98,7 @@ func (s *Store) RecordScan(ctx context.Context, run store.ScanRun) error {
 			var id int64
 			if err := w.queryRow(ctx, upsertInventoryCert, []any{o.Fingerprint, string(o.Serial), o.Subject, o.IssuerDN,
 				enc[i].names, micros(o.NotBefore), micros(o.NotAfter), enc[i].chain, enc[i].findings,
-				string(o.IssuedSerial), at}, &id); err != nil {
+				string(o.IssuedSerial), at, enc[i].labels}, &id); err != nil {
 				return err
 			}
 			for _, n := range lookupNames(&store.Certificate{Subject: commonName(o.Subject), Names: o.Names}) {
@@ -130,6 +134,15 @@ func (s *Store) RecordScan(ctx context.Context, run store.ScanRun) error {
 		}
 		return nil
 	})
+}
+
+// encodeLabels stores labels as a JSON object ({} for none).
+func encodeLabels(labels map[string]string) (string, error) {
+	if len(labels) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(labels)
+	return string(b), err
 }
 
 // commonName is the CN of an RFC 4514 distinguished name as Go prints one
@@ -171,15 +184,15 @@ const (
 		c.not_after AS not_after, c.der AS chain, '[]' AS findings, c.status AS status,
 		CASE WHEN c.status = 'valid' AND NOT {replaced} THEN 1 ELSE 0 END AS active,
 		CASE WHEN {replaced} THEN 1 ELSE 0 END AS replaced,
-		'' AS issued_serial, c.created_at AS first_seen, c.created_at AS last_seen
+		'' AS issued_serial, '{}' AS labels, c.created_at AS first_seen, c.created_at AS last_seen
 		FROM certificates c`
 	scannedArm = `SELECT 'scanned' AS source, c.id AS id, c.fingerprint AS fingerprint, c.serial AS serial, c.subject AS subject,
 		c.issuer_dn AS issuer, '' AS provisioner, c.names AS names, c.not_before AS not_before,
 		c.not_after AS not_after, c.chain AS chain, c.findings AS findings, '' AS status,
-		c.active AS active, 0 AS replaced, c.issued_serial AS issued_serial, c.first_seen AS first_seen, c.last_seen AS last_seen
+		c.active AS active, 0 AS replaced, c.issued_serial AS issued_serial, c.labels AS labels, c.first_seen AS first_seen, c.last_seen AS last_seen
 		FROM inventory_certs c`
 	inventoryColumns = `source, id, fingerprint, serial, subject, issuer, provisioner, names, not_before, not_after,
-		chain, findings, status, active, replaced, issued_serial, first_seen, last_seen`
+		chain, findings, status, active, replaced, issued_serial, labels, first_seen, last_seen`
 )
 
 // issuedArm is the issued source's columns for this dialect.
@@ -321,14 +334,14 @@ func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (sto
 
 func scanInventoryItem(row scanner) (store.InventoryItem, inventoryCursor, error) {
 	var (
-		it                                          store.InventoryItem
-		source, serial, names, findings, issued, st string
-		id, notBefore, notAfter, first, last        int64
-		active, replaced                            int
-		chain                                       []byte
+		it                                                  store.InventoryItem
+		source, serial, names, findings, issued, st, labels string
+		id, notBefore, notAfter, first, last                int64
+		active, replaced                                    int
+		chain                                               []byte
 	)
 	if err := row.Scan(&source, &id, &it.Fingerprint, &serial, &it.Subject, &it.Issuer, &it.Provisioner, &names,
-		&notBefore, &notAfter, &chain, &findings, &st, &active, &replaced, &issued, &first, &last); err != nil {
+		&notBefore, &notAfter, &chain, &findings, &st, &active, &replaced, &issued, &labels, &first, &last); err != nil {
 		return it, inventoryCursor{}, err
 	}
 	it.Source, it.Serial, it.IssuedSerial, it.Status = store.InventorySource(source), store.Serial(serial), store.Serial(issued), store.Status(st)
@@ -341,6 +354,9 @@ func scanInventoryItem(row scanner) (store.InventoryItem, inventoryCursor, error
 	err := json.Unmarshal([]byte(findings), &it.Findings)
 	if err != nil {
 		return it, inventoryCursor{}, fmt.Errorf("decode findings: %w", err)
+	}
+	if err := json.Unmarshal([]byte(labels), &it.Labels); err != nil {
+		return it, inventoryCursor{}, fmt.Errorf("decode labels: %w", err)
 	}
 	if it.Source == store.SourceIssued {
 		it.Chain = [][]byte{chain}
@@ -415,6 +431,7 @@ const (
 	dueScheduleSkipLocked = dueSchedule + ` FOR UPDATE SKIP LOCKED`
 	claimSchedule         = `UPDATE scan_schedules SET next_run = $2 + every WHERE name = $1`
 	finishSchedule        = `UPDATE scan_schedules SET last_run = $2, last_error = $3 WHERE name = $1`
+	scheduleDueNow        = `UPDATE scan_schedules SET next_run = $2 WHERE name = $1`
 )
 
 // CreateSchedule stores sc; store.ErrConflict if the name exists.
@@ -506,6 +523,17 @@ func (s *Store) ClaimDueSchedule(ctx context.Context, now time.Time) (store.Scan
 		return store.ScanSchedule{}, fmt.Errorf("sqlstore: claim schedule %s: %w", name, err)
 	}
 	return sc, nil
+}
+
+// DueNow makes a schedule due at now.
+func (s *Store) DueNow(ctx context.Context, name string, now time.Time) error {
+	return s.writeTx(ctx, "run schedule "+name, func(w writer) error {
+		res, err := w.exec(ctx, scheduleDueNow, name, micros(now))
+		if err != nil {
+			return err
+		}
+		return expectOneRow(res, store.ErrNotFound)
+	})
 }
 
 // FinishSchedule records the outcome of a run.

@@ -289,6 +289,7 @@ var migrations = [][]string{
 			chain         {bytes} NOT NULL, -- DER certificates one after another, leaf first
 			findings      TEXT NOT NULL, -- JSON, of the latest sighting
 			issued_serial TEXT NOT NULL, -- "" unless meshpki issued it
+			labels        TEXT NOT NULL, -- JSON object, of the latest sighting
 			active        INTEGER NOT NULL, -- 0 or 1
 			first_seen    BIGINT NOT NULL,
 			last_seen     BIGINT NOT NULL

@@ -23,8 +23,8 @@ func (s *Store) SeedInventory(ctx context.Context, at time.Time, n int, next fun
 	for start := 0; start < n; start += chunk {
 		err := s.sqlTx(ctx, func(tx *sql.Tx) error {
 			cert, err := tx.PrepareContext(ctx, `INSERT INTO inventory_certs (fingerprint, serial, subject, issuer_dn, names, not_before, not_after,
-				chain, findings, issued_serial, active, first_seen, last_seen)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) RETURNING id`)
+				chain, findings, issued_serial, labels, active, first_seen, last_seen)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, 1, $11, $11) RETURNING id`)
 			if err != nil {
 				return err
 			}
@@ -44,9 +44,13 @@ func (s *Store) SeedInventory(ctx context.Context, at time.Time, n int, next fun
 				o := next(i)
 				names, _ := json.Marshal(nonNil(o.Names))
 				findings, _ := json.Marshal(nonNil(o.Findings))
+				labels, err := encodeLabels(o.Labels)
+				if err != nil {
+					return err
+				}
 				var id int64
 				if err := cert.QueryRowContext(ctx, o.Fingerprint, string(o.Serial), o.Subject, o.IssuerDN, string(names),
-					micros(o.NotBefore), micros(o.NotAfter), slices.Concat(o.Chain...), string(findings), string(o.IssuedSerial), micros(at)).Scan(&id); err != nil {
+					micros(o.NotBefore), micros(o.NotAfter), slices.Concat(o.Chain...), string(findings), string(o.IssuedSerial), micros(at), labels).Scan(&id); err != nil {
 					return fmt.Errorf("observation %d: %w", i, err)
 				}
 				for _, nm := range lookupNames(&store.Certificate{Subject: commonName(o.Subject), Names: o.Names}) {

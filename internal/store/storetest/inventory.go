@@ -96,11 +96,13 @@ func currentAt(t testing.TB, s store.Store, fingerprint string) map[string]bool 
 
 func testInventoryRoundTrip(t *testing.T, s store.Store) {
 	o := observed("10.0.0.0/30:443", "10.0.0.1:443", "web", epoch.Add(30*24*time.Hour), "web.example", "10.0.0.1")
+	o.Labels = map[string]string{"team": "edge"}
 	record(t, s, epoch, time.Hour, []string{o.Scope}, o)
 	// Seen again, later, at a second location of another scope.
 	o2 := o
 	o2.Scope, o2.Location = "web.example:8443", "web.example:8443"
 	o2.Findings = nil
+	o2.Labels = map[string]string{"team": "web", "env": "prod"}
 	record(t, s, epoch.Add(time.Minute), time.Hour, []string{o2.Scope}, o2)
 
 	it, sightings := getScanned(t, s, o.Fingerprint)
@@ -115,8 +117,8 @@ func testInventoryRoundTrip(t *testing.T, s store.Store) {
 	if len(it.Chain) != 2 || string(it.Chain[0]) != string(o.Chain[0]) || string(it.Chain[1]) != string(o.Chain[1]) {
 		t.Fatalf("chain does not round-trip")
 	}
-	if len(it.Findings) != 0 {
-		t.Fatalf("findings = %+v, want the latest sighting's (none)", it.Findings)
+	if len(it.Findings) != 0 || len(it.Labels) != 2 || it.Labels["team"] != "web" {
+		t.Fatalf("findings = %+v, labels = %v; want the latest sighting's", it.Findings, it.Labels)
 	}
 	if len(sightings) != 2 || sightings[0].Location != "web.example:8443" || sightings[1].Location != "10.0.0.1:443" {
 		t.Fatalf("sightings = %+v, want the latest first", sightings)
@@ -381,6 +383,15 @@ func testScheduleLifecycle(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	checkTime(t, "claimed NextRun", got.NextRun, epoch.Add(time.Hour+time.Second))
+	if err := s.DueNow(ctx, "edge", epoch.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.ClaimDueSchedule(ctx, epoch.Add(2*time.Second)); err != nil || again.Name != "edge" {
+		t.Fatalf("claim after DueNow: %+v %v", again, err)
+	}
+	if err := s.DueNow(ctx, "nope", epoch); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("DueNow of an unknown schedule: %v", err)
+	}
 	if err := s.FinishSchedule(ctx, "edge", epoch.Add(time.Second), "a:443: connection refused"); err != nil {
 		t.Fatal(err)
 	}
