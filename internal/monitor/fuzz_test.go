@@ -49,3 +49,18 @@ func FuzzParseTargets(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseLabels: never a panic; accepted labels pass CheckLabels.
+func FuzzParseLabels(f *testing.F) {
+	f.Add("team=payments", "env=prod")
+	f.Add("9x=1", "=")
+	f.Add("a", "b=c=d")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		labels, err := ParseLabels([]string{a, b})
+		if err == nil {
+			if cerr := CheckLabels(labels); cerr != nil {
+				t.Fatalf("ParseLabels accepted %v that CheckLabels refuses: %v", labels, cerr)
+			}
+		}
+	})
+}
