@@ -150,3 +150,71 @@ func TestAlertCommands(t *testing.T) {
 	mustRun(t, append([]string{"alert", "rule", "remove", "other-team"}, data...)...)
 	mustRun(t, append([]string{"alert", "channel", "remove", "am"}, data...)...)
 }
+
+// A receiver that is down when an alert fires gets it once it is back,
+// after the server restarted in between: the notification waited in the
+// store's outbox.
+func TestAlertSurvivesServerRestart(t *testing.T) {
+	clearConnectEnv(t)
+	var (
+		mu   sync.Mutex
+		down = true
+		got  int
+	)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		got++
+	}))
+	defer rcv.Close()
+	allow := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	in := servertest.Start(t, servertest.Options{AllowEgress: allow})
+	data := []string{"--data", in.DataDir, "--password-file", in.PasswordFile}
+	mustRun(t, append([]string{"alert", "channel", "add", "webhook", "am", "--url", rcv.URL}, data...)...)
+	mustRun(t, append([]string{"alert", "rule", "add", "overdue", "--channel", "am", "--check", "renewal_overdue"}, data...)...)
+	p := newTestPKI(t)
+	overdue := filepath.Join(t.TempDir(), "overdue.pem")
+	writeTestFile(t, overdue, p.chainPEM(p.issue(t, newTestKey(t).Public(), "api", []string{"api.test"}, nil, nil, 10*time.Minute)), 0o644)
+	invokeCLI(t, "", append([]string{"scan", overdue, "--root", p.rootFile, "--report", in.URL}, data...)...)
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("a failed delivery attempt", func() bool {
+		out, _ := mustRun(t, append([]string{"alert", "list", "--history", "--json"}, data...)...)
+		return strings.Contains(out, "503 Service Unavailable")
+	})
+	in.Stop()
+	mu.Lock()
+	down = false
+	mu.Unlock()
+
+	again := servertest.Start(t, servertest.Options{DataDir: in.DataDir, AllowEgress: allow})
+	waitFor("delivery after the restart", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got > 0
+	})
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	if got != 1 {
+		t.Errorf("the receiver got %d notifications, want 1", got)
+	}
+	mu.Unlock()
+	out, _ := mustRun(t, "alert", "list", "--history", "--json", "--data", again.DataDir, "--password-file", again.PasswordFile)
+	var hist struct{ Notifications []client.Notification }
+	if err := json.Unmarshal([]byte(out), &hist); err != nil || len(hist.Notifications) != 1 || hist.Notifications[0].DeliveredAt.IsZero() || hist.Notifications[0].Attempts < 2 {
+		t.Fatalf("history after the restart: %v %s", err, out)
+	}
+}

@@ -43,7 +43,9 @@ type Deliverer struct {
 	// Tick is how often the outbox is looked at (default 2s).
 	Tick time.Duration
 	// MaxAge (default DefaultMaxAge).
-	MaxAge  time.Duration
+	MaxAge time.Duration
+	// Backoff is the wait before retry n (default: the function Backoff).
+	Backoff func(n int) time.Duration
 	Clock   func() time.Time
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -106,7 +108,11 @@ func (d *Deliverer) deliver(ctx context.Context, n store.Notification) bool {
 			n.FailedAt = now
 			result = "failed"
 		} else {
-			n.NextAttempt = now.Add(Backoff(n.Attempts))
+			backoff := d.Backoff
+			if backoff == nil {
+				backoff = Backoff
+			}
+			n.NextAttempt = now.Add(backoff(n.Attempts))
 			result = "retry"
 		}
 		d.log().Warn("alert notification not delivered", "channel", n.Channel, "attempt", n.Attempts, "error", n.LastError, "next", n.NextAttempt)

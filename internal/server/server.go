@@ -115,8 +115,10 @@ type Options struct {
 	// AlertEvery is how often alerts are evaluated (default 1m), and
 	// AlertResolveAfter their hysteresis (default 10m).
 	AlertEvery, AlertResolveAfter time.Duration
-	// DeliverTick is how often the alert outbox is looked at (default 2s).
-	DeliverTick time.Duration
+	// DeliverTick is how often the alert outbox is looked at (default 2s),
+	// and AlertBackoff the wait before each retry (default notify.Backoff).
+	DeliverTick  time.Duration
+	AlertBackoff func(attempt int) time.Duration
 	// ExportedCertificates bounds the x509_cert_* series on /metrics: the
 	// certificates in service that expire soonest (default 1000, at most
 	// 1000).
@@ -433,7 +435,8 @@ func (s *Server) newAlerting(st store.Store, inventory *monitor.Inventory, guard
 	_, _ = rand.Read(holder) // crypto/rand does not fail
 	s.evaluator = &notify.Evaluator{Store: st, Inventory: inventory, CA: s.caCertificates, ResolveAfter: s.opts.AlertResolveAfter,
 		Every: s.opts.AlertEvery, Holder: hex.EncodeToString(holder), Clock: s.now, Logger: s.log, Metrics: metrics}
-	s.deliverer = &notify.Deliverer{Store: st, Sender: sender, Sealer: sealer, Tick: s.opts.DeliverTick, Clock: s.now, Logger: s.log, Metrics: metrics}
+	s.deliverer = &notify.Deliverer{Store: st, Sender: sender, Sealer: sealer, Tick: s.opts.DeliverTick, Backoff: s.opts.AlertBackoff,
+		Clock: s.now, Logger: s.log, Metrics: metrics}
 	return &notify.Service{Store: st, Sealer: sealer, Sender: sender, Clock: s.now}, nil
 }
 

@@ -110,6 +110,7 @@ func Start(t testing.TB, o Options) *Instance {
 		ScanTick:       50 * time.Millisecond,
 		AlertEvery:     200 * time.Millisecond,
 		DeliverTick:    100 * time.Millisecond,
+		AlertBackoff:   func(int) time.Duration { return 200 * time.Millisecond },
 	})
 	if err != nil {
 		cancel()
