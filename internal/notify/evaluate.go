@@ -277,6 +277,9 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Outcome, error) {
 		}
 	}
 	out.Messages = len(queue)
+	// In key order: the store's B-tree of alerts is written front to back
+	// rather than at random, and the order is the same on every replica.
+	slices.SortFunc(changes, func(a, b store.Alert) int { return strings.Compare(a.Key, b.Key) })
 	if err := e.Store.ApplyAlerts(ctx, changes, queue); err != nil {
 		return out, err
 	}
