@@ -242,21 +242,7 @@ func (p *Proxy) handshake(tc *tls.Conn, rec *conn) error {
 	defer cancel()
 	err := tc.HandshakeContext(ctx)
 	if err != nil {
-		reason, detail := "handshake", err.Error()
-		var r *Refusal
-		switch {
-		case errors.As(err, &r):
-			reason, detail = r.Reason, r.Detail
-		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-			reason = "timeout"
-		case errors.Is(err, ErrNoIdentity):
-			reason = "no_identity"
-		}
-		rec.result, rec.reason = "refused", reason+": "+clip(detail)
-		p.cfg.Metrics.failed(p.cfg.Direction, reason)
-		if reason == "not_allowed" {
-			p.cfg.Metrics.denied(p.cfg.Direction)
-		}
+		p.refused(rec, err)
 		return err
 	}
 	if peer, err := PeerOf(tc.ConnectionState()); err == nil {
