@@ -39,7 +39,9 @@ func main() {
 	concurrency := flag.Int("concurrency", 16, "clients making requests at once")
 	bulk := flag.Int64("bulk", 2<<30, "bytes of the bulk download")
 	rounds := flag.Int("rounds", 2, "rounds; the targets are measured in turn within each")
+	procs := flag.Int("proxy-procs", 0, "GOMAXPROCS of both proxies (0: Go's default, the number of cores)")
 	flag.Parse()
+	proxyProcs = *procs
 	if *meshpki == "" || *ghostunnel == "" {
 		fmt.Fprintln(os.Stderr, "usage: proxy-bench -meshpki BIN -ghostunnel BIN")
 		os.Exit(2)
@@ -115,6 +117,9 @@ func handler() http.Handler {
 	})
 }
 
+// proxyProcs is -proxy-procs.
+var proxyProcs int
+
 type target struct {
 	name string
 	url  string
@@ -156,6 +161,9 @@ func run(meshpki, ghostunnel string, duration time.Duration, concurrency int, bu
 	}
 	for _, c := range procs {
 		c.Stdout, c.Stderr = io.Discard, os.Stderr
+		if proxyProcs > 0 {
+			c.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(proxyProcs))
+		}
 		if err := c.Start(); err != nil {
 			return err
 		}
