@@ -109,6 +109,7 @@ func (p *Proxy) ServeHTTP(ctx context.Context, ln net.Listener) error {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		rp.ServeHTTP(sw, r)
 		p.cfg.Metrics.observe(p.cfg.Direction, "ok", time.Since(start))
+		p.cfg.Metrics.bytes(p.cfg.Direction, max(r.ContentLength, 0), sw.n)
 		p.log.Info("request", "direction", string(p.cfg.Direction), "client", r.RemoteAddr, "peer", peer, "method", r.Method,
 			"path", clip(r.URL.Path), "status", sw.status, "bytes_out", sw.n, "duration", time.Since(start).Round(time.Microsecond).String())
 	})
