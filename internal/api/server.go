@@ -64,6 +64,8 @@ type Config struct {
 	// set, is called after one is added, so that it runs at once.
 	Schedules        *monitor.Schedules
 	SchedulesChanged func()
+	// OCSP, if set, serves /ocsp (RFC 6960).
+	OCSP http.Handler
 	// Alerts, if set, serves /v1/alerts; AlertsChanged, if set, is called
 	// after a channel or rule changes, so that alerts are evaluated at once.
 	Alerts        *notify.Service
@@ -100,6 +102,7 @@ type Server struct {
 	alerts           *notify.Service
 	alertsChanged    func()
 	reported         func([]monitor.Result)
+	ocsp             http.Handler
 	mux              *http.ServeMux
 	metrics          *Metrics
 	registry         *prometheus.Registry
@@ -110,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil || cfg.Registration == nil {
 		return nil, errors.New("api: Config needs Authority, Store, Revocation, Provisioners and Registration")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, reported: cfg.Reported, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, reported: cfg.Reported, ocsp: cfg.OCSP, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -178,6 +181,11 @@ func (s *Server) routes() {
 		handle("/v1/scan/schedules", endpoint{"GET": s.admin(s.handleListSchedules), "POST": s.admin(s.handleAddSchedule)})
 		handle("/v1/scan/schedules/{name}", endpoint{"DELETE": s.admin(s.handleRemoveSchedule)})
 		handle("/v1/scan/schedules/{name}/run", endpoint{"POST": s.admin(s.handleRunSchedule)})
+	}
+	if s.ocsp != nil {
+		// OCSP answers in its own format (RFC 6960), errors included.
+		s.mux.Handle("/ocsp", s.ocsp)
+		s.mux.Handle("/ocsp/", s.ocsp)
 	}
 	if s.alerts != nil {
 		handle("/v1/alerts", endpoint{"GET": s.admin(s.handleListAlerts)})

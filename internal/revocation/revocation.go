@@ -36,7 +36,13 @@ type Service struct {
 	st     Store
 	refuse Refuser
 	now    func() time.Time
+	// revoked, if set, is told of every serial revoked (OCSP's cache).
+	revoked func(store.Serial)
 }
+
+// OnRevoked has fn told of every serial this Service revokes, after the
+// revocation is committed.
+func (s *Service) OnRevoked(fn func(store.Serial)) { s.revoked = fn }
 
 // New returns a Service; now may be nil for time.Now.
 func New(st Store, refuse Refuser, now func() time.Time) *Service {
@@ -95,6 +101,11 @@ func (s *Service) Revoke(ctx context.Context, r Request) (store.Certificate, []s
 		return store.Certificate{}, nil, s.refuse.Refuse(ctx, &ca.Error{Kind: ca.KindConflict, Msg: "certificate " + serial + " is already revoked"}, r.Actor, serial, nil)
 	case err != nil:
 		return store.Certificate{}, nil, ca.StoreError(err, "revoke certificate")
+	}
+	if s.revoked != nil {
+		for _, revoked := range append([]store.Serial{sn}, renewals...) {
+			s.revoked(revoked)
+		}
 	}
 	rec, err := s.st.GetCertificate(ctx, sn)
 	if err != nil {

@@ -386,6 +386,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	inventory := &monitor.Inventory{Store: st, Policy: &monitor.Policy{Roots: s.scanRoots(), Lint: true, Now: s.now}}
+	ocspResponder := &revocation.OCSPResponder{Hierarchy: s.hierarchy, Store: st, Clock: s.now, Logger: s.log}
+	revoker.OnRevoked(ocspResponder.Forget)
 	guard := netguard.Guard{Allow: opts.AllowEgress}
 	s.scheduler = &monitor.Scheduler{Store: st, Inventory: inventory, Guard: guard, Tick: opts.ScanTick, Clock: s.now, Logger: s.log}
 	alerts, err := s.newAlerting(st, inventory, guard, secret, reg)
@@ -407,7 +409,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners,
 		Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
 		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.scheduler.Wake,
-		Alerts: alerts, AlertsChanged: s.evaluator.Wake, Reported: reported,
+		Alerts: alerts, AlertsChanged: s.evaluator.Wake, Reported: reported, OCSP: ocspResponder,
 		Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
