@@ -207,6 +207,24 @@ func (s *Server) routes() {
 	}})
 }
 
+// PublicHandler serves what is public and signed, for a plain-HTTP
+// listener: /roots.pem, /intermediates.pem and /ocsp. Everything else is
+// 404: no credential, token or private data crosses plain HTTP.
+func (s *Server) PublicHandler() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(route string, e endpoint) { mux.Handle(route, s.instrument(route, e)) }
+	handle("/roots.pem", endpoint{"GET": s.handleRoots})
+	handle("/intermediates.pem", endpoint{"GET": s.handleIntermediates})
+	if s.ocsp != nil {
+		mux.Handle("/ocsp", s.ocsp)
+		mux.Handle("/ocsp/", s.ocsp)
+	}
+	handle("/", endpoint{"*": func(w http.ResponseWriter, r *http.Request) error {
+		return newError(http.StatusNotFound, "not_found", fmt.Sprintf("%s is not served over plain HTTP", ca.Clip(r.URL.Path)))
+	}})
+	return mux
+}
+
 // instrument dispatches by method, turns returned errors into JSON error
 // responses, and counts every request by route, status and error code.
 func (s *Server) instrument(route string, e endpoint) http.Handler {

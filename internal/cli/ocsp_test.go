@@ -3,7 +3,11 @@ package cli
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +29,7 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 	if err != nil {
 		t.Fatal("openssl is needed")
 	}
-	in := servertest.Start(t, servertest.Options{})
+	in := servertest.Start(t, servertest.Options{HTTPListen: "127.0.0.1:0"})
 	data := []string{"--data", in.DataDir, "--password-file", in.PasswordFile}
 	mustRun(t, append([]string{"provisioner", "add", "token", "web", "--allow-dns", "*.example.internal"}, data...)...)
 	tokOut, _ := mustRun(t, append([]string{"token", "create", "svc", "--san", "svc.example.internal", "--provisioner", "web"}, data...)...)
@@ -35,17 +39,20 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 	leaf := filepath.Join(out, "svc.crt")
 	issuer := filepath.Join(in.DataDir, "ca", "issuers", "default-1.crt")
 
-	ask := func() string {
+	// Over HTTPS and, as relying parties fetch it, over plain HTTP.
+	ask := func(base string) string {
 		t.Helper()
-		cmd := exec.Command(openssl, "ocsp", "-issuer", issuer, "-cert", leaf, "-url", in.URL+"/ocsp", "-CAfile", root)
+		cmd := exec.Command(openssl, "ocsp", "-issuer", issuer, "-cert", leaf, "-url", base+"/ocsp", "-CAfile", root)
 		b, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("openssl ocsp: %v\n%s", err, b)
 		}
 		return string(b)
 	}
-	if got := ask(); !strings.Contains(got, "Response verify OK") || !strings.Contains(got, leaf+": good") {
-		t.Fatalf("before revocation:\n%s", got)
+	for _, base := range []string{in.URL, in.PlainURL} {
+		if got := ask(base); !strings.Contains(got, "Response verify OK") || !strings.Contains(got, leaf+": good") {
+			t.Fatalf("before revocation, %s:\n%s", base, got)
+		}
 	}
 	pemBytes, err := os.ReadFile(leaf)
 	if err != nil {
@@ -58,8 +65,36 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 	}
 	serial := leafCert.SerialNumber.Text(16)
 	mustRun(t, append([]string{"cert", "revoke", serial, "--reason", "keyCompromise"}, data...)...)
-	if got := ask(); !strings.Contains(got, "Response verify OK") || !strings.Contains(got, leaf+": revoked") || !strings.Contains(got, "Reason: keyCompromise") {
-		t.Fatalf("after revocation:\n%s", got)
+	for _, base := range []string{in.URL, in.PlainURL} {
+		if got := ask(base); !strings.Contains(got, "Response verify OK") || !strings.Contains(got, leaf+": revoked") || !strings.Contains(got, "Reason: keyCompromise") {
+			t.Fatalf("after revocation, %s:\n%s", base, got)
+		}
+	}
+	// The plain listener serves what is public and signed, and nothing else.
+	for path, want := range map[string]int{"/roots.pem": 200, "/intermediates.pem": 200, "/v1/certificates": 404, "/v1/sign": 404, "/metrics": 404} {
+		resp, err := http.Get(in.PlainURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("plain GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	// GET with the request in the path (RFC 6960, appendix A).
+	ocspReq, err := ocsp.CreateRequest(leafCert, issuerCert(t, issuer), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	getResp, err := http.Get(in.PlainURL + "/ocsp/" + url.PathEscape(base64.StdEncoding.EncodeToString(ocspReq)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(getResp.Body)
+	getResp.Body.Close()
+	parsed, err := ocsp.ParseResponseForCert(body, leafCert, issuerCert(t, issuer))
+	if err != nil || parsed.Status != ocsp.Revoked || getResp.Header.Get("ETag") == "" {
+		t.Fatalf("GET: %v %+v", err, parsed)
 	}
 
 	for _, c := range []struct {
@@ -97,4 +132,18 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 	if !bytes.Equal(got.Bytes(), ocsp.UnauthorizedErrorResponse) {
 		t.Errorf("another CA's certificate: %x", got.Bytes())
 	}
+}
+
+func issuerCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -110,6 +110,7 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "CA key type, when initialising")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text, or json (one object per line)")
+	f.StringVar(&opts.HTTPListen, "http-listen", "", "plain-HTTP `ADDR` for what is public and signed (/ocsp, /roots.pem, /intermediates.pem) and nothing else")
 	f.IntVar(&opts.ACMEValidation.HTTPPort, "acme-http-port", 80, "port ACME http-01 challenges are fetched from")
 	f.IntVar(&opts.ACMEValidation.TLSPort, "acme-tls-port", 443, "port ACME tls-alpn-01 challenges are checked on")
 	f.StringVar(&opts.ACMEValidation.Resolver, "acme-resolver", "", "`HOST:PORT` of the DNS server ACME validation asks (default: the system's)")

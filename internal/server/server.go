@@ -110,6 +110,10 @@ type Options struct {
 	// alert webhooks and mail) may reach although they are loopback or
 	// link-local (see netguard); none by default.
 	AllowEgress []netip.Prefix
+	// HTTPListen, if set, is a plain-HTTP address that serves what is
+	// public and signed — /ocsp, /roots.pem, /intermediates.pem — and
+	// nothing else: relying parties fetch revocation data over http://.
+	HTTPListen string
 	// ScanTick is how often due scan schedules are looked for (default 5s).
 	ScanTick time.Duration
 	// AlertEvery is how often alerts are evaluated (default 1m), and
@@ -232,8 +236,11 @@ type Server struct {
 	deliverer    *notify.Deliverer
 	tlsCert      atomic.Pointer[tls.Certificate]
 	listener     net.Listener
-	publicURL    string
-	lock         *dataDirLock // nil on PostgreSQL, where replicas share DIR
+	// plainListener and plainSrv serve Options.HTTPListen.
+	plainListener net.Listener
+	plainSrv      *http.Server
+	publicURL     string
+	lock          *dataDirLock // nil on PostgreSQL, where replicas share DIR
 	// initialized says this start created the CA, which the audit log
 	// records once the store is open.
 	initialized bool
@@ -316,6 +323,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			ln.Close()
 		}
 	}()
+	if opts.HTTPListen != "" {
+		if s.plainListener, err = net.Listen("tcp", opts.HTTPListen); err != nil {
+			return nil, fmt.Errorf("server: listen on %s: %w", opts.HTTPListen, err)
+		}
+		defer func() {
+			if !ok {
+				s.plainListener.Close()
+			}
+		}()
+	}
 	s.publicURL = strings.TrimRight(opts.PublicURL, "/")
 	if s.publicURL == "" {
 		s.publicURL = "https://" + ln.Addr().String()
@@ -524,6 +541,14 @@ func (s *Server) Store() store.Store { return s.store }
 // Addr returns the bound listen address.
 func (s *Server) Addr() net.Addr { return s.listener.Addr() }
 
+// PlainAddr returns the bound plain-HTTP address, or nil without one.
+func (s *Server) PlainAddr() net.Addr {
+	if s.plainListener == nil {
+		return nil
+	}
+	return s.plainListener.Addr()
+}
+
 // URL returns the server's public URL.
 func (s *Server) URL() string { return s.publicURL }
 
@@ -590,6 +615,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	stopHTTP()
 	shutdownCtx, stop := context.WithTimeout(coreCtx, s.drainTimeout())
 	defer stop()
+	if s.plainSrv != nil {
+		if err := s.plainSrv.Shutdown(shutdownCtx); err != nil {
+			_ = s.plainSrv.Close()
+		}
+	}
 	if err := s.httpSrv.Shutdown(shutdownCtx); err != nil {
 		s.log.Warn("in-flight requests did not finish in time; closing their connections", "drain_timeout", s.drainTimeout())
 		_ = s.httpSrv.Close()
@@ -645,6 +675,22 @@ func (s *Server) startServing(coreCtx, httpCtx context.Context, run func(string,
 		}
 		return nil
 	})
+	if s.plainListener != nil {
+		s.plainSrv = &http.Server{
+			Handler:           s.api.PublicHandler(),
+			ReadHeaderTimeout: timeouts.ReadHeader,
+			ReadTimeout:       timeouts.Read,
+			WriteTimeout:      timeouts.Write,
+			IdleTimeout:       timeouts.Idle,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		run("plain HTTP server", httpCtx, func(context.Context) error {
+			if err := s.plainSrv.Serve(s.plainListener); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	// server.json tells the CLI where a live server is: written only now
 	// that it serves, removed when it stops.
 	if err := s.writeState(); err != nil {

@@ -48,6 +48,9 @@ type Options struct {
 	Timeouts server.Timeouts
 	// Keystore, if set, replaces the file keystore in DIR/ca/keys.
 	Keystore func(dataDir string, passphrase []byte) (keys.Keystore, error)
+	// HTTPListen, if set ("127.0.0.1:0"), starts the plain-HTTP listener;
+	// Instance.PlainURL is its URL.
+	HTTPListen string
 	// AllowEgress lets scheduled scans reach these networks (a test's
 	// endpoints on loopback); scans look for due schedules every 50ms.
 	AllowEgress []netip.Prefix
@@ -59,7 +62,9 @@ type Instance struct {
 	// URL is where the test reaches the server (https://127.0.0.1:PORT);
 	// the token audience is Server.URL()+"/v1/sign", which differs when
 	// Options.PublicURL is set.
-	URL          string
+	URL string
+	// PlainURL is the plain-HTTP listener's URL (Options.HTTPListen).
+	PlainURL     string
 	DataDir      string
 	PasswordFile string
 	Roots        *x509.CertPool
@@ -107,6 +112,7 @@ func Start(t testing.TB, o Options) *Instance {
 		Timeouts:       o.Timeouts,
 		Keystore:       o.Keystore,
 		AllowEgress:    o.AllowEgress,
+		HTTPListen:     o.HTTPListen,
 		ScanTick:       50 * time.Millisecond,
 		AlertEvery:     200 * time.Millisecond,
 		DeliverTick:    100 * time.Millisecond,
@@ -117,6 +123,9 @@ func Start(t testing.TB, o Options) *Instance {
 		t.Fatalf("servertest: start: %v", err)
 	}
 	in := &Instance{Server: srv, URL: "https://" + srv.Addr().String(), DataDir: dir, PasswordFile: pwFile, stop: cancel, done: make(chan error, 1)}
+	if a := srv.PlainAddr(); a != nil {
+		in.PlainURL = "http://" + a.String()
+	}
 	go func() { in.done <- srv.Serve(ctx) }()
 	select {
 	case <-ready:
