@@ -4,6 +4,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/provisioner"
@@ -92,6 +93,37 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	body := certificateBody(rec, false)
 	body.RevokedRenewals = renewals
 	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+func (s *Server) handleRevokeMatching(w http.ResponseWriter, r *http.Request, c caller) error {
+	var req wire.RevokeMatchingRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	m := revocation.Match{Name: req.Name}
+	if req.SPIFFEID != "" {
+		if !strings.HasPrefix(req.SPIFFEID, "spiffe://") {
+			return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("spiffe_id %q is not a SPIFFE ID", ca.Clip(req.SPIFFEID)))
+		}
+		if m.Name != "" {
+			return newError(http.StatusBadRequest, "bad_request", "give one of name or spiffe_id")
+		}
+		m.Name = req.SPIFFEID
+	}
+	reason, err := revocation.ParseReason(req.Reason)
+	if err != nil {
+		return err
+	}
+	serials, err := s.revocation.RevokeMatching(r.Context(), m, reason, c.actor())
+	if err != nil {
+		return err
+	}
+	s.metrics.revoked.Add(float64(len(serials)))
+	if serials == nil {
+		serials = []store.Serial{}
+	}
+	writeJSON(w, http.StatusOK, wire.RevokedSet{Revoked: serials})
 	return nil
 }
 

@@ -154,6 +154,7 @@ func (s *Server) routes() {
 	handle("/v1/sign", endpoint{"POST": s.handleSign})
 	handle("/v1/renew", endpoint{"POST": s.handleRenew})
 	handle("/v1/revoke", endpoint{"POST": s.handleRevoke})
+	handle("/v1/revoke/matching", endpoint{"POST": s.admin(s.handleRevokeMatching)})
 	handle("/v1/certificates", endpoint{"GET": s.admin(s.handleListCertificates)})
 	handle("/v1/certificates/{serial}", endpoint{"GET": s.admin(s.handleGetCertificate)})
 	handle("/v1/tokens", endpoint{"POST": s.admin(s.handleCreateToken)})
@@ -260,7 +261,7 @@ func (s *Server) instrument(route string, e endpoint) http.Handler {
 // auditedRoutes are the routes whose refusals by the API layer itself (bad
 // JSON, oversized body, missing credential) are audited; refusals decided by
 // the Authority are audited there.
-var auditedRoutes = map[string]bool{"/v1/sign": true, "/v1/renew": true, "/v1/revoke": true, "/v1/tokens": true}
+var auditedRoutes = map[string]bool{"/v1/sign": true, "/v1/renew": true, "/v1/revoke": true, "/v1/revoke/matching": true, "/v1/tokens": true}
 
 func (s *Server) auditRefusal(r *http.Request, route string, err error) {
 	var ae *apiError

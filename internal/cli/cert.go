@@ -249,9 +249,10 @@ func newCertRevokeCommand(s *streams) *cobra.Command {
 		reason   string
 		asJSON   bool
 		renewals bool
+		match    client.RevokeMatchingRequest
 	)
 	cmd := &cobra.Command{
-		Use:   "revoke SERIAL [--reason R] [--renewals]",
+		Use:   "revoke SERIAL | --name N | --spiffe-id ID [--reason R] [--renewals]",
 		Short: "Revoke a certificate, as an admin or as its holder",
 		Long: `Revoke the certificate with serial number SERIAL (hexadecimal; colons and
 leading zeros are ignored). An admin can revoke any certificate; a holder can
@@ -264,25 +265,67 @@ A renewal carries the same identity and may be renewed again with nothing but
 itself, so revoking for keyCompromise also revokes every certificate renewed
 from this one (directly or through other renewals); --renewals does so for any
 reason.
+
+Instead of one serial, an admin can revoke at a coarser grain, in one
+transaction with an audit record each: --name every valid certificate that
+carries the name (subject or SAN), --spiffe-id every SVID of a SPIFFE ID.
 ` + adminConnectHelp,
 		Example: `  meshpki cert revoke 5f0c3a9e --reason keyCompromise --data /var/lib/meshpki
-  meshpki cert revoke 5f0c3a9e --reason superseded --cert web.crt --key web.key --ca-url https://ca.example.internal:8443 --root root.crt`,
-		Args: positionalArgs("SERIAL"),
+  meshpki cert revoke 5f0c3a9e --reason superseded --cert web.crt --key web.key --ca-url https://ca.example.internal:8443 --root root.crt
+  meshpki cert revoke --spiffe-id spiffe://example.internal/ns/batch --reason keyCompromise --data /var/lib/meshpki`,
+		Args: cobra.MaximumNArgs(1),
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
 	f := cmd.Flags()
 	f.StringVar(&reason, "reason", "", "RFC 5280 revocation `REASON`, e.g. keyCompromise or superseded")
 	f.BoolVar(&asJSON, "json", false, "print the revoked certificate's record as JSON")
 	f.BoolVar(&renewals, "renewals", false, "also revoke every certificate renewed from it (always done for keyCompromise)")
+	f.StringVar(&match.Name, "name", "", "revoke every valid certificate with this `NAME` (subject or SAN) instead")
+	f.StringVar(&match.SPIFFEID, "spiffe-id", "", "revoke every valid certificate with this SPIFFE `ID` instead")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		serial, err := normalizeSerial(args[0])
-		if err != nil {
-			return err
+		grains := 0
+		for _, v := range []string{match.Name, match.SPIFFEID} {
+			if v != "" {
+				grains++
+			}
 		}
 		if reason != "" {
+			var err error
 			if reason, err = checkReason(reason); err != nil {
 				return err
 			}
+		}
+		switch {
+		case grains > 1 || grains == 1 && len(args) == 1:
+			return usageError{errors.New("give one of SERIAL, --name or --spiffe-id")}
+		case grains == 1:
+			if renewals {
+				return usageError{errors.New("--renewals goes with a SERIAL")}
+			}
+			match.Reason = reason
+			serials, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) ([]store.Serial, error) {
+				return cl.RevokeMatching(ctx, match)
+			})
+			if err != nil {
+				return err
+			}
+			if serials == nil {
+				serials = []store.Serial{}
+			}
+			if asJSON {
+				return writeJSON(s.out, map[string]any{"revoked": serials})
+			}
+			for _, sn := range serials {
+				fmt.Fprintf(s.out, "revoked %s\n", sn)
+			}
+			_, err = fmt.Fprintf(s.out, "%d certificates revoked\n", len(serials))
+			return err
+		case len(args) == 0:
+			return usageError{errors.New("missing SERIAL (or --name, --spiffe-id)")}
+		}
+		serial, err := normalizeSerial(args[0])
+		if err != nil {
+			return err
 		}
 		cert, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Certificate, error) {
 			return cl.Revoke(ctx, client.RevokeRequest{Serial: string(serial), Reason: reason, Renewals: renewals})

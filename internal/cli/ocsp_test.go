@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"net/http"
@@ -146,4 +147,54 @@ func issuerCert(t *testing.T, path string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// cert revoke --name and --spiffe-id revoke every valid certificate with
+// the name, each audited, and OCSP says so at once.
+func TestRevokeByName(t *testing.T) {
+	clearConnectEnv(t)
+	in := servertest.Start(t, servertest.Options{})
+	data := []string{"--data", in.DataDir, "--password-file", in.PasswordFile}
+	mustRun(t, append([]string{"provisioner", "add", "token", "web", "--allow-dns", "*.example.internal"}, data...)...)
+	root := filepath.Join(in.DataDir, "ca", "root.crt")
+	issue := func(name, san string) {
+		tok, _ := mustRun(t, append([]string{"token", "create", name, "--san", san, "--provisioner", "web"}, data...)...)
+		mustRun(t, "cert", "issue", name, "--san", san, "--token", lastLine(tok), "--ca-url", in.URL, "--root", root, "--out", filepath.Join(t.TempDir(), name))
+	}
+	issue("svc1", "svc.example.internal")
+	issue("svc2", "svc.example.internal")
+	issue("other", "other.example.internal")
+	out, _ := mustRun(t, append([]string{"cert", "revoke", "--name", "svc.example.internal", "--reason", "superseded", "--json"}, data...)...)
+	var got struct{ Revoked []string }
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Revoked) != 2 {
+		t.Fatalf("revoke --name: %v %s", err, out)
+	}
+	listed, _ := mustRun(t, append([]string{"cert", "list", "--status", "revoked", "--json"}, data...)...)
+	for _, sn := range got.Revoked {
+		if !strings.Contains(listed, sn) {
+			t.Errorf("%s not listed as revoked", sn)
+		}
+	}
+	if strings.Contains(listed, "other.example.internal") {
+		t.Error("a certificate with another name was revoked")
+	}
+	out, _ = mustRun(t, append([]string{"cert", "revoke", "--name", "svc.example.internal"}, data...)...)
+	if !strings.Contains(out, "0 certificates revoked") {
+		t.Errorf("again: %s", out)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"cert", "revoke", "abc", "--name", "x"}, exitUsage, "give one of SERIAL, --name or --spiffe-id"},
+		{[]string{"cert", "revoke", "--name", "x", "--renewals"}, exitUsage, "--renewals goes with a SERIAL"},
+		{[]string{"cert", "revoke"}, exitUsage, "missing SERIAL"},
+		{[]string{"cert", "revoke", "--spiffe-id", "web"}, exitError, "is not a SPIFFE ID"},
+	} {
+		code, _, errOut := invokeCLI(t, "", append(c.args, data...)...)
+		if code != c.code || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, %q; want %d and %q", c.args, code, errOut, c.code, c.want)
+		}
+	}
 }

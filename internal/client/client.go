@@ -257,22 +257,23 @@ func decodeAPIError(resp *http.Response) error {
 // The request and response bodies of the API, declared once in package
 // wire and used by the server too.
 type (
-	SignRequest        = wire.SignRequest
-	RenewRequest       = wire.RenewRequest
-	SignResponse       = wire.Issued
-	RevokeRequest      = wire.RevokeRequest
-	Certificate        = wire.Certificate
-	CertificatePage    = wire.CertificatePage
-	TokenRequest       = wire.TokenRequest
-	Token              = wire.Token
-	Provisioner        = wire.Provisioner
-	EABKey             = wire.EABKey
-	EABKeyInfo         = wire.EABKeyInfo
-	PolicyCheckRequest = wire.PolicyCheckRequest
-	EntryRequest       = wire.EntryRequest
-	Entry              = wire.Entry
-	EntryPage          = wire.EntryPage
-	Node               = wire.Node
+	SignRequest           = wire.SignRequest
+	RenewRequest          = wire.RenewRequest
+	SignResponse          = wire.Issued
+	RevokeRequest         = wire.RevokeRequest
+	RevokeMatchingRequest = wire.RevokeMatchingRequest
+	Certificate           = wire.Certificate
+	CertificatePage       = wire.CertificatePage
+	TokenRequest          = wire.TokenRequest
+	Token                 = wire.Token
+	Provisioner           = wire.Provisioner
+	EABKey                = wire.EABKey
+	EABKeyInfo            = wire.EABKeyInfo
+	PolicyCheckRequest    = wire.PolicyCheckRequest
+	EntryRequest          = wire.EntryRequest
+	Entry                 = wire.Entry
+	EntryPage             = wire.EntryPage
+	Node                  = wire.Node
 )
 
 // RevocationReasons lists the reason names the API accepts, in RFC 5280 order.
@@ -369,6 +370,17 @@ func (c *Client) ListCertificates(ctx context.Context, q CertificateQuery) (*Cer
 		return nil, err
 	}
 	return &page, nil
+}
+
+// RevokeMatching revokes every valid, unexpired certificate with a name,
+// with a SPIFFE ID, or of an intermediate (admin), and returns their
+// serials.
+func (c *Client) RevokeMatching(ctx context.Context, req RevokeMatchingRequest) ([]store.Serial, error) {
+	var out wire.RevokedSet
+	if err := c.do(ctx, http.MethodPost, "/v1/revoke/matching", nil, req, &out); err != nil {
+		return nil, err
+	}
+	return out.Revoked, nil
 }
 
 // GetCertificate returns the record of one certificate, with its PEM.

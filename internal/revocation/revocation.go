@@ -23,6 +23,7 @@ import (
 type Store interface {
 	GetCertificate(ctx context.Context, serial store.Serial) (store.Certificate, error)
 	RevokeCertificate(ctx context.Context, r store.Revocation) (renewals []store.Serial, err error)
+	RevokeMatching(ctx context.Context, r store.MatchRevocation) ([]store.Serial, error)
 }
 
 // Refuser audits a refused request; *ca.Authority is one, so that every
@@ -112,4 +113,41 @@ func (s *Service) Revoke(ctx context.Context, r Request) (store.Certificate, []s
 		return store.Certificate{}, nil, ca.StoreError(err, "read the revoked certificate")
 	}
 	return rec, renewals, nil
+}
+
+// Match selects the certificates RevokeMatching revokes together: every
+// valid, unexpired certificate that carries Name (its subject or a SAN: a
+// DNS name, IP address, e-mail address or SPIFFE ID). (Revoking what one
+// intermediate generation signed waits for the store to record
+// generations: an intermediate's name spans its rotations.)
+type Match struct {
+	Name string
+}
+
+// RevokeMatching revokes every certificate m selects, in one transaction,
+// each with its audit record, and returns their serials (none is not an
+// error). Errors are *ca.Error.
+func (s *Service) RevokeMatching(ctx context.Context, m Match, reason Reason, actor string) ([]store.Serial, error) {
+	if m.Name == "" {
+		return nil, &ca.Error{Kind: ca.KindBadRequest, Msg: "give a name or a SPIFFE ID"}
+	}
+	if _, ok := reasonNames[reason]; !ok || reason == RemoveFromCRL {
+		return nil, &ca.Error{Kind: ca.KindBadRequest, Msg: fmt.Sprintf("revocation reason %d is not accepted", int(reason))}
+	}
+	matched := "name=" + m.Name
+	now := s.now()
+	serials, err := s.st.RevokeMatching(ctx, store.MatchRevocation{Name: m.Name, Reason: int(reason), At: now,
+		Event: func(serial store.Serial) audit.Event {
+			return audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: actor, Subject: string(serial), Outcome: "success",
+				Detail: map[string]string{"reason": reason.String(), "matched": ca.Clip(matched)}}
+		}})
+	if err != nil {
+		return nil, ca.StoreError(err, "revoke certificates")
+	}
+	if s.revoked != nil {
+		for _, sn := range serials {
+			s.revoked(sn)
+		}
+	}
+	return serials, nil
 }

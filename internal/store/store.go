@@ -128,6 +128,21 @@ type Certificates interface {
 	// returns the serials of those renewals, in ascending order.
 	// ErrNotFound or ErrAlreadyRevoked (for r.Serial) change nothing.
 	RevokeCertificate(ctx context.Context, r Revocation) (renewals []Serial, err error)
+	// RevokeMatching revokes, in one transaction, every certificate that
+	// is valid and unexpired at r.At and carries r.Name (as its subject or
+	// a SAN) or was issued by intermediate r.Issuer (exactly one of the
+	// two), appending r.Event(serial) for each; it returns their serials
+	// in ascending order (none is not an error).
+	RevokeMatching(ctx context.Context, r MatchRevocation) ([]Serial, error)
+}
+
+// MatchRevocation is one RevokeMatching request.
+type MatchRevocation struct {
+	Name   string
+	Issuer string
+	Reason int       // RFC 5280 CRLReason code
+	At     time.Time // zero means now
+	Event  func(serial Serial) audit.Event
 }
 
 // Revocation is one RevokeCertificate request.

@@ -67,6 +67,20 @@ type RevokeRequest struct {
 	Renewals bool `json:"renewals,omitempty"`
 }
 
+// RevokeMatchingRequest is the body of POST /v1/revoke/matching (admins):
+// every valid, unexpired certificate with the name, or with the SPIFFE ID
+// (exactly one of the two).
+type RevokeMatchingRequest struct {
+	Name     string `json:"name,omitempty"`
+	SPIFFEID string `json:"spiffe_id,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// RevokedSet answers POST /v1/revoke/matching: the serials revoked.
+type RevokedSet struct {
+	Revoked []store.Serial `json:"revoked"`
+}
+
 // Certificate is the API's record of an issued certificate.
 type Certificate struct {
 	Serial           store.Serial `json:"serial"`

@@ -528,3 +528,56 @@ func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]st
 	}
 	return out, nil
 }
+
+// Statements of RevokeMatching, constant for the SQLite writer.
+const (
+	revokeByName = `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
+		WHERE status = 'valid' AND not_after > $2 AND id IN (SELECT cert_id FROM cert_names WHERE name = $1)
+		RETURNING serial`
+	revokeByIssuer = `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
+		WHERE status = 'valid' AND not_after > $2 AND issuer = $1
+		RETURNING serial`
+)
+
+// RevokeMatching revokes every valid, unexpired certificate with a name or
+// from an issuer, with an audit record each, in one transaction.
+func (s *Store) RevokeMatching(ctx context.Context, r store.MatchRevocation) ([]store.Serial, error) {
+	if (r.Name == "") == (r.Issuer == "") {
+		return nil, errors.New("sqlstore: revoke matching: give a name or an issuer")
+	}
+	if r.Reason < 0 || r.Reason > 10 || r.Event == nil {
+		return nil, errors.New("sqlstore: revoke matching: needs an RFC 5280 reason and an Event")
+	}
+	at := r.At
+	if at.IsZero() {
+		at = s.now()
+	}
+	query, key := revokeByName, r.Name
+	if r.Issuer != "" {
+		query, key = revokeByIssuer, r.Issuer
+	}
+	var serials []string
+	err := s.lockedTx(ctx, "revoke matching", func(w writer, emit func(...pendingEvent)) error {
+		var err error
+		if serials, err = w.queryStrings(ctx, query, key, micros(at), r.Reason); err != nil {
+			return err
+		}
+		slices.Sort(serials)
+		for _, sn := range serials {
+			evs, err := encodeEvent(r.Event(store.Serial(sn)))
+			if err != nil {
+				return err
+			}
+			emit(evs...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Serial, len(serials))
+	for i, sn := range serials {
+		out[i] = store.Serial(sn)
+	}
+	return out, nil
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -27,6 +28,7 @@ var inventoryTests = []struct {
 	{"InventoryBadCursor", testInventoryBadCursor},
 	{"ScheduleLifecycle", testScheduleLifecycle},
 	{"ScheduleClaimedOnce", testScheduleClaimedOnce},
+	{"RevokeMatchingByNameAndIssuer", testRevokeMatching},
 }
 
 // fakeChainCert is a DER SEQUENCE of random bytes: a certificate as far as
@@ -446,5 +448,43 @@ func testScheduleClaimedOnce(t *testing.T, s store.Store) {
 	slices.Sort(claimed)
 	if !slices.Equal(claimed, []string{"a", "b", "c"}) {
 		t.Fatalf("claimed %v, want each schedule once", claimed)
+	}
+}
+
+func testRevokeMatching(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := newCert("a.example", "a.example", "spiffe://td/ns/a")
+	b := newCert("b.example", "b.example")
+	b.Issuer = "edge"
+	a2 := newCert("other", "spiffe://td/ns/a")
+	expired := newCert("a.example", "a.example")
+	expired.NotAfter = epoch.Add(-time.Minute)
+	commit(t, s, issuance("", a), issuance("", b), issuance("", a2), issuance("", expired))
+	before := head(t, s)
+	event := func(sn store.Serial) audit.Event { return newEvent("certificate.revoked", sn) }
+	got, err := s.RevokeMatching(ctx, store.MatchRevocation{Name: "spiffe://td/ns/a", Reason: 1, At: epoch, Event: event})
+	want := []store.Serial{a.Serial, a2.Serial}
+	slices.Sort(want)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("by name: %v %v, want %v", got, err, want)
+	}
+	if head(t, s) != before+2 {
+		t.Fatal("not one audit event per revoked certificate")
+	}
+	if c := mustGet(t, s, a.Serial); c.Status != store.StatusRevoked || c.RevocationReason != 1 {
+		t.Fatalf("a: %+v", c)
+	}
+	if c := mustGet(t, s, expired.Serial); c.Status != store.StatusValid {
+		t.Fatal("an expired certificate was revoked")
+	}
+	if again, err := s.RevokeMatching(ctx, store.MatchRevocation{Name: "spiffe://td/ns/a", Reason: 1, At: epoch, Event: event}); err != nil || len(again) != 0 {
+		t.Fatalf("second time: %v %v", again, err)
+	}
+	got, err = s.RevokeMatching(ctx, store.MatchRevocation{Issuer: "edge", Reason: 4, At: epoch, Event: event})
+	if err != nil || !slices.Equal(got, []store.Serial{b.Serial}) {
+		t.Fatalf("by issuer: %v %v", got, err)
+	}
+	if _, err := s.RevokeMatching(ctx, store.MatchRevocation{Reason: 1, Event: event}); err == nil {
+		t.Fatal("no name and no issuer accepted")
 	}
 }
