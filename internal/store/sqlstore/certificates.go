@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -509,24 +510,33 @@ func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]st
 		if err != nil {
 			return err
 		}
-		slices.Sort(renewals)
-		for _, rs := range renewals {
-			evs, err := encodeEvent(r.RenewalEvent(store.Serial(rs)))
-			if err != nil {
-				return err
-			}
-			emit(evs...)
-		}
-		return nil
+		return emitRevoked(renewals, r.RenewalEvent, emit)
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]store.Serial, len(renewals))
-	for i, rs := range renewals {
-		out[i] = store.Serial(rs)
+	return serialsOf(renewals), nil
+}
+
+// emitRevoked sorts the serials revoked and queues the audit event of each.
+func emitRevoked(serials []string, event func(store.Serial) audit.Event, emit func(...pendingEvent)) error {
+	slices.Sort(serials)
+	for _, sn := range serials {
+		evs, err := encodeEvent(event(store.Serial(sn)))
+		if err != nil {
+			return err
+		}
+		emit(evs...)
 	}
-	return out, nil
+	return nil
+}
+
+func serialsOf(list []string) []store.Serial {
+	out := make([]store.Serial, len(list))
+	for i, sn := range list {
+		out[i] = store.Serial(sn)
+	}
+	return out
 }
 
 // Statements of RevokeMatching, constant for the SQLite writer.
@@ -562,22 +572,10 @@ func (s *Store) RevokeMatching(ctx context.Context, r store.MatchRevocation) ([]
 		if serials, err = w.queryStrings(ctx, query, key, micros(at), r.Reason); err != nil {
 			return err
 		}
-		slices.Sort(serials)
-		for _, sn := range serials {
-			evs, err := encodeEvent(r.Event(store.Serial(sn)))
-			if err != nil {
-				return err
-			}
-			emit(evs...)
-		}
-		return nil
+		return emitRevoked(serials, r.Event, emit)
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]store.Serial, len(serials))
-	for i, sn := range serials {
-		out[i] = store.Serial(sn)
-	}
-	return out, nil
+	return serialsOf(serials), nil
 }
