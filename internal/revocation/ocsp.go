@@ -67,6 +67,13 @@ type OCSPResponder struct {
 	mu        sync.Mutex
 	responder map[string]*responder // issuer generation key → its delegated signer
 	cache     sync.Map              // cacheKey → *cachedResponse
+	issuers   sync.Map              // issuerKey → *ca.Issuer: CertIDs seen, resolved
+}
+
+// issuerKey is a CertID's issuer part.
+type issuerKey struct {
+	hash            crypto.Hash
+	nameHash, keyID string
 }
 
 type responder struct {
@@ -107,6 +114,18 @@ func (o *OCSPResponder) issuerOf(req *ocsp.Request) (*ca.Issuer, error) {
 	if !req.HashAlgorithm.Available() {
 		return nil, errors.New("unsupported hash algorithm")
 	}
+	k := issuerKey{req.HashAlgorithm, string(req.IssuerNameHash), string(req.IssuerKeyHash)}
+	if is, ok := o.issuers.Load(k); ok {
+		return is.(*ca.Issuer), nil
+	}
+	is, err := o.findIssuer(req)
+	if err == nil {
+		o.issuers.Store(k, is) // generations never change; a new one is a new key
+	}
+	return is, err
+}
+
+func (o *OCSPResponder) findIssuer(req *ocsp.Request) (*ca.Issuer, error) {
 	for _, is := range o.Hierarchy.Issuers() {
 		var spki struct {
 			Algorithm pkix.AlgorithmIdentifier
