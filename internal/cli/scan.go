@@ -32,7 +32,7 @@ func newScanCommand(s *streams) *cobra.Command {
 		roots, labelArgs                                     []string
 		concurrency                                          int
 		timeout                                              = durationValue(monitor.DefaultTimeout)
-		asJSON, allowLarge, noLint                           bool
+		asJSON, allowLarge, noLint, noRevocation             bool
 		reportURL, certFile, keyFile, passwordFile           string
 	)
 	cmd := &cobra.Command{
@@ -93,6 +93,7 @@ a directory that had nothing to scan is not an error) or the report failed.`,
 	f.StringVar(&pkcs12Password, "pkcs12-password", "", "where the PKCS#12 password is: file:`PATH` or env:VAR (never the password itself)")
 	f.BoolVar(&allowLarge, "allow-large", false, "allow a CIDR of more than 4096 addresses (up to 1048576)")
 	f.BoolVar(&noLint, "no-lint", false, "skip the zlint check")
+	f.BoolVar(&noRevocation, "no-revocation", false, "do not ask leaves' OCSP responders or CRLs whether they were revoked")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per target and line")
 	f.StringVar(&reportURL, "report", "", "send the results to the inventory of the server at `URL`")
 	f.StringArrayVar(&labelArgs, "label", nil, "`NAME=VALUE` label for what --report sends (repeatable), e.g. team=payments")
@@ -131,7 +132,7 @@ a directory that had nothing to scan is not an error) or the report failed.`,
 			return usageError{err}
 		}
 		scanner := &monitor.Scanner{
-			Policy:      &monitor.Policy{Warn: warnAt, Roots: pool, Lint: !noLint},
+			Policy:      &monitor.Policy{Warn: warnAt, Roots: pool, Lint: !noLint, Revocation: revocationChecker(noRevocation, time.Duration(timeout))},
 			Concurrency: concurrency, Timeout: time.Duration(timeout), PKCS12Password: password,
 		}
 		bar := newProgressBar(s.err)
@@ -165,6 +166,14 @@ a directory that had nothing to scan is not an error) or the report failed.`,
 		return scanVerdict(s.err, results, threshold)
 	}
 	return cmd
+}
+
+// revocationChecker asks OCSP responders and CRLs unless off.
+func revocationChecker(off bool, timeout time.Duration) *monitor.Revocation {
+	if off {
+		return nil
+	}
+	return &monitor.Revocation{Timeout: timeout}
 }
 
 // scanReport is what --report sends: every result, the chains as DER.

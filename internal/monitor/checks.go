@@ -132,6 +132,9 @@ type Policy struct {
 	Lint bool
 	// Now is the time checked at (default time.Now).
 	Now func() time.Time
+	// Revocation, if set, asks each leaf's OCSP responder or CRL whether
+	// it was revoked (the revoked check for certificates of other CAs).
+	Revocation *Revocation
 
 	lintCache sync.Map // fingerprint → []string, zlint errors
 }
@@ -158,6 +161,9 @@ func (p *Policy) Check(chain []*x509.Certificate, src Source) []Finding {
 	out = append(out, p.trust(chain, src, now)...)
 	if p.Lint {
 		out = append(out, p.lint(chain[0])...)
+	}
+	if p.Revocation != nil && len(chain) > 1 && chain[0].CheckSignatureFrom(chain[1]) == nil {
+		out = append(out, p.Revocation.check(chain[0], chain[1], now)...)
 	}
 	SortFindings(out)
 	return out

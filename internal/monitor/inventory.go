@@ -112,7 +112,7 @@ func (inv *Inventory) Record(ctx context.Context, at time.Time, scopes []string,
 			o.Chain = append(o.Chain, c.Raw)
 		}
 		for _, f := range r.Findings {
-			if !TimeBound(f.Check) && f.Check != CheckRevoked {
+			if !TimeBound(f.Check) {
 				o.Findings = append(o.Findings, store.StoredFinding{Check: f.Check, Severity: f.Severity.String(), Message: f.Message, Certificate: f.Certificate})
 			}
 		}
@@ -213,7 +213,7 @@ func (inv *Inventory) FindingsWith(ctx context.Context, it store.InventoryItem, 
 		}
 		at, reason = c.RevokedAt, c.RevocationReason
 	}
-	if status == store.StatusRevoked {
+	if status == store.StatusRevoked && !slices.ContainsFunc(out, func(f Finding) bool { return f.Check == CheckRevoked && f.Severity == Critical }) {
 		out = append(out, Finding{Check: CheckRevoked, Severity: Critical,
 			Message: fmt.Sprintf("the certificate was revoked by meshpki %s ago (%s)", duration.Format(inv.Policy.now().Sub(at)), revocation.Reason(reason))})
 	}

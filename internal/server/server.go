@@ -402,10 +402,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	inventory := &monitor.Inventory{Store: st, Policy: &monitor.Policy{Roots: s.scanRoots(), Lint: true, Now: s.now}}
+	// The server's own requests — scans, OCSP and CRL fetches, alerts — go
+	// through the one guard.
+	egress := netguard.Guard{Allow: opts.AllowEgress}
+	revocationClient := &http.Client{Timeout: monitor.DefaultTimeout, Transport: &http.Transport{DialContext: egress.Dialer().DialContext}}
+	inventory := &monitor.Inventory{Store: st, Policy: &monitor.Policy{Roots: s.scanRoots(), Lint: true, Now: s.now,
+		Revocation: &monitor.Revocation{Client: revocationClient}}}
 	ocspResponder := &revocation.OCSPResponder{Hierarchy: s.hierarchy, Store: st, Clock: s.now, Logger: s.log}
 	revoker.OnRevoked(ocspResponder.Forget)
-	guard := netguard.Guard{Allow: opts.AllowEgress}
+	guard := egress
 	s.scheduler = &monitor.Scheduler{Store: st, Inventory: inventory, Guard: guard, Tick: opts.ScanTick, Clock: s.now, Logger: s.log}
 	alerts, err := s.newAlerting(st, inventory, guard, secret, reg)
 	if err != nil {
