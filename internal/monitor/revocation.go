@@ -31,13 +31,12 @@ type Revocation struct {
 }
 
 type revocationAnswer struct {
-	revoked   bool
-	at        time.Time
-	reason    int
-	until     time.Time
-	crl       *x509.RevocationList // for CRL URLs
-	source    string
-	checkedAt time.Time
+	revoked bool
+	at      time.Time
+	reason  int
+	until   time.Time
+	crl     *x509.RevocationList // for CRL URLs
+	source  string
 }
 
 // maxCRLBytes bounds a CRL download.
