@@ -377,8 +377,13 @@ func testNodesListAndEviction(t *testing.T, in *servertest.Instance) {
 		wantError(t, status, raw, http.StatusBadRequest, "bad_request")
 	}
 
-	// A node as the node API records it at attestation.
+	// A node as the node API records it at attestation, with its SVID.
 	now := time.Now()
+	res, err := in.Server.Store().CommitIssuances(context.Background(), []store.Issuance{{Certificate: &store.Certificate{Serial: "5f0c",
+		Issuer: "default", Names: []string{node1}, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), DER: []byte{0x30, 0}}}})
+	if err != nil || res[0] != nil {
+		t.Fatal(err, res)
+	}
 	n := store.Node{SPIFFEID: node1, Attestation: "join_token", Selectors: []string{"join_token:" + node1}, CertSerial: "5f0c", CreatedAt: now, UpdatedAt: now}
 	if err := in.Server.Store().PutNode(context.Background(), n, audit.Event{Time: now, Type: audit.TypeNodeAttested, Actor: "test", Subject: node1, Outcome: "success"}); err != nil {
 		t.Fatal(err)
@@ -393,8 +398,12 @@ func testNodesListAndEviction(t *testing.T, in *servertest.Instance) {
 	if status, raw := do(t, in.Admin, "POST", in.URL+"/v1/nodes/evict", map[string]any{"spiffe_id": node1}, &evicted); status != http.StatusOK || evicted.Evicted != node1 {
 		t.Fatalf("evict: %d %s", status, raw)
 	}
-	if ev := lastEvent(t, in); ev.Type != audit.TypeNodeEvicted || ev.Subject != node1 || !strings.HasPrefix(ev.Actor, "admin:") {
+	// The eviction, then the revocation of the node's SVID.
+	if ev := lastEvent(t, in); ev.Type != audit.TypeCertificateRevoked || ev.Subject != "5f0c" || ev.Detail["reason"] != "privilegeWithdrawn" || !strings.HasPrefix(ev.Actor, "admin:") {
 		t.Errorf("last audit event %+v", ev)
+	}
+	if c, err := in.Server.Store().GetCertificate(context.Background(), "5f0c"); err != nil || c.Status != store.StatusRevoked {
+		t.Errorf("the evicted node's SVID: %+v %v", c, err)
 	}
 	do(t, in.Admin, "GET", in.URL+"/v1/nodes", nil, &list)
 	if len(list.Nodes) != 1 || !list.Nodes[0].Evicted {

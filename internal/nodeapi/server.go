@@ -23,6 +23,7 @@ import (
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/registration"
 	"github.com/meshpki/meshpki/internal/store"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 // Store is the part of the store the node API uses: reads of entries and
@@ -248,8 +249,16 @@ func (s *Server) node(ctx context.Context) (store.Node, error) {
 	if !ok || len(info.State.VerifiedChains) == 0 {
 		return store.Node{}, s.refuse(ctx, codes.Unauthenticated, "anonymous", "the node API needs a node SVID as TLS client certificate")
 	}
-	id, err := s.ca.CheckNodeSVID(ctx, info.State.VerifiedChains[0][0])
+	leaf := info.State.VerifiedChains[0][0]
+	id, err := s.ca.CheckNodeSVID(ctx, leaf)
 	if err != nil {
+		// An evicted node's SVID is revoked with it: say evicted, which is
+		// what the agent has to act on, rather than revoked.
+		if sid, idErr := x509svid.IDFromCert(leaf); idErr == nil {
+			if n, gerr := s.st.GetNode(ctx, sid.String()); gerr == nil && n.Evicted {
+				return n, s.refuse(ctx, codes.PermissionDenied, "node:"+sid.String(), "node "+sid.String()+" is evicted")
+			}
+		}
 		return store.Node{}, grpcErr(err)
 	}
 	n, err := s.st.GetNode(ctx, id)

@@ -45,7 +45,13 @@ type Service struct {
 	ca      CA
 	keyring *token.Keyring
 	now     func() time.Time
+	// evicted, if set, is told of each node evicted, with its record.
+	evicted func(ctx context.Context, node store.Node, actor string)
 }
+
+// OnEvicted has fn told of every node evicted, after the eviction is
+// committed: the server revokes its node SVID.
+func (s *Service) OnEvicted(fn func(ctx context.Context, node store.Node, actor string)) { s.evicted = fn }
 
 // New returns a Service; now may be nil for time.Now.
 func New(st Store, authority CA, keyring *token.Keyring, now func() time.Time) (*Service, error) {
@@ -125,6 +131,11 @@ func (s *Service) EvictNode(ctx context.Context, spiffeID, actor string) error {
 			return ca.Errorf(ca.KindNotFound, "no node %s has attested", sid)
 		}
 		return ca.StoreError(err, "evict node")
+	}
+	if s.evicted != nil {
+		if node, err := s.st.GetNode(ctx, sid.String()); err == nil {
+			s.evicted(ctx, node, actor)
+		}
 	}
 	return nil
 }

@@ -410,6 +410,18 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Revocation: &monitor.Revocation{Client: revocationClient}}}
 	ocspResponder := &revocation.OCSPResponder{Hierarchy: s.hierarchy, Store: st, Clock: s.now, Logger: s.log}
 	revoker.OnRevoked(ocspResponder.Forget)
+	s.registration.OnEvicted(func(ctx context.Context, node store.Node, actor string) {
+		// An evicted node's SVID is revoked too, so that relying parties
+		// (OCSP) learn of it before it expires.
+		if _, err := st.GetCertificate(ctx, node.CertSerial); err != nil {
+			return // no SVID recorded (or none any more): nothing to revoke
+		}
+		_, _, err := revoker.Revoke(ctx, revocation.Request{Serial: string(node.CertSerial), Reason: revocation.PrivilegeWithdrawn, Actor: actor})
+		var caErr *ca.Error
+		if err != nil && !(errors.As(err, &caErr) && caErr.Kind == ca.KindConflict) {
+			s.log.Warn("evicted node's SVID not revoked", "node", node.SPIFFEID, "error", err)
+		}
+	})
 	guard := egress
 	s.scheduler = &monitor.Scheduler{Store: st, Inventory: inventory, Guard: guard, Tick: opts.ScanTick, Clock: s.now, Logger: s.log}
 	alerts, err := s.newAlerting(st, inventory, guard, secret, reg)
