@@ -51,7 +51,9 @@ type Service struct {
 
 // OnEvicted has fn told of every node evicted, after the eviction is
 // committed: the server revokes its node SVID.
-func (s *Service) OnEvicted(fn func(ctx context.Context, node store.Node, actor string)) { s.evicted = fn }
+func (s *Service) OnEvicted(fn func(ctx context.Context, node store.Node, actor string)) {
+	s.evicted = fn
+}
 
 // New returns a Service; now may be nil for time.Now.
 func New(st Store, authority CA, keyring *token.Keyring, now func() time.Time) (*Service, error) {
