@@ -288,7 +288,7 @@ func TestFinalizeIsOneTransaction(t *testing.T) {
 	c.register()
 	o := c.newOrder("one.test")
 	c.validateHTTP01(e, o)
-	db, err := sql.Open("sqlite", filepath.Join(e.in.DataDir, sqlstore.DefaultFile))
+	db, err := sql.Open("sqlite", filepath.Join(e.in.DataDir, sqlstore.DefaultFile)+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}

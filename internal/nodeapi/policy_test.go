@@ -99,7 +99,7 @@ func TestAttestationIsOneTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", filepath.Join(in.DataDir, sqlstore.DefaultFile))
+	db, err := sql.Open("sqlite", filepath.Join(in.DataDir, sqlstore.DefaultFile)+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -262,6 +262,14 @@ func (s *Store) ClaimNotification(ctx context.Context, now time.Time, lease time
 	if s.sqlite == nil {
 		due = dueNotificationSkipLocked
 	}
+	// Most looks find nothing due: ask the read pool first, and take a
+	// write transaction only to claim.
+	var first int64
+	if err := s.read.QueryRowContext(ctx, dueNotification, micros(now)).Scan(&first); errors.Is(err, sql.ErrNoRows) {
+		return store.Notification{}, store.ErrNotFound
+	} else if err != nil {
+		return store.Notification{}, fmt.Errorf("sqlstore: claim notification: %w", err)
+	}
 	var id int64
 	err := s.writeTx(ctx, "claim notification", func(w writer) error {
 		if err := w.queryRow(ctx, due, []any{micros(now)}, &id); err != nil {

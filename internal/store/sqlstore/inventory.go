@@ -500,6 +500,14 @@ func (s *Store) ClaimDueSchedule(ctx context.Context, now time.Time) (store.Scan
 	if s.sqlite == nil {
 		due = dueScheduleSkipLocked
 	}
+	// Most looks find nothing due: ask the read pool first, and take a
+	// write transaction only to claim.
+	var first string
+	if err := s.read.QueryRowContext(ctx, dueSchedule, micros(now)).Scan(&first); errors.Is(err, sql.ErrNoRows) {
+		return store.ScanSchedule{}, store.ErrNotFound
+	} else if err != nil {
+		return store.ScanSchedule{}, fmt.Errorf("sqlstore: claim schedule: %w", err)
+	}
 	var name string
 	err := s.writeTx(ctx, "claim schedule", func(w writer) error {
 		if err := w.queryRow(ctx, due, []any{micros(now)}, &name); err != nil {
