@@ -127,43 +127,16 @@ unless it was started with --allow-egress naming them.
 }
 
 func newChannelListCommand(s *streams) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "list [--json]",
-		Short: "List the channels",
-		Long:  "List the channels: kind, where they send (no secret), and whether they get the built-in alerts.\n" + adminConnectHelp,
-		Args:  positionalArgs(),
-	}
-	conn := addConnectFlags(cmd, credentialAdmin)
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"channels": [...]} as JSON`)
-	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		list, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) ([]client.AlertChannel, error) {
-			return cl.ListChannels(ctx)
-		})
-		if err != nil {
-			return err
-		}
-		if list == nil {
-			list = []client.AlertChannel{}
-		}
-		return show(s.out, asJSON, map[string]any{"channels": list}, func() error {
-			if len(list) == 0 {
-				fmt.Fprintln(s.err, "no channels")
-				return nil
+	return listCommand(s, "channels", "List the channels",
+		"List the channels: kind, where they send (no secret), and whether they get the built-in alerts.",
+		"no channels", "NAME	KIND	DEFAULT	SENDS TO", (*client.Client).ListChannels,
+		func(ch client.AlertChannel) string {
+			dest := ch.Endpoint
+			if len(ch.To) > 0 {
+				dest += " → " + strings.Join(ch.To, ", ")
 			}
-			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tKIND\tDEFAULT\tSENDS TO")
-			for _, ch := range list {
-				dest := ch.Endpoint
-				if len(ch.To) > 0 {
-					dest += " → " + strings.Join(ch.To, ", ")
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", ch.Name, ch.Kind, ch.Default, dest)
-			}
-			return tw.Flush()
+			return fmt.Sprintf("%s	%s	%v	%s", ch.Name, ch.Kind, ch.Default, dest)
 		})
-	}
-	return cmd
 }
 
 func newChannelRemoveCommand(s *streams) *cobra.Command {
@@ -231,51 +204,25 @@ longer in service.
 }
 
 func newRuleListCommand(s *streams) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "list [--json]",
-		Short: "List the rules",
-		Long:  "List the rules and what each matches.\n" + adminConnectHelp,
-		Args:  positionalArgs(),
-	}
-	conn := addConnectFlags(cmd, credentialAdmin)
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"rules": [...]} as JSON`)
-	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		list, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) ([]client.AlertRule, error) { return cl.ListRules(ctx) })
-		if err != nil {
-			return err
-		}
-		if list == nil {
-			list = []client.AlertRule{}
-		}
-		return show(s.out, asJSON, map[string]any{"rules": list}, func() error {
-			if len(list) == 0 {
-				fmt.Fprintln(s.err, "no rules (channels marked --default still get the built-in alerts)")
-				return nil
+	return listCommand(s, "rules", "List the rules", "List the rules and what each matches.",
+		"no rules (channels marked --default still get the built-in alerts)", "NAME	CHANNEL	CHECKS	MATCHES	REPEAT",
+		(*client.Client).ListRules, func(r client.AlertRule) string {
+			checks := "all"
+			if len(r.Checks) > 0 {
+				checks = strings.Join(r.Checks, ",")
 			}
-			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tCHANNEL\tCHECKS\tMATCHES\tREPEAT")
-			for _, r := range list {
-				checks := "all"
-				if len(r.Checks) > 0 {
-					checks = strings.Join(r.Checks, ",")
-				}
-				match := strings.Join(append(append([]string{}, r.Names...), r.Issuers...), " ")
-				for _, k := range slices.Sorted(maps.Keys(r.Labels)) {
-					match = strings.TrimSpace(match + " " + k + "=" + r.Labels[k])
-				}
-				if r.Source != "" {
-					match = strings.TrimSpace(r.Source + " " + match)
-				}
-				if match == "" {
-					match = "every certificate"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Channel, checks, clipCell(match), humanDuration(r.Repeat.Std()))
+			match := strings.Join(append(append([]string{}, r.Names...), r.Issuers...), " ")
+			for _, k := range slices.Sorted(maps.Keys(r.Labels)) {
+				match = strings.TrimSpace(match + " " + k + "=" + r.Labels[k])
 			}
-			return tw.Flush()
+			if r.Source != "" {
+				match = strings.TrimSpace(r.Source + " " + match)
+			}
+			if match == "" {
+				match = "every certificate"
+			}
+			return fmt.Sprintf("%s	%s	%s	%s	%s", r.Name, r.Channel, checks, clipCell(match), humanDuration(r.Repeat.Std()))
 		})
-	}
-	return cmd
 }
 
 func newRuleRemoveCommand(s *streams) *cobra.Command {

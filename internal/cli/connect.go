@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -343,6 +344,38 @@ func nameCommand(s *streams, use, short, long, done string, method func(*client.
 		}
 		_, err := fmt.Fprintf(s.out, "%s %s\n", done, args[0])
 		return err
+	}
+	return cmd
+}
+
+// listCommand is "list [--json]" of one kind of named object: JSON as
+// {"KEY": [...]}, else a table (header, then a row per item), or the empty
+// message on stderr when there is none.
+func listCommand[T any](s *streams, key, short, long, empty, header string, list func(*client.Client, context.Context) ([]T, error), row func(T) string) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{Use: "list [--json]", Short: short, Long: long + "\n" + adminConnectHelp, Args: positionalArgs()}
+	conn := addConnectFlags(cmd, credentialAdmin)
+	cmd.Flags().BoolVar(&asJSON, "json", false, fmt.Sprintf(`print {"%s": [...]} as JSON`, key))
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		items, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) ([]T, error) { return list(cl, ctx) })
+		if err != nil {
+			return err
+		}
+		if items == nil {
+			items = []T{}
+		}
+		return show(s.out, asJSON, map[string]any{key: items}, func() error {
+			if len(items) == 0 {
+				fmt.Fprintln(s.err, empty)
+				return nil
+			}
+			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, header)
+			for _, it := range items {
+				fmt.Fprintln(tw, row(it))
+			}
+			return tw.Flush()
+		})
 	}
 	return cmd
 }

@@ -264,48 +264,21 @@ is HOST:PORT, https://HOST[:PORT], or CIDR:PORTS, as for 'meshpki scan'.
 }
 
 func newScheduleListCommand(s *streams) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "list [--json]",
-		Short: "List the scan schedules, with their last run",
-		Long:  "List the scan schedules: targets, interval, next and last run, and the last run's error.\n" + adminConnectHelp,
-		Args:  positionalArgs(),
-	}
-	conn := addConnectFlags(cmd, credentialAdmin)
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"schedules": [...]} as JSON`)
-	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		list, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) ([]client.ScanSchedule, error) {
-			return cl.ListSchedules(ctx)
-		})
-		if err != nil {
-			return err
-		}
-		if list == nil {
-			list = []client.ScanSchedule{}
-		}
-		return show(s.out, asJSON, map[string]any{"schedules": list}, func() error {
-			if len(list) == 0 {
-				fmt.Fprintln(s.err, "no scan schedules")
-				return nil
-			}
+	return listCommand(s, "schedules", "List the scan schedules, with their last run",
+		"List the scan schedules: targets, interval, next and last run, and the last run's error.",
+		"no scan schedules", "NAME	EVERY	TARGETS	LAST RUN	NEXT RUN	LAST ERROR", (*client.Client).ListSchedules,
+		func(sc client.ScanSchedule) string {
 			now := time.Now()
-			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tEVERY\tTARGETS\tLAST RUN\tNEXT RUN\tLAST ERROR")
-			for _, sc := range list {
-				last := "never"
-				if !sc.LastRun.IsZero() {
-					last = agoPhrase(now.Sub(sc.LastRun))
-				}
-				next := "due"
-				if sc.NextRun.After(now) {
-					next = "in " + humanDuration(sc.NextRun.Sub(now))
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sc.Name, humanDuration(sc.Every.Std()), clipCell(strings.Join(sc.Targets, " ")), last, next, clipCell(sc.LastError))
+			last := "never"
+			if !sc.LastRun.IsZero() {
+				last = agoPhrase(now.Sub(sc.LastRun))
 			}
-			return tw.Flush()
+			next := "due"
+			if sc.NextRun.After(now) {
+				next = "in " + humanDuration(sc.NextRun.Sub(now))
+			}
+			return fmt.Sprintf("%s	%s	%s	%s	%s	%s", sc.Name, humanDuration(sc.Every.Std()), clipCell(strings.Join(sc.Targets, " ")), last, next, clipCell(sc.LastError))
 		})
-	}
-	return cmd
 }
 
 func newScheduleRemoveCommand(s *streams) *cobra.Command {

@@ -40,6 +40,17 @@ func DecodeScheduleOptions(b []byte) (ScheduleOptions, error) {
 	return opts, nil
 }
 
+// CheckName checks the name of a schedule, channel or rule (what): 1 to 64
+// letters, digits, '-', '_' or '.'.
+func CheckName(what, name string) error {
+	if name == "" || len(name) > 64 || strings.ContainsFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	}) {
+		return fmt.Errorf("%s name %q: use 1 to 64 letters, digits, '-', '_' or '.'", what, clip(name))
+	}
+	return nil
+}
+
 // MinScheduleInterval is the shortest interval a schedule may have.
 const MinScheduleInterval = time.Minute
 
@@ -47,10 +58,8 @@ const MinScheduleInterval = time.Minute
 // targets that parse, an interval of at least MinScheduleInterval. It
 // returns the targets as ParseTargets reads them.
 func CheckSchedule(name string, targets []string, every time.Duration, opts ScheduleOptions) ([]Target, error) {
-	if name == "" || len(name) > 64 || strings.ContainsFunc(name, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
-	}) {
-		return nil, fmt.Errorf("schedule name %q: use 1 to 64 letters, digits, '-', '_' or '.'", clip(name))
+	if err := CheckName("schedule", name); err != nil {
+		return nil, err
 	}
 	if len(targets) == 0 {
 		return nil, errors.New("a schedule needs at least one target")

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/monitor"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -30,12 +30,10 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
-// checkName accepts 1 to 64 letters, digits, '-', '_' and '.'.
+// checkName is monitor.CheckName as a bad request.
 func checkName(what, name string) error {
-	if name == "" || len(name) > 64 || strings.ContainsFunc(name, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
-	}) {
-		return ca.Errorf(ca.KindBadRequest, "%s name %q: use 1 to 64 letters, digits, '-', '_' or '.'", what, ca.Clip(name))
+	if err := monitor.CheckName(what, name); err != nil {
+		return ca.Errorf(ca.KindBadRequest, "%v", err)
 	}
 	return nil
 }
