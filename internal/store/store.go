@@ -48,16 +48,23 @@ func SerialOf(n *big.Int) Serial { return Serial(n.Text(16)) }
 // Certificate is the record of one issued certificate. Times round-trip at
 // microsecond precision in UTC.
 type Certificate struct {
-	Serial      Serial    //
-	Provisioner string    // provisioner that authorised it ("" for internal)
-	Issuer      string    // name of the intermediate that signed it
-	Subject     string    // subject common name
-	Names       []string  // every SAN as text: DNS names, IPs, URIs, emails
-	NotBefore   time.Time //
-	NotAfter    time.Time //
-	DER         []byte    // the certificate
-	Status      Status    // StatusValid or StatusRevoked
-	RevokedAt   time.Time // zero unless revoked
+	Serial      Serial //
+	Provisioner string // provisioner that authorised it ("" for internal)
+	Issuer      string // name of the intermediate that signed it
+	// IssuerGeneration is the generation of Issuer that signed it (0 when
+	// not yet known: records from before generations were recorded, until
+	// the server assigns them at start).
+	IssuerGeneration int
+	// CRLShard is the shard of its issuer generation's CRL it is listed
+	// on when revoked (and the one its CRL Distribution Point names).
+	CRLShard  int
+	Subject   string    // subject common name
+	Names     []string  // every SAN as text: DNS names, IPs, URIs, emails
+	NotBefore time.Time //
+	NotAfter  time.Time //
+	DER       []byte    // the certificate
+	Status    Status    // StatusValid or StatusRevoked
+	RevokedAt time.Time // zero unless revoked
 	// RevocationReason is the RFC 5280 CRLReason code (0 unspecified … 10).
 	RevocationReason int
 	RenewedFrom      Serial // the certificate this one renewed, if any
@@ -131,7 +138,7 @@ type Certificates interface {
 	// RevokeMatching revokes, in one transaction, every certificate that
 	// is valid and unexpired at r.At and carries r.Name (as its subject or
 	// a SAN) or was issued by intermediate r.Issuer (exactly one of the
-	// two), appending r.Event(serial) for each; it returns their serials
+	// two; r.Generation narrows r.Issuer), appending r.Event(serial) for each; it returns their serials
 	// in ascending order (none is not an error).
 	RevokeMatching(ctx context.Context, r MatchRevocation) ([]Serial, error)
 }
@@ -140,9 +147,12 @@ type Certificates interface {
 type MatchRevocation struct {
 	Name   string
 	Issuer string
-	Reason int       // RFC 5280 CRLReason code
-	At     time.Time // zero means now
-	Event  func(serial Serial) audit.Event
+	// Generation, with Issuer, limits the match to one generation of it
+	// (0: every generation).
+	Generation int
+	Reason     int       // RFC 5280 CRLReason code
+	At         time.Time // zero means now
+	Event      func(serial Serial) audit.Event
 }
 
 // Revocation is one RevokeCertificate request.
@@ -232,6 +242,7 @@ type Store interface {
 	Inventory
 	ScanSchedules
 	Alerts
+	CRLs
 	// Ping checks the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

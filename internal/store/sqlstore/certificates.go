@@ -17,7 +17,7 @@ import (
 
 // certColumns are the columns scanCertificate reads, in order.
 const certColumns = `serial, provisioner, issuer, subject, names, not_before, not_after, der,
-	status, revoked_at, revocation_reason, renewed_from, created_at`
+	status, revoked_at, revocation_reason, renewed_from, created_at, issuer_generation, crl_shard`
 
 // CommitIssuances writes all items in one transaction. It decides the items
 // in order: an item whose token id is recorded (before the batch or by an
@@ -134,6 +134,7 @@ type pendingCert struct {
 	revocationReason                     int32
 	renewedFrom                          string
 	createdAt                            int64
+	generation, shard                    int32
 	lookupNames                          []string
 }
 
@@ -169,6 +170,8 @@ func encodeCertificate(c *store.Certificate, now time.Time) (*pendingCert, error
 		revocationReason: int32(c.RevocationReason),
 		renewedFrom:      string(c.RenewedFrom),
 		createdAt:        micros(created),
+		generation:       int32(c.IssuerGeneration),
+		shard:            int32(c.CRLShard),
 		lookupNames:      lookupNames(c),
 	}, nil
 }
@@ -177,7 +180,7 @@ func encodeCertificate(c *store.Certificate, now time.Time) (*pendingCert, error
 func (c *pendingCert) args() []any {
 	return []any{
 		c.serial, c.provisioner, c.issuer, c.subject, c.names, c.notBefore, c.notAfter, c.der,
-		c.status, c.revokedAt, c.revocationReason, c.renewedFrom, c.createdAt,
+		c.status, c.revokedAt, c.revocationReason, c.renewedFrom, c.createdAt, c.generation, c.shard,
 	}
 }
 
@@ -196,7 +199,7 @@ const (
 	sqliteConsumeToken   = `INSERT INTO tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`
 	sqliteUnconsumeToken = `DELETE FROM tokens WHERE id = ?`
 	sqliteInsertCert     = `INSERT INTO certificates (` + certColumns + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`
 	sqliteInsertName = `INSERT INTO cert_names (name, cert_id) VALUES (?, ?)`
 )
 
@@ -340,7 +343,7 @@ func scanCertificate(row scanner) (store.Certificate, error) {
 	)
 	var serial, renewedFrom string
 	err := row.Scan(&serial, &c.Provisioner, &c.Issuer, &c.Subject, &names, &notBefore, &notAfter, &c.DER,
-		&status, &revokedAt, &c.RevocationReason, &renewedFrom, &created)
+		&status, &revokedAt, &c.RevocationReason, &renewedFrom, &created, &c.IssuerGeneration, &c.CRLShard)
 	c.Serial, c.RenewedFrom = store.Serial(serial), store.Serial(renewedFrom)
 	if err != nil {
 		return c, err
@@ -492,6 +495,9 @@ func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]st
 				return store.ErrAlreadyRevoked
 			}
 		}
+		if _, err := w.exec(ctx, countRevocation); err != nil {
+			return err
+		}
 		emit(events...)
 		if !r.Renewals {
 			return nil
@@ -545,8 +551,11 @@ const (
 		WHERE status = 'valid' AND not_after > $2 AND id IN (SELECT cert_id FROM cert_names WHERE name = $1)
 		RETURNING serial`
 	revokeByIssuer = `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
-		WHERE status = 'valid' AND not_after > $2 AND issuer = $1
+		WHERE status = 'valid' AND not_after > $2 AND issuer = $1 AND ($4 = 0 OR issuer_generation = $4)
 		RETURNING serial`
+	// countRevocation moves RevocationRevision, in every transaction that
+	// revokes.
+	countRevocation = `UPDATE counters SET value = value + 1 WHERE name = 'revocations'`
 )
 
 // RevokeMatching revokes every valid, unexpired certificate with a name or
@@ -562,15 +571,20 @@ func (s *Store) RevokeMatching(ctx context.Context, r store.MatchRevocation) ([]
 	if at.IsZero() {
 		at = s.now()
 	}
-	query, key := revokeByName, r.Name
+	query, args := revokeByName, []any{r.Name, micros(at), r.Reason}
 	if r.Issuer != "" {
-		query, key = revokeByIssuer, r.Issuer
+		query, args = revokeByIssuer, []any{r.Issuer, micros(at), r.Reason, r.Generation}
 	}
 	var serials []string
 	err := s.lockedTx(ctx, "revoke matching", func(w writer, emit func(...pendingEvent)) error {
 		var err error
-		if serials, err = w.queryStrings(ctx, query, key, micros(at), r.Reason); err != nil {
+		if serials, err = w.queryStrings(ctx, query, args...); err != nil {
 			return err
+		}
+		if len(serials) > 0 {
+			if _, err := w.exec(ctx, countRevocation); err != nil {
+				return err
+			}
 		}
 		return emitRevoked(serials, r.Event, emit)
 	})

@@ -17,22 +17,22 @@ const postgresExisting = `SELECT 't', id FROM tokens WHERE id = ANY($1::text[])
 	UNION ALL
 	SELECT 's', serial FROM certificates WHERE serial = ANY($2::text[])`
 
-// postgresCommitIssued records token ids ($1, $2), certificates ($3 to $15,
-// the values of certColumns) and their names ($16, with the serial of each
-// in $17), appends their audit records ($18 on) and moves the audit head, in
+// postgresCommitIssued records token ids ($1, $2), certificates ($3 to $17,
+// the values of certColumns) and their names ($18, with the serial of each
+// in $19), appends their audit records ($20 on) and moves the audit head, in
 // one statement.
 var postgresCommitIssued = postgresAppendAudit(`consumed AS (
 		INSERT INTO tokens (id, expires_at) SELECT * FROM unnest($1::text[], $2::bigint[])
 	), recorded AS (
 		INSERT INTO certificates (`+certColumns+`)
 		SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
-			$10::bytea[], $11::text[], $12::bigint[], $13::integer[], $14::text[], $15::bigint[])
+			$10::bytea[], $11::text[], $12::bigint[], $13::integer[], $14::text[], $15::bigint[], $16::integer[], $17::integer[])
 		RETURNING id, serial
 	), named AS (
 		INSERT INTO cert_names (name, cert_id)
-		SELECT n.name, recorded.id FROM unnest($16::text[], $17::text[]) AS n (name, serial)
+		SELECT n.name, recorded.id FROM unnest($18::text[], $19::text[]) AS n (name, serial)
 		JOIN recorded ON recorded.serial = n.serial
-	)`, 18)
+	)`, 20)
 
 // issuedArrays are the rows postgresCommitIssued writes, a slice per column.
 type issuedArrays struct {
@@ -46,6 +46,7 @@ type issuedArrays struct {
 	revocationReasons                               []int32
 	renewedFrom                                     []string
 	createdAt                                       []int64
+	generations, shards                             []int32
 	lookupNames, lookupSerials                      []string
 }
 
@@ -72,6 +73,8 @@ func (a *issuedArrays) addCert(c *pendingCert) {
 	a.revocationReasons = append(a.revocationReasons, c.revocationReason)
 	a.renewedFrom = append(a.renewedFrom, c.renewedFrom)
 	a.createdAt = append(a.createdAt, c.createdAt)
+	a.generations = append(a.generations, c.generation)
+	a.shards = append(a.shards, c.shard)
 	for _, name := range c.lookupNames {
 		a.lookupNames = append(a.lookupNames, name)
 		a.lookupSerials = append(a.lookupSerials, c.serial)
@@ -82,7 +85,7 @@ func (a *issuedArrays) args() []any {
 	return []any{
 		a.tokenIDs, a.tokenExpires,
 		a.serials, a.provisioners, a.issuers, a.subjects, a.names, a.notBefore, a.notAfter,
-		a.ders, a.statuses, a.revokedAt, a.revocationReasons, a.renewedFrom, a.createdAt,
+		a.ders, a.statuses, a.revokedAt, a.revocationReasons, a.renewedFrom, a.createdAt, a.generations, a.shards,
 		a.lookupNames, a.lookupSerials,
 	}
 }

@@ -383,6 +383,31 @@ var migrations = [][]string{
 			until_at BIGINT NOT NULL
 		)`,
 	},
+	// 7: publishing revocation: which generation of its intermediate signed
+	// each certificate and the CRL shard it is listed on, a covering index
+	// of the revoked ones that CRLs are built from, a counter every
+	// revocation moves, and the signed CRLs replicas share.
+	{
+		`ALTER TABLE certificates ADD COLUMN issuer_generation INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE certificates ADD COLUMN crl_shard INTEGER NOT NULL DEFAULT 0`,
+		`CREATE INDEX certificates_revoked ON certificates
+			(issuer, issuer_generation, not_after, serial, revoked_at, revocation_reason, crl_shard) WHERE status = 'revoked'`,
+		`CREATE INDEX certificates_generation_unknown ON certificates (id) WHERE issuer_generation = 0`,
+		`CREATE TABLE counters (
+			name  {keytext} PRIMARY KEY,
+			value BIGINT NOT NULL
+		){keyed}`,
+		`INSERT INTO counters (name, value) VALUES ('revocations', 0)`,
+		`CREATE TABLE crls (
+			scope       {keytext} PRIMARY KEY,
+			number      BIGINT NOT NULL,
+			this_update BIGINT NOT NULL,
+			next_update BIGINT NOT NULL,
+			revision    BIGINT NOT NULL,
+			shards      INTEGER NOT NULL,
+			der         {bytes} NOT NULL
+		)`,
+	},
 }
 
 // render fills in the dialect's parts of a migration statement.

@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, spiffeTests...)
 	tests = append(tests, inventoryTests...)
 	tests = append(tests, alertTests...)
+	tests = append(tests, crlTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -115,13 +116,15 @@ func newCert(subject string, names ...string) *store.Certificate {
 		Serial:      newSerial(),
 		Provisioner: "good-provisioner",
 		Issuer:      "default",
-		Subject:     subject,
-		Names:       names,
-		NotBefore:   epoch.Add(-time.Hour),
-		NotAfter:    epoch.Add(time.Hour),
-		DER:         der,
-		Status:      store.StatusValid,
-		CreatedAt:   epoch.Add(-time.Minute),
+		// IssuerGeneration 1 keeps fixtures out of AssignIssuerGenerations.
+		IssuerGeneration: 1,
+		Subject:          subject,
+		Names:            names,
+		NotBefore:        epoch.Add(-time.Hour),
+		NotAfter:         epoch.Add(time.Hour),
+		DER:              der,
+		Status:           store.StatusValid,
+		CreatedAt:        epoch.Add(-time.Minute),
 	}
 }
 
@@ -263,6 +266,7 @@ func auditSubjects(events []audit.Event) []string {
 func testRoundTrip(t *testing.T, s store.Store) {
 	valid := newCert("svc.example.com", "svc.example.com", "b.example.com", "10.0.0.1", "spiffe://example.com/svc", "ops@example.com")
 	valid.RenewedFrom = newSerial()
+	valid.IssuerGeneration, valid.CRLShard = 7, 3
 	revoked := newCert("old.example.com")
 	revoked.Provisioner = ""
 	revoked.Status = store.StatusRevoked
