@@ -66,6 +66,8 @@ type Config struct {
 	SchedulesChanged func()
 	// OCSP, if set, serves /ocsp (RFC 6960).
 	OCSP http.Handler
+	// CRLs, if set, serves /crl… and /intermediates/NAME/GEN.der.
+	CRLs *revocation.CRLPublisher
 	// Alerts, if set, serves /v1/alerts; AlertsChanged, if set, is called
 	// after a channel or rule changes, so that alerts are evaluated at once.
 	Alerts        *notify.Service
@@ -103,6 +105,7 @@ type Server struct {
 	alertsChanged    func()
 	reported         func([]monitor.Result)
 	ocsp             http.Handler
+	crls             *revocation.CRLPublisher
 	mux              *http.ServeMux
 	metrics          *Metrics
 	registry         *prometheus.Registry
@@ -113,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil || cfg.Registration == nil {
 		return nil, errors.New("api: Config needs Authority, Store, Revocation, Provisioners and Registration")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, reported: cfg.Reported, ocsp: cfg.OCSP, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, reported: cfg.Reported, ocsp: cfg.OCSP, crls: cfg.CRLs, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -188,6 +191,7 @@ func (s *Server) routes() {
 		s.mux.Handle("/ocsp", s.ocsp)
 		s.mux.Handle("/ocsp/", s.ocsp)
 	}
+	s.handleCRLs(handle)
 	if s.alerts != nil {
 		handle("/v1/alerts", endpoint{"GET": s.admin(s.handleListAlerts)})
 		handle("/v1/alerts/notifications", endpoint{"GET": s.admin(s.handleListNotifications)})
@@ -209,7 +213,8 @@ func (s *Server) routes() {
 }
 
 // PublicHandler serves what is public and signed, for a plain-HTTP
-// listener: /roots.pem, /intermediates.pem and /ocsp. Everything else is
+// listener: /roots.pem, /intermediates.pem, /ocsp, /crl… and the
+// intermediates' certificates AIA points to. Everything else is
 // 404: no credential, token or private data crosses plain HTTP.
 func (s *Server) PublicHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -220,6 +225,7 @@ func (s *Server) PublicHandler() http.Handler {
 		mux.Handle("/ocsp", s.ocsp)
 		mux.Handle("/ocsp/", s.ocsp)
 	}
+	s.handleCRLs(handle)
 	handle("/", endpoint{"*": func(w http.ResponseWriter, r *http.Request) error {
 		return newError(http.StatusNotFound, "not_found", fmt.Sprintf("%s is not served over plain HTTP", ca.Clip(r.URL.Path)))
 	}})

@@ -38,6 +38,17 @@ type Config struct {
 	// is its key id in trust bundles.
 	JWTKey   crypto.Signer
 	JWTKeyID string
+	// Pointers, if set, decides the revocation pointers of each leaf and
+	// the CRL shard it is listed on (nil: no pointers, shard 0).
+	Pointers RevocationPointers
+}
+
+// RevocationPointers decides, for a leaf that iss signs with the given
+// lifetime, which revocation pointers it carries (none: the zero
+// Pointers) and which shard of its issuer's CRL lists it if revoked.
+// Implementations are safe for concurrent use.
+type RevocationPointers interface {
+	LeafPointers(iss *Issuer, lifetime time.Duration) (p Pointers, crlShard int)
 }
 
 // Authority is the certificate authority's one issuance path: every front
@@ -54,6 +65,7 @@ type Authority struct {
 	provs    Provisioners
 	refusals refusals
 	jwt      *jwtKey
+	pointers RevocationPointers
 }
 
 // New returns an Authority.
@@ -69,6 +81,7 @@ func New(cfg Config) (*Authority, error) {
 		audience: cfg.Audience,
 		now:      cfg.Clock,
 		log:      cfg.Logger,
+		pointers: cfg.Pointers,
 	}
 	if a.now == nil {
 		a.now = time.Now

@@ -96,6 +96,11 @@ type Issuer struct {
 	Lifetime time.Duration
 	// KeyType is the type of Signer, and of the next generation's key.
 	KeyType keys.KeyType
+	// RevokedAt, if set, is when the root revoked this generation
+	// (RevokeIssuer), with the RFC 5280 reason code RevocationReason. A
+	// revoked generation signs nothing more; the root's CRL lists it.
+	RevokedAt        time.Time
+	RevocationReason int
 
 	pem    []byte
 	keyRef string
@@ -148,6 +153,8 @@ type issuerConfig struct {
 	Key        string       `json:"key"`
 	Lifetime   string       `json:"lifetime"`
 	KeyType    keys.KeyType `json:"key_type"`
+	RevokedAt  *time.Time   `json:"revoked_at,omitempty"`
+	Reason     int          `json:"revocation_reason,omitempty"`
 }
 
 // Initialized reports whether dataDir holds a CA (DIR/ca/ca.json exists).
@@ -348,7 +355,7 @@ func (h *Hierarchy) loadIssuer(ctx context.Context, ic issuerConfig, root *x509.
 	if !publicKeysEqual(signer.Public(), cert.PublicKey) {
 		return nil, fmt.Errorf("ca: key %s does not match the certificate of %s", ic.Key, label)
 	}
-	return &Issuer{
+	iss := &Issuer{
 		Name:       ic.Name,
 		Generation: ic.Generation,
 		Cert:       cert,
@@ -358,7 +365,11 @@ func (h *Hierarchy) loadIssuer(ctx context.Context, ic issuerConfig, root *x509.
 		pem:        certPEM,
 		keyRef:     ic.Key,
 		file:       ic.Cert,
-	}, nil
+	}
+	if ic.RevokedAt != nil {
+		iss.RevokedAt, iss.RevocationReason = ic.RevokedAt.UTC(), ic.Reason
+	}
+	return iss, nil
 }
 
 // Name returns the CA's name, as given to Init.
@@ -385,7 +396,7 @@ func (h *Hierarchy) Issuer(name string) (*Issuer, error) {
 	}
 	now := h.now()
 	for _, iss := range gens {
-		if !now.Before(iss.Cert.NotBefore) && now.Before(iss.Cert.NotAfter) {
+		if iss.RevokedAt.IsZero() && !now.Before(iss.Cert.NotBefore) && now.Before(iss.Cert.NotAfter) {
 			return iss, nil
 		}
 	}
@@ -446,6 +457,74 @@ func (h *Hierarchy) AddIssuer(ctx context.Context, name string, lifetime time.Du
 	return h.extendLocked(ctx, cfg, name, 1, lifetime, kt)
 }
 
+// ReservedIssuerName cannot name an intermediate: it names the root's CRL.
+const ReservedIssuerName = "root"
+
+// RootSigner loads the root's key, for the root's CRL.
+func (h *Hierarchy) RootSigner(ctx context.Context) (crypto.Signer, error) {
+	cfg, err := h.readConfig()
+	if err != nil {
+		return nil, err
+	}
+	key, err := h.kb.Load(ctx, cfg.Root.Key)
+	if err != nil {
+		return nil, fmt.Errorf("ca: load the root key: %w", err)
+	}
+	return key, nil
+}
+
+// RevokeIssuer records that the root revokes generation gen of the named
+// intermediate at the given time for an RFC 5280 reason (it signs nothing
+// more, and the root's CRL lists it), and reloads. Revoking a revoked
+// generation changes nothing. The error wraps ErrUnknownIssuer when there
+// is no such generation.
+func (h *Hierarchy) RevokeIssuer(ctx context.Context, name string, gen int, at time.Time, reason int) (*Issuer, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cfg, err := h.readConfig()
+	if err != nil {
+		return nil, err
+	}
+	found := false
+	for i := range cfg.Issuers {
+		ic := &cfg.Issuers[i]
+		if ic.Name == name && ic.Generation == gen {
+			found = true
+			if ic.RevokedAt == nil {
+				t := at.UTC().Truncate(time.Second)
+				ic.RevokedAt, ic.Reason = &t, reason
+			}
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("%w %q generation %d", ErrUnknownIssuer, name, gen)
+	}
+	if err := h.writeConfigLocked(cfg); err != nil {
+		return nil, err
+	}
+	if err := h.reloadLocked(ctx); err != nil {
+		return nil, err
+	}
+	for _, iss := range h.state.Load().byName[name] {
+		if iss.Generation == gen {
+			return iss, nil
+		}
+	}
+	return nil, fmt.Errorf("%w %q generation %d: expired", ErrUnknownIssuer, name, gen)
+}
+
+// writeConfigLocked replaces ca.json (0600) with cfg.
+func (h *Hierarchy) writeConfigLocked(cfg caConfig) error {
+	data, err := marshalConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := keys.WriteFile(filepath.Join(h.caDir, configName), data, 0o600); err != nil {
+		return fmt.Errorf("ca: write %s: %w", configName, err)
+	}
+	return nil
+}
+
 // RotateIntermediate creates generation n+1 of the named intermediate with
 // the same lifetime and key type as generation n. Older generations stay in
 // ca.json, loaded and published, until they expire; Issuer returns the new
@@ -495,12 +574,8 @@ func (h *Hierarchy) extendLocked(ctx context.Context, cfg caConfig, name string,
 		return nil, err
 	}
 	cfg.Issuers = append(cfg.Issuers, ic)
-	data, err := marshalConfig(cfg)
-	if err != nil {
+	if err := h.writeConfigLocked(cfg); err != nil {
 		return nil, err
-	}
-	if err := keys.WriteFile(filepath.Join(h.caDir, configName), data, 0o600); err != nil {
-		return nil, fmt.Errorf("ca: write %s: %w", configName, err)
 	}
 	if err := h.reloadLocked(ctx); err != nil {
 		return nil, err
@@ -732,6 +807,9 @@ func validateName(name string) error {
 func validateIssuerName(name string) error {
 	if name == "" || len(name) > maxIssuerLen {
 		return fmt.Errorf("ca: issuer name %q must be 1 to %d characters", name, maxIssuerLen)
+	}
+	if name == ReservedIssuerName {
+		return fmt.Errorf("ca: issuer name %q is reserved: /crl/%s is the root's CRL", name, name)
 	}
 	for i, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0) {

@@ -235,12 +235,20 @@ func (a *Authority) issue(ctx context.Context, p grant) (*Issued, error) {
 	if err != nil {
 		return nil, wrapErr(KindInternal, err, "issuer %q is not available", issuerName)
 	}
+	var (
+		pointers Pointers
+		shard    int
+	)
+	if a.pointers != nil {
+		pointers, shard = a.pointers.LeafPointers(iss, ttl)
+	}
 	cert, err := iss.SignLeaf(LeafRequest{
 		Subject:   p.subject,
 		Names:     p.names,
 		PublicKey: p.publicKey,
 		NotBefore: start,
 		NotAfter:  now.Add(ttl),
+		Pointers:  pointers,
 	})
 	if err != nil {
 		if le := (*certlint.Error)(nil); errors.As(err, &le) {
@@ -255,14 +263,17 @@ func (a *Authority) issue(ctx context.Context, p grant) (*Issued, error) {
 		Serial:      serial,
 		Provisioner: provName,
 		Issuer:      iss.Name,
-		Subject:     p.subject,
-		Names:       names,
-		NotBefore:   cert.NotBefore,
-		NotAfter:    cert.NotAfter,
-		DER:         cert.Raw,
-		Status:      store.StatusValid,
-		RenewedFrom: p.renewedFrom,
-		CreatedAt:   now,
+		// The generation and shard say which CRL lists it once revoked.
+		IssuerGeneration: iss.Generation,
+		CRLShard:         shard,
+		Subject:          p.subject,
+		Names:            names,
+		NotBefore:        cert.NotBefore,
+		NotAfter:         cert.NotAfter,
+		DER:              cert.Raw,
+		Status:           store.StatusValid,
+		RenewedFrom:      p.renewedFrom,
+		CreatedAt:        now,
 	}
 	detail := map[string]string{
 		"names":     strings.Join(names, ","),

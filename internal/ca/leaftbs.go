@@ -41,6 +41,10 @@ var (
 	oidExtensionSubjectKeyID     = asn1.ObjectIdentifier{2, 5, 29, 14}
 	oidExtensionAuthorityKeyID   = asn1.ObjectIdentifier{2, 5, 29, 35}
 	oidExtensionSubjectAltName   = asn1.ObjectIdentifier{2, 5, 29, 17}
+	oidExtensionAuthorityInfo    = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 1}
+	oidExtensionCRLDistribution  = asn1.ObjectIdentifier{2, 5, 29, 31}
+	oidAccessOCSP                = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1}
+	oidAccessCAIssuers           = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 2}
 
 	oidExtKeyUsageServerAuth = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 1}
 	oidExtKeyUsageClientAuth = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 2}
@@ -76,6 +80,8 @@ var (
 	tagGeneralNameURI   = cbasn1.Tag(6).ContextSpecific()
 	tagGeneralNameIP    = cbasn1.Tag(7).ContextSpecific()
 	tagKeyIdentifier    = cbasn1.Tag(0).ContextSpecific()
+	tagURI              = cbasn1.Tag(6).ContextSpecific()
+	tagDistPointName    = cbasn1.Tag(0).ContextSpecific().Constructed() // DistributionPoint.distributionPoint, and its fullName
 	tagTBSVersion       = cbasn1.Tag(0).ContextSpecific().Constructed()
 	tagTBSExtensions    = cbasn1.Tag(3).ContextSpecific().Constructed()
 	tagPrintableString  = cbasn1.Tag(19)
@@ -225,9 +231,7 @@ func fastPathTemplate(tmpl *x509.Certificate) bool {
 		tmpl.SignatureAlgorithm == x509.UnknownSignatureAlgorithm &&
 		!tmpl.IsCA && tmpl.MaxPathLen == 0 && !tmpl.MaxPathLenZero &&
 		len(tmpl.AuthorityKeyId) == 0 && len(tmpl.UnknownExtKeyUsage) == 0 &&
-		len(tmpl.ExtraExtensions) == 0 && len(tmpl.CRLDistributionPoints) == 0 &&
-		len(tmpl.OCSPServer) == 0 && len(tmpl.IssuingCertificateURL) == 0 &&
-		len(tmpl.PolicyIdentifiers) == 0 && len(tmpl.Policies) == 0 &&
+		len(tmpl.ExtraExtensions) == 0 && len(tmpl.PolicyIdentifiers) == 0 && len(tmpl.Policies) == 0 &&
 		len(tmpl.PermittedDNSDomains)+len(tmpl.ExcludedDNSDomains)+len(tmpl.PermittedIPRanges)+
 			len(tmpl.ExcludedIPRanges)+len(tmpl.PermittedEmailAddresses)+len(tmpl.ExcludedEmailAddresses)+
 			len(tmpl.PermittedURIDomains)+len(tmpl.ExcludedURIDomains) == 0
@@ -314,9 +318,11 @@ func marshalLeafTBS(tmpl, issuer *x509.Certificate, spki, sigAlg []byte) ([]byte
 		b.AddBytes(subject)
 		b.AddBytes(spki)
 		// The extensions in crypto/x509's order (buildCertExtensions):
-		// keyUsage, extKeyUsage, basicConstraints, SKI, AKI, subjectAltName.
+		// keyUsage, extKeyUsage, basicConstraints, SKI, AKI,
+		// authorityInfoAccess, subjectAltName, cRLDistributionPoints.
 		if tmpl.KeyUsage == 0 && len(tmpl.ExtKeyUsage) == 0 && !tmpl.BasicConstraintsValid &&
-			len(tmpl.SubjectKeyId) == 0 && len(authorityKeyID) == 0 && sans == nil {
+			len(tmpl.SubjectKeyId) == 0 && len(authorityKeyID) == 0 && sans == nil &&
+			len(tmpl.OCSPServer)+len(tmpl.IssuingCertificateURL)+len(tmpl.CRLDistributionPoints) == 0 {
 			return // the extensions field is OPTIONAL and omitted when empty
 		}
 		b.AddASN1(tagTBSExtensions, func(b *cryptobyte.Builder) {
@@ -360,11 +366,46 @@ func marshalLeafTBS(tmpl, issuer *x509.Certificate, spki, sigAlg []byte) ([]byte
 						})
 					})
 				}
+				if len(tmpl.OCSPServer)+len(tmpl.IssuingCertificateURL) > 0 {
+					// RFC 5280, section 4.2.2.1: AccessDescriptions, OCSP
+					// first as CreateCertificate writes them.
+					addCertExtension(b, oidExtensionAuthorityInfo, false, func(b *cryptobyte.Builder) {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+							addAccess := func(method asn1.ObjectIdentifier, urls []string) {
+								for _, u := range urls {
+									b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+										b.AddASN1ObjectIdentifier(method)
+										b.AddASN1(tagURI, func(b *cryptobyte.Builder) { b.AddBytes([]byte(u)) })
+									})
+								}
+							}
+							addAccess(oidAccessOCSP, tmpl.OCSPServer)
+							addAccess(oidAccessCAIssuers, tmpl.IssuingCertificateURL)
+						})
+					})
+				}
 				if sans != nil {
 					// RFC 5280, section 4.2.1.6: critical when the subject
 					// is an empty sequence.
 					addCertExtension(b, oidExtensionSubjectAltName, len(subject) == 2, func(b *cryptobyte.Builder) {
 						b.AddBytes(sans)
+					})
+				}
+				if len(tmpl.CRLDistributionPoints) > 0 {
+					// RFC 5280, section 4.2.1.13: one DistributionPoint
+					// per URL, each with only a fullName.
+					addCertExtension(b, oidExtensionCRLDistribution, false, func(b *cryptobyte.Builder) {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+							for _, u := range tmpl.CRLDistributionPoints {
+								b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+									b.AddASN1(tagDistPointName, func(b *cryptobyte.Builder) {
+										b.AddASN1(tagDistPointName, func(b *cryptobyte.Builder) {
+											b.AddASN1(tagURI, func(b *cryptobyte.Builder) { b.AddBytes([]byte(u)) })
+										})
+									})
+								})
+							}
+						})
 					})
 				}
 			})

@@ -304,6 +304,17 @@ func TestLeafTBSMatchesCreateCertificateForOtherTemplates(t *testing.T) {
 		"client-auth-only":        func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth} },
 		"eku-reversed-duplicated": func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{2, 1, 1} },
 		"ski-only":                func(c *x509.Certificate) { c.SubjectKeyId = []byte{1, 2, 3} },
+		"ocsp-only":               func(c *x509.Certificate) { c.OCSPServer = []string{"http://ca.example/ocsp"} },
+		"ca-issuers-only":         func(c *x509.Certificate) { c.IssuingCertificateURL = []string{"http://ca.example/i.pem"} },
+		"crl-only-no-names": func(c *x509.Certificate) {
+			c.DNSNames, c.Subject.CommonName = nil, "x"
+			c.CRLDistributionPoints = []string{"http://ca.example/crl/default/1/0"}
+		},
+		"every-pointer-twice": func(c *x509.Certificate) {
+			c.OCSPServer = []string{"http://a.example/ocsp", "http://b.example/ocsp"}
+			c.IssuingCertificateURL = []string{"http://a.example/i", "http://b.example/i"}
+			c.CRLDistributionPoints = []string{"http://a.example/crl", "http://b.example/crl"}
+		},
 	}
 	for ku := x509.KeyUsage(1); ku < 1<<10; ku += 7 {
 		variants[fmt.Sprintf("key-usage-%b", ku)] = func(c *x509.Certificate) { c.KeyUsage = ku }
@@ -468,8 +479,6 @@ func TestFastPathTemplateRefusesOtherFields(t *testing.T) {
 	for name, mutate := range map[string]func(*x509.Certificate){
 		"bad-organization": func(c *x509.Certificate) { c.Subject.Organization = []string{"Acme"} },
 		"bad-raw-subject":  func(c *x509.Certificate) { c.RawSubject = []byte{0x30, 0} },
-		"bad-ocsp":         func(c *x509.Certificate) { c.OCSPServer = []string{"http://ocsp.example"} },
-		"bad-crl":          func(c *x509.Certificate) { c.CRLDistributionPoints = []string{"http://crl.example"} },
 		"bad-extra-ext": func(c *x509.Certificate) {
 			c.ExtraExtensions = []pkix.Extension{{Id: oidCommonName, Value: []byte{5, 0}}}
 		},

@@ -47,6 +47,19 @@ type LeafRequest struct {
 	// NotBefore and NotAfter bound the validity. NotAfter is capped at the
 	// issuer's NotAfter.
 	NotBefore, NotAfter time.Time
+	// Pointers are the revocation URLs the leaf carries; empty ones are
+	// left out.
+	Pointers Pointers
+}
+
+// Pointers are where relying parties learn whether a leaf is revoked:
+// RFC 5280's cRLDistributionPoints (section 4.2.1.13, one distribution
+// point with a fullName URI) and authorityInfoAccess (section 4.2.2.1,
+// id-ad-ocsp and id-ad-caIssuers URIs).
+type Pointers struct {
+	CRL       string
+	OCSP      string
+	CAIssuers string
 }
 
 // NewSerial returns a positive, non-zero serial number of 128 random bits
@@ -154,6 +167,15 @@ func (iss *Issuer) leafTemplate(req LeafRequest, serial *big.Int) (*x509.Certifi
 		IPAddresses:           n.IPs,
 		URIs:                  n.URIs,
 		EmailAddresses:        n.Emails,
+	}
+	if p := req.Pointers; p.CRL != "" {
+		tmpl.CRLDistributionPoints = []string{p.CRL}
+	}
+	if p := req.Pointers; p.OCSP != "" {
+		tmpl.OCSPServer = []string{p.OCSP}
+	}
+	if p := req.Pointers; p.CAIssuers != "" {
+		tmpl.IssuingCertificateURL = []string{p.CAIssuers}
 	}
 	if req.Subject != "" && utf8.RuneCountInString(req.Subject) <= maxCommonNameLength {
 		tmpl.Subject = pkix.Name{CommonName: req.Subject}

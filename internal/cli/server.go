@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/netguard"
+	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/server"
 )
 
@@ -110,7 +111,11 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "CA key type, when initialising")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text, or json (one object per line)")
-	f.StringVar(&opts.HTTPListen, "http-listen", "", "plain-HTTP `ADDR` for what is public and signed (/ocsp, /roots.pem, /intermediates.pem) and nothing else")
+	f.StringVar(&opts.HTTPListen, "http-listen", "", "plain-HTTP `ADDR` for what is public and signed (/crl…, /ocsp, /roots.pem, /intermediates…) and nothing else")
+	f.StringVar(&opts.PublicHTTPURL, "public-http-url", "", "plain-HTTP `URL` relying parties reach --http-listen by, put in certificates' CRL and OCSP pointers (default http://HTTP-LISTEN)")
+	durationVar(f, &opts.CRLValidity, "crl-validity", revocation.DefaultCRLValidity, "a CRL's nextUpdate after its thisUpdate (rebuilt when a third has passed, and within a second of a revocation)")
+	durationVar(f, &opts.PointerMinLifetime, "revocation-pointers-above", revocation.DefaultPointerMinLifetime, "certificates living longer than this carry a CRL Distribution Point and AIA (OCSP, caIssuers)")
+	f.IntVar(&opts.CRLShardEntries, "crl-shard-entries", revocation.DefaultShardEntries, "revoked certificates per CRL shard before new certificates are spread over twice as many shards")
 	f.IntVar(&opts.ACMEValidation.HTTPPort, "acme-http-port", 80, "port ACME http-01 challenges are fetched from")
 	f.IntVar(&opts.ACMEValidation.TLSPort, "acme-tls-port", 443, "port ACME tls-alpn-01 challenges are checked on")
 	f.StringVar(&opts.ACMEValidation.Resolver, "acme-resolver", "", "`HOST:PORT` of the DNS server ACME validation asks (default: the system's)")

@@ -37,13 +37,22 @@ type Service struct {
 	st     Store
 	refuse Refuser
 	now    func() time.Time
-	// revoked, if set, is told of every serial revoked (OCSP's cache).
-	revoked func(store.Serial)
+	// revoked are told of every serial revoked (OCSP's cache, the CRLs).
+	revoked []func(store.Serial)
 }
 
 // OnRevoked has fn told of every serial this Service revokes, after the
-// revocation is committed.
-func (s *Service) OnRevoked(fn func(store.Serial)) { s.revoked = fn }
+// revocation is committed. Call it before the Service is used.
+func (s *Service) OnRevoked(fn func(store.Serial)) { s.revoked = append(s.revoked, fn) }
+
+// told tells every OnRevoked function of serials.
+func (s *Service) told(serials ...store.Serial) {
+	for _, fn := range s.revoked {
+		for _, sn := range serials {
+			fn(sn)
+		}
+	}
+}
 
 // New returns a Service; now may be nil for time.Now.
 func New(st Store, refuse Refuser, now func() time.Time) *Service {
@@ -103,11 +112,7 @@ func (s *Service) Revoke(ctx context.Context, r Request) (store.Certificate, []s
 	case err != nil:
 		return store.Certificate{}, nil, ca.StoreError(err, "revoke certificate")
 	}
-	if s.revoked != nil {
-		for _, revoked := range append([]store.Serial{sn}, renewals...) {
-			s.revoked(revoked)
-		}
-	}
+	s.told(append([]store.Serial{sn}, renewals...)...)
 	rec, err := s.st.GetCertificate(ctx, sn)
 	if err != nil {
 		return store.Certificate{}, nil, ca.StoreError(err, "read the revoked certificate")
@@ -144,10 +149,6 @@ func (s *Service) RevokeMatching(ctx context.Context, m Match, reason Reason, ac
 	if err != nil {
 		return nil, ca.StoreError(err, "revoke certificates")
 	}
-	if s.revoked != nil {
-		for _, sn := range serials {
-			s.revoked(sn)
-		}
-	}
+	s.told(serials...)
 	return serials, nil
 }

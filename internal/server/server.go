@@ -6,6 +6,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -114,6 +115,20 @@ type Options struct {
 	// public and signed — /ocsp, /roots.pem, /intermediates.pem — and
 	// nothing else: relying parties fetch revocation data over http://.
 	HTTPListen string
+	// PublicHTTPURL is the plain-HTTP URL relying parties reach
+	// HTTPListen by, put in certificates' CRL Distribution Point and AIA
+	// (default http://<HTTPListen>; without either, certificates carry
+	// no pointers).
+	PublicHTTPURL string
+	// CRLValidity is each CRL's nextUpdate - thisUpdate (default
+	// revocation.DefaultCRLValidity); PointerMinLifetime the lifetime
+	// above which leaves carry revocation pointers (default
+	// revocation.DefaultPointerMinLifetime); CRLShardEntries the entries
+	// per CRL shard before new leaves use twice as many shards (default
+	// revocation.DefaultShardEntries).
+	CRLValidity        time.Duration
+	PointerMinLifetime time.Duration
+	CRLShardEntries    int
 	// ScanTick is how often due scan schedules are looked for (default 5s).
 	ScanTick time.Duration
 	// AlertEvery is how often alerts are evaluated (default 1m), and
@@ -232,6 +247,7 @@ type Server struct {
 	acme         *acme.Server
 	nodes        *nodeapi.Server
 	scheduler    *monitor.Scheduler
+	crls         *revocation.CRLPublisher
 	evaluator    *notify.Evaluator
 	deliverer    *notify.Deliverer
 	tlsCert      atomic.Pointer[tls.Certificate]
@@ -247,6 +263,8 @@ type Server struct {
 	// checkpointKey signs audit checkpoints; checkpointKID names it.
 	checkpointKey crypto.Signer
 	checkpointKID string
+	// holder names this replica in the store's leases.
+	holder string
 }
 
 // Run initialises (if needed), starts and serves until ctx ends.
@@ -356,6 +374,24 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.loadCheckpointKey(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.assignGenerations(ctx, st); err != nil {
+		return nil, err
+	}
+	holder := make([]byte, 8)
+	_, _ = rand.Read(holder) // crypto/rand does not fail
+	s.holder = hex.EncodeToString(holder)
+	// Pointers name plain-HTTP URLs only (RFC 5280, sections 4.2.1.13
+	// and 4.2.2.1; an https CRL needs revocation checking itself): with
+	// neither --public-http-url nor --http-listen leaves carry none.
+	pointerBase := strings.TrimRight(opts.PublicHTTPURL, "/")
+	if u, err := url.Parse(pointerBase); pointerBase != "" && (err != nil || u.Scheme != "http" || u.Host == "") {
+		return nil, fmt.Errorf("server: public HTTP URL %q: want http://HOST[:PORT][/PATH]", ca.Clip(pointerBase))
+	}
+	if pointerBase == "" && s.plainListener != nil {
+		pointerBase = "http://" + s.plainListener.Addr().String()
+	}
+	s.crls = &revocation.CRLPublisher{Hierarchy: s.hierarchy, Store: st, BaseURL: pointerBase, Validity: opts.CRLValidity,
+		PointerMinLifetime: opts.PointerMinLifetime, ShardEntries: opts.CRLShardEntries, Holder: s.holder, Clock: s.now, Logger: s.log}
 	reg := prometheus.NewRegistry()
 	provisioners := provisioner.NewCache(st, 0, s.now)
 	s.authority, err = ca.New(ca.Config{
@@ -368,11 +404,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Audience:     s.publicURL + "/v1/sign",
 		Clock:        s.now,
 		Logger:       s.log,
+		Pointers:     s.crls,
 	})
 	if err != nil {
 		return nil, err
 	}
 	revoker := revocation.New(st, s.authority, s.now)
+	revoker.OnRevoked(func(store.Serial) { s.crls.Wake() })
 	s.provisioners, err = provisioner.New(provisioner.Config{Store: st, Cache: provisioners, CA: s.authority,
 		Keyring: keyring, Audience: s.publicURL + "/v1/sign", Clock: s.now})
 	if err != nil {
@@ -409,7 +447,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	inventory := &monitor.Inventory{Store: st, Policy: &monitor.Policy{Roots: s.scanRoots(), Lint: true, Now: s.now,
 		Revocation: &monitor.Revocation{Client: revocationClient}}}
 	ocspResponder := &revocation.OCSPResponder{Hierarchy: s.hierarchy, Store: st, Clock: s.now, Logger: s.log}
-	revoker.OnRevoked(ocspResponder.Forget)
+	revoker.OnRevoked(ocspResponder.Forget) // with the CRLs' Wake
 	s.registration.OnEvicted(func(ctx context.Context, node store.Node, actor string) {
 		// An evicted node's SVID is revoked too, so that relying parties
 		// (OCSP) learn of it before it expires.
@@ -443,7 +481,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners,
 		Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
 		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.scheduler.Wake,
-		Alerts: alerts, AlertsChanged: s.evaluator.Wake, Reported: reported, OCSP: ocspResponder,
+		Alerts: alerts, AlertsChanged: s.evaluator.Wake, Reported: reported, OCSP: ocspResponder, CRLs: s.crls,
 		Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
@@ -467,13 +505,38 @@ func (s *Server) newAlerting(st store.Store, inventory *monitor.Inventory, guard
 		return nil, err
 	}
 	sender := &notify.Sender{Guard: guard, Roots: s.scanRoots(), ExternalURL: s.publicURL}
-	holder := make([]byte, 8)
-	_, _ = rand.Read(holder) // crypto/rand does not fail
 	s.evaluator = &notify.Evaluator{Store: st, Inventory: inventory, CA: s.caCertificates, ResolveAfter: s.opts.AlertResolveAfter,
-		Every: s.opts.AlertEvery, Holder: hex.EncodeToString(holder), Clock: s.now, Logger: s.log, Metrics: metrics}
+		Every: s.opts.AlertEvery, Holder: s.holder, Clock: s.now, Logger: s.log, Metrics: metrics}
 	s.deliverer = &notify.Deliverer{Store: st, Sender: sender, Sealer: sealer, Tick: s.opts.DeliverTick, Backoff: s.opts.AlertBackoff,
 		Clock: s.now, Logger: s.log, Metrics: metrics}
 	return &notify.Service{Store: st, Sealer: sealer, Sender: sender, Clock: s.now}, nil
+}
+
+// assignGenerations records, for certificates issued before the store
+// recorded generations, which generation of their intermediate signed
+// them (by the authority key identifier), so that they land on the right
+// CRL. After the first start there is nothing to do.
+func (s *Server) assignGenerations(ctx context.Context, st store.Store) error {
+	issuers := s.hierarchy.Issuers()
+	n, err := st.AssignIssuerGenerations(ctx, func(issuer string, der []byte) int {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return -1
+		}
+		for _, iss := range issuers {
+			if iss.Name == issuer && bytes.Equal(c.AuthorityKeyId, iss.Cert.SubjectKeyId) {
+				return iss.Generation
+			}
+		}
+		return -1
+	})
+	if err != nil {
+		return fmt.Errorf("server: record certificates' issuer generations: %w", err)
+	}
+	if n > 0 {
+		s.log.Info("recorded the issuer generation of certificates issued before generations were recorded", "certificates", n)
+	}
+	return nil
 }
 
 // caCertificates are what the built-in alert rule watches: the root and
@@ -613,6 +676,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	run("scan schedules", coreCtx, s.scheduler.Run)
 	run("alert evaluation", coreCtx, s.evaluator.Run)
 	run("alert delivery", coreCtx, s.deliverer.Run)
+	run("CRL publisher", coreCtx, s.crls.Run)
 
 	if err := s.startServing(coreCtx, httpCtx, run); err != nil {
 		stopCore()
