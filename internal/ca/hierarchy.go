@@ -311,6 +311,12 @@ func (h *Hierarchy) reloadLocked(ctx context.Context) error {
 	for _, ic := range cfg.Issuers {
 		if iss, ok := loaded[ic.Cert+"\x00"+ic.Key]; ok && iss.Name == ic.Name && iss.Generation == ic.Generation && bytes.Equal(iss.Cert.RawIssuer, root.RawSubject) {
 			if now.Before(iss.Cert.NotAfter) {
+				if ic.RevokedAt != nil && iss.RevokedAt.IsZero() {
+					// Issuers are immutable: a revoked one is a new value.
+					revoked := *iss
+					revoked.RevokedAt, revoked.RevocationReason = ic.RevokedAt.UTC(), ic.Reason
+					iss = &revoked
+				}
 				issuers = append(issuers, iss)
 			}
 			continue

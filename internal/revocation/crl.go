@@ -354,9 +354,8 @@ func (p *CRLPublisher) buildGeneration(ctx context.Context, iss *ca.Issuer, revi
 	spec := crlSpec{issuer: iss.Cert, signer: iss.Signer, number: number, thisUpdate: thisUpdate, nextUpdate: thisUpdate.Add(p.validity()), userOnly: true}
 	base := strings.TrimRight(p.BaseURL, "/")
 	full := &crlEntries{}
+	full.join(shards...)
 	for i, entries := range shards {
-		full.buf = append(full.buf, entries.buf...)
-		full.count += entries.count
 		s := spec
 		s.distributionPoint = base + "/crl/" + shardScope(iss.Name, iss.Generation, i)
 		if base == "" {

@@ -46,10 +46,25 @@ type crlSpec struct {
 	userOnly          bool
 }
 
-// crlEntries accumulates revokedCertificates entries, encoded.
+// crlEntries accumulates revokedCertificates entries, encoded, in chunks
+// that are never copied as they grow: a CRL of a million entries is some
+// 47 MB, and a slice doubling to that size copies it over again.
 type crlEntries struct {
-	buf   []byte
-	count int
+	chunks [][]byte
+	size   int // bytes in all chunks
+	count  int
+}
+
+// crlChunk is the size of one chunk of encoded entries.
+const crlChunk = 1 << 20
+
+// join appends the entries of others to e (sharing their chunks).
+func (e *crlEntries) join(others ...*crlEntries) {
+	for _, o := range others {
+		e.chunks = append(e.chunks, o.chunks...)
+		e.size += o.size
+		e.count += o.count
+	}
 }
 
 // add appends one entry: the serial (lowercase hex, as the store keeps
@@ -66,16 +81,23 @@ func (e *crlEntries) add(r store.RevokedEntry) error {
 	if r.Reason != 0 {
 		body += 14
 	}
-	e.buf = append(e.buf, 0x30)
-	e.buf = appendLength(e.buf, body)
-	e.buf = append(e.buf, 0x02)
-	e.buf = appendLength(e.buf, len(serial))
-	e.buf = append(e.buf, serial...)
-	e.buf = append(e.buf, t...) // the tag and length are in t
+	if len(e.chunks) == 0 || cap(e.chunks[len(e.chunks)-1])-len(e.chunks[len(e.chunks)-1]) < body+4 {
+		e.chunks = append(e.chunks, make([]byte, 0, crlChunk))
+	}
+	buf := e.chunks[len(e.chunks)-1]
+	before := len(buf)
+	buf = append(buf, 0x30)
+	buf = appendLength(buf, body)
+	buf = append(buf, 0x02)
+	buf = appendLength(buf, len(serial))
+	buf = append(buf, serial...)
+	buf = append(buf, t...) // the tag and length are in t
 	if r.Reason != 0 {
 		// Extensions ::= SEQUENCE { Extension { 2.5.29.21, OCTET STRING { ENUMERATED reason } } }
-		e.buf = append(e.buf, 0x30, 12, 0x30, 10, 0x06, 3, 85, 29, 21, 0x04, 3, 0x0a, 1, byte(r.Reason))
+		buf = append(buf, 0x30, 12, 0x30, 10, 0x06, 3, 85, 29, 21, 0x04, 3, 0x0a, 1, byte(r.Reason))
 	}
+	e.chunks[len(e.chunks)-1] = buf
+	e.size += len(buf) - before
 	e.count++
 	return nil
 }
@@ -251,21 +273,28 @@ func encodeCRL(spec crlSpec, e *crlEntries) ([]byte, error) {
 	head = append(head, appendCRLTime(next[:0], spec.nextUpdate)...)
 	var entriesHead []byte
 	if e != nil && e.count > 0 { // an empty revokedCertificates is left out
-		entriesHead = appendLength([]byte{0x30}, len(e.buf))
+		entriesHead = appendLength([]byte{0x30}, e.size)
 	}
 	tbsLen := len(head) + len(entriesHead) + len(extDER)
 	if e != nil && e.count > 0 {
-		tbsLen += len(e.buf)
+		tbsLen += e.size
 	}
-	tbs := make([]byte, 0, tbsLen+6)
-	tbs = append(tbs, 0x30)
-	tbs = appendLength(tbs, tbsLen)
-	tbs = append(tbs, head...)
+	// One buffer for the whole CertificateList: room for its header in
+	// front, the TBSCertList written once, then the signature after it.
+	const headroom = 6
+	tbsHeader := appendLength([]byte{0x30}, tbsLen)
+	maxSig := 600 // RSA 4096 and every ECDSA signature fit
+	out := make([]byte, headroom, headroom+len(tbsHeader)+tbsLen+len(alg)+maxSig+8)
+	out = append(out, tbsHeader...)
+	out = append(out, head...)
 	if entriesHead != nil {
-		tbs = append(tbs, entriesHead...)
-		tbs = append(tbs, e.buf...)
+		out = append(out, entriesHead...)
+		for _, c := range e.chunks {
+			out = append(out, c...)
+		}
 	}
-	tbs = append(tbs, extDER...)
+	out = append(out, extDER...)
+	tbs := out[headroom:]
 
 	sig, err := crypto.SignMessage(spec.signer, rand.Reader, tbs, opts)
 	if err != nil {
@@ -275,16 +304,18 @@ func encodeCRL(spec crlSpec, e *crlEntries) ([]byte, error) {
 		return nil, err
 	}
 	sigLen := 1 + len(sig) // BIT STRING: unused-bits octet, then the signature
-	bodyLen := len(tbs) + len(alg) + 1 + len(appendLength(nil, sigLen)) + sigLen
-	out := make([]byte, 0, bodyLen+6)
-	out = append(out, 0x30)
-	out = appendLength(out, bodyLen)
-	out = append(out, tbs...)
 	out = append(out, alg...)
 	out = append(out, 0x03)
 	out = appendLength(out, sigLen)
 	out = append(out, 0)
-	return append(out, sig...), nil
+	out = append(out, sig...)
+	outer := appendLength([]byte{0x30}, len(out)-headroom)
+	if len(outer) > headroom {
+		return nil, errors.New("a CRL over 4 GB")
+	}
+	start := headroom - len(outer)
+	copy(out[start:], outer)
+	return out[start:], nil
 }
 
 func addExtension(b *cryptobyte.Builder, oid asn1.ObjectIdentifier, critical bool, value cryptobyte.BuilderContinuation) {

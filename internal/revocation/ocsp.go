@@ -89,6 +89,7 @@ type cacheKey struct {
 
 type cachedResponse struct {
 	der        []byte
+	by         *responder // who signed der
 	status     int
 	revokedAt  time.Time
 	thisUpdate time.Time
@@ -204,28 +205,46 @@ func (o *OCSPResponder) lifetime() time.Duration {
 	return DefaultResponderLifetime
 }
 
-// Respond answers one DER-encoded request with a DER-encoded response.
+// Respond answers one DER-encoded request with a DER-encoded response. A
+// request with a nonce of 1 to 32 octets (RFC 8954) gets it back in the
+// responseExtensions of a response signed for it; the cached response is
+// otherwise shared.
 func (o *OCSPResponder) Respond(ctx context.Context, raw []byte) []byte {
 	req, err := ocsp.ParseRequest(raw)
 	if err != nil {
 		return ocsp.MalformedRequestErrorResponse
 	}
+	der, by := o.respond(ctx, req)
+	if nonce := requestNonce(raw); nonce != nil && by != nil {
+		withNonce, err := addNonce(der, nonce, by.key)
+		if err != nil {
+			o.log().Error("ocsp: nonce", "error", err)
+			return ocsp.InternalErrorErrorResponse
+		}
+		return withNonce
+	}
+	return der
+}
+
+// respond returns the (cached) response to req and the responder that
+// signed it (nil for an error response).
+func (o *OCSPResponder) respond(ctx context.Context, req *ocsp.Request) ([]byte, *responder) {
 	is, err := o.issuerOf(req)
 	if err != nil {
-		return ocsp.UnauthorizedErrorResponse
+		return ocsp.UnauthorizedErrorResponse, nil
 	}
 	now := o.now()
 	key := cacheKey{hash: req.HashAlgorithm, issuer: generationKey(is), serial: req.SerialNumber.Text(16)}
 	if v, ok := o.cache.Load(key); ok {
 		c := v.(*cachedResponse)
 		if now.Sub(c.checked) < ocspRecheck && now.Sub(c.thisUpdate) < o.validity()/2 {
-			return c.der
+			return c.der, c.by
 		}
 	}
 	status, revokedAt, reason, err := o.status(ctx, is, req.SerialNumber)
 	if err != nil {
 		o.log().Error("ocsp: status", "error", err)
-		return ocsp.TryLaterErrorResponse
+		return ocsp.TryLaterErrorResponse, nil
 	}
 	if v, ok := o.cache.Load(key); ok {
 		c := v.(*cachedResponse)
@@ -233,13 +252,13 @@ func (o *OCSPResponder) Respond(ctx context.Context, raw []byte) []byte {
 			fresh := *c
 			fresh.checked = now
 			o.cache.Store(key, &fresh)
-			return c.der
+			return c.der, c.by
 		}
 	}
 	r, err := o.signer(is, now)
 	if err != nil {
 		o.log().Error("ocsp: responder", "error", err)
-		return ocsp.InternalErrorErrorResponse
+		return ocsp.InternalErrorErrorResponse, nil
 	}
 	thisUpdate := now.Truncate(time.Minute)
 	der, err := ocsp.CreateResponse(is.Cert, r.cert, ocsp.Response{
@@ -249,10 +268,10 @@ func (o *OCSPResponder) Respond(ctx context.Context, raw []byte) []byte {
 	}, r.key)
 	if err != nil {
 		o.log().Error("ocsp: sign", "error", err)
-		return ocsp.InternalErrorErrorResponse
+		return ocsp.InternalErrorErrorResponse, nil
 	}
-	o.cache.Store(key, &cachedResponse{der: der, status: status, revokedAt: revokedAt, thisUpdate: thisUpdate, checked: now})
-	return der
+	o.cache.Store(key, &cachedResponse{der: der, by: r, status: status, revokedAt: revokedAt, thisUpdate: thisUpdate, checked: now})
+	return der, r
 }
 
 // status is what the store says of serial, for the generation is: good,

@@ -27,7 +27,7 @@ import (
 
 // ocspFixture is a CA, a store with one certificate it issued, and an
 // OCSP request for it.
-func ocspFixture(b *testing.B) (*OCSPResponder, []byte, *x509.Certificate, *x509.Certificate) {
+func ocspFixture(b testing.TB) (*OCSPResponder, []byte, *x509.Certificate, *x509.Certificate) {
 	ctx := context.Background()
 	h, err := ca.Init(ctx, b.TempDir(), ca.InitOptions{Name: "Bench", TrustDomain: "bench.test"}, keystest.NewMemory())
 	if err != nil {

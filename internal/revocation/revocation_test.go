@@ -13,6 +13,7 @@ import (
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/store/pgtest"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
 )
 
@@ -38,8 +39,8 @@ func stores(t *testing.T) map[string]*sqlstore.Store {
 		out[name] = s
 	}
 	open("sqlite", "")
-	if url := os.Getenv("MESHPKI_TEST_POSTGRES_URL"); url != "" {
-		open("postgres", url)
+	if os.Getenv("MESHPKI_TEST_POSTGRES_URL") != "" {
+		open("postgres", pgtest.URL(t)) // a schema of the test's own
 	}
 	return out
 }

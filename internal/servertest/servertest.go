@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,7 +15,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/server"
+	"github.com/meshpki/meshpki/internal/store/pgtest"
 )
 
 // Password is the CA passphrase of every test server.
@@ -200,29 +199,8 @@ func LoadCredential(t testing.TB, certPath, keyPath string, pass []byte) tls.Cer
 }
 
 // PostgresURL returns the test PostgreSQL URL with a fresh schema that is
-// dropped when the test ends. Without MESHPKI_TEST_POSTGRES_URL it skips the
-// test, except under CI=true, where it fails: CI never skips PostgreSQL.
+// dropped when the test ends (pgtest.URL).
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv("MESHPKI_TEST_POSTGRES_URL")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("MESHPKI_TEST_POSTGRES_URL is not set; CI must run the PostgreSQL tests")
-		}
-		t.Skip("MESHPKI_TEST_POSTGRES_URL not set")
-	}
-	schema := fmt.Sprintf("t_%d", time.Now().UnixNano())
-	db := openPG(t, base)
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Exec("DROP SCHEMA " + schema + " CASCADE")
-		db.Close()
-	})
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema
+	return pgtest.URL(t)
 }
