@@ -4,6 +4,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/meshpki/meshpki/internal/ca"
@@ -101,6 +102,12 @@ func (s *Server) handleRevokeMatching(w http.ResponseWriter, r *http.Request, c 
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
+	if req.Issuer != "" {
+		if req.Name != "" || req.SPIFFEID != "" {
+			return newError(http.StatusBadRequest, "bad_request", "give one of name, spiffe_id or issuer")
+		}
+		return s.revokeIssuer(w, r, c, req)
+	}
 	m := revocation.Match{Name: req.Name}
 	if req.SPIFFEID != "" {
 		if !strings.HasPrefix(req.SPIFFEID, "spiffe://") {
@@ -124,6 +131,29 @@ func (s *Server) handleRevokeMatching(w http.ResponseWriter, r *http.Request, c 
 		serials = []store.Serial{}
 	}
 	writeJSON(w, http.StatusOK, wire.RevokedSet{Revoked: serials})
+	return nil
+}
+
+// revokeIssuer revokes an intermediate generation and what it signed.
+func (s *Server) revokeIssuer(w http.ResponseWriter, r *http.Request, c caller, req wire.RevokeMatchingRequest) error {
+	name, genText, ok := strings.Cut(req.Issuer, "/")
+	gen, err := strconv.Atoi(genText)
+	if !ok || err != nil || gen < 1 || name == "" {
+		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("issuer %q is not NAME/GENERATION, e.g. default/1", ca.Clip(req.Issuer)))
+	}
+	reason, err := revocation.ParseReason(req.Reason)
+	if err != nil {
+		return err
+	}
+	done, err := s.revocation.RevokeIssuer(r.Context(), name, gen, reason, c.actor())
+	if err != nil {
+		return err
+	}
+	s.metrics.revoked.Add(float64(len(done.Revoked)))
+	if done.Revoked == nil {
+		done.Revoked = []store.Serial{}
+	}
+	writeJSON(w, http.StatusOK, wire.RevokedSet{Revoked: done.Revoked, Intermediate: done.Intermediate, Replacement: done.Replacement})
 	return nil
 }
 

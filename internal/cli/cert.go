@@ -252,7 +252,7 @@ func newCertRevokeCommand(s *streams) *cobra.Command {
 		match    client.RevokeMatchingRequest
 	)
 	cmd := &cobra.Command{
-		Use:   "revoke SERIAL | --name N | --spiffe-id ID [--reason R] [--renewals]",
+		Use:   "revoke SERIAL | --name N | --spiffe-id ID | --issuer NAME/GEN | --node ID [--reason R] [--renewals]",
 		Short: "Revoke a certificate, as an admin or as its holder",
 		Long: `Revoke the certificate with serial number SERIAL (hexadecimal; colons and
 leading zeros are ignored). An admin can revoke any certificate; a holder can
@@ -268,11 +268,17 @@ reason.
 
 Instead of one serial, an admin can revoke at a coarser grain, in one
 transaction with an audit record each: --name every valid certificate that
-carries the name (subject or SAN), --spiffe-id every SVID of a SPIFFE ID.
+carries the name (subject or SAN), --spiffe-id every SVID of a SPIFFE ID,
+--issuer every certificate one intermediate generation signed (the root
+revokes that generation too, and if it was the one signing, a new generation
+is rotated in), --node an agent: it is evicted, its node SVID revoked, and its
+workloads' SVIDs are no longer renewed.
 ` + adminConnectHelp,
 		Example: `  meshpki cert revoke 5f0c3a9e --reason keyCompromise --data /var/lib/meshpki
   meshpki cert revoke 5f0c3a9e --reason superseded --cert web.crt --key web.key --ca-url https://ca.example.internal:8443 --root root.crt
-  meshpki cert revoke --spiffe-id spiffe://example.internal/ns/batch --reason keyCompromise --data /var/lib/meshpki`,
+  meshpki cert revoke --spiffe-id spiffe://example.internal/ns/batch --reason keyCompromise --data /var/lib/meshpki
+  meshpki cert revoke --issuer default/1 --reason cACompromise --data /var/lib/meshpki
+  meshpki cert revoke --node spiffe://example.internal/meshpki/node/join/3f2a --data /var/lib/meshpki`,
 		Args: cobra.MaximumNArgs(1),
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
@@ -282,9 +288,12 @@ carries the name (subject or SAN), --spiffe-id every SVID of a SPIFFE ID.
 	f.BoolVar(&renewals, "renewals", false, "also revoke every certificate renewed from it (always done for keyCompromise)")
 	f.StringVar(&match.Name, "name", "", "revoke every valid certificate with this `NAME` (subject or SAN) instead")
 	f.StringVar(&match.SPIFFEID, "spiffe-id", "", "revoke every valid certificate with this SPIFFE `ID` instead")
+	f.StringVar(&match.Issuer, "issuer", "", "revoke intermediate generation `NAME/GEN` (e.g. default/1) and every certificate it signed instead")
+	var node string
+	f.StringVar(&node, "node", "", "evict the agent with node SPIFFE `ID` and revoke its node SVID instead")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		grains := 0
-		for _, v := range []string{match.Name, match.SPIFFEID} {
+		for _, v := range []string{match.Name, match.SPIFFEID, match.Issuer, node} {
 			if v != "" {
 				grains++
 			}
@@ -297,31 +306,50 @@ carries the name (subject or SAN), --spiffe-id every SVID of a SPIFFE ID.
 		}
 		switch {
 		case grains > 1 || grains == 1 && len(args) == 1:
-			return usageError{errors.New("give one of SERIAL, --name or --spiffe-id")}
-		case grains == 1:
-			if renewals {
-				return usageError{errors.New("--renewals goes with a SERIAL")}
+			return usageError{errors.New("give one of SERIAL, --name, --spiffe-id, --issuer or --node")}
+		case grains == 1 && renewals:
+			return usageError{errors.New("--renewals goes with a SERIAL")}
+		case node != "":
+			if reason != "" {
+				return usageError{errors.New("--node revokes for privilegeWithdrawn; leave out --reason")}
 			}
+			if _, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (struct{}, error) {
+				return struct{}{}, cl.EvictNode(ctx, node)
+			}); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(s.out, map[string]any{"evicted": node})
+			}
+			_, err := fmt.Fprintf(s.out, "evicted %s: its node SVID is revoked (privilegeWithdrawn) and its workloads' SVIDs are no longer renewed\n", node)
+			return err
+		case grains == 1:
 			match.Reason = reason
-			serials, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) ([]store.Serial, error) {
+			set, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.RevokedSet, error) {
 				return cl.RevokeMatching(ctx, match)
 			})
 			if err != nil {
 				return err
 			}
-			if serials == nil {
-				serials = []store.Serial{}
+			if set.Revoked == nil {
+				set.Revoked = []store.Serial{}
 			}
 			if asJSON {
-				return writeJSON(s.out, map[string]any{"revoked": serials})
+				return writeJSON(s.out, set)
 			}
-			for _, sn := range serials {
+			if set.Intermediate != "" {
+				fmt.Fprintf(s.out, "revoked intermediate %s (serial %s): on the root's CRL\n", match.Issuer, set.Intermediate)
+			}
+			for _, sn := range set.Revoked {
 				fmt.Fprintf(s.out, "revoked %s\n", sn)
 			}
-			_, err = fmt.Fprintf(s.out, "%d certificates revoked\n", len(serials))
+			_, err = fmt.Fprintf(s.out, "%d certificates revoked\n", len(set.Revoked))
+			if set.Replacement != "" && err == nil {
+				_, err = fmt.Fprintf(s.out, "%s signs from now on\n", set.Replacement)
+			}
 			return err
 		case len(args) == 0:
-			return usageError{errors.New("missing SERIAL (or --name, --spiffe-id)")}
+			return usageError{errors.New("missing SERIAL (or --name, --spiffe-id, --issuer, --node)")}
 		}
 		serial, err := normalizeSerial(args[0])
 		if err != nil {

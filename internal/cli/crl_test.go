@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,101 @@ func TestCRLWithOpenSSL(t *testing.T) {
 			t.Errorf("GET %.60s: %d %.200s (%d bytes)", path, r.status, r.body, len(r.body))
 		}
 	}
+}
+
+// meshpki cert revoke --issuer default/1 revokes the generation (on the
+// root's CRL, which openssl then holds against the chain), every
+// certificate it signed (on its own CRL), and rotates in generation 2,
+// which signs from then on.
+func TestRevokeIssuerWithOpenSSL(t *testing.T) {
+	clearConnectEnv(t)
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Fatal("openssl is needed")
+	}
+	in := servertest.Start(t, servertest.Options{HTTPListen: "127.0.0.1:0"})
+	data := []string{"--data", in.DataDir, "--password-file", in.PasswordFile}
+	mustRun(t, append([]string{"provisioner", "add", "token", "web", "--allow-dns", "*.example.internal", "--max-ttl", "72h"}, data...)...)
+	root := filepath.Join(in.DataDir, "ca", "root.crt")
+	gen1 := filepath.Join(in.DataDir, "ca", "issuers", "default-1.crt")
+	issue := func(name string) string {
+		t.Helper()
+		tok, _ := mustRun(t, append([]string{"token", "create", name, "--san", name + ".example.internal", "--provisioner", "web"}, data...)...)
+		out := filepath.Join(t.TempDir(), name)
+		mustRun(t, "cert", "issue", name, "--san", name+".example.internal", "--token", lastLine(tok), "--ca-url", in.URL, "--root", root, "--out", out, "--ttl", "48h")
+		return filepath.Join(out, name+".crt")
+	}
+	before := issue("before")
+	leafSerial := strings.ToLower(issuerCert(t, before).SerialNumber.Text(16))
+
+	out, _ := mustRun(t, append([]string{"cert", "revoke", "--issuer", "default/1", "--reason", "cACompromise", "--json"}, data...)...)
+	var set struct {
+		Revoked      []string
+		Intermediate string
+		Replacement  string
+	}
+	if err := json.Unmarshal([]byte(out), &set); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	interSerial := strings.ToLower(issuerCert(t, gen1).SerialNumber.Text(16))
+	if set.Intermediate != interSerial || set.Replacement != "default/2" || !slices.Contains(set.Revoked, leafSerial) {
+		t.Fatalf("revoke --issuer: %s", out)
+	}
+	// Generation 2 signs what is issued now.
+	after := issuerCert(t, issue("after"))
+	gen2 := issuerCert(t, filepath.Join(in.DataDir, "ca", "issuers", "default-2.crt"))
+	if err := after.CheckSignatureFrom(gen2); err != nil {
+		t.Fatalf("a certificate issued after the revocation: %v", err)
+	}
+
+	dir := t.TempDir()
+	fetch := func(path string) string {
+		t.Helper()
+		r := waitFor(t, func() (httpResult, bool) {
+			r := httpGet(t, in.Anonymous, in.PlainURL+path, nil)
+			return r, r.status == 200 && bytes.Contains(r.body, []byte("X509 CRL")) && crlLists(t, r.body, path)
+		})
+		file := filepath.Join(dir, strings.ReplaceAll(strings.Trim(path, "/"), "/", "-"))
+		if err := os.WriteFile(file, r.body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	rootCRL := fetch("/crl/root.pem")
+	gen1CRL := fetch("/crl/default/1.pem")
+	verify := func(leaf string) string {
+		out, _ := exec.Command(openssl, "verify", "-crl_check_all", "-CRLfile", rootCRL, "-CRLfile", gen1CRL,
+			"-CAfile", root, "-untrusted", gen1, leaf).CombinedOutput()
+		return string(out)
+	}
+	if got := verify(before); !strings.Contains(got, "certificate revoked") {
+		t.Fatalf("openssl verify -crl_check_all of a certificate of the revoked generation:\n%s", got)
+	}
+	// Bad input: an issuer that is not NAME/GEN, one that does not exist.
+	for _, bad := range []string{"default", "default/x", "nope/1"} {
+		code, _, errOut := invokeCLI(t, "", append([]string{"cert", "revoke", "--issuer", bad}, data...)...)
+		if code == 0 || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+			t.Errorf("revoke --issuer %s: exit %d, %q", bad, code, errOut)
+		}
+	}
+	if code, _, errOut := invokeCLI(t, "", append([]string{"cert", "revoke", "--node", "spiffe://meshpki.internal/nope"}, data...)...); code == 0 {
+		t.Errorf("revoke --node of an unknown node: exit 0 %q", errOut)
+	}
+}
+
+// crlLists reports whether the PEM CRL body lists anything (the revoked
+// generation's and the root's CRLs must, once rebuilt).
+func crlLists(t *testing.T, body []byte, path string) bool {
+	t.Helper()
+	block, _ := pem.Decode(body)
+	if block == nil {
+		t.Fatalf("%s: not PEM", path)
+	}
+	crl, err := x509.ParseRevocationList(block.Bytes)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return len(crl.RevokedCertificateEntries) > 0
 }
 
 type httpResult struct {

@@ -188,7 +188,7 @@ func TestRevokeByName(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"cert", "revoke", "abc", "--name", "x"}, exitUsage, "give one of SERIAL, --name or --spiffe-id"},
+		{[]string{"cert", "revoke", "abc", "--name", "x"}, exitUsage, "give one of SERIAL, --name, --spiffe-id, --issuer or --node"},
 		{[]string{"cert", "revoke", "--name", "x", "--renewals"}, exitUsage, "--renewals goes with a SERIAL"},
 		{[]string{"cert", "revoke"}, exitUsage, "missing SERIAL"},
 		{[]string{"cert", "revoke", "--spiffe-id", "web"}, exitError, "is not a SPIFFE ID"},

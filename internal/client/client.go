@@ -262,6 +262,7 @@ type (
 	SignResponse          = wire.Issued
 	RevokeRequest         = wire.RevokeRequest
 	RevokeMatchingRequest = wire.RevokeMatchingRequest
+	RevokedSet            = wire.RevokedSet
 	Certificate           = wire.Certificate
 	CertificatePage       = wire.CertificatePage
 	TokenRequest          = wire.TokenRequest
@@ -375,12 +376,12 @@ func (c *Client) ListCertificates(ctx context.Context, q CertificateQuery) (*Cer
 // RevokeMatching revokes every valid, unexpired certificate with a name,
 // with a SPIFFE ID, or of an intermediate (admin), and returns their
 // serials.
-func (c *Client) RevokeMatching(ctx context.Context, req RevokeMatchingRequest) ([]store.Serial, error) {
+func (c *Client) RevokeMatching(ctx context.Context, req RevokeMatchingRequest) (*RevokedSet, error) {
 	var out wire.RevokedSet
 	if err := c.do(ctx, http.MethodPost, "/v1/revoke/matching", nil, req, &out); err != nil {
 		return nil, err
 	}
-	return out.Revoked, nil
+	return &out, nil
 }
 
 // GetCertificate returns the record of one certificate, with its PEM.

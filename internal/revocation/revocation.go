@@ -24,6 +24,7 @@ type Store interface {
 	GetCertificate(ctx context.Context, serial store.Serial) (store.Certificate, error)
 	RevokeCertificate(ctx context.Context, r store.Revocation) (renewals []store.Serial, err error)
 	RevokeMatching(ctx context.Context, r store.MatchRevocation) ([]store.Serial, error)
+	AppendAudit(ctx context.Context, events ...audit.Event) error
 }
 
 // Refuser audits a refused request; *ca.Authority is one, so that every
@@ -39,7 +40,22 @@ type Service struct {
 	now    func() time.Time
 	// revoked are told of every serial revoked (OCSP's cache, the CRLs).
 	revoked []func(store.Serial)
+	// hierarchy, if set, lets RevokeIssuer revoke intermediates.
+	hierarchy *ca.Hierarchy
+	// issuerRevoked are called after RevokeIssuer, before it returns.
+	issuerRevoked []func(context.Context)
 }
+
+// OnIssuerRevoked has fn called after every RevokeIssuer, before it
+// returns: the server replaces its own credentials that the generation
+// signed, so that the admin who asked can go on. Call it before the
+// Service is used.
+func (s *Service) OnIssuerRevoked(fn func(context.Context)) {
+	s.issuerRevoked = append(s.issuerRevoked, fn)
+}
+
+// UseHierarchy lets RevokeIssuer revoke generations of h's intermediates.
+func (s *Service) UseHierarchy(h *ca.Hierarchy) { s.hierarchy = h }
 
 // OnRevoked has fn told of every serial this Service revokes, after the
 // revocation is committed. Call it before the Service is used.
@@ -122,9 +138,8 @@ func (s *Service) Revoke(ctx context.Context, r Request) (store.Certificate, []s
 
 // Match selects the certificates RevokeMatching revokes together: every
 // valid, unexpired certificate that carries Name (its subject or a SAN: a
-// DNS name, IP address, e-mail address or SPIFFE ID). (Revoking what one
-// intermediate generation signed waits for the store to record
-// generations: an intermediate's name spans its rotations.)
+// DNS name, IP address, e-mail address or SPIFFE ID). RevokeIssuer revokes
+// what one intermediate generation signed.
 type Match struct {
 	Name string
 }
@@ -151,4 +166,78 @@ func (s *Service) RevokeMatching(ctx context.Context, m Match, reason Reason, ac
 	}
 	s.told(serials...)
 	return serials, nil
+}
+
+// IssuerRevocation is what RevokeIssuer did.
+type IssuerRevocation struct {
+	// Intermediate is the serial of the revoked generation's certificate,
+	// now on the root's CRL.
+	Intermediate store.Serial
+	// Revoked are the serials of the leaves it had signed that were valid.
+	Revoked []store.Serial
+	// Replacement, when the revoked generation was the one signing, is the
+	// generation rotated in to sign from now on ("NAME/GEN").
+	Replacement string
+}
+
+// RevokeIssuer takes a compromised intermediate generation out of service:
+// the root revokes it (it signs nothing more here, and the root's CRL
+// lists it), every valid certificate it signed is revoked in one
+// transaction with an audit record each, and if it was the generation
+// signing for its name, a new generation is rotated in so that issuance
+// goes on. The intermediate's own revocation is audited too. Errors are
+// *ca.Error.
+func (s *Service) RevokeIssuer(ctx context.Context, name string, gen int, reason Reason, actor string) (IssuerRevocation, error) {
+	if s.hierarchy == nil {
+		return IssuerRevocation{}, &ca.Error{Kind: ca.KindInternal, Msg: "revoking intermediates is not configured"}
+	}
+	if _, ok := reasonNames[reason]; !ok || reason == RemoveFromCRL {
+		return IssuerRevocation{}, &ca.Error{Kind: ca.KindBadRequest, Msg: fmt.Sprintf("revocation reason %d is not accepted", int(reason))}
+	}
+	scope := GenerationScope(name, gen)
+	var target *ca.Issuer
+	for _, iss := range s.hierarchy.Issuers() {
+		if iss.Name == name && iss.Generation == gen {
+			target = iss
+		}
+	}
+	if target == nil {
+		return IssuerRevocation{}, s.refuse.Refuse(ctx, &ca.Error{Kind: ca.KindNotFound, Msg: "no intermediate generation " + ca.Clip(scope) + " in service"}, actor, ca.Clip(scope), nil)
+	}
+	wasSigning := false
+	if cur, err := s.hierarchy.Issuer(name); err == nil && cur.Generation == gen {
+		wasSigning = true
+	}
+	now := s.now()
+	out := IssuerRevocation{Intermediate: store.SerialOf(target.Cert.SerialNumber)}
+	if _, err := s.hierarchy.RevokeIssuer(ctx, name, gen, now, int(reason)); err != nil {
+		return out, ca.StoreError(err, "revoke intermediate "+scope)
+	}
+	if err := s.st.AppendAudit(ctx, audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: actor, Subject: string(out.Intermediate), Outcome: "success",
+		Detail: map[string]string{"reason": reason.String(), "intermediate": scope}}); err != nil {
+		return out, ca.StoreError(err, "audit the intermediate's revocation")
+	}
+	if wasSigning {
+		next, err := s.hierarchy.RotateIntermediate(ctx, name)
+		if err != nil {
+			return out, ca.StoreError(err, "rotate in a new generation of "+name)
+		}
+		out.Replacement = GenerationScope(next.Name, next.Generation)
+	}
+	matched := "issuer=" + scope
+	serials, err := s.st.RevokeMatching(ctx, store.MatchRevocation{Issuer: name, Generation: gen, Reason: int(reason), At: now,
+		Event: func(serial store.Serial) audit.Event {
+			return audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: actor, Subject: string(serial), Outcome: "success",
+				Detail: map[string]string{"reason": reason.String(), "matched": matched}}
+		}})
+	if err != nil {
+		return out, ca.StoreError(err, "revoke the certificates of "+scope)
+	}
+	out.Revoked = serials
+	s.told(serials...)
+	s.told(out.Intermediate) // the root's CRL
+	for _, fn := range s.issuerRevoked {
+		fn(ctx)
+	}
+	return out, nil
 }

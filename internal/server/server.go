@@ -410,6 +410,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	revoker := revocation.New(st, s.authority, s.now)
+	revoker.UseHierarchy(s.hierarchy)
+	revoker.OnIssuerRevoked(s.replaceOwnCredentials)
 	revoker.OnRevoked(func(store.Serial) { s.crls.Wake() })
 	s.provisioners, err = provisioner.New(provisioner.Config{Store: st, Cache: provisioners, CA: s.authority,
 		Keyring: keyring, Audience: s.publicURL + "/v1/sign", Clock: s.now})
@@ -824,14 +826,7 @@ func (s *Server) maintain(ctx context.Context) {
 		if err := s.hierarchy.Reload(ctx); err != nil {
 			s.log.Warn("reload CA hierarchy failed", "error", err)
 		}
-		if leaf := s.tlsCert.Load(); leaf != nil && needsRenewal(leaf.Leaf, s.now()) {
-			if err := s.renewServerCert(ctx); err != nil {
-				s.log.Error("renew server certificate failed", "error", err)
-			}
-		}
-		if _, err := s.ensureAdminCredential(ctx); err != nil {
-			s.log.Error("renew admin credential failed", "error", err)
-		}
+		s.replaceOwnCredentials(ctx)
 		if now := s.now(); now.Sub(lastCheckpoint) >= s.checkpointEvery() {
 			if err := s.checkpoint(ctx); err != nil {
 				s.log.Warn("audit checkpoint failed", "error", err)
@@ -858,6 +853,23 @@ func needsRenewal(cert *x509.Certificate, now time.Time) bool {
 
 // renewServerCert issues the server's TLS certificate through the CA's own
 // issuance path and swaps it in; handshakes read it without locks.
+// replaceOwnCredentials renews the server's TLS certificate and the
+// admin credential when they near expiry or are no longer good (revoked,
+// or their intermediate generation was).
+func (s *Server) replaceOwnCredentials(ctx context.Context) {
+	if leaf := s.tlsCert.Load(); leaf != nil {
+		rec, err := s.store.GetCertificate(ctx, store.SerialOf(leaf.Leaf.SerialNumber))
+		if needsRenewal(leaf.Leaf, s.now()) || err == nil && rec.Status == store.StatusRevoked {
+			if err := s.renewServerCert(ctx); err != nil {
+				s.log.Error("renew server certificate failed", "error", err)
+			}
+		}
+	}
+	if _, err := s.ensureAdminCredential(ctx); err != nil {
+		s.log.Error("renew admin credential failed", "error", err)
+	}
+}
+
 func (s *Server) renewServerCert(ctx context.Context) error {
 	key, err := keys.ECP256.Generate()
 	if err != nil {

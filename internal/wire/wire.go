@@ -68,17 +68,24 @@ type RevokeRequest struct {
 }
 
 // RevokeMatchingRequest is the body of POST /v1/revoke/matching (admins):
-// every valid, unexpired certificate with the name, or with the SPIFFE ID
-// (exactly one of the two).
+// every valid, unexpired certificate with the name, or with the SPIFFE ID,
+// or signed by the intermediate generation Issuer ("NAME/GEN", which is
+// revoked by the root too); exactly one of the three.
 type RevokeMatchingRequest struct {
 	Name     string `json:"name,omitempty"`
 	SPIFFEID string `json:"spiffe_id,omitempty"`
+	Issuer   string `json:"issuer,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 }
 
 // RevokedSet answers POST /v1/revoke/matching: the serials revoked.
 type RevokedSet struct {
 	Revoked []store.Serial `json:"revoked"`
+	// Intermediate, for an issuer, is the revoked generation's serial;
+	// Replacement the generation rotated in to sign instead, if it was
+	// the one signing ("NAME/GEN").
+	Intermediate store.Serial `json:"intermediate,omitempty"`
+	Replacement  string       `json:"replacement,omitempty"`
 }
 
 // Certificate is the API's record of an issued certificate.
