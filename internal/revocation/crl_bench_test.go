@@ -2,7 +2,9 @@ package revocation
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
+	"math/big"
 	"os"
 	"slices"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
+	"golang.org/x/crypto/ocsp"
 )
 
 // benchCRLSize is how many revoked certificates BenchmarkCRL seeds:
@@ -93,4 +96,83 @@ func BenchmarkCRL(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(c.DER))/1e6, "MB")
 	})
+}
+
+// BenchmarkRevocationVisible measures how long after Service.Revoke
+// returns the revocation shows in the published CRL (the publisher
+// running as the server runs it, woken by the revocation) and in OCSP,
+// with MESHPKI_BENCH_VISIBLE (default 10,000) certificates already on the
+// CRL.
+func BenchmarkRevocationVisible(b *testing.B) {
+	ctx := context.Background()
+	n := 10_000
+	if v, err := strconv.Atoi(os.Getenv("MESHPKI_BENCH_VISIBLE")); err == nil && v >= 0 {
+		n = v
+	}
+	o, _, _, _ := ocspFixture(b)
+	h, st := o.Hierarchy, o.Store.(*sqlstore.Store)
+	iss := h.Issuers()[0]
+	now := time.Now()
+	for lo := 0; lo < n; lo += 5000 {
+		var items []store.Issuance
+		for i := lo; i < min(lo+5000, n); i++ {
+			items = append(items, store.Issuance{Certificate: &store.Certificate{Serial: store.Serial(fmt.Sprintf("%x", 1<<60+i)), Issuer: iss.Name,
+				IssuerGeneration: iss.Generation, Subject: "svc", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour), DER: []byte{0x30, 0},
+				Status: store.StatusRevoked, RevokedAt: now, CreatedAt: now}})
+		}
+		if _, err := st.CommitIssuances(ctx, items); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p := &CRLPublisher{Hierarchy: h, Store: st, Holder: "bench"}
+	svc := New(st, &refusals{}, nil)
+	svc.OnRevoked(o.Forget)
+	svc.OnRevoked(func(store.Serial) { p.Wake() })
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go p.Run(runCtx)
+	var crlTotal, ocspTotal time.Duration
+	for i := 0; b.Loop(); i++ {
+		sn := recordLeaf(b, st, iss, 0, now.Add(time.Hour))
+		serial, _ := new(big.Int).SetString(string(sn), 16)
+		req, err := ocsp.CreateRequest(&x509.Certificate{SerialNumber: serial}, iss.Cert, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := svc.Revoke(ctx, Request{Serial: string(sn), Reason: KeyCompromise, Actor: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		revoked := time.Now()
+		resp, err := ocsp.ParseResponse(o.Respond(ctx, req), iss.Cert)
+		if err != nil || resp.Status != ocsp.Revoked {
+			b.Fatalf("OCSP right after the revocation: %v %+v", err, resp)
+		}
+		ocspTotal += time.Since(revoked)
+		for {
+			c, _, err := p.Find("")
+			if err == nil && crlHas(b, c.DER, serial) {
+				break
+			}
+			if time.Since(revoked) > 30*time.Second {
+				b.Fatal("the revocation never reached the CRL")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		crlTotal += time.Since(revoked)
+	}
+	b.ReportMetric(crlTotal.Seconds()*1000/float64(b.N), "ms-to-crl")
+	b.ReportMetric(ocspTotal.Seconds()*1000/float64(b.N), "ms-to-ocsp")
+}
+
+func crlHas(b *testing.B, der []byte, serial *big.Int) bool {
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(serial) == 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -285,7 +285,9 @@ func (o *OCSPResponder) status(ctx context.Context, is *ca.Issuer, serial *big.I
 	if err != nil {
 		return 0, time.Time{}, 0, err
 	}
-	if c.Issuer != is.Name || !issuedBy(c.DER, is.Cert) {
+	// The store records the generation; records it could not place
+	// (-1) are checked against the issuer's name in the DER.
+	if c.Issuer != is.Name || c.IssuerGeneration != is.Generation && (c.IssuerGeneration > 0 || !issuedBy(c.DER, is.Cert)) {
 		return ocsp.Unknown, time.Time{}, 0, nil
 	}
 	if c.Status == store.StatusRevoked {
