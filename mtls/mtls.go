@@ -15,6 +15,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/meshpki/meshpki/internal/crlset"
 	"github.com/meshpki/meshpki/internal/proxy"
 )
 
@@ -73,6 +74,12 @@ func ClientConfig(h *Holder, allow Authorizer, o Options) *tls.Config {
 // PeerOf returns the verified peer of a connection made with ServerConfig
 // or ClientConfig (for an HTTP handler: PeerOf(*r.TLS)).
 func PeerOf(cs tls.ConnectionState) (Peer, error) { return proxy.PeerOf(cs) }
+
+// CRLs holds CRLs fetched from their URLs and refreshed in the background
+// with conditional GETs; set it as Options.Revocation and run its Run
+// method, and handshakes with a revoked peer fail (a Refusal with reason
+// "revoked") without a network call.
+type CRLs = crlset.Set
 
 // NewIdentity makes an Identity from an SVID chain (leaf first), its key
 // and the root certificates of each trusted trust domain, for a Holder's

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/crlset"
 	"github.com/meshpki/meshpki/internal/proxy"
 )
 
@@ -66,7 +69,13 @@ duration, result, and for a refusal its reason: untrusted, expired,
 not_allowed, no_certificate, timeout…). TLS 1.3 alone unless --tls12. On
 SIGTERM or SIGINT the proxy stops accepting and lets open connections finish
 for up to --drain-timeout. --admin-listen serves /healthz, /readyz (an
-identity is held) and /metrics.`,
+identity is held, and every --crl fetched once) and /metrics.
+
+--crl URL (repeatable) refuses peers whose certificate, or an intermediate of
+their chain, is on that CRL (reason revoked). CRLs are fetched at start and
+every --crl-refresh with conditional GETs, and checked in memory: no handshake
+waits on the network. Point it at meshpki's /crl/NAME (and /crl/root for
+revoked intermediates), over plain HTTP.`,
 		Example: example,
 		Args:    positionalArgs(),
 	}
@@ -80,6 +89,9 @@ identity is held) and /metrics.`,
 	f.StringVar(&bundle, "bundle", "", "trust bundle `FILE` (PEM roots)")
 	f.StringVar(&cfg.AdminListen, "admin-listen", "", "`ADDR` for /healthz, /readyz and /metrics (off when empty)")
 	f.BoolVar(&cfg.TLS.AllowTLS12, "tls12", false, "also accept TLS 1.2 (ECDHE with AEAD suites only)")
+	f.StringArrayVar(&cfg.CRLs, "crl", nil, "`URL` of a CRL to refuse revoked peers by, e.g. http://ca.internal:8080/crl/default (repeatable)")
+	crlRefresh := durationValue(crlset.DefaultRefresh)
+	f.Var(&crlRefresh, "crl-refresh", "how often the --crl URLs are fetched again (`DURATION`)")
 	f.Var(&handshake, "handshake-timeout", "`DURATION` a TLS handshake may take")
 	f.Var(&idle, "idle-timeout", "close a connection after this `DURATION` with no byte either way (0: never)")
 	f.Var(&dial, "dial-timeout", "`DURATION` to connect to --to")
@@ -116,6 +128,15 @@ identity is held) and /metrics.`,
 			return usageError{errors.New("timeouts must be positive (--idle-timeout 0 means none)")}
 		}
 		cfg.HandshakeTimeout, cfg.DialTimeout, cfg.DrainTimeout = time.Duration(handshake), time.Duration(dial), time.Duration(drain)
+		cfg.CRLRefresh = time.Duration(crlRefresh)
+		if crlRefresh <= 0 {
+			return usageError{errors.New("--crl-refresh must be positive")}
+		}
+		for _, u := range cfg.CRLs {
+			if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+				return usageError{fmt.Errorf("--crl %q is not an http:// or https:// URL", ca.Clip(u))}
+			}
+		}
 		cfg.IdleTimeout = time.Duration(idle)
 		if idle == 0 {
 			cfg.IdleTimeout = -1

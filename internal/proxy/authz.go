@@ -137,7 +137,7 @@ func (p Peer) Name() string {
 // verifyPeer checks a peer's chain against the trust bundle of its trust
 // domain (an X509-SVID's), or of any trust domain (a certificate with DNS
 // names alone), and then the allow list.
-func verifyPeer(id *Identity, authz Authorizer, certs []*x509.Certificate, usage x509.ExtKeyUsage) (Peer, error) {
+func verifyPeer(id *Identity, authz Authorizer, certs []*x509.Certificate, usage x509.ExtKeyUsage, rev RevocationChecker) (Peer, error) {
 	if len(certs) == 0 {
 		return Peer{}, &Refusal{"no_certificate", "the peer presented no certificate"}
 	}
@@ -162,9 +162,12 @@ func verifyPeer(id *Identity, authz Authorizer, certs []*x509.Certificate, usage
 			pools = append(pools, p)
 		}
 	}
-	var verr error
+	var (
+		verr   error
+		chains [][]*x509.Certificate
+	)
 	for _, pool := range pools {
-		if _, verr = leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); verr == nil {
+		if chains, verr = leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); verr == nil {
 			break
 		}
 	}
@@ -178,6 +181,15 @@ func verifyPeer(id *Identity, authz Authorizer, certs []*x509.Certificate, usage
 	peer := Peer{Leaf: leaf}
 	if idErr == nil {
 		peer.ID = peerID
+	}
+	if rev != nil {
+		// Every chain that verified: a certificate revoked on any of
+		// them (a cross-signed intermediate, say) is refused.
+		for _, chain := range chains {
+			if err := rev.Check(chain); err != nil {
+				return peer, &Refusal{"revoked", fmt.Sprintf("%s: %v", peer.Name(), err)}
+			}
+		}
 	}
 	if !authz.allows(peer.ID, leaf.DNSNames) {
 		return peer, &Refusal{"not_allowed", fmt.Sprintf("%s is not on the allow list", peer.Name())}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/crlset"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -198,7 +199,7 @@ func (w *statusWriter) Flush() {
 
 // AdminHandler serves /healthz (the process runs), /readyz (an identity
 // is held and unexpired: 503 otherwise) and /metrics.
-func AdminHandler(h *Holder, reg *prometheus.Registry) http.Handler {
+func AdminHandler(h *Holder, crls *crlset.Set, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -208,6 +209,8 @@ func AdminHandler(h *Holder, reg *prometheus.Registry) http.Handler {
 			http.Error(w, "no identity yet", http.StatusServiceUnavailable)
 		case time.Now().After(id.NotAfter()):
 			http.Error(w, "the identity expired at "+id.NotAfter().UTC().Format(time.RFC3339), http.StatusServiceUnavailable)
+		case crls != nil && !crls.Status(time.Now()).Ready:
+			http.Error(w, "the CRLs have not all been fetched yet", http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("ok " + id.ID.String() + "\n"))
 		}

@@ -71,7 +71,7 @@ func TestHTTPModeSetsXFCC(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 
 	// The admin endpoints.
-	admin := httptest.NewServer(AdminHandler(api, reg))
+	admin := httptest.NewServer(AdminHandler(api, nil, reg))
 	defer admin.Close()
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ok spiffe://example.test/ns/api", "/metrics": "meshpki_proxy_authorization_denials_total"} {
 		resp, err := http.Get(admin.URL + path)
@@ -84,7 +84,7 @@ func TestHTTPModeSetsXFCC(t *testing.T) {
 			t.Errorf("%s: %d %s", path, resp.StatusCode, b)
 		}
 	}
-	empty := httptest.NewServer(AdminHandler(NewHolder(), reg))
+	empty := httptest.NewServer(AdminHandler(NewHolder(), nil, reg))
 	defer empty.Close()
 	if resp, err := http.Get(empty.URL + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("readyz without an identity: %v %v", resp.StatusCode, err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/crlset"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 )
@@ -26,6 +27,11 @@ type RunConfig struct {
 	Files       *Files
 	// AdminListen, if set, serves /healthz, /readyz and /metrics.
 	AdminListen string
+	// CRLs are URLs of CRLs to refuse revoked peers by (fetched now, then
+	// every CRLRefresh, default crlset.DefaultRefresh, with conditional
+	// GETs); /readyz waits for every one to be fetched once.
+	CRLs       []string
+	CRLRefresh time.Duration
 	// Ready, if set, is told the proxy's and the admin addresses once
 	// listening.
 	Ready func(proxy, admin net.Addr)
@@ -42,6 +48,11 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		return err
 	}
 	cfg.Metrics = metrics
+	var crls *crlset.Set
+	if len(cfg.CRLs) > 0 {
+		crls = &crlset.Set{URLs: cfg.CRLs, Refresh: cfg.CRLRefresh, Logger: cfg.Logger}
+		cfg.TLS.Revocation = crls
+	}
 	p, err := New(cfg.Config)
 	if err != nil {
 		return err
@@ -76,8 +87,11 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		}
 		return nil
 	})
+	if crls != nil {
+		g.Go(func() error { return crls.Run(sourceCtx) })
+	}
 	if adminLn != nil {
-		srv := &http.Server{Handler: AdminHandler(cfg.Holder, reg), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: AdminHandler(cfg.Holder, crls, reg), ReadHeaderTimeout: 10 * time.Second}
 		g.Go(func() error {
 			if err := srv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				return err

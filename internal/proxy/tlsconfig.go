@@ -13,6 +13,16 @@ type TLSOptions struct {
 	// AllowTLS12 accepts TLS 1.2 (with ECDHE and AEAD suites only); TLS 1.3
 	// alone by default.
 	AllowTLS12 bool
+	// Revocation, if set, refuses peers with a revoked certificate in
+	// their verified chain (reason "revoked"), from revocation data it
+	// holds: *crlset.Set. It must not block.
+	Revocation RevocationChecker
+}
+
+// RevocationChecker says whether a verified chain (leaf first, each
+// certificate followed by its issuer) holds a revoked certificate.
+type RevocationChecker interface {
+	Check(chain []*x509.Certificate) error
 }
 
 // aeadSuites are the TLS 1.2 suites allowed: forward secrecy and AEAD.
@@ -51,7 +61,7 @@ func ServerConfig(h *Holder, authz Authorizer, opts TLSOptions) *tls.Config {
 		if err != nil {
 			return err
 		}
-		_, err = verifyPeer(id, authz, cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
+		_, err = verifyPeer(id, authz, cs.PeerCertificates, x509.ExtKeyUsageClientAuth, opts.Revocation)
 		return err
 	}
 	return cfg
@@ -76,7 +86,7 @@ func ClientConfig(h *Holder, authz Authorizer, opts TLSOptions) *tls.Config {
 		if err != nil {
 			return err
 		}
-		_, err = verifyPeer(id, authz, cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
+		_, err = verifyPeer(id, authz, cs.PeerCertificates, x509.ExtKeyUsageServerAuth, opts.Revocation)
 		return err
 	}
 	return cfg

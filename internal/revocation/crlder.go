@@ -27,7 +27,6 @@ import (
 
 var (
 	oidCRLNumber     = asn1.ObjectIdentifier{2, 5, 29, 20}
-	oidCRLReason     = asn1.ObjectIdentifier{2, 5, 29, 21}
 	oidIssuingDistPt = asn1.ObjectIdentifier{2, 5, 29, 28}
 	oidAuthorityKey  = asn1.ObjectIdentifier{2, 5, 29, 35}
 )

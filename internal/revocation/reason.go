@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/crlset"
 )
 
 // Reason is an RFC 5280 (section 5.3.1) CRLReason code.
@@ -24,12 +25,17 @@ const (
 	AACompromise         Reason = 10
 )
 
-var reasonNames = map[Reason]string{
-	Unspecified: "unspecified", KeyCompromise: "keyCompromise", CACompromise: "cACompromise",
-	AffiliationChanged: "affiliationChanged", Superseded: "superseded", CessationOfOperation: "cessationOfOperation",
-	CertificateHold: "certificateHold", RemoveFromCRL: "removeFromCRL", PrivilegeWithdrawn: "privilegeWithdrawn",
-	AACompromise: "aACompromise",
-}
+// reasonNames are the RFC 5280 names, which relying parties (crlset)
+// print too.
+var reasonNames = func() map[Reason]string {
+	m := map[Reason]string{}
+	for code, name := range crlset.ReasonNames {
+		if name != "" {
+			m[Reason(code)] = name
+		}
+	}
+	return m
+}()
 
 // Accepted are the reasons a revocation may give, in code order.
 // removeFromCRL only ever appears in delta CRLs, which meshpki does not
