@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshpki/meshpki/internal/servertest"
+	"golang.org/x/crypto/ocsp"
 )
 
 // A certificate that lives longer than a day carries a CRL Distribution
@@ -293,4 +294,68 @@ func writeConcat(t *testing.T, dst string, srcs ...string) {
 	if err := os.WriteFile(dst, all, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Two replicas on one PostgreSQL database: a revocation made through one
+// shows in both replicas' OCSP answers and CRLs, and both serve the same
+// CRL (the same number and bytes).
+func TestRevocationAcrossReplicas(t *testing.T) {
+	clearConnectEnv(t)
+	url := servertest.PostgresURL(t)
+	a := servertest.Start(t, servertest.Options{StoreURL: url, HTTPListen: "127.0.0.1:0"})
+	b := servertest.Start(t, servertest.Options{StoreURL: url, DataDir: a.DataDir, HTTPListen: "127.0.0.1:0"})
+	data := []string{"--data", a.DataDir, "--password-file", a.PasswordFile}
+	mustRun(t, append([]string{"provisioner", "add", "token", "web", "--allow-dns", "*.example.internal"}, data...)...)
+	root := filepath.Join(a.DataDir, "ca", "root.crt")
+	issuer := issuerCert(t, filepath.Join(a.DataDir, "ca", "issuers", "default-1.crt"))
+	tok, _ := mustRun(t, append([]string{"token", "create", "svc", "--san", "svc.example.internal", "--provisioner", "web"}, data...)...)
+	out := t.TempDir()
+	// The CLI on the CA host talks to the replica that started last (its
+	// server.json), which the token is bound to.
+	mustRun(t, "cert", "issue", "svc", "--san", "svc.example.internal", "--token", lastLine(tok), "--ca-url", b.URL, "--root", root, "--out", out)
+	leaf := issuerCert(t, filepath.Join(out, "svc.crt"))
+	req, err := ocsp.CreateRequest(leaf, issuer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(in *servertest.Instance) int {
+		t.Helper()
+		resp, err := in.Anonymous.Post(in.PlainURL+"/ocsp", "application/ocsp-request", bytes.NewReader(req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		r, err := ocsp.ParseResponseForCert(body, leaf, issuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status
+	}
+	crl := func(in *servertest.Instance) httpResult { return httpGet(t, in.Anonymous, in.PlainURL+"/crl", nil) }
+	for _, in := range []*servertest.Instance{a, b} {
+		if s := status(in); s != ocsp.Good {
+			t.Fatalf("before revocation: OCSP status %d", s)
+		}
+	}
+	mustRun(t, append([]string{"cert", "revoke", leaf.SerialNumber.Text(16), "--reason", "superseded"}, data...)...)
+	for _, in := range []*servertest.Instance{a, b} {
+		waitFor(t, func() (struct{}, bool) { return struct{}{}, status(in) == ocsp.Revoked })
+	}
+	listed := func(r httpResult) bool {
+		c, err := x509.ParseRevocationList(r.body)
+		if err != nil || r.status != 200 {
+			return false
+		}
+		for _, e := range c.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, func() (struct{}, bool) {
+		ra, rb := crl(a), crl(b)
+		return struct{}{}, listed(ra) && listed(rb) && ra.header.Get("ETag") == rb.header.Get("ETag") && bytes.Equal(ra.body, rb.body)
+	})
 }

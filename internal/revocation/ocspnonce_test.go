@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"testing"
 
 	"golang.org/x/crypto/ocsp"
@@ -33,10 +34,37 @@ func TestOCSPNonce(t *testing.T) {
 	}
 }
 
+// FuzzOCSPRequest feeds arbitrary requests to the responder: it answers
+// every one with an OCSP response and never panics, and a nonce it echoes
+// is one the request carried.
+func FuzzOCSPRequest(f *testing.F) {
+	o, req, _, _ := ocspFixture(f)
+	f.Add(req)
+	f.Add(withRequestNonce(f, req, []byte("0123456789abcdef")))
+	f.Add([]byte{0x30, 0x03, 0x30, 0x01, 0x00})
+	f.Add([]byte("not an OCSP request"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		resp := o.Respond(context.Background(), raw)
+		if _, err := ocsp.ParseResponse(resp, nil); err != nil {
+			var re ocsp.ResponseError
+			if !errors.As(err, &re) {
+				// A successful response for another issuer's request
+				// cannot be checked without it; only its shape matters.
+				if len(resp) == 0 || resp[0] != 0x30 {
+					t.Fatalf("not an OCSP response: %x", resp)
+				}
+			}
+		}
+		if nonce := requestNonce(raw); nonce != nil && len(nonce) > maxNonce+2 {
+			t.Fatalf("a nonce of %d bytes", len(nonce))
+		}
+	})
+}
+
 // withRequestNonce adds requestExtensions with a nonce to a DER
 // OCSPRequest that has none.
-func withRequestNonce(t *testing.T, req, nonce []byte) []byte {
-	t.Helper()
+func withRequestNonce(f testing.TB, req, nonce []byte) []byte {
+	f.Helper()
 	var outer struct {
 		TBS struct {
 			Raw  asn1.RawContent
@@ -44,7 +72,7 @@ func withRequestNonce(t *testing.T, req, nonce []byte) []byte {
 		}
 	}
 	if _, err := asn1.Unmarshal(req, &outer); err != nil {
-		t.Fatal(err)
+		f.Fatal(err)
 	}
 	value, _ := asn1.Marshal(nonce)
 	ext, _ := asn1.Marshal([]pkix.Extension{{Id: oidOCSPNonce, Value: value}})
