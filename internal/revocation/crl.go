@@ -42,6 +42,7 @@ const (
 // CRLStore is what the publisher needs of the store.
 type CRLStore interface {
 	store.CRLs
+	GetCertificate(ctx context.Context, serial store.Serial) (store.Certificate, error)
 	AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
 }
 
@@ -80,6 +81,8 @@ type CRLPublisher struct {
 
 	once      sync.Once
 	wake      chan struct{}
+	pendingMu sync.Mutex
+	pending   map[store.Serial]struct{} // revoked here, shards not yet rebuilt
 	published atomic.Pointer[publishedSet]
 	mu        sync.Mutex // serialises refresh and build
 }
@@ -217,6 +220,15 @@ func (p *CRLPublisher) Cycle(ctx context.Context) error {
 	if err != nil || !leader {
 		return err
 	}
+	// The shards of what was revoked here first: they are small, and
+	// what relying parties fetch through certificates' CDP.
+	if built, err := p.buildPendingShards(ctx, now); err != nil {
+		p.log().Error("crl: shards of new revocations", "error", err)
+	} else if built {
+		if err := p.refresh(ctx); err != nil {
+			return err
+		}
+	}
 	built, err := p.build(ctx, now)
 	if built {
 		err = errors.Join(err, p.refresh(ctx))
@@ -321,7 +333,7 @@ func (p *CRLPublisher) buildGeneration(ctx context.Context, iss *ca.Issuer, revi
 		shards[i] = &crlEntries{}
 	}
 	total := 0
-	err := p.Store.RevokedCertificates(ctx, iss.Name, iss.Generation, now, func(e store.RevokedEntry) error {
+	err := p.Store.RevokedCertificates(ctx, iss.Name, iss.Generation, store.AllShards, now, func(e store.RevokedEntry) error {
 		s := e.Shard
 		if s < 0 {
 			s = 0
@@ -352,23 +364,10 @@ func (p *CRLPublisher) buildGeneration(ctx context.Context, iss *ca.Issuer, revi
 	number := nextNumber(now, previous...)
 	thisUpdate := now.Truncate(time.Second)
 	spec := crlSpec{issuer: iss.Cert, signer: iss.Signer, number: number, thisUpdate: thisUpdate, nextUpdate: thisUpdate.Add(p.validity()), userOnly: true}
-	base := strings.TrimRight(p.BaseURL, "/")
 	full := &crlEntries{}
 	full.join(shards...)
 	for i, entries := range shards {
-		s := spec
-		s.distributionPoint = base + "/crl/" + shardScope(iss.Name, iss.Generation, i)
-		if base == "" {
-			// Without a public URL no leaf names a shard; the IDP still
-			// scopes it, by the path relying parties see.
-			s.distributionPoint = "/crl/" + shardScope(iss.Name, iss.Generation, i)
-		}
-		der, err := encodeCRL(s, entries)
-		if err != nil {
-			return false, err
-		}
-		if _, err := p.Store.PutCRL(ctx, store.CRLRecord{Scope: shardScope(iss.Name, iss.Generation, i), Number: number,
-			ThisUpdate: spec.thisUpdate, NextUpdate: spec.nextUpdate, Revision: revision, DER: der}); err != nil {
+		if _, err := p.putShard(ctx, iss, i, spec, entries, revision); err != nil {
 			return false, err
 		}
 	}
@@ -383,6 +382,98 @@ func (p *CRLPublisher) buildGeneration(ctx context.Context, iss *ca.Issuer, revi
 		p.log().Debug("crl: published", "scope", scope, "entries", full.count, "shards", len(shards), "number", number)
 	}
 	return ok, err
+}
+
+// putShard signs and stores one shard's CRL: spec with the shard's Issuing
+// Distribution Point.
+func (p *CRLPublisher) putShard(ctx context.Context, iss *ca.Issuer, shard int, spec crlSpec, entries *crlEntries, revision int64) (bool, error) {
+	// Without a public URL no leaf names a shard; the IDP still scopes
+	// it, by the path relying parties see.
+	spec.distributionPoint = strings.TrimRight(p.BaseURL, "/") + "/crl/" + shardScope(iss.Name, iss.Generation, shard)
+	spec.userOnly = true
+	der, err := encodeCRL(spec, entries)
+	if err != nil {
+		return false, err
+	}
+	return p.Store.PutCRL(ctx, store.CRLRecord{Scope: shardScope(iss.Name, iss.Generation, shard), Number: spec.number,
+		ThisUpdate: spec.thisUpdate, NextUpdate: spec.nextUpdate, Revision: revision, DER: der})
+}
+
+// Revoked tells the publisher that serial was revoked here: its shard's
+// CRL is built again first, on its own, before the generation's full CRL
+// and other shards (which take seconds at a million entries). The
+// revocation Service calls it through OnRevoked.
+func (p *CRLPublisher) Revoked(serial store.Serial) {
+	p.init()
+	p.pendingMu.Lock()
+	if p.pending == nil {
+		p.pending = map[store.Serial]struct{}{}
+	}
+	if len(p.pending) < maxPending {
+		p.pending[serial] = struct{}{}
+	}
+	p.pendingMu.Unlock()
+	p.Wake()
+}
+
+// maxPending bounds the serials whose shards are built first; a bigger
+// burst waits for the full build.
+const maxPending = 10000
+
+// buildPendingShards builds the shards of the serials revoked here since
+// the last cycle, and reports whether it published any.
+func (p *CRLPublisher) buildPendingShards(ctx context.Context, now time.Time) (bool, error) {
+	p.pendingMu.Lock()
+	pending := p.pending
+	p.pending = nil
+	p.pendingMu.Unlock()
+	if len(pending) == 0 {
+		return false, nil
+	}
+	revision, err := p.Store.RevocationRevision(ctx)
+	if err != nil {
+		return false, err
+	}
+	type shardKey struct {
+		name       string
+		gen, shard int
+	}
+	todo := map[shardKey]bool{}
+	for sn := range pending {
+		c, err := p.Store.GetCertificate(ctx, sn)
+		if err != nil || c.IssuerGeneration <= 0 {
+			continue // the full build covers what cannot be placed
+		}
+		todo[shardKey{c.Issuer, c.IssuerGeneration, max(c.CRLShard, 0)}] = true
+	}
+	published := p.published.Load().byScope
+	built := false
+	var errs []error
+	for _, iss := range p.Hierarchy.Issuers() {
+		if !now.Before(iss.Cert.NotAfter) || published[GenerationScope(iss.Name, iss.Generation)] == nil {
+			continue // no CRL yet: the full build makes them all
+		}
+		for k := range todo {
+			if k.name != iss.Name || k.gen != iss.Generation {
+				continue
+			}
+			entries := &crlEntries{}
+			err := p.Store.RevokedCertificates(ctx, iss.Name, iss.Generation, k.shard, now, entries.add)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			thisUpdate := now.Truncate(time.Second)
+			spec := crlSpec{issuer: iss.Cert, signer: iss.Signer, number: nextNumber(now, published[shardScope(iss.Name, iss.Generation, k.shard)]),
+				thisUpdate: thisUpdate, nextUpdate: thisUpdate.Add(p.validity())}
+			ok, err := p.putShard(ctx, iss, k.shard, spec, entries, revision)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			built = built || ok
+		}
+	}
+	return built, errors.Join(errs...)
 }
 
 // buildRoot builds the root's CRL of revoked intermediate generations.

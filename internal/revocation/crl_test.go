@@ -319,3 +319,32 @@ func TestRootCRLListsRevokedIntermediates(t *testing.T) {
 		t.Fatal("revoked a generation that does not exist")
 	}
 }
+
+// A revocation made here rebuilds its shard first, on its own: the shard
+// lists it before the generation's full CRL is built again.
+func TestRevokedShardIsBuiltFirst(t *testing.T) {
+	st := stores(t)["sqlite"]
+	h := newHierarchy(t)
+	iss := h.Issuers()[0]
+	p := &CRLPublisher{Hierarchy: h, Store: st, Holder: "a"}
+	stopAll(t, p)
+	sn := recordLeaf(t, st, iss, 0, time.Now().Add(time.Hour))
+	revokeSerial(t, st, sn, 1, time.Now())
+	p.Revoked(sn)
+	ctx := context.Background()
+	if ok, err := p.buildPendingShards(ctx, time.Now()); !ok || err != nil {
+		t.Fatalf("buildPendingShards: %v %v", ok, err)
+	}
+	if err := p.refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shard, _ := crlAt(t, p, "default/1/0", iss.Cert)
+	full, _ := crlAt(t, p, "default/1", iss.Cert)
+	if !slices.Equal(serialsOn(shard), []string{string(sn)}) || len(full.RevokedCertificateEntries) != 0 {
+		t.Fatalf("shard %v, full %v", serialsOn(shard), serialsOn(full))
+	}
+	stopAll(t, p)
+	if full, _ := crlAt(t, p, "default/1", iss.Cert); !slices.Equal(serialsOn(full), []string{string(sn)}) {
+		t.Fatalf("full CRL after the cycle: %v", serialsOn(full))
+	}
+}

@@ -412,7 +412,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	revoker := revocation.New(st, s.authority, s.now)
 	revoker.UseHierarchy(s.hierarchy)
 	revoker.OnIssuerRevoked(s.replaceOwnCredentials)
-	revoker.OnRevoked(func(store.Serial) { s.crls.Wake() })
+	revoker.OnRevoked(s.crls.Revoked)
 	s.provisioners, err = provisioner.New(provisioner.Config{Store: st, Cache: provisioners, CA: s.authority,
 		Keyring: keyring, Audience: s.publicURL + "/v1/sign", Clock: s.now})
 	if err != nil {

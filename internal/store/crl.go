@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// AllShards asks RevokedCertificates for every shard.
+const AllShards = -1
+
 // RevokedEntry is one revoked certificate as a CRL lists it.
 type RevokedEntry struct {
 	Serial    Serial
@@ -37,9 +40,10 @@ type CRLs interface {
 	// revokes a certificate (RevokeCertificate, RevokeMatching) adds one.
 	RevocationRevision(ctx context.Context) (int64, error)
 	// RevokedCertificates calls fn for every revoked certificate of
-	// issuer's generation gen that expires after now, in no particular
-	// order. An error from fn stops it and is returned.
-	RevokedCertificates(ctx context.Context, issuer string, gen int, now time.Time, fn func(RevokedEntry) error) error
+	// issuer's generation gen that expires after now, on shard (or on
+	// every shard when shard is AllShards), ordered by shard, expiry and
+	// serial. An error from fn stops it and is returned.
+	RevokedCertificates(ctx context.Context, issuer string, gen, shard int, now time.Time, fn func(RevokedEntry) error) error
 	// PutCRL records r if its Number is greater than the one recorded for
 	// r.Scope (or none is); it reports whether it did. Replicas that race
 	// to publish a scope so agree on one CRL per number.

@@ -408,6 +408,13 @@ var migrations = [][]string{
 			der         {bytes} NOT NULL
 		)`,
 	},
+	// 8: the covering index of revoked certificates by shard first, so
+	// that one shard's CRL is a range of it.
+	{
+		`DROP INDEX certificates_revoked`,
+		`CREATE INDEX certificates_revoked ON certificates
+			(issuer, issuer_generation, crl_shard, not_after, serial, revoked_at, revocation_reason) WHERE status = 'revoked'`,
+	},
 }
 
 // render fills in the dialect's parts of a migration statement.

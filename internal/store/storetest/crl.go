@@ -78,7 +78,7 @@ func testRevokedCertificates(t *testing.T, s store.Store) {
 		}
 	}
 	var got []store.RevokedEntry
-	err := s.RevokedCertificates(ctx, "default", 1, epoch, func(e store.RevokedEntry) error {
+	err := s.RevokedCertificates(ctx, "default", 1, store.AllShards, epoch, func(e store.RevokedEntry) error {
 		got = append(got, e)
 		return nil
 	})
@@ -95,8 +95,15 @@ func testRevokedCertificates(t *testing.T, s store.Store) {
 			t.Errorf("entry %d: got %+v, want %+v", i, got[i], want[i])
 		}
 	}
+	var shard5 []store.Serial
+	if err := s.RevokedCertificates(ctx, "default", 1, 5, epoch, func(e store.RevokedEntry) error {
+		shard5 = append(shard5, e.Serial)
+		return nil
+	}); err != nil || !slices.Equal(shard5, []store.Serial{gen1b.Serial}) {
+		t.Errorf("shard 5: %v %v", shard5, err)
+	}
 	stop := context.Canceled
-	if err := s.RevokedCertificates(ctx, "default", 1, epoch, func(store.RevokedEntry) error { return stop }); err != stop {
+	if err := s.RevokedCertificates(ctx, "default", 1, store.AllShards, epoch, func(store.RevokedEntry) error { return stop }); err != stop {
 		t.Errorf("fn's error: got %v", err)
 	}
 }
