@@ -19,15 +19,27 @@ func (s *Store) RevocationRevision(ctx context.Context) (int64, error) {
 	return v, nil
 }
 
+// The statements of RevokedCertificates.
+const (
+	revokedOfGeneration = `SELECT serial, revoked_at, revocation_reason, crl_shard FROM certificates
+		WHERE status = 'revoked' AND issuer = $1 AND issuer_generation = $2 AND not_after > $3
+		ORDER BY crl_shard, not_after, serial`
+	revokedOfShard = `SELECT serial, revoked_at, revocation_reason, crl_shard FROM certificates
+		WHERE status = 'revoked' AND issuer = $1 AND issuer_generation = $2 AND crl_shard = $4 AND not_after > $3
+		ORDER BY not_after, serial`
+)
+
 // RevokedCertificates reads, through the covering partial index
 // certificates_revoked, the revoked certificates of one issuer generation
 // that have not expired.
 func (s *Store) RevokedCertificates(ctx context.Context, issuer string, gen, shard int, now time.Time, fn func(store.RevokedEntry) error) error {
-	// One statement for both: "$3 < 0" takes every shard, and both
-	// databases still range over the index's first two columns.
-	rows, err := s.read.QueryContext(ctx, `SELECT serial, revoked_at, revocation_reason, crl_shard FROM certificates
-		WHERE status = 'revoked' AND issuer = $1 AND issuer_generation = $2 AND ($3 < 0 OR crl_shard = $3) AND not_after > $4
-		ORDER BY crl_shard, not_after, serial`, issuer, gen, shard, micros(now))
+	// Two statements, so that one shard is a range of the index on its
+	// first three columns (an OR would scan the generation).
+	query, args := revokedOfGeneration, []any{issuer, gen, micros(now)}
+	if shard != store.AllShards {
+		query, args = revokedOfShard, []any{issuer, gen, micros(now), shard}
+	}
+	rows, err := s.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("sqlstore: revoked certificates: %w", err)
 	}
