@@ -243,6 +243,7 @@ type Store interface {
 	ScanSchedules
 	Alerts
 	CRLs
+	UISessions
 	// Ping checks the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

@@ -415,6 +415,23 @@ var migrations = [][]string{
 		`CREATE INDEX certificates_revoked ON certificates
 			(issuer, issuer_generation, crl_shard, not_after, serial, revoked_at, revocation_reason) WHERE status = 'revoked'`,
 	},
+	// 9: dashboard sign-ins (one-time) and sessions, by hashes of their
+	// secrets.
+	{
+		`CREATE TABLE ui_logins (
+			token_hash {keytext} PRIMARY KEY,
+			admin      TEXT NOT NULL,
+			expires_at BIGINT NOT NULL,
+			used_at    BIGINT
+		)`,
+		`CREATE TABLE ui_sessions (
+			id_hash    {keytext} PRIMARY KEY,
+			admin      TEXT NOT NULL,
+			csrf       TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			expires_at BIGINT NOT NULL
+		)`,
+	},
 }
 
 // render fills in the dialect's parts of a migration statement.

@@ -79,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, inventoryTests...)
 	tests = append(tests, alertTests...)
 	tests = append(tests, crlTests...)
+	tests = append(tests, uiTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
