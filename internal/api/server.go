@@ -68,6 +68,9 @@ type Config struct {
 	OCSP http.Handler
 	// CRLs, if set, serves /crl… and /intermediates/NAME/GEN.der.
 	CRLs *revocation.CRLPublisher
+	// UILogins, if set, mints one-time dashboard sign-ins
+	// (POST /v1/ui/logins).
+	UILogins UILoginMinter
 	// Alerts, if set, serves /v1/alerts; AlertsChanged, if set, is called
 	// after a channel or rule changes, so that alerts are evaluated at once.
 	Alerts        *notify.Service
@@ -106,6 +109,7 @@ type Server struct {
 	reported         func([]monitor.Result)
 	ocsp             http.Handler
 	crls             *revocation.CRLPublisher
+	uiLogins         UILoginMinter
 	mux              *http.ServeMux
 	metrics          *Metrics
 	registry         *prometheus.Registry
@@ -116,7 +120,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil || cfg.Registration == nil {
 		return nil, errors.New("api: Config needs Authority, Store, Revocation, Provisioners and Registration")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, reported: cfg.Reported, ocsp: cfg.OCSP, crls: cfg.CRLs, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, reported: cfg.Reported, ocsp: cfg.OCSP, crls: cfg.CRLs, uiLogins: cfg.UILogins, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -192,6 +196,9 @@ func (s *Server) routes() {
 		s.mux.Handle("/ocsp/", s.ocsp)
 	}
 	s.handleCRLs(handle)
+	if s.uiLogins != nil {
+		handle("/v1/ui/logins", endpoint{"POST": s.admin(s.handleCreateUILogin)})
+	}
 	if s.alerts != nil {
 		handle("/v1/alerts", endpoint{"GET": s.admin(s.handleListAlerts)})
 		handle("/v1/alerts/notifications", endpoint{"GET": s.admin(s.handleListNotifications)})

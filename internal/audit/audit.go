@@ -30,6 +30,9 @@ const (
 	TypeChannelRemoved     = "alert.channel_removed"
 	TypeRuleAdded          = "alert.rule_added"
 	TypeRuleRemoved        = "alert.rule_removed"
+	TypeUILoginCreated     = "ui.login_created"
+	TypeUISignedIn         = "ui.signed_in"
+	TypeUISignedOut        = "ui.signed_out"
 )
 
 // Event is one audit record. Seq, PrevHash and Hash are assigned when the

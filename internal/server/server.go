@@ -52,6 +52,7 @@ import (
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
 	"github.com/meshpki/meshpki/internal/token"
+	"github.com/meshpki/meshpki/internal/web"
 )
 
 // Options configure a server. DataDir is required.
@@ -248,6 +249,7 @@ type Server struct {
 	nodes        *nodeapi.Server
 	scheduler    *monitor.Scheduler
 	crls         *revocation.CRLPublisher
+	web          *web.Server
 	evaluator    *notify.Evaluator
 	deliverer    *notify.Deliverer
 	tlsCert      atomic.Pointer[tls.Certificate]
@@ -480,10 +482,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		scanMetrics.Scanned("report", results, nil)
 		s.evaluator.Wake()
 	}
+	s.web, err = web.New(web.Config{Store: st, Inventory: inventory, Revocation: revoker, BaseURL: s.publicURL, Clock: s.now, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
 	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners,
 		Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
 		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.scheduler.Wake,
-		Alerts: alerts, AlertsChanged: s.evaluator.Wake, Reported: reported, OCSP: ocspResponder, CRLs: s.crls,
+		Alerts: alerts, AlertsChanged: s.evaluator.Wake, Reported: reported, OCSP: ocspResponder, CRLs: s.crls, UILogins: s.web,
 		Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
@@ -836,6 +842,9 @@ func (s *Server) maintain(ctx context.Context) {
 		if now := s.now(); now.Sub(lastPrune) > time.Hour {
 			if err := s.store.PruneTokens(ctx, now); err != nil {
 				s.log.Warn("prune token ids failed", "error", err)
+			}
+			if err := s.store.PruneUI(ctx, now); err != nil {
+				s.log.Warn("prune dashboard sign-ins and sessions failed", "error", err)
 			}
 			lastPrune = now
 		}

@@ -50,6 +50,7 @@ func (s *Server) loadServerKey(ctx context.Context, name, what string) (crypto.S
 func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", s.api)
+	mux.Handle("/ui/", s.web)
 	mux.HandleFunc("GET /bundle", s.handleBundle)
 	grpcSrv := s.nodes.GRPC()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -472,3 +472,10 @@ type Notification struct {
 type NotificationList struct {
 	Notifications []Notification `json:"notifications"`
 }
+
+// UILogin answers POST /v1/ui/logins (admins): a one-time URL that signs
+// the admin in to the dashboard, and when it stops working.
+type UILogin struct {
+	URL     string    `json:"url"`
+	Expires time.Time `json:"expires"`
+}

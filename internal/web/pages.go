@@ -1,0 +1,175 @@
+package web
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/duration"
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/revocation"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// pageSize is how many inventory rows a page shows (and the store reads).
+const pageSize = 50
+
+func funcs(clock func() time.Time) template.FuncMap {
+	return template.FuncMap{
+		"date": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+		"expires": func(t time.Time) string {
+			d := t.Sub(clock())
+			if d < 0 {
+				return "expired " + duration.Format(-d.Round(time.Minute)) + " ago"
+			}
+			return "expires in " + duration.Format(d.Round(time.Minute))
+		},
+	}
+}
+
+// row is one inventory line as the page shows it.
+type row struct {
+	store.InventoryItem
+	Name, Link, Class string
+}
+
+func (s *Server) inventoryPage(w http.ResponseWriter, r *http.Request, sess session) {
+	q := r.URL.Query()
+	data := map[string]any{"Name": q.Get("name"), "Source": q.Get("source"), "Within": q.Get("within"), "Active": q.Get("active") == "1"}
+	now := s.cfg.Clock()
+	f := store.InventoryFilter{Name: ca.Clip(q.Get("name")), Active: q.Get("active") == "1", After: q.Get("after"), Limit: pageSize}
+	switch src := q.Get("source"); src {
+	case "", "issued", "scanned":
+		f.Source = store.InventorySource(src)
+	default:
+		data["Error"] = fmt.Sprintf("source %q is not issued or scanned", ca.Clip(src))
+	}
+	if within := q.Get("within"); within != "" {
+		d, err := duration.Parse(within)
+		if err != nil || d <= 0 {
+			data["Error"] = fmt.Sprintf("expiring within %q: give a duration such as 7d or 12h", ca.Clip(within))
+		} else {
+			f.ExpiringBefore = now.Add(d)
+		}
+	}
+	status := http.StatusOK
+	if data["Error"] != nil {
+		status = http.StatusBadRequest
+	} else {
+		items, next, err := s.cfg.Inventory.List(r.Context(), f)
+		if err != nil {
+			if errors.Is(err, store.ErrBadCursor) {
+				data["Error"] = "this page no longer exists; start again from the first page"
+				status = http.StatusBadRequest
+			} else {
+				s.cfg.Logger.Error("web: inventory", "error", err)
+				s.message(w, http.StatusInternalServerError, "Error", "The inventory could not be read; the server log says why.")
+				return
+			}
+		}
+		rows := make([]row, 0, len(items))
+		for _, it := range items {
+			rw := row{InventoryItem: it.InventoryItem, Name: it.Subject}
+			if len(it.Names) > 0 {
+				rw.Name = strings.Join(it.Names, ", ")
+			}
+			if it.Source == store.SourceIssued {
+				rw.Link = "/ui/certificates/" + string(it.Serial)
+			}
+			switch {
+			case it.Status == store.StatusRevoked:
+				rw.Class = "revoked"
+			case !it.NotAfter.After(now):
+				rw.Class = "expired"
+			case it.NotAfter.Sub(now) < 7*24*time.Hour:
+				rw.Class = "soon"
+			}
+			rows = append(rows, rw)
+		}
+		data["Items"] = rows
+		if next != "" {
+			nq := url.Values{}
+			for k, v := range q {
+				nq[k] = v
+			}
+			nq.Set("after", next)
+			data["Next"] = "/ui/?" + nq.Encode()
+		}
+	}
+	s.render(w, status, "inventory", data, sess)
+}
+
+// certificateView is a certificate as its page shows it, decoded.
+type certificateView struct {
+	store.Certificate
+	Generation int
+	Reason     string
+	Key        string
+	Chain      []string
+	Reasons    []string
+}
+
+func (s *Server) certificatePage(w http.ResponseWriter, r *http.Request, sess session) {
+	serial, err := ca.ParseSerial(r.PathValue("serial"))
+	if err != nil {
+		s.message(w, http.StatusBadRequest, "Bad request", err.Error())
+		return
+	}
+	c, err := s.cfg.Store.GetCertificate(r.Context(), serial)
+	if errors.Is(err, store.ErrNotFound) {
+		s.message(w, http.StatusNotFound, "Not found", "No certificate with serial "+string(serial)+".")
+		return
+	}
+	if err != nil {
+		s.cfg.Logger.Error("web: certificate", "error", err)
+		s.message(w, http.StatusInternalServerError, "Error", "The certificate could not be read; the server log says why.")
+		return
+	}
+	v := certificateView{Certificate: c, Generation: c.IssuerGeneration, Reasons: revocation.Names(revocation.Accepted)}
+	if c.Status == store.StatusRevoked {
+		v.Reason = revocation.Reason(c.RevocationReason).String()
+	}
+	if cert, err := x509.ParseCertificate(c.DER); err == nil {
+		if kt, err := keys.TypeOf(cert.PublicKey); err == nil {
+			v.Key = string(kt)
+		}
+		v.Chain = []string{cert.Subject.String() + " (this certificate)", cert.Issuer.String()}
+	}
+	s.render(w, http.StatusOK, "certificate", v, sess)
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request, sess session) {
+	if r.PostFormValue("confirm") != "yes" {
+		s.message(w, http.StatusBadRequest, "Not revoked", "Tick the box that confirms the revocation.")
+		return
+	}
+	reason, err := revocation.ParseReason(r.PostFormValue("reason"))
+	if err != nil {
+		s.message(w, http.StatusBadRequest, "Not revoked", err.Error())
+		return
+	}
+	cert, _, err := s.cfg.Revocation.Revoke(r.Context(), revocation.Request{Serial: r.PathValue("serial"), Reason: reason, Actor: sess.Admin})
+	if err != nil {
+		var ce *ca.Error
+		status := http.StatusInternalServerError
+		if errors.As(err, &ce) {
+			switch ce.Kind {
+			case ca.KindBadRequest:
+				status = http.StatusBadRequest
+			case ca.KindNotFound:
+				status = http.StatusNotFound
+			case ca.KindConflict:
+				status = http.StatusConflict
+			}
+		}
+		s.message(w, status, "Not revoked", err.Error())
+		return
+	}
+	http.Redirect(w, r, "/ui/certificates/"+string(cert.Serial), http.StatusSeeOther)
+}
