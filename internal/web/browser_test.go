@@ -1,0 +1,166 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/meshpki/meshpki/internal/servertest"
+	"github.com/meshpki/meshpki/internal/store"
+)
+
+// browser starts headless Chromium (Debian's chromium) for one test. CI
+// installs it; elsewhere the test skips without it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("chromium is needed (.ci/run installs it)")
+		}
+		t.Skip("chromium is not installed")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		// The test CA's root is not the browser's.
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first call starts the browser, which lives as long as its
+	// context: this one, without a timeout; steps get theirs (step).
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// step runs browser actions with a time limit.
+func step(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// value runs one browser action that returns a value, with a time limit.
+func value[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// screenshot saves the page as an artifact under the test's temp dir,
+// and into MESHPKI_SCREENSHOTS (docs/dashboard when regenerating the
+// pictures docs/DASHBOARD.md shows) when that is set.
+func screenshot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	png := value(t, ctx, chromedp.FullScreenshot(100))
+	for _, d := range []string{dir, os.Getenv("MESHPKI_SCREENSHOTS")} {
+		if d == "" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(d, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("screenshot %s", filepath.Join(dir, name))
+}
+
+func mintLogin(t *testing.T, in *servertest.Instance) string {
+	t.Helper()
+	resp, err := in.Admin.Post(in.URL+"/v1/ui/logins", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var login struct{ URL string }
+	if err := json.NewDecoder(resp.Body).Decode(&login); err != nil {
+		t.Fatal(err)
+	}
+	return login.URL
+}
+
+// In headless Chromium: sign in through the one-time URL, filter the
+// inventory, open a certificate, revoke it and see it revoked.
+func TestDashboardInChromium(t *testing.T) {
+	ctx := browser(t)
+	in := servertest.Start(t, servertest.Options{})
+	now := time.Now()
+	var items []store.Issuance
+	for i, name := range []string{"api", "web", "batch", "billing", "search"} {
+		items = append(items, store.Issuance{Certificate: &store.Certificate{Serial: store.Serial("5f0c3a9e0" + string(rune('1'+i))), Provisioner: "web",
+			Issuer: "default", IssuerGeneration: 1, Subject: name + ".example.internal", Names: []string{name + ".example.internal", "spiffe://test.internal/ns/" + name},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Duration(i*40+3) * time.Hour), DER: []byte{0x30, 0}}})
+	}
+	if res, err := in.Server.Store().CommitIssuances(t.Context(), items); err != nil || res[0] != nil {
+		t.Fatal(err, res)
+	}
+	shots := t.TempDir()
+
+	step(t, ctx,
+		chromedp.Navigate(mintLogin(t, in)),
+		chromedp.WaitVisible("#signin"),
+		chromedp.Click("#signin"),
+		chromedp.WaitVisible("table.inventory"),
+	)
+	text := value(t, ctx, chromedp.Text("table.inventory"))
+	if !strings.Contains(text, "billing.example.internal") || !strings.Contains(text, "expires in") {
+		t.Fatalf("inventory:\n%s", text)
+	}
+	screenshot(t, ctx, shots, "inventory.png")
+
+	step(t, ctx,
+		chromedp.SetValue(`input[name="name"]`, "spiffe://test.internal/ns/batch"),
+		chromedp.Submit("form.filters"),
+		chromedp.WaitVisible(`//td[contains(., "batch.example.internal")]`),
+	)
+	if text := value(t, ctx, chromedp.Text("table.inventory tbody")); strings.Contains(text, "billing") || !strings.Contains(text, "batch") {
+		t.Fatalf("filtered inventory:\n%s", text)
+	}
+	step(t, ctx,
+		chromedp.Click(`//a[contains(., "batch.example.internal")]`),
+		chromedp.WaitVisible("#status"),
+	)
+	if status := value(t, ctx, chromedp.Text("#status")); strings.TrimSpace(status) != "valid" {
+		t.Fatalf("detail: %q", status)
+	}
+	screenshot(t, ctx, shots, "certificate.png")
+	step(t, ctx,
+		chromedp.SetValue("#reason", "keyCompromise"),
+		chromedp.Click("#confirm"),
+		chromedp.Click("#revoke"),
+		chromedp.WaitVisible(`//dd[@id="status" and contains(., "revoked")]`),
+	)
+	if status := value(t, ctx, chromedp.Text("#status")); !strings.Contains(status, "keyCompromise") {
+		t.Fatalf("after revoking: %q", status)
+	}
+	screenshot(t, ctx, shots, "revoked.png")
+	if rec, _ := in.Server.Store().GetCertificate(t.Context(), "5f0c3a9e03"); rec.Status != store.StatusRevoked {
+		t.Fatalf("the store says %s", rec.Status)
+	}
+}
