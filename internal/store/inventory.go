@@ -149,6 +149,9 @@ type InventoryReader interface {
 	// ListInventory returns one page ordered by NotAfter, then source
 	// (issued first), then the order items were first recorded.
 	ListInventory(ctx context.Context, f InventoryFilter) (InventoryPage, error)
+	// CountInventory counts the items f selects, f.After and f.Limit
+	// aside.
+	CountInventory(ctx context.Context, f InventoryFilter) (int, error)
 	// GetScanned returns a scanned certificate by its fingerprint with its
 	// sightings (latest first), or ErrNotFound.
 	GetScanned(ctx context.Context, fingerprint string) (InventoryItem, []Sighting, error)

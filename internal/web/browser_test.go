@@ -126,6 +126,16 @@ func TestDashboardInChromium(t *testing.T) {
 		chromedp.Navigate(mintLogin(t, in)),
 		chromedp.WaitVisible("#signin"),
 		chromedp.Click("#signin"),
+		chromedp.WaitVisible("#within-7d"),
+	)
+	// api, web and batch expire within 3 days; the server's own TLS
+	// certificate within a day too.
+	if n := value(t, ctx, chromedp.Text("#within-7d")); n != "6" {
+		t.Fatalf("expiring within 7 days: %q", n)
+	}
+	screenshot(t, ctx, shots, "overview.png")
+	step(t, ctx,
+		chromedp.Click(`//nav/a[contains(., "Inventory")]`),
 		chromedp.WaitVisible("table.inventory"),
 	)
 	text := value(t, ctx, chromedp.Text("table.inventory"))

@@ -99,10 +99,50 @@ func (s *Server) inventoryPage(w http.ResponseWriter, r *http.Request, sess sess
 				nq[k] = v
 			}
 			nq.Set("after", next)
-			data["Next"] = "/ui/?" + nq.Encode()
+			data["Next"] = "/ui/inventory?" + nq.Encode()
 		}
 	}
 	s.render(w, status, "inventory", data, sess)
+}
+
+// window is one "expires within" count of the overview.
+type window struct {
+	Label, Within string
+	Count         int
+}
+
+// maxFiring caps the firing alerts the overview reads to count them.
+const maxFiring = 1000
+
+// overviewPage shows what is in service and what expires soon, counted by
+// the store through the inventory's indexes, and how many alerts fire.
+func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request, sess session) {
+	ctx := r.Context()
+	now := s.cfg.Clock()
+	count := func(f store.InventoryFilter) (int, bool) {
+		n, err := s.cfg.Store.CountInventory(ctx, f)
+		if err != nil {
+			s.cfg.Logger.Error("web: overview", "error", err)
+			return 0, false
+		}
+		return n, true
+	}
+	issued, ok1 := count(store.InventoryFilter{Source: store.SourceIssued, Active: true})
+	scanned, ok2 := count(store.InventoryFilter{Source: store.SourceScanned, Active: true})
+	windows := []window{{Label: "1 day", Within: "1d"}, {Label: "7 days", Within: "7d"}, {Label: "30 days", Within: "30d"}}
+	ok := ok1 && ok2
+	for i := range windows {
+		d, _ := duration.Parse(windows[i].Within)
+		n, good := count(store.InventoryFilter{Active: true, ExpiringBefore: now.Add(d)})
+		windows[i].Count, ok = n, ok && good
+	}
+	firing, _, err := s.cfg.Store.ListAlerts(ctx, store.AlertFilter{State: "firing", Limit: maxFiring})
+	if err != nil || !ok {
+		s.message(w, http.StatusInternalServerError, "Error", "The overview could not be read; the server log says why.")
+		return
+	}
+	s.render(w, http.StatusOK, "overview", map[string]any{"Issued": issued, "Scanned": scanned, "Windows": windows,
+		"Firing": len(firing), "FiringCapped": len(firing) == maxFiring}, sess)
 }
 
 // certificateView is a certificate as its page shows it, decoded.

@@ -83,7 +83,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, pages: map[string]*template.Template{}}
-	for _, page := range []string{"login", "inventory", "certificate", "message"} {
+	for _, page := range []string{"login", "overview", "inventory", "certificate", "message"} {
 		t, err := template.New("layout.html").Funcs(funcs(cfg.Clock)).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", page, err)
@@ -99,7 +99,8 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /ui/login", s.loginPage)
 	s.mux.HandleFunc("POST /ui/login", s.login)
 	s.mux.HandleFunc("POST /ui/logout", s.signedIn(s.logout))
-	s.mux.HandleFunc("GET /ui/{$}", s.signedIn(s.inventoryPage))
+	s.mux.HandleFunc("GET /ui/{$}", s.signedIn(s.overviewPage))
+	s.mux.HandleFunc("GET /ui/inventory", s.signedIn(s.inventoryPage))
 	s.mux.HandleFunc("GET /ui/certificates/{serial}", s.signedIn(s.certificatePage))
 	s.mux.HandleFunc("POST /ui/certificates/{serial}/revoke", s.signedIn(s.revoke))
 	s.mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {

@@ -114,11 +114,16 @@ func TestDashboardSignInInventoryRevokeSignOut(t *testing.T) {
 		t.Fatalf("the one-time URL worked twice: %d", again.status)
 	}
 
-	inv := get(t, browser, in.URL+"/ui/?name=svc.example.internal")
+	overview := get(t, browser, in.URL+"/ui/")
+	// The certificate above and the server's own TLS certificate.
+	if overview.status != http.StatusOK || !strings.Contains(overview.body, `id="within-7d">2<`) || !strings.Contains(overview.body, `id="firing">0<`) {
+		t.Fatalf("overview: %d\n%s", overview.status, overview.body)
+	}
+	inv := get(t, browser, in.URL+"/ui/inventory?name=svc.example.internal")
 	if inv.status != http.StatusOK || !strings.Contains(inv.body, "5f0c3a9e01") || !strings.Contains(inv.body, "expires in") || !strings.Contains(inv.body, "admin:spiffe://") {
 		t.Fatalf("inventory: %d\n%s", inv.status, inv.body)
 	}
-	if bad := get(t, browser, in.URL+"/ui/?within=soonish"); bad.status != http.StatusBadRequest || !strings.Contains(bad.body, "give a duration") {
+	if bad := get(t, browser, in.URL+"/ui/inventory?within=soonish"); bad.status != http.StatusBadRequest || !strings.Contains(bad.body, "give a duration") {
 		t.Fatalf("a bad filter: %d", bad.status)
 	}
 	detail := get(t, browser, in.URL+"/ui/certificates/5f0c3a9e01")

@@ -226,10 +226,10 @@ func parseInventoryCursor(s string) (inventoryCursor, error) {
 	return inventoryCursor{notAfter: na, source: src, id: id}, nil
 }
 
-// ListInventory returns one page of the inventory, soonest expiry first.
-// Each source is read through its not_after index for at most one page,
-// and the two are merged.
-func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (store.InventoryPage, error) {
+// inventoryQuery builds ListInventory's query for f, or with count the
+// query of how many items f selects (f.After and f.Limit aside), and
+// returns it with its arguments and the page size.
+func (s *Store) inventoryQuery(f store.InventoryFilter, count bool) (string, []any, int, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultInventoryPage
@@ -239,7 +239,7 @@ func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (sto
 	if f.After != "" {
 		c, err := parseInventoryCursor(f.After)
 		if err != nil {
-			return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: %w", err)
+			return "", nil, 0, err
 		}
 		cursor = &c
 	}
@@ -287,10 +287,13 @@ func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (sto
 		if len(where) > 0 {
 			query += " WHERE " + strings.Join(where, " AND ")
 		}
+		if count {
+			return "SELECT count(*) AS n FROM (" + query + ") AS " + string(src)
+		}
 		return "SELECT " + inventoryColumns + " FROM (" + query + " ORDER BY c.not_after, c.id LIMIT " + arg(limit+1) + ") AS " + string(src)
 	}
 	if f.WithFindings && f.Source != store.SourceScanned {
-		return store.InventoryPage{}, errors.New("sqlstore: list inventory: WithFindings is for scanned items")
+		return "", nil, 0, errors.New("WithFindings is for scanned items")
 	}
 	var q string
 	switch f.Source {
@@ -301,10 +304,38 @@ func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (sto
 	case "":
 		q = arm(store.SourceIssued, s.issuedArm(), "cert_names") + " UNION ALL " + arm(store.SourceScanned, scannedArm, "inventory_names")
 	default:
-		return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: unknown source %q", f.Source)
+		return "", nil, 0, fmt.Errorf("unknown source %q", f.Source)
+	}
+	if count {
+		return "SELECT sum(n) FROM (" + q + ") AS counts", args, 0, nil
 	}
 	q += " ORDER BY not_after, source, id LIMIT " + arg(limit+1)
+	return q, args, limit, nil
+}
 
+// CountInventory counts the items f selects (f.After and f.Limit aside),
+// through the same not_after and name indexes as ListInventory.
+func (s *Store) CountInventory(ctx context.Context, f store.InventoryFilter) (int, error) {
+	f.After, f.Limit = "", 0
+	q, args, _, err := s.inventoryQuery(f, true)
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: count inventory: %w", err)
+	}
+	var n sql.NullInt64
+	if err := s.read.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlstore: count inventory: %w", err)
+	}
+	return int(n.Int64), nil
+}
+
+// ListInventory returns one page of the inventory, soonest expiry first.
+// Each source is read through its not_after index for at most one page,
+// and the two are merged.
+func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (store.InventoryPage, error) {
+	q, args, limit, err := s.inventoryQuery(f, false)
+	if err != nil {
+		return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: %w", err)
+	}
 	rows, err := s.read.QueryContext(ctx, q, args...)
 	if err != nil {
 		return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: %w", err)

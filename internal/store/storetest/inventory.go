@@ -301,6 +301,19 @@ func testInventoryFilters(t *testing.T, s store.Store) {
 	if len(active.Items) != 2 || active.Items[0].Fingerprint != soon.Fingerprint || active.Items[1].Serial != renewal.Serial {
 		t.Fatalf("active by name = %+v", active.Items)
 	}
+	// CountInventory counts what a listing of every page would hold.
+	for _, f := range []store.InventoryFilter{
+		{}, {Active: true}, {ExpiringBefore: epoch.Add(7 * 24 * time.Hour)}, {Active: true, ExpiringBefore: epoch.Add(7 * 24 * time.Hour)},
+		{Source: store.SourceIssued, Name: "spiffe://td/ns/app"}, {Source: store.SourceScanned, WithFindings: true}, {Name: "svc.example", Active: true, Limit: 1},
+	} {
+		all := f
+		all.Limit = 1000
+		want := len(listInventory(t, s, all).Items)
+		got, err := s.CountInventory(context.Background(), f)
+		if err != nil || got != want {
+			t.Errorf("CountInventory(%+v) = %d, %v; the listing holds %d", f, got, err, want)
+		}
+	}
 }
 
 func testInventoryPages(t *testing.T, s store.Store) {
