@@ -482,7 +482,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		scanMetrics.Scanned("report", results, nil)
 		s.evaluator.Wake()
 	}
-	s.web, err = web.New(web.Config{Store: st, Inventory: inventory, Revocation: revoker, BaseURL: s.publicURL, Clock: s.now, Logger: s.log})
+	s.web, err = web.New(web.Config{Store: st, Inventory: inventory, Revocation: revoker, Alerts: alerts, Provisioners: s.provisioners,
+		BaseURL: s.publicURL, Clock: s.now, Logger: s.log})
 	if err != nil {
 		return nil, err
 	}

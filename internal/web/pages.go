@@ -196,19 +196,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, sess session) {
 	}
 	cert, _, err := s.cfg.Revocation.Revoke(r.Context(), revocation.Request{Serial: r.PathValue("serial"), Reason: reason, Actor: sess.Admin})
 	if err != nil {
-		var ce *ca.Error
-		status := http.StatusInternalServerError
-		if errors.As(err, &ce) {
-			switch ce.Kind {
-			case ca.KindBadRequest:
-				status = http.StatusBadRequest
-			case ca.KindNotFound:
-				status = http.StatusNotFound
-			case ca.KindConflict:
-				status = http.StatusConflict
-			}
-		}
-		s.message(w, status, "Not revoked", err.Error())
+		s.message(w, statusOf(err), "Not revoked", err.Error())
 		return
 	}
 	http.Redirect(w, r, "/ui/certificates/"+string(cert.Serial), http.StatusSeeOther)

@@ -26,6 +26,8 @@ import (
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/monitor"
+	"github.com/meshpki/meshpki/internal/notify"
+	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -49,6 +51,10 @@ type Config struct {
 	Store      store.Store
 	Inventory  *monitor.Inventory
 	Revocation *revocation.Service
+	// Alerts sends channels' test notifications; Provisioners answers the
+	// policy dry-run (either may be nil: those parts say so).
+	Alerts       *notify.Service
+	Provisioners *provisioner.Service
 	// BaseURL is the server's public URL; one-time sign-in URLs start
 	// with it.
 	BaseURL    string
@@ -83,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, pages: map[string]*template.Template{}}
-	for _, page := range []string{"login", "overview", "inventory", "certificate", "message"} {
+	for _, page := range []string{"login", "overview", "inventory", "certificate", "alerts", "provisioners", "message"} {
 		t, err := template.New("layout.html").Funcs(funcs(cfg.Clock)).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", page, err)
@@ -103,6 +109,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /ui/inventory", s.signedIn(s.inventoryPage))
 	s.mux.HandleFunc("GET /ui/certificates/{serial}", s.signedIn(s.certificatePage))
 	s.mux.HandleFunc("POST /ui/certificates/{serial}/revoke", s.signedIn(s.revoke))
+	s.mux.HandleFunc("GET /ui/alerts", s.signedIn(s.alertsPage))
+	s.mux.HandleFunc("POST /ui/alerts/channels/{name}/test", s.signedIn(s.testChannel))
+	s.mux.HandleFunc("GET /ui/provisioners", s.signedIn(s.provisionersPage))
 	s.mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusNotFound, "Not found", "There is no page "+ca.Clip(r.URL.Path)+".")
 	})

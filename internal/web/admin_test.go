@@ -1,0 +1,87 @@
+package web_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/meshpki/meshpki/internal/servertest"
+)
+
+// signIn mints a one-time URL as the admin and signs a new browser in,
+// returning the browser and its CSRF token.
+func signIn(t *testing.T, in *servertest.Instance) (*http.Client, string) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Transport: in.Anonymous.Transport, Jar: jar}
+	login := get(t, browser, mintLogin(t, in))
+	home := post(t, browser, in.URL+"/ui/login", url.Values{"token": {field(t, login, "token")}})
+	if home.status != http.StatusOK {
+		t.Fatalf("sign in: %d", home.status)
+	}
+	return browser, field(t, home, "csrf")
+}
+
+func adminPost(t *testing.T, in *servertest.Instance, path, body string) {
+	t.Helper()
+	resp, err := in.Admin.Post(in.URL+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+	}
+}
+
+// The alerts page lists channels and sends a test through one (with the
+// CSRF token); the provisioners page shows policies and answers the
+// dry-run box without issuing anything.
+func TestDashboardAlertsAndProvisioners(t *testing.T) {
+	var hooks atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hooks.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer hook.Close()
+	in := servertest.Start(t, servertest.Options{AllowEgress: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	adminPost(t, in, "/v1/alerts/channels", `{"name":"ops","kind":"webhook","url":"`+hook.URL+`"}`)
+	adminPost(t, in, "/v1/provisioners", `{"name":"web","type":"token","policy":{"allow_dns":["*.example.internal"],"deny_dns":["admin.example.internal"]}}`)
+	browser, csrf := signIn(t, in)
+
+	alerts := get(t, browser, in.URL+"/ui/alerts")
+	if alerts.status != http.StatusOK || !strings.Contains(alerts.body, "Nothing is firing") || !strings.Contains(alerts.body, "ops") {
+		t.Fatalf("alerts: %d\n%s", alerts.status, alerts.body)
+	}
+	if p := post(t, browser, in.URL+"/ui/alerts/channels/ops/test", url.Values{"csrf": {"stale"}}); p.status != http.StatusForbidden || hooks.Load() != 0 {
+		t.Fatalf("a test with a stale CSRF token: %d, %d deliveries", p.status, hooks.Load())
+	}
+	tested := post(t, browser, in.URL+"/ui/alerts/channels/ops/test", url.Values{"csrf": {csrf}})
+	if tested.status != http.StatusOK || !strings.Contains(tested.body, `id="tested"`) || hooks.Load() != 1 {
+		t.Fatalf("test: %d, %d deliveries", tested.status, hooks.Load())
+	}
+	if p := post(t, browser, in.URL+"/ui/alerts/channels/nope/test", url.Values{"csrf": {csrf}}); p.status != http.StatusNotFound {
+		t.Fatalf("an unknown channel: %d", p.status)
+	}
+
+	provs := get(t, browser, in.URL+"/ui/provisioners")
+	if provs.status != http.StatusOK || !strings.Contains(provs.body, "*.example.internal") {
+		t.Fatalf("provisioners: %d\n%s", provs.status, provs.body)
+	}
+	for names, want := range map[string]string{"api.example.internal": "Allowed", "admin.example.internal": "Denied", "x.other.test": "Denied"} {
+		p := get(t, browser, in.URL+"/ui/provisioners?provisioner=web&names="+url.QueryEscape(names))
+		if p.status != http.StatusOK || !strings.Contains(p.body, `id="decision">`+want) {
+			t.Errorf("would %s be allowed: %d\n%s", names, p.status, p.body)
+		}
+	}
+	if p := get(t, browser, in.URL+"/ui/provisioners?provisioner=nope&names=a.example.internal"); !strings.Contains(p.body, `class="error" id="decision"`) {
+		t.Errorf("an unknown provisioner: %s", p.body)
+	}
+}
