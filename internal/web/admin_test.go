@@ -16,7 +16,7 @@ import (
 
 // signIn mints a one-time URL as the admin and signs a new browser in,
 // returning the browser and its CSRF token.
-func signIn(t *testing.T, in *servertest.Instance) (*http.Client, string) {
+func signIn(t testing.TB, in *servertest.Instance) (*http.Client, string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Transport: in.Anonymous.Transport, Jar: jar}

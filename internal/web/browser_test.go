@@ -91,7 +91,7 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Logf("screenshot %s", filepath.Join(dir, name))
 }
 
-func mintLogin(t *testing.T, in *servertest.Instance) string {
+func mintLogin(t testing.TB, in *servertest.Instance) string {
 	t.Helper()
 	resp, err := in.Admin.Post(in.URL+"/v1/ui/logins", "application/json", strings.NewReader("{}"))
 	if err != nil {

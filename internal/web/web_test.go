@@ -21,7 +21,7 @@ type page struct {
 	body   string
 }
 
-func get(t *testing.T, c *http.Client, u string) page {
+func get(t testing.TB, c *http.Client, u string) page {
 	t.Helper()
 	resp, err := c.Get(u)
 	if err != nil {
@@ -30,7 +30,7 @@ func get(t *testing.T, c *http.Client, u string) page {
 	return read(t, resp)
 }
 
-func post(t *testing.T, c *http.Client, u string, form url.Values) page {
+func post(t testing.TB, c *http.Client, u string, form url.Values) page {
 	t.Helper()
 	resp, err := c.PostForm(u, form)
 	if err != nil {
@@ -39,7 +39,7 @@ func post(t *testing.T, c *http.Client, u string, form url.Values) page {
 	return read(t, resp)
 }
 
-func read(t *testing.T, resp *http.Response) page {
+func read(t testing.TB, resp *http.Response) page {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -51,7 +51,7 @@ func read(t *testing.T, resp *http.Response) page {
 
 var hidden = regexp.MustCompile(`name="(token|csrf)" value="([^"]+)"`)
 
-func field(t *testing.T, p page, name string) string {
+func field(t testing.TB, p page, name string) string {
 	t.Helper()
 	for _, m := range hidden.FindAllStringSubmatch(p.body, -1) {
 		if m[1] == name {
