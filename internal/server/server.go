@@ -483,7 +483,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.evaluator.Wake()
 	}
 	s.web, err = web.New(web.Config{Store: st, Inventory: inventory, Revocation: revoker, Alerts: alerts, Provisioners: s.provisioners,
-		BaseURL: s.publicURL, Clock: s.now, Logger: s.log})
+		CheckpointKey: s.checkpointKey.Public(), BaseURL: s.publicURL, Clock: s.now, Logger: s.log})
 	if err != nil {
 		return nil, err
 	}

@@ -85,3 +85,23 @@ func TestDashboardAlertsAndProvisioners(t *testing.T) {
 		t.Errorf("an unknown provisioner: %s", p.body)
 	}
 }
+
+// The SPIFFE page lists entries and agents; the audit page shows the
+// latest records, newest first, and verifies the chain on demand.
+func TestDashboardSPIFFEAndAudit(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	adminPost(t, in, "/v1/entries", `{"spiffe_id":"spiffe://test.internal/ns/web","parent":"x509pop:subject:cn:web-1","selectors":["unix:uid:1000"],"x509_ttl":"1h"}`)
+	browser, _ := signIn(t, in)
+	sp := get(t, browser, in.URL+"/ui/spiffe")
+	if sp.status != http.StatusOK || !strings.Contains(sp.body, "spiffe://test.internal/ns/web") || !strings.Contains(sp.body, "unix:uid:1000") ||
+		!strings.Contains(sp.body, "No agent has attested") {
+		t.Fatalf("spiffe: %d\n%s", sp.status, sp.body)
+	}
+	au := get(t, browser, in.URL+"/ui/audit")
+	if au.status != http.StatusOK || strings.Index(au.body, "ui.signed_in") > strings.Index(au.body, "entry.created") {
+		t.Fatalf("audit, newest first: %d\n%s", au.status, au.body)
+	}
+	if v := get(t, browser, in.URL+"/ui/audit?verify=1"); !strings.Contains(v.body, `class="ok" id="verified">Verified:`) {
+		t.Fatalf("verify:\n%s", v.body)
+	}
+}

@@ -8,6 +8,7 @@ package web
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -55,6 +56,9 @@ type Config struct {
 	// policy dry-run (either may be nil: those parts say so).
 	Alerts       *notify.Service
 	Provisioners *provisioner.Service
+	// CheckpointKey verifies the audit log's signed checkpoints on the
+	// audit page (nil: the chain alone).
+	CheckpointKey crypto.PublicKey
 	// BaseURL is the server's public URL; one-time sign-in URLs start
 	// with it.
 	BaseURL    string
@@ -89,7 +93,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, pages: map[string]*template.Template{}}
-	for _, page := range []string{"login", "overview", "inventory", "certificate", "alerts", "provisioners", "message"} {
+	for _, page := range []string{"login", "overview", "inventory", "certificate", "alerts", "provisioners", "spiffe", "audit", "message"} {
 		t, err := template.New("layout.html").Funcs(funcs(cfg.Clock)).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", page, err)
@@ -112,6 +116,8 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /ui/alerts", s.signedIn(s.alertsPage))
 	s.mux.HandleFunc("POST /ui/alerts/channels/{name}/test", s.signedIn(s.testChannel))
 	s.mux.HandleFunc("GET /ui/provisioners", s.signedIn(s.provisionersPage))
+	s.mux.HandleFunc("GET /ui/spiffe", s.signedIn(s.spiffePage))
+	s.mux.HandleFunc("GET /ui/audit", s.signedIn(s.auditPage))
 	s.mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusNotFound, "Not found", "There is no page "+ca.Clip(r.URL.Path)+".")
 	})
