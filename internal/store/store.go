@@ -74,6 +74,7 @@ type Certificate struct {
 // CertFilter selects certificates for ListCertificates. Zero fields match all.
 type CertFilter struct {
 	Name           string    // exact match on Subject or any of Names
+	RenewedFrom    Serial    // only the renewals of this certificate
 	Status         Status    // valid (and not expired at Now), revoked, or expired (at Now)
 	ExpiringBefore time.Time // NotAfter before this
 	Now            time.Time // reference time for the status filter

@@ -153,6 +153,7 @@ type certificateView struct {
 	Key        string
 	Chain      []string
 	Reasons    []string
+	Renewals   []store.Certificate
 }
 
 func (s *Server) certificatePage(w http.ResponseWriter, r *http.Request, sess session) {
@@ -180,6 +181,9 @@ func (s *Server) certificatePage(w http.ResponseWriter, r *http.Request, sess se
 			v.Key = string(kt)
 		}
 		v.Chain = []string{cert.Subject.String() + " (this certificate)", cert.Issuer.String()}
+	}
+	if page, err := s.cfg.Store.ListCertificates(r.Context(), store.CertFilter{RenewedFrom: serial, Limit: 20}); err == nil {
+		v.Renewals = page.Certificates
 	}
 	s.render(w, http.StatusOK, "certificate", v, sess)
 }

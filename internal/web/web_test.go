@@ -70,7 +70,10 @@ func TestDashboardSignInInventoryRevokeSignOut(t *testing.T) {
 	now := time.Now()
 	c := &store.Certificate{Serial: "5f0c3a9e01", Provisioner: "web", Issuer: "default", IssuerGeneration: 1, Subject: "svc.example.internal",
 		Names: []string{"svc.example.internal"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(48 * time.Hour), DER: []byte{0x30, 0}}
-	if res, err := in.Server.Store().CommitIssuances(t.Context(), []store.Issuance{{Certificate: c}}); err != nil || res[0] != nil {
+	older := *c
+	older.Serial, older.NotAfter = "5f0c3a9e00", now.Add(time.Hour)
+	c.RenewedFrom = older.Serial
+	if res, err := in.Server.Store().CommitIssuances(t.Context(), []store.Issuance{{Certificate: &older}, {Certificate: c}}); err != nil || res[0] != nil || res[1] != nil {
 		t.Fatal(err, res)
 	}
 
@@ -125,6 +128,9 @@ func TestDashboardSignInInventoryRevokeSignOut(t *testing.T) {
 	}
 	if bad := get(t, browser, in.URL+"/ui/inventory?within=soonish"); bad.status != http.StatusBadRequest || !strings.Contains(bad.body, "give a duration") {
 		t.Fatalf("a bad filter: %d", bad.status)
+	}
+	if old := get(t, browser, in.URL+"/ui/certificates/5f0c3a9e00"); !strings.Contains(old.body, "Renewed as") || !strings.Contains(old.body, `href="/ui/certificates/5f0c3a9e01"`) {
+		t.Fatalf("the renewed certificate's page:\n%s", old.body)
 	}
 	detail := get(t, browser, in.URL+"/ui/certificates/5f0c3a9e01")
 	if detail.status != http.StatusOK || !strings.Contains(detail.body, `id="status">valid`) {

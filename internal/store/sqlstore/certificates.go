@@ -405,6 +405,10 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) (store
 	if f.Name != "" {
 		where = append(where, "id IN (SELECT cert_id FROM cert_names WHERE name = "+arg(f.Name)+")")
 	}
+	if f.RenewedFrom != "" {
+		// The partial index certificates_renewed_from, as its "<> ''" says.
+		where = append(where, "renewed_from = "+arg(string(f.RenewedFrom))+" AND renewed_from <> ''")
+	}
 	now := f.Now
 	if now.IsZero() {
 		now = s.now()

@@ -503,6 +503,11 @@ func testRevokeRenewals(t *testing.T, s store.Store) {
 	root, other := newCert("root.example.com"), newCert("other.example.com")
 	a, c := newCert("a.example.com"), newCert("c.example.com")
 	a.RenewedFrom, c.RenewedFrom = root.Serial, root.Serial
+	defer func() {
+		if got := listAll(t, s, store.CertFilter{RenewedFrom: root.Serial}); !slices.Equal(got, sorted(a, c)) {
+			t.Errorf("renewals of root: %v, want %v", got, sorted(a, c))
+		}
+	}()
 	b := newCert("b.example.com")
 	b.RenewedFrom = a.Serial
 	wantResults(t, commit(t, s, issuance("", root), issuance("", other), issuance("", a), issuance("", c), issuance("", b)), nil, nil, nil, nil, nil)
