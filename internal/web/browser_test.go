@@ -2,7 +2,16 @@ package web_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,17 +114,22 @@ func mintLogin(t testing.TB, in *servertest.Instance) string {
 	return login.URL
 }
 
-// In headless Chromium: sign in through the one-time URL, filter the
-// inventory, open a certificate, revoke it and see it revoked.
+// In headless Chromium: sign in through the one-time URL, read the
+// overview, filter the inventory, open a certificate, revoke it and see it
+// revoked, and see an alert fire.
 func TestDashboardInChromium(t *testing.T) {
 	ctx := browser(t)
-	in := servertest.Start(t, servertest.Options{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	defer hook.Close()
+	in := servertest.Start(t, servertest.Options{AllowEgress: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	now := time.Now()
 	var items []store.Issuance
 	for i, name := range []string{"api", "web", "batch", "billing", "search"} {
 		items = append(items, store.Issuance{Certificate: &store.Certificate{Serial: store.Serial("5f0c3a9e0" + string(rune('1'+i))), Provisioner: "web",
 			Issuer: "default", IssuerGeneration: 1, Subject: name + ".example.internal", Names: []string{name + ".example.internal", "spiffe://test.internal/ns/" + name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Duration(i*40+3) * time.Hour), DER: []byte{0x30, 0}}})
+			NotBefore: now.Add(-20 * time.Hour), NotAfter: now.Add(time.Duration(i*40+3) * time.Hour)}})
+		c := items[len(items)-1].Certificate
+		c.DER = selfSigned(t, c.Subject, c.NotBefore, c.NotAfter)
 	}
 	if res, err := in.Server.Store().CommitIssuances(t.Context(), items); err != nil || res[0] != nil {
 		t.Fatal(err, res)
@@ -170,7 +184,40 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatalf("after revoking: %q", status)
 	}
 	screenshot(t, ctx, shots, "revoked.png")
+
+	// api.example.internal is past two thirds of its life and not renewed.
+	adminPost(t, in, "/v1/alerts/channels", `{"name":"ops","kind":"webhook","url":"`+hook.URL+`"}`)
+	adminPost(t, in, "/v1/alerts/rules", `{"name":"soon","channel":"ops","names":["api.example.internal"],"checks":["renewal_overdue"]}`)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		step(t, ctx, chromedp.Navigate(in.URL+"/ui/alerts"), chromedp.WaitVisible("#firing"))
+		if text := value(t, ctx, chromedp.Text("#firing tbody")); strings.Contains(text, "soon") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the alert did not fire")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	screenshot(t, ctx, shots, "alerts.png")
 	if rec, _ := in.Server.Store().GetCertificate(t.Context(), "5f0c3a9e03"); rec.Status != store.StatusRevoked {
 		t.Fatalf("the store says %s", rec.Status)
 	}
+}
+
+// selfSigned is a certificate for name valid between the times: what the
+// alert evaluator reads an issued certificate's expiry from.
+func selfSigned(t *testing.T, name string, notBefore, notAfter time.Time) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: notBefore, NotAfter: notAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
