@@ -121,6 +121,18 @@ type InventoryFilter struct {
 	ExpiringBefore time.Time // NotAfter before this
 	// Active keeps only active items (see InventoryItem.Active).
 	Active bool
+	// Issuer keeps items of this issuer: an intermediate's name for issued
+	// items, the issuer DN for scanned ones.
+	Issuer string
+	// Provisioner keeps issued items of this provisioner (and no scanned
+	// ones).
+	Provisioner string
+	// Serial keeps items with this serial (lowercase hex).
+	Serial Serial
+	// Status keeps valid (unexpired and, if issued, not revoked), revoked
+	// (issued only) or expired items, at Now.
+	Status Status
+	Now    time.Time
 	// WithFindings keeps only scanned items that carry stored findings or
 	// that meshpki issued (whose revocation is a finding).
 	WithFindings bool

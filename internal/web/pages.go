@@ -41,9 +41,24 @@ type row struct {
 
 func (s *Server) inventoryPage(w http.ResponseWriter, r *http.Request, sess session) {
 	q := r.URL.Query()
-	data := map[string]any{"Name": q.Get("name"), "Source": q.Get("source"), "Within": q.Get("within"), "Active": q.Get("active") == "1"}
+	data := map[string]any{"Name": q.Get("name"), "Source": q.Get("source"), "Within": q.Get("within"), "Active": q.Get("active") == "1",
+		"Status": q.Get("status"), "Issuer": q.Get("issuer"), "Provisioner": q.Get("provisioner"), "Serial": q.Get("serial")}
 	now := s.cfg.Clock()
-	f := store.InventoryFilter{Name: ca.Clip(q.Get("name")), Active: q.Get("active") == "1", After: q.Get("after"), Limit: pageSize}
+	f := store.InventoryFilter{Name: ca.Clip(q.Get("name")), Active: q.Get("active") == "1", After: q.Get("after"), Limit: pageSize,
+		Issuer: ca.Clip(q.Get("issuer")), Provisioner: ca.Clip(q.Get("provisioner")), Now: now}
+	if serial := q.Get("serial"); serial != "" {
+		sn, err := ca.ParseSerial(serial)
+		if err != nil {
+			data["Error"] = err.Error()
+		}
+		f.Serial = sn
+	}
+	switch st := store.Status(q.Get("status")); st {
+	case "", store.StatusValid, store.StatusRevoked, store.StatusExpired:
+		f.Status = st
+	default:
+		data["Error"] = fmt.Sprintf("status %q is not valid, revoked or expired", ca.Clip(string(st)))
+	}
 	switch src := q.Get("source"); src {
 	case "", "issued", "scanned":
 		f.Source = store.InventorySource(src)

@@ -126,6 +126,18 @@ func TestDashboardSignInInventoryRevokeSignOut(t *testing.T) {
 	if inv.status != http.StatusOK || !strings.Contains(inv.body, "5f0c3a9e01") || !strings.Contains(inv.body, "expires in") || !strings.Contains(inv.body, "admin:spiffe://") {
 		t.Fatalf("inventory: %d\n%s", inv.status, inv.body)
 	}
+	for query, want := range map[string]bool{"serial=5F:0C:3A:9E:01": true, "serial=77": false, "issuer=default&provisioner=web": true,
+		"provisioner=acme": false, "status=revoked": false, "status=valid&issuer=default": true} {
+		p := get(t, browser, in.URL+"/ui/inventory?"+query)
+		if p.status != http.StatusOK || strings.Contains(p.body, "5f0c3a9e01") != want {
+			t.Errorf("inventory?%s: %d, lists it: %v", query, p.status, !want)
+		}
+	}
+	for _, query := range []string{"within=soonish", "status=lost", "serial=xyz"} {
+		if bad := get(t, browser, in.URL+"/ui/inventory?"+query); bad.status != http.StatusBadRequest || !strings.Contains(bad.body, `class="error"`) {
+			t.Errorf("inventory?%s: %d", query, bad.status)
+		}
+	}
 	if bad := get(t, browser, in.URL+"/ui/inventory?within=soonish"); bad.status != http.StatusBadRequest || !strings.Contains(bad.body, "give a duration") {
 		t.Fatalf("a bad filter: %d", bad.status)
 	}

@@ -267,14 +267,45 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, count bool) (string, []a
 		if !f.ExpiringBefore.IsZero() {
 			where = append(where, "c.not_after < "+arg(micros(f.ExpiringBefore)))
 		}
+		if f.Serial != "" {
+			where = append(where, "c.serial = "+arg(string(f.Serial)))
+		}
+		now := f.Now
+		if now.IsZero() {
+			now = s.now()
+		}
+		switch f.Status {
+		case store.StatusExpired:
+			where = append(where, "c.not_after < "+arg(micros(now)))
+		case store.StatusValid:
+			where = append(where, "c.not_after >= "+arg(micros(now)))
+		}
 		switch src {
 		case store.SourceIssued:
 			if f.Active {
 				where = append(where, "c.status = 'valid' AND NOT "+s.dialect.issuedReplaced())
 			}
+			if f.Issuer != "" {
+				where = append(where, "c.issuer = "+arg(f.Issuer))
+			}
+			if f.Provisioner != "" {
+				where = append(where, "c.provisioner = "+arg(f.Provisioner))
+			}
+			switch f.Status {
+			case store.StatusValid:
+				where = append(where, "c.status = 'valid'")
+			case store.StatusRevoked:
+				where = append(where, "c.status = 'revoked'")
+			}
 		case store.SourceScanned:
 			if f.Active {
 				where = append(where, "c.active = 1")
+			}
+			if f.Issuer != "" {
+				where = append(where, "c.issuer_dn = "+arg(f.Issuer))
+			}
+			if f.Provisioner != "" || f.Status == store.StatusRevoked {
+				where = append(where, "1 = 0") // issued items only
 			}
 			if f.Source == "" {
 				where = append(where, "c.issued_serial = ''")
@@ -294,6 +325,11 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, count bool) (string, []a
 	}
 	if f.WithFindings && f.Source != store.SourceScanned {
 		return "", nil, 0, errors.New("WithFindings is for scanned items")
+	}
+	switch f.Status {
+	case "", store.StatusValid, store.StatusRevoked, store.StatusExpired:
+	default:
+		return "", nil, 0, fmt.Errorf("unknown status %q", f.Status)
 	}
 	var q string
 	switch f.Source {

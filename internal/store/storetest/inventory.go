@@ -301,6 +301,27 @@ func testInventoryFilters(t *testing.T, s store.Store) {
 	if len(active.Items) != 2 || active.Items[0].Fingerprint != soon.Fingerprint || active.Items[1].Serial != renewal.Serial {
 		t.Fatalf("active by name = %+v", active.Items)
 	}
+	// Issuer, provisioner, serial and status.
+	for _, c := range []struct {
+		f    store.InventoryFilter
+		want int
+	}{
+		{store.InventoryFilter{Source: store.SourceIssued, Issuer: "default"}, 5},
+		{store.InventoryFilter{Issuer: "nope"}, 0},
+		{store.InventoryFilter{Issuer: "CN=Example CA"}, 2},
+		{store.InventoryFilter{Provisioner: "good-provisioner"}, 5},
+		{store.InventoryFilter{Provisioner: "other"}, 0},
+		{store.InventoryFilter{Serial: renewal.Serial}, 1},
+		{store.InventoryFilter{Serial: soon.Serial, Source: store.SourceScanned}, 1},
+		{store.InventoryFilter{Status: store.StatusExpired, Now: epoch.Add(90 * time.Minute)}, 2},
+		{store.InventoryFilter{Status: store.StatusValid, Now: epoch.Add(90 * time.Minute)}, 5},
+		{store.InventoryFilter{Status: store.StatusRevoked}, 0},
+	} {
+		c.f.Limit = 1000
+		if got := listInventory(t, s, c.f); len(got.Items) != c.want {
+			t.Errorf("%+v: %d items, want %d", c.f, len(got.Items), c.want)
+		}
+	}
 	// CountInventory counts what a listing of every page would hold.
 	for _, f := range []store.InventoryFilter{
 		{}, {Active: true}, {ExpiringBefore: epoch.Add(7 * 24 * time.Hour)}, {Active: true, ExpiringBefore: epoch.Add(7 * 24 * time.Hour)},
