@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,8 +12,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshpki/meshpki/internal/servertest"
+	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/store/storetest"
 )
 
 // signIn mints a one-time URL as the admin and signs a new browser in,
@@ -103,5 +108,36 @@ func TestDashboardSPIFFEAndAudit(t *testing.T) {
 	}
 	if v := get(t, browser, in.URL+"/ui/audit?verify=1"); !strings.Contains(v.body, `class="ok" id="verified">Verified:`) {
 		t.Fatalf("verify:\n%s", v.body)
+	}
+}
+
+// A scanned certificate's page shows where it was seen and its findings.
+func TestDashboardScannedCertificate(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	now := time.Now()
+	leaf := selfSigned(t, "edge.example.com", now.Add(-time.Hour), now.Add(10*24*time.Hour))
+	sum := sha256.Sum256(leaf)
+	fp := hex.EncodeToString(sum[:])
+	seeder := in.Server.Store().(storetest.InventorySeeder)
+	if err := seeder.SeedInventory(t.Context(), now, 1, func(int) store.Observation {
+		return store.Observation{Scope: "10.0.0.0/24:443", Location: "10.0.0.7:443", Chain: [][]byte{leaf}, Fingerprint: fp, Serial: "1",
+			Subject: "CN=edge.example.com", IssuerDN: "CN=edge.example.com", Names: []string{"edge.example.com"}, NotBefore: now.Add(-time.Hour),
+			NotAfter: now.Add(10 * 24 * time.Hour), Findings: []store.StoredFinding{{Check: "untrusted", Severity: "error", Message: "self-signed"}}}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	browser, _ := signIn(t, in)
+	inv := get(t, browser, in.URL+"/ui/inventory?source=scanned")
+	if !strings.Contains(inv.body, `href="/ui/inventory/`+fp+`"`) {
+		t.Fatalf("inventory has no link to the scanned certificate:\n%s", inv.body)
+	}
+	p := get(t, browser, in.URL+"/ui/inventory/"+fp)
+	if p.status != http.StatusOK || !strings.Contains(p.body, "10.0.0.7:443") || !strings.Contains(p.body, "untrusted") || !strings.Contains(p.body, "expires in 10d") {
+		t.Fatalf("scanned certificate: %d\n%s", p.status, p.body)
+	}
+	for path, want := range map[string]int{"/ui/inventory/" + strings.Repeat("0", 64): http.StatusNotFound, "/ui/inventory/xyz": http.StatusBadRequest} {
+		if p := get(t, browser, in.URL+path); p.status != want {
+			t.Errorf("%s: %d, want %d", path, p.status, want)
+		}
 	}
 }

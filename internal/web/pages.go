@@ -96,6 +96,8 @@ func (s *Server) inventoryPage(w http.ResponseWriter, r *http.Request, sess sess
 			}
 			if it.Source == store.SourceIssued {
 				rw.Link = "/ui/certificates/" + string(it.Serial)
+			} else {
+				rw.Link = "/ui/inventory/" + it.Fingerprint
 			}
 			switch {
 			case it.Status == store.StatusRevoked:
@@ -158,6 +160,27 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request, sess sessi
 	}
 	s.render(w, http.StatusOK, "overview", map[string]any{"Issued": issued, "Scanned": scanned, "Windows": windows,
 		"Firing": len(firing), "FiringCapped": len(firing) == maxFiring}, sess)
+}
+
+// scannedPage shows a scanned certificate: its fields, its findings as of
+// now, and every place it was seen.
+func (s *Server) scannedPage(w http.ResponseWriter, r *http.Request, sess session) {
+	fp := r.PathValue("fingerprint")
+	if len(fp) != 64 || strings.Trim(fp, "0123456789abcdef") != "" {
+		s.message(w, http.StatusBadRequest, "Bad request", "A certificate fingerprint is 64 lowercase hexadecimal digits (SHA-256).")
+		return
+	}
+	it, err := s.cfg.Inventory.GetScanned(r.Context(), fp)
+	if errors.Is(err, store.ErrNotFound) {
+		s.message(w, http.StatusNotFound, "Not found", "No scanned certificate "+fp+".")
+		return
+	}
+	if err != nil {
+		s.cfg.Logger.Error("web: scanned certificate", "error", err)
+		s.message(w, http.StatusInternalServerError, "Error", "The certificate could not be read; the server log says why.")
+		return
+	}
+	s.render(w, http.StatusOK, "scanned", it, sess)
 }
 
 // certificateView is a certificate as its page shows it, decoded.

@@ -93,7 +93,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, pages: map[string]*template.Template{}}
-	for _, page := range []string{"login", "overview", "inventory", "certificate", "alerts", "provisioners", "spiffe", "audit", "message"} {
+	for _, page := range []string{"login", "overview", "inventory", "certificate", "alerts", "provisioners", "spiffe", "audit", "scanned", "message"} {
 		t, err := template.New("layout.html").Funcs(funcs(cfg.Clock)).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", page, err)
@@ -111,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST /ui/logout", s.signedIn(s.logout))
 	s.mux.HandleFunc("GET /ui/{$}", s.signedIn(s.overviewPage))
 	s.mux.HandleFunc("GET /ui/inventory", s.signedIn(s.inventoryPage))
+	s.mux.HandleFunc("GET /ui/inventory/{fingerprint}", s.signedIn(s.scannedPage))
 	s.mux.HandleFunc("GET /ui/certificates/{serial}", s.signedIn(s.certificatePage))
 	s.mux.HandleFunc("POST /ui/certificates/{serial}/revoke", s.signedIn(s.revoke))
 	s.mux.HandleFunc("GET /ui/alerts", s.signedIn(s.alertsPage))
