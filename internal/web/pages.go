@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -131,35 +132,85 @@ type window struct {
 // maxFiring caps the firing alerts the overview reads to count them.
 const maxFiring = 1000
 
-// overviewPage shows what is in service and what expires soon, counted by
-// the store through the inventory's indexes, and how many alerts fire.
+// overviewTTL is how long the overview's certificate counts are served
+// before they are counted again. Counting what is in service reads every
+// certificate's row (whether it was replaced is a join), which takes
+// seconds at a million certificates: the counts are kept, served at once,
+// and counted again in the background once older than this.
+const overviewTTL = time.Minute
+
+// overviewCounts are the overview's certificate counts at a moment.
+type overviewCounts struct {
+	Issued, Scanned int
+	Windows         []window
+	At              time.Time
+}
+
+// countOverview counts what the overview shows.
+func (s *Server) countOverview(ctx context.Context) (*overviewCounts, error) {
+	now := s.cfg.Clock()
+	c := &overviewCounts{At: now, Windows: []window{{Label: "1 day", Within: "1d"}, {Label: "7 days", Within: "7d"}, {Label: "30 days", Within: "30d"}}}
+	var err error
+	if c.Issued, err = s.cfg.Store.CountInventory(ctx, store.InventoryFilter{Source: store.SourceIssued, Active: true}); err != nil {
+		return nil, err
+	}
+	if c.Scanned, err = s.cfg.Store.CountInventory(ctx, store.InventoryFilter{Source: store.SourceScanned, Active: true}); err != nil {
+		return nil, err
+	}
+	for i := range c.Windows {
+		d, _ := duration.Parse(c.Windows[i].Within)
+		if c.Windows[i].Count, err = s.cfg.Store.CountInventory(ctx, store.InventoryFilter{Active: true, ExpiringBefore: now.Add(d)}); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// overviewNow returns the kept counts, counting them first if there are
+// none, and starting a recount in the background if they are stale.
+func (s *Server) overviewNow(ctx context.Context) (*overviewCounts, error) {
+	c := s.overview.Load()
+	if c == nil {
+		fresh, err := s.countOverview(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.overview.Store(fresh)
+		return fresh, nil
+	}
+	if s.cfg.Clock().Sub(c.At) > overviewTTL && s.recounting.CompareAndSwap(false, true) {
+		go func() {
+			defer s.recounting.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			fresh, err := s.countOverview(ctx)
+			if err != nil {
+				s.cfg.Logger.Error("web: recount the overview", "error", err)
+				return
+			}
+			s.overview.Store(fresh)
+		}()
+	}
+	return c, nil
+}
+
+// overviewPage shows what is in service and what expires soon (counts
+// kept up to overviewTTL, see overviewNow), and how many alerts fire (read
+// now, through the alerts' state index).
 func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request, sess session) {
 	ctx := r.Context()
-	now := s.cfg.Clock()
-	count := func(f store.InventoryFilter) (int, bool) {
-		n, err := s.cfg.Store.CountInventory(ctx, f)
-		if err != nil {
-			s.cfg.Logger.Error("web: overview", "error", err)
-			return 0, false
-		}
-		return n, true
+	counts, err := s.overviewNow(ctx)
+	var firing []store.Alert
+	if err == nil {
+		firing, _, err = s.cfg.Store.ListAlerts(ctx, store.AlertFilter{State: store.AlertFiring, Limit: maxFiring})
 	}
-	issued, ok1 := count(store.InventoryFilter{Source: store.SourceIssued, Active: true})
-	scanned, ok2 := count(store.InventoryFilter{Source: store.SourceScanned, Active: true})
-	windows := []window{{Label: "1 day", Within: "1d"}, {Label: "7 days", Within: "7d"}, {Label: "30 days", Within: "30d"}}
-	ok := ok1 && ok2
-	for i := range windows {
-		d, _ := duration.Parse(windows[i].Within)
-		n, good := count(store.InventoryFilter{Active: true, ExpiringBefore: now.Add(d)})
-		windows[i].Count, ok = n, ok && good
-	}
-	firing, _, err := s.cfg.Store.ListAlerts(ctx, store.AlertFilter{State: "firing", Limit: maxFiring})
-	if err != nil || !ok {
+	if err != nil {
+		s.cfg.Logger.Error("web: overview", "error", err)
 		s.message(w, http.StatusInternalServerError, "Error", "The overview could not be read; the server log says why.")
 		return
 	}
-	s.render(w, http.StatusOK, "overview", map[string]any{"Issued": issued, "Scanned": scanned, "Windows": windows,
-		"Firing": len(firing), "FiringCapped": len(firing) == maxFiring}, sess)
+	s.render(w, http.StatusOK, "overview", map[string]any{"Issued": counts.Issued, "Scanned": counts.Scanned, "Windows": counts.Windows,
+		"CountedAt": counts.At, "Firing": len(firing), "FiringCapped": len(firing) == maxFiring}, sess)
 }
 
 // scannedPage shows a scanned certificate: its fields, its findings as of

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/audit"
@@ -73,6 +74,10 @@ type Server struct {
 	cfg   Config
 	pages map[string]*template.Template
 	mux   *http.ServeMux
+	// overview holds the overview's counts (overviewNow); recounting is
+	// set while a recount runs.
+	overview   atomic.Pointer[overviewCounts]
+	recounting atomic.Bool
 }
 
 // New returns the dashboard.
