@@ -164,6 +164,10 @@ type InventoryReader interface {
 	// CountInventory counts the items f selects, f.After and f.Limit
 	// aside.
 	CountInventory(ctx context.Context, f InventoryFilter) (int, error)
+	// InventoryExpiries counts the items f selects that expired before
+	// now, and those expiring in each of n buckets of width from now
+	// (f.ExpiringBefore, f.After and f.Limit aside).
+	InventoryExpiries(ctx context.Context, f InventoryFilter, now time.Time, width time.Duration, n int) (expired int, buckets []int, err error)
 	// GetScanned returns a scanned certificate by its fingerprint with its
 	// sightings (latest first), or ErrNotFound.
 	GetScanned(ctx context.Context, fingerprint string) (InventoryItem, []Sighting, error)

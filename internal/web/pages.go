@@ -142,8 +142,38 @@ const overviewTTL = time.Minute
 // overviewCounts are the overview's certificate counts at a moment.
 type overviewCounts struct {
 	Issued, Scanned int
-	Windows         []window
-	At              time.Time
+	// Expired counts certificates in service whose notAfter has passed.
+	Expired int
+	Windows []window
+	// Weeks are the expiry timeline's bars: in service, by week.
+	Weeks []bar
+	At    time.Time
+}
+
+// bar is one bar of the expiry timeline, laid out for the SVG.
+type bar struct {
+	Label         string
+	Count         int
+	X, Y, W, H    int
+	LabelX, TextY int
+}
+
+// timelineWeeks is how far ahead the expiry timeline looks.
+const timelineWeeks = 13
+
+// layoutWeeks lays out weekly counts as bars in a 650 by 160 drawing.
+func layoutWeeks(counts []int, now time.Time) []bar {
+	highest := 1
+	for _, c := range counts {
+		highest = max(highest, c)
+	}
+	bars := make([]bar, len(counts))
+	for i, c := range counts {
+		h := c * 110 / highest // room above the tallest for its count
+		x := 10 + i*49
+		bars[i] = bar{Label: now.AddDate(0, 0, 7*i).UTC().Format("Jan 2"), Count: c, X: x, Y: 130 - h, W: 40, H: h, LabelX: x + 20, TextY: 126 - h}
+	}
+	return bars
 }
 
 // countOverview counts what the overview shows.
@@ -157,12 +187,27 @@ func (s *Server) countOverview(ctx context.Context) (*overviewCounts, error) {
 	if c.Scanned, err = s.cfg.Store.CountInventory(ctx, store.InventoryFilter{Source: store.SourceScanned, Active: true}); err != nil {
 		return nil, err
 	}
-	for i := range c.Windows {
-		d, _ := duration.Parse(c.Windows[i].Within)
-		if c.Windows[i].Count, err = s.cfg.Store.CountInventory(ctx, store.InventoryFilter{Active: true, ExpiringBefore: now.Add(d)}); err != nil {
-			return nil, err
-		}
+	// One pass, by day, for the windows and the timeline.
+	expired, days, err := s.cfg.Store.InventoryExpiries(ctx, store.InventoryFilter{Active: true}, now, 24*time.Hour, 7*timelineWeeks)
+	if err != nil {
+		return nil, err
 	}
+	c.Expired = expired
+	sum := func(from, to int) int {
+		n := 0
+		for _, d := range days[from:to] {
+			n += d
+		}
+		return n
+	}
+	for i, upTo := range []int{1, 7, 30} {
+		c.Windows[i].Count = sum(0, upTo)
+	}
+	weeks := make([]int, timelineWeeks)
+	for i := range weeks {
+		weeks[i] = sum(7*i, 7*i+7)
+	}
+	c.Weeks = layoutWeeks(weeks, now)
 	return c, nil
 }
 
@@ -210,6 +255,7 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request, sess sessi
 		return
 	}
 	s.render(w, http.StatusOK, "overview", map[string]any{"Issued": counts.Issued, "Scanned": counts.Scanned, "Windows": counts.Windows,
+		"Expired": counts.Expired, "Weeks": counts.Weeks,
 		"CountedAt": counts.At, "Firing": len(firing), "FiringCapped": len(firing) == maxFiring}, sess)
 }
 

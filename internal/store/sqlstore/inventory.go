@@ -226,10 +226,19 @@ func parseInventoryCursor(s string) (inventoryCursor, error) {
 	return inventoryCursor{notAfter: na, source: src, id: id}, nil
 }
 
-// inventoryQuery builds ListInventory's query for f, or with count the
-// query of how many items f selects (f.After and f.Limit aside), and
-// returns it with its arguments and the page size.
-func (s *Store) inventoryQuery(f store.InventoryFilter, count bool) (string, []any, int, error) {
+// inventoryMode says what inventoryQuery's query returns.
+type inventoryMode int
+
+const (
+	listItems     inventoryMode = iota // a page of items
+	countItems                         // how many items f selects
+	itemsNotAfter                      // the not_after of every item f selects
+)
+
+// inventoryQuery builds ListInventory's query for f, or (f.After and
+// f.Limit aside) the query of how many items f selects or of their
+// not_after, and returns it with its arguments and the page size.
+func (s *Store) inventoryQuery(f store.InventoryFilter, mode inventoryMode) (string, []any, int, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultInventoryPage
@@ -318,8 +327,11 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, count bool) (string, []a
 		if len(where) > 0 {
 			query += " WHERE " + strings.Join(where, " AND ")
 		}
-		if count {
+		switch mode {
+		case countItems:
 			return "SELECT count(*) AS n FROM (" + query + ") AS " + string(src)
+		case itemsNotAfter:
+			return "SELECT not_after FROM (" + query + ") AS " + string(src)
 		}
 		return "SELECT " + inventoryColumns + " FROM (" + query + " ORDER BY c.not_after, c.id LIMIT " + arg(limit+1) + ") AS " + string(src)
 	}
@@ -342,8 +354,11 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, count bool) (string, []a
 	default:
 		return "", nil, 0, fmt.Errorf("unknown source %q", f.Source)
 	}
-	if count {
+	switch mode {
+	case countItems:
 		return "SELECT sum(n) FROM (" + q + ") AS counts", args, 0, nil
+	case itemsNotAfter:
+		return q, args, 0, nil
 	}
 	q += " ORDER BY not_after, source, id LIMIT " + arg(limit+1)
 	return q, args, limit, nil
@@ -353,7 +368,7 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, count bool) (string, []a
 // through the same not_after and name indexes as ListInventory.
 func (s *Store) CountInventory(ctx context.Context, f store.InventoryFilter) (int, error) {
 	f.After, f.Limit = "", 0
-	q, args, _, err := s.inventoryQuery(f, true)
+	q, args, _, err := s.inventoryQuery(f, countItems)
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: count inventory: %w", err)
 	}
@@ -364,11 +379,55 @@ func (s *Store) CountInventory(ctx context.Context, f store.InventoryFilter) (in
 	return int(n.Int64), nil
 }
 
+// InventoryExpiries counts the items f selects by when they expire: those
+// expired at now, then n buckets of width from now on (f.ExpiringBefore,
+// f.After and f.Limit aside), in one statement grouped by bucket.
+func (s *Store) InventoryExpiries(ctx context.Context, f store.InventoryFilter, now time.Time, width time.Duration, n int) (int, []int, error) {
+	if width <= 0 || n <= 0 || n > 10000 {
+		return 0, nil, errors.New("sqlstore: inventory expiries: width and 1 to 10,000 buckets")
+	}
+	f.After, f.Limit = "", 0
+	f.ExpiringBefore = now.Add(time.Duration(n) * width)
+	q, args, _, err := s.inventoryQuery(f, itemsNotAfter)
+	if err != nil {
+		return 0, nil, fmt.Errorf("sqlstore: inventory expiries: %w", err)
+	}
+	p := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	at, w := p(micros(now)), p(width.Microseconds())
+	q = "SELECT CASE WHEN not_after < " + at + " THEN -1 ELSE (not_after - " + at + ") / " + w + " END AS bucket, count(*) FROM (" +
+		q + ") AS expiries GROUP BY 1"
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return 0, nil, fmt.Errorf("sqlstore: inventory expiries: %w", err)
+	}
+	defer rows.Close()
+	expired, buckets := 0, make([]int, n)
+	for rows.Next() {
+		var b, c int64
+		if err := rows.Scan(&b, &c); err != nil {
+			return 0, nil, fmt.Errorf("sqlstore: inventory expiries: %w", err)
+		}
+		switch {
+		case b < 0:
+			expired += int(c)
+		case b < int64(n):
+			buckets[b] += int(c)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("sqlstore: inventory expiries: %w", err)
+	}
+	return expired, buckets, nil
+}
+
 // ListInventory returns one page of the inventory, soonest expiry first.
 // Each source is read through its not_after index for at most one page,
 // and the two are merged.
 func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) (store.InventoryPage, error) {
-	q, args, limit, err := s.inventoryQuery(f, false)
+	q, args, limit, err := s.inventoryQuery(f, listItems)
 	if err != nil {
 		return store.InventoryPage{}, fmt.Errorf("sqlstore: list inventory: %w", err)
 	}

@@ -322,6 +322,14 @@ func testInventoryFilters(t *testing.T, s store.Store) {
 			t.Errorf("%+v: %d items, want %d", c.f, len(got.Items), c.want)
 		}
 	}
+	// InventoryExpiries: by day from epoch+1h, parent (3d) and the scanned
+	// ones (24h) fall in buckets 2 and 0; svid1 and other expired at
+	// epoch+1h; svid2 (epoch+2h) is in bucket 0; renewal (30d) is past the
+	// 10 buckets.
+	expired, days, err := s.InventoryExpiries(context.Background(), store.InventoryFilter{}, epoch.Add(time.Hour+time.Minute), 24*time.Hour, 10)
+	if err != nil || expired != 2 || days[0] != 3 || days[1] != 0 || days[2] != 1 || len(days) != 10 {
+		t.Errorf("InventoryExpiries = %d %v %v", expired, days, err)
+	}
 	// CountInventory counts what a listing of every page would hold.
 	for _, f := range []store.InventoryFilter{
 		{}, {Active: true}, {ExpiringBefore: epoch.Add(7 * 24 * time.Hour)}, {Active: true, ExpiringBefore: epoch.Add(7 * 24 * time.Hour)},
