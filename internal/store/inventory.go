@@ -132,7 +132,13 @@ type InventoryFilter struct {
 	// Status keeps valid (unexpired and, if issued, not revoked), revoked
 	// (issued only) or expired items, at Now.
 	Status Status
-	Now    time.Time
+	// RenewalOverdue keeps unexpired items past two thirds of their
+	// lifetime at Now.
+	RenewalOverdue bool
+	// IssuedSince keeps issued items recorded at or after it (and no
+	// scanned ones).
+	IssuedSince time.Time
+	Now         time.Time
 	// WithFindings keeps only scanned items that carry stored findings or
 	// that meshpki issued (whose revocation is a finding).
 	WithFindings bool

@@ -43,10 +43,11 @@ type row struct {
 func (s *Server) inventoryPage(w http.ResponseWriter, r *http.Request, sess session) {
 	q := r.URL.Query()
 	data := map[string]any{"Name": q.Get("name"), "Source": q.Get("source"), "Within": q.Get("within"), "Active": q.Get("active") == "1",
+		"Overdue": q.Get("overdue") == "1",
 		"Status": q.Get("status"), "Issuer": q.Get("issuer"), "Provisioner": q.Get("provisioner"), "Serial": q.Get("serial")}
 	now := s.cfg.Clock()
 	f := store.InventoryFilter{Name: ca.Clip(q.Get("name")), Active: q.Get("active") == "1", After: q.Get("after"), Limit: pageSize,
-		Issuer: ca.Clip(q.Get("issuer")), Provisioner: ca.Clip(q.Get("provisioner")), Now: now}
+		Issuer: ca.Clip(q.Get("issuer")), Provisioner: ca.Clip(q.Get("provisioner")), Now: now, RenewalOverdue: q.Get("overdue") == "1"}
 	if serial := q.Get("serial"); serial != "" {
 		sn, err := ca.ParseSerial(serial)
 		if err != nil {
@@ -142,8 +143,10 @@ const overviewTTL = time.Minute
 // overviewCounts are the overview's certificate counts at a moment.
 type overviewCounts struct {
 	Issued, Scanned int
-	// Expired counts certificates in service whose notAfter has passed.
-	Expired int
+	// Expired counts certificates in service whose notAfter has passed;
+	// Overdue those past two thirds of their lifetime and not replaced;
+	// IssuedDay those issued in the last 24 hours.
+	Expired, Overdue, IssuedDay int
 	Windows []window
 	// Weeks are the expiry timeline's bars: in service, by week.
 	Weeks []bar
@@ -185,6 +188,12 @@ func (s *Server) countOverview(ctx context.Context) (*overviewCounts, error) {
 		return nil, err
 	}
 	if c.Scanned, err = s.cfg.Store.CountInventory(ctx, store.InventoryFilter{Source: store.SourceScanned, Active: true}); err != nil {
+		return nil, err
+	}
+	if c.Overdue, err = s.cfg.Store.CountInventory(ctx, store.InventoryFilter{Active: true, RenewalOverdue: true, Now: now}); err != nil {
+		return nil, err
+	}
+	if c.IssuedDay, err = s.cfg.Store.CountInventory(ctx, store.InventoryFilter{Source: store.SourceIssued, IssuedSince: now.Add(-24 * time.Hour)}); err != nil {
 		return nil, err
 	}
 	// One pass, by day, for the windows and the timeline.
@@ -255,7 +264,7 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request, sess sessi
 		return
 	}
 	s.render(w, http.StatusOK, "overview", map[string]any{"Issued": counts.Issued, "Scanned": counts.Scanned, "Windows": counts.Windows,
-		"Expired": counts.Expired, "Weeks": counts.Weeks,
+		"Expired": counts.Expired, "Overdue": counts.Overdue, "IssuedDay": counts.IssuedDay, "Weeks": counts.Weeks,
 		"CountedAt": counts.At, "Firing": len(firing), "FiringCapped": len(firing) == maxFiring}, sess)
 }
 

@@ -120,7 +120,7 @@ func TestDashboardSignInInventoryRevokeSignOut(t *testing.T) {
 	overview := get(t, browser, in.URL+"/ui/")
 	// The certificate above and the server's own TLS certificate.
 	if overview.status != http.StatusOK || !strings.Contains(overview.body, `id="within-7d">2<`) || !strings.Contains(overview.body, `id="firing">0<`) ||
-		!strings.Contains(overview.body, `id="expired">0<`) || !strings.Contains(overview.body, `<svg class="timeline"`) {
+		!strings.Contains(overview.body, `id="expired">0<`) || !strings.Contains(overview.body, `id="issued-day">4<`) || !strings.Contains(overview.body, `<svg class="timeline"`) {
 		t.Fatalf("overview: %d\n%s", overview.status, overview.body)
 	}
 	inv := get(t, browser, in.URL+"/ui/inventory?name=svc.example.internal")

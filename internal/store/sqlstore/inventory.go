@@ -283,6 +283,10 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, mode inventoryMode) (str
 		if now.IsZero() {
 			now = s.now()
 		}
+		if f.RenewalOverdue {
+			t := arg(micros(now))
+			where = append(where, "c.not_after > "+t+" AND c.not_before + (c.not_after - c.not_before) * 2 / 3 < "+t)
+		}
 		switch f.Status {
 		case store.StatusExpired:
 			where = append(where, "c.not_after < "+arg(micros(now)))
@@ -300,6 +304,9 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, mode inventoryMode) (str
 			if f.Provisioner != "" {
 				where = append(where, "c.provisioner = "+arg(f.Provisioner))
 			}
+			if !f.IssuedSince.IsZero() {
+				where = append(where, "c.created_at >= "+arg(micros(f.IssuedSince)))
+			}
 			switch f.Status {
 			case store.StatusValid:
 				where = append(where, "c.status = 'valid'")
@@ -313,7 +320,7 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, mode inventoryMode) (str
 			if f.Issuer != "" {
 				where = append(where, "c.issuer_dn = "+arg(f.Issuer))
 			}
-			if f.Provisioner != "" || f.Status == store.StatusRevoked {
+			if f.Provisioner != "" || f.Status == store.StatusRevoked || !f.IssuedSince.IsZero() {
 				where = append(where, "1 = 0") // issued items only
 			}
 			if f.Source == "" {

@@ -316,6 +316,13 @@ func testInventoryFilters(t *testing.T, s store.Store) {
 		{store.InventoryFilter{Status: store.StatusExpired, Now: epoch.Add(90 * time.Minute)}, 2},
 		{store.InventoryFilter{Status: store.StatusValid, Now: epoch.Add(90 * time.Minute)}, 5},
 		{store.InventoryFilter{Status: store.StatusRevoked}, 0},
+		// Two thirds of svid2's life (epoch-1h to epoch+2h) passed at
+		// epoch+1h, and of the scanned ones' (90 days to epoch+1d) long
+		// ago; parent's (3d+1h) is far off.
+		{store.InventoryFilter{RenewalOverdue: true, Now: epoch.Add(90 * time.Minute)}, 3},
+		{store.InventoryFilter{RenewalOverdue: true, Source: store.SourceIssued, Now: epoch.Add(90 * time.Minute)}, 1},
+		{store.InventoryFilter{IssuedSince: epoch.Add(-2 * time.Minute)}, 5},
+		{store.InventoryFilter{IssuedSince: epoch}, 0},
 	} {
 		c.f.Limit = 1000
 		if got := listInventory(t, s, c.f); len(got.Items) != c.want {
