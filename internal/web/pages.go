@@ -44,7 +44,7 @@ func (s *Server) inventoryPage(w http.ResponseWriter, r *http.Request, sess sess
 	q := r.URL.Query()
 	data := map[string]any{"Name": q.Get("name"), "Source": q.Get("source"), "Within": q.Get("within"), "Active": q.Get("active") == "1",
 		"Overdue": q.Get("overdue") == "1",
-		"Status": q.Get("status"), "Issuer": q.Get("issuer"), "Provisioner": q.Get("provisioner"), "Serial": q.Get("serial")}
+		"Status":  q.Get("status"), "Issuer": q.Get("issuer"), "Provisioner": q.Get("provisioner"), "Serial": q.Get("serial")}
 	now := s.cfg.Clock()
 	f := store.InventoryFilter{Name: ca.Clip(q.Get("name")), Active: q.Get("active") == "1", After: q.Get("after"), Limit: pageSize,
 		Issuer: ca.Clip(q.Get("issuer")), Provisioner: ca.Clip(q.Get("provisioner")), Now: now, RenewalOverdue: q.Get("overdue") == "1"}
@@ -147,7 +147,7 @@ type overviewCounts struct {
 	// Overdue those past two thirds of their lifetime and not replaced;
 	// IssuedDay those issued in the last 24 hours.
 	Expired, Overdue, IssuedDay int
-	Windows []window
+	Windows                     []window
 	// Weeks are the expiry timeline's bars: in service, by week.
 	Weeks []bar
 	At    time.Time
