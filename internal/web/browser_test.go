@@ -157,6 +157,14 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatalf("inventory:\n%s", text)
 	}
 	screenshot(t, ctx, shots, "inventory.png")
+	// On a phone's width the table becomes one card per certificate, and
+	// nothing is wider than the screen.
+	step(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	if width := value(t, ctx, chromedp.Evaluate[int]("document.documentElement.scrollWidth")); width > 390 {
+		t.Errorf("at 390 px the page is %d px wide", width)
+	}
+	screenshot(t, ctx, shots, "inventory-phone.png")
+	step(t, ctx, chromedp.EmulateReset())
 
 	step(t, ctx,
 		chromedp.SetValue(`input[name="name"]`, "spiffe://test.internal/ns/batch"),
