@@ -65,6 +65,10 @@ func toAPIError(err error) *apiError {
 	return newError(http.StatusInternalServerError, "internal", "the server failed to handle the request; nothing was issued")
 }
 
+// StatusOf is the HTTP status the API answers err with, for other front
+// doors (the dashboard) that show errors their own way.
+func StatusOf(err error) int { return toAPIError(err).status }
+
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ae := toAPIError(err)
 	if ae.status >= 500 {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/meshpki/meshpki/internal/api"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/store"
@@ -22,8 +23,7 @@ func (s *Server) alertsPage(w http.ResponseWriter, r *http.Request, sess session
 	resolved, _, err2 := s.cfg.Store.ListAlerts(ctx, store.AlertFilter{State: store.AlertResolved, Limit: alertRows})
 	channels, err3 := s.cfg.Store.ListChannels(ctx)
 	if err := errors.Join(err1, err2, err3); err != nil {
-		s.cfg.Logger.Error("web: alerts", "error", err)
-		s.message(w, http.StatusInternalServerError, "Error", "The alerts could not be read; the server log says why.")
+		s.readFailed(w, "alerts", "The alerts", err)
 		return
 	}
 	type channelView struct {
@@ -45,7 +45,7 @@ func (s *Server) testChannel(w http.ResponseWriter, r *http.Request, sess sessio
 	}
 	name := r.PathValue("name")
 	if err := s.cfg.Alerts.Test(r.Context(), name); err != nil {
-		s.message(w, statusOf(err), "Test not delivered", err.Error())
+		s.message(w, api.StatusOf(err), "Test not delivered", err.Error())
 		return
 	}
 	s.cfg.Logger.Info("web: channel tested", "channel", ca.Clip(name), "admin", sess.Admin)
@@ -58,8 +58,7 @@ func (s *Server) provisionersPage(w http.ResponseWriter, r *http.Request, sess s
 	ctx := r.Context()
 	list, err := s.cfg.Store.ListProvisioners(ctx)
 	if err != nil {
-		s.cfg.Logger.Error("web: provisioners", "error", err)
-		s.message(w, http.StatusInternalServerError, "Error", "The provisioners could not be read; the server log says why.")
+		s.readFailed(w, "provisioners", "The provisioners", err)
 		return
 	}
 	type provView struct {
@@ -87,22 +86,4 @@ func (s *Server) provisionersPage(w http.ResponseWriter, r *http.Request, sess s
 		}
 	}
 	s.render(w, http.StatusOK, "provisioners", data, sess)
-}
-
-// statusOf maps a *ca.Error to its HTTP status.
-func statusOf(err error) int {
-	var ce *ca.Error
-	if errors.As(err, &ce) {
-		switch ce.Kind {
-		case ca.KindBadRequest:
-			return http.StatusBadRequest
-		case ca.KindNotFound:
-			return http.StatusNotFound
-		case ca.KindConflict:
-			return http.StatusConflict
-		case ca.KindForbidden:
-			return http.StatusForbidden
-		}
-	}
-	return http.StatusInternalServerError
 }

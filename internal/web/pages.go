@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/api"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/duration"
 	"github.com/meshpki/meshpki/internal/keys"
@@ -85,8 +86,7 @@ func (s *Server) inventoryPage(w http.ResponseWriter, r *http.Request, sess sess
 				data["Error"] = "this page no longer exists; start again from the first page"
 				status = http.StatusBadRequest
 			} else {
-				s.cfg.Logger.Error("web: inventory", "error", err)
-				s.message(w, http.StatusInternalServerError, "Error", "The inventory could not be read; the server log says why.")
+				s.readFailed(w, "inventory", "The inventory", err)
 				return
 			}
 		}
@@ -259,8 +259,7 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request, sess sessi
 		firing, _, err = s.cfg.Store.ListAlerts(ctx, store.AlertFilter{State: store.AlertFiring, Limit: maxFiring})
 	}
 	if err != nil {
-		s.cfg.Logger.Error("web: overview", "error", err)
-		s.message(w, http.StatusInternalServerError, "Error", "The overview could not be read; the server log says why.")
+		s.readFailed(w, "overview", "The overview", err)
 		return
 	}
 	s.render(w, http.StatusOK, "overview", map[string]any{"Issued": counts.Issued, "Scanned": counts.Scanned, "Windows": counts.Windows,
@@ -282,8 +281,7 @@ func (s *Server) scannedPage(w http.ResponseWriter, r *http.Request, sess sessio
 		return
 	}
 	if err != nil {
-		s.cfg.Logger.Error("web: scanned certificate", "error", err)
-		s.message(w, http.StatusInternalServerError, "Error", "The certificate could not be read; the server log says why.")
+		s.readFailed(w, "scanned certificate", "The certificate", err)
 		return
 	}
 	s.render(w, http.StatusOK, "scanned", it, sess)
@@ -312,8 +310,7 @@ func (s *Server) certificatePage(w http.ResponseWriter, r *http.Request, sess se
 		return
 	}
 	if err != nil {
-		s.cfg.Logger.Error("web: certificate", "error", err)
-		s.message(w, http.StatusInternalServerError, "Error", "The certificate could not be read; the server log says why.")
+		s.readFailed(w, "certificate", "The certificate", err)
 		return
 	}
 	v := certificateView{Certificate: c, Generation: c.IssuerGeneration, Reasons: revocation.Names(revocation.Accepted)}
@@ -344,7 +341,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, sess session) {
 	}
 	cert, _, err := s.cfg.Revocation.Revoke(r.Context(), revocation.Request{Serial: r.PathValue("serial"), Reason: reason, Actor: sess.Admin})
 	if err != nil {
-		s.message(w, statusOf(err), "Not revoked", err.Error())
+		s.message(w, api.StatusOf(err), "Not revoked", err.Error())
 		return
 	}
 	http.Redirect(w, r, "/ui/certificates/"+string(cert.Serial), http.StatusSeeOther)

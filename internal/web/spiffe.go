@@ -31,8 +31,7 @@ func (s *Server) spiffePage(w http.ResponseWriter, r *http.Request, sess session
 		nodes, err = s.cfg.Store.ListNodes(ctx)
 	}
 	if err != nil {
-		s.cfg.Logger.Error("web: spiffe", "error", err)
-		s.message(w, http.StatusInternalServerError, "Error", "The entries and agents could not be read; the server log says why.")
+		s.readFailed(w, "spiffe", "The entries and agents", err)
 		return
 	}
 	data := map[string]any{}
@@ -68,8 +67,7 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, sess session)
 		events, err = s.cfg.Store.ListAudit(ctx, max(head-auditRows, 0), auditRows)
 	}
 	if err != nil {
-		s.cfg.Logger.Error("web: audit", "error", err)
-		s.message(w, http.StatusInternalServerError, "Error", "The audit log could not be read; the server log says why.")
+		s.readFailed(w, "audit", "The audit log", err)
 		return
 	}
 	for i, j := 0, len(events)-1; i < j; i, j = i+1, j-1 {

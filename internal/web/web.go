@@ -279,6 +279,13 @@ func (s *Server) render(w http.ResponseWriter, status int, page string, data any
 	_, _ = w.Write([]byte(buf.String()))
 }
 
+// readFailed logs why a page could not read what it shows and says so,
+// with a 500: the cause stays in the log.
+func (s *Server) readFailed(w http.ResponseWriter, page, what string, err error) {
+	s.cfg.Logger.Error("web: "+page, "error", err)
+	s.message(w, http.StatusInternalServerError, "Error", what+" could not be read; the server log says why.")
+}
+
 func (s *Server) message(w http.ResponseWriter, status int, title, text string) {
 	s.render(w, status, "message", map[string]any{"Title": title, "Text": text})
 }
