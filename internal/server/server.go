@@ -482,7 +482,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		scanMetrics.Scanned("report", results, nil)
 		s.evaluator.Wake()
 	}
-	s.web, err = web.New(web.Config{Store: st, Inventory: inventory, Revocation: revoker, Alerts: alerts, Provisioners: s.provisioners,
+	s.web, err = web.New(web.Config{Store: st, Inventory: inventory, Revocation: revoker, Hierarchy: s.hierarchy, Alerts: alerts, Provisioners: s.provisioners,
 		CheckpointKey: s.checkpointKey.Public(), BaseURL: s.publicURL, Clock: s.now, Logger: s.log})
 	if err != nil {
 		return nil, err

@@ -229,6 +229,11 @@ type AuditLog interface {
 	// AppendAudit seals (audit.Seal) and appends events in order, in one
 	// transaction, serialised with every other append across replicas.
 	AppendAudit(ctx context.Context, events ...audit.Event) error
+	// CertificateAudit returns up to limit records about the certificate
+	// serial, newest first: those committed with its issuance (issued,
+	// renewed), then its revocation and refused requests that name it
+	// (limit 0 or less means 100, capped at 1000).
+	CertificateAudit(ctx context.Context, serial Serial, limit int) ([]audit.Event, error)
 }
 
 // Store is everything the CA keeps durably.

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"io"
 	"net/http"
@@ -139,5 +140,54 @@ func TestDashboardScannedCertificate(t *testing.T) {
 		if p := get(t, browser, in.URL+path); p.status != want {
 			t.Errorf("%s: %d, want %d", path, p.status, want)
 		}
+	}
+}
+
+// An issued certificate's page shows its chain as the CA holds it (the
+// intermediate generation that signed it, downloadable, and the root, each
+// checked), where scans saw it, and its audit trail.
+func TestDashboardCertificateChainSightingsTrail(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	leaf, err := x509.ParseCertificate(in.AdminCert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := hex.EncodeToString(leaf.SerialNumber.Bytes())
+	sum := sha256.Sum256(leaf.Raw)
+	fp := hex.EncodeToString(sum[:])
+	now := time.Now()
+	seeder := in.Server.Store().(storetest.InventorySeeder)
+	if err := seeder.SeedInventory(t.Context(), now, 1, func(int) store.Observation {
+		return store.Observation{Scope: "10.0.0.0/24:8443", Location: "10.0.0.9:8443", Chain: [][]byte{leaf.Raw}, Fingerprint: fp,
+			Serial: store.Serial(serial), Subject: leaf.Subject.String(), IssuerDN: leaf.Issuer.String(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	browser, _ := signIn(t, in)
+	p := get(t, browser, in.URL+"/ui/certificates/"+serial)
+	if p.status != http.StatusOK {
+		t.Fatalf("certificate page: %d\n%s", p.status, p.body)
+	}
+	chain := p.body[strings.Index(p.body, `id="chain"`):]
+	chain = chain[:strings.Index(chain, "</ol>")]
+	for _, want := range []string{"(this certificate)", `Intermediate CA (default\, 1)`, "signed the certificate above", `href="/intermediates/default/1.der"`,
+		"Root CA,O=Test (root)", "signed the intermediate above"} {
+		if !strings.Contains(chain, want) {
+			t.Errorf("chain lacks %q:\n%s", want, chain)
+		}
+	}
+	if strings.Contains(chain, "does not verify") {
+		t.Errorf("chain: %s", chain)
+	}
+	der := get(t, in.Anonymous, in.URL+"/intermediates/default/1.der")
+	if inter, err := x509.ParseCertificate([]byte(der.body)); err != nil || leaf.CheckSignatureFrom(inter) != nil {
+		t.Fatalf("the chain's download link: %d %v", der.status, err)
+	}
+	if !strings.Contains(p.body, "<td>10.0.0.9:8443</td>") || !strings.Contains(p.body, `href="/ui/inventory/`+fp+`"`) {
+		t.Errorf("no sighting:\n%s", p.body)
+	}
+	trail := p.body[strings.Index(p.body, `id="trail"`):]
+	if !strings.Contains(trail, "<td>certificate.issued</td>") || strings.Contains(trail, "ui.signed_in") {
+		t.Errorf("trail:\n%s", trail)
 	}
 }

@@ -18,7 +18,9 @@ import (
 // half issued, half scanned, expiries spread over a year), over HTTPS on
 // loopback with a signed-in session: the overview (its counts), the
 // inventory's first page, a page deep in it (by cursor), one filtered by
-// name, and one filtered to what expires within 7 days.
+// name, one filtered to what expires within 7 days, and an issued
+// certificate's page (its chain, sightings and audit trail; every issued
+// certificate has its issuance record in the log).
 func BenchmarkDashboardPages(b *testing.B) {
 	n := 10_000
 	if v, err := strconv.Atoi(os.Getenv("MESHPKI_BENCH_UI")); err == nil && v > 0 {
@@ -46,6 +48,7 @@ func BenchmarkDashboardPages(b *testing.B) {
 		{"inventory-page-21", deepURL},
 		{"inventory-by-name", in.URL + "/ui/inventory?name=app-" + strconv.Itoa(n/4) + ".example.test"},
 		{"inventory-within-7d", in.URL + "/ui/inventory?within=7d&active=1"},
+		{"certificate", in.URL + "/ui/certificates/" + strconv.FormatInt(1<<40+int64(n/4), 16)},
 	} {
 		b.Run(pg.name, func(b *testing.B) {
 			for b.Loop() {

@@ -2,7 +2,9 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshpki/meshpki/internal/api"
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/duration"
 	"github.com/meshpki/meshpki/internal/keys"
@@ -293,10 +296,29 @@ type certificateView struct {
 	Generation int
 	Reason     string
 	Key        string
-	Chain      []string
+	Chain      []chainLink
 	Reasons    []string
 	Renewals   []store.Certificate
+	// Fingerprint is the SHA-256 of the DER, the key scans file it under;
+	// Sightings are where scans saw it.
+	Fingerprint string
+	Sightings   []store.Sighting
+	Trail       []audit.Event
 }
+
+// chainLink is one certificate of a chain, leaf first.
+type chainLink struct {
+	Subject   string
+	NotBefore time.Time
+	NotAfter  time.Time
+	// Download is where the issuer's certificate is served, if it is one
+	// of ours; Note says what checking it found.
+	Download string
+	Note     string
+}
+
+// trailRows is how much of a certificate's audit trail its page shows.
+const trailRows = 50
 
 func (s *Server) certificatePage(w http.ResponseWriter, r *http.Request, sess session) {
 	serial, err := ca.ParseSerial(r.PathValue("serial"))
@@ -304,7 +326,8 @@ func (s *Server) certificatePage(w http.ResponseWriter, r *http.Request, sess se
 		s.message(w, http.StatusBadRequest, "Bad request", err.Error())
 		return
 	}
-	c, err := s.cfg.Store.GetCertificate(r.Context(), serial)
+	ctx := r.Context()
+	c, err := s.cfg.Store.GetCertificate(ctx, serial)
 	if errors.Is(err, store.ErrNotFound) {
 		s.message(w, http.StatusNotFound, "Not found", "No certificate with serial "+string(serial)+".")
 		return
@@ -317,16 +340,61 @@ func (s *Server) certificatePage(w http.ResponseWriter, r *http.Request, sess se
 	if c.Status == store.StatusRevoked {
 		v.Reason = revocation.Reason(c.RevocationReason).String()
 	}
+	sum := sha256.Sum256(c.DER)
+	v.Fingerprint = hex.EncodeToString(sum[:])
 	if cert, err := x509.ParseCertificate(c.DER); err == nil {
 		if kt, err := keys.TypeOf(cert.PublicKey); err == nil {
 			v.Key = string(kt)
 		}
-		v.Chain = []string{cert.Subject.String() + " (this certificate)", cert.Issuer.String()}
+		v.Chain = s.chain(cert, c)
 	}
-	if page, err := s.cfg.Store.ListCertificates(r.Context(), store.CertFilter{RenewedFrom: serial, Limit: 20}); err == nil {
+	// The rest are parts of the page; one that cannot be read leaves its
+	// part empty rather than failing the page.
+	if page, err := s.cfg.Store.ListCertificates(ctx, store.CertFilter{RenewedFrom: serial, Limit: 20}); err == nil {
 		v.Renewals = page.Certificates
 	}
+	if _, sightings, err := s.cfg.Store.GetScanned(ctx, v.Fingerprint); err == nil {
+		v.Sightings = sightings
+	}
+	if trail, err := s.cfg.Store.CertificateAudit(ctx, serial, trailRows); err == nil {
+		v.Trail = trail
+	}
 	s.render(w, http.StatusOK, "certificate", v, sess)
+}
+
+// chain is cert's chain as the CA holds it: the leaf, the intermediate
+// generation that signed it and the root, each checked against the next.
+// Without the hierarchy (or for a generation it no longer loads) it is the
+// leaf and its issuer's name.
+func (s *Server) chain(cert *x509.Certificate, c store.Certificate) []chainLink {
+	links := []chainLink{{Subject: cert.Subject.String() + " (this certificate)", NotBefore: cert.NotBefore, NotAfter: cert.NotAfter}}
+	var issuer *ca.Issuer
+	if s.cfg.Hierarchy != nil {
+		for _, is := range s.cfg.Hierarchy.Issuers() {
+			if is.Name == c.Issuer && is.Generation == c.IssuerGeneration {
+				issuer = is
+				break
+			}
+		}
+	}
+	if issuer == nil {
+		return append(links, chainLink{Subject: cert.Issuer.String(), Note: "not loaded by this server"})
+	}
+	link := chainLink{Subject: issuer.Cert.Subject.String(), NotBefore: issuer.Cert.NotBefore, NotAfter: issuer.Cert.NotAfter,
+		Download: fmt.Sprintf("/intermediates/%s/%d.der", issuer.Name, issuer.Generation), Note: "signed the certificate above"}
+	if err := cert.CheckSignatureFrom(issuer.Cert); err != nil {
+		link.Note = "does not verify the certificate above: " + err.Error()
+	}
+	if !issuer.RevokedAt.IsZero() {
+		link.Note += "; revoked by the root " + issuer.RevokedAt.UTC().Format(time.RFC3339)
+	}
+	links = append(links, link)
+	root := s.cfg.Hierarchy.Root()
+	rl := chainLink{Subject: root.Subject.String() + " (root)", NotBefore: root.NotBefore, NotAfter: root.NotAfter, Note: "signed the intermediate above"}
+	if err := issuer.Cert.CheckSignatureFrom(root); err != nil {
+		rl.Note = "does not verify the intermediate above: " + err.Error()
+	}
+	return append(links, rl)
 }
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request, sess session) {

@@ -53,6 +53,9 @@ type Config struct {
 	Store      store.Store
 	Inventory  *monitor.Inventory
 	Revocation *revocation.Service
+	// Hierarchy, if set, gives certificate pages their intermediate and
+	// root.
+	Hierarchy *ca.Hierarchy
 	// Alerts sends channels' test notifications; Provisioners answers the
 	// policy dry-run (either may be nil: those parts say so).
 	Alerts       *notify.Service

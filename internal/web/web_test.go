@@ -146,7 +146,7 @@ func TestDashboardSignInInventoryRevokeSignOut(t *testing.T) {
 		t.Fatalf("the renewed certificate's page:\n%s", old.body)
 	}
 	detail := get(t, browser, in.URL+"/ui/certificates/5f0c3a9e01")
-	if detail.status != http.StatusOK || !strings.Contains(detail.body, `id="status">valid`) {
+	if detail.status != http.StatusOK || !strings.Contains(detail.body, `id="status">valid`) || !strings.Contains(detail.body, "No scan has seen it.") {
 		t.Fatalf("detail: %d\n%s", detail.status, detail.body)
 	}
 	csrf := field(t, detail, "csrf")
@@ -163,7 +163,8 @@ func TestDashboardSignInInventoryRevokeSignOut(t *testing.T) {
 		t.Fatalf("without confirmation: %d", p.status)
 	}
 	done := post(t, browser, revokeURL, url.Values{"reason": {"superseded"}, "confirm": {"yes"}, "csrf": {csrf}})
-	if done.status != http.StatusOK || !strings.Contains(done.body, `id="status">revoked`) || !strings.Contains(done.body, "superseded") {
+	if done.status != http.StatusOK || !strings.Contains(done.body, `id="status">revoked`) || !strings.Contains(done.body, "superseded") ||
+		!strings.Contains(done.body, "<td>certificate.revoked</td>") || !strings.Contains(done.body, "reason=superseded") {
 		t.Fatalf("after revoking: %d\n%s", done.status, done.body)
 	}
 	if rec, _ := in.Server.Store().GetCertificate(t.Context(), "5f0c3a9e01"); rec.Status != store.StatusRevoked {

@@ -50,7 +50,7 @@ func (s *Store) CreateACMEAccount(ctx context.Context, a store.ACMEAccount, ev a
 	if a.CreatedAt.IsZero() {
 		a.CreatedAt = s.now()
 	}
-	return s.lockedTx(ctx, "create acme account "+a.ID, func(w writer, emit func(...pendingEvent)) error {
+	return s.lockedTx(ctx, "create acme account "+a.ID, func(w writer, emit emitFunc) error {
 		res, err := w.exec(ctx, `INSERT INTO acme_accounts (`+acmeAccountColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
 			a.ID, a.Provisioner, a.Thumbprint, nonNil(a.KeyJWK), a.Status, string(contact), a.EABKeyID, micros(a.CreatedAt))
@@ -133,7 +133,7 @@ func (s *Store) UpdateACMEAccount(ctx context.Context, a store.ACMEAccount, ev a
 	}
 	// Under the write lock, like every writer of accounts: no other
 	// account takes the thumbprint between the check and the update.
-	return s.lockedTx(ctx, "update acme account "+a.ID, func(w writer, emit func(...pendingEvent)) error {
+	return s.lockedTx(ctx, "update acme account "+a.ID, func(w writer, emit emitFunc) error {
 		res, err := w.exec(ctx, `UPDATE acme_accounts SET contact = $2, status = $3, key_jwk = $4, thumbprint = $5
 			WHERE id = $1 AND status = 'valid' AND NOT EXISTS (
 				SELECT 1 FROM acme_accounts AS other

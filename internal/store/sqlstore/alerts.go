@@ -66,7 +66,7 @@ func (s *Store) DeleteChannel(ctx context.Context, name string, ev audit.Event) 
 	if err != nil {
 		return fmt.Errorf("sqlstore: delete channel %s: %w", name, err)
 	}
-	return s.lockedTx(ctx, "delete channel "+name, func(w writer, emit func(...pendingEvent)) error {
+	return s.lockedTx(ctx, "delete channel "+name, func(w writer, emit emitFunc) error {
 		var n int64
 		if err := w.queryRow(ctx, channelInUse, []any{name}, &n); err != nil {
 			return err
@@ -127,7 +127,7 @@ func (s *Store) CreateRule(ctx context.Context, r store.AlertRule, ev audit.Even
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = s.now()
 	}
-	return s.lockedTx(ctx, "create rule "+r.Name, func(w writer, emit func(...pendingEvent)) error {
+	return s.lockedTx(ctx, "create rule "+r.Name, func(w writer, emit emitFunc) error {
 		var n int64
 		if err := w.queryRow(ctx, channelExists, []any{r.Channel}, &n); err != nil {
 			return err

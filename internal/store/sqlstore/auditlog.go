@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 // auditColumns are the columns of audit_events, in order.
@@ -159,7 +160,7 @@ func (s *Store) AppendAudit(ctx context.Context, events ...audit.Event) error {
 	if err != nil {
 		return fmt.Errorf("sqlstore: append audit: %w", err)
 	}
-	return s.lockedTx(ctx, "append audit", func(_ writer, emit func(...pendingEvent)) error {
+	return s.lockedTx(ctx, "append audit", func(_ writer, emit emitFunc) error {
 		emit(pending...)
 		return nil
 	})
@@ -178,10 +179,49 @@ func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]aud
 		limit = defaultAuditPage
 	}
 	limit = min(limit, maxAuditPage)
-	rows, err := s.read.QueryContext(ctx, `SELECT `+auditColumns+`
+	events, err := s.queryAudit(ctx, `SELECT `+auditColumns+`
 		FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, afterSeq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: list audit: %w", err)
+	}
+	return events, nil
+}
+
+// CertificateAudit returns up to limit records about the certificate
+// serial, newest first: the issuance's own records, a few from the
+// certificate's audit_seq on, and later ones from the partial index of
+// migration 10. A limit of 0 or less means 100; it is capped at 1000.
+func (s *Store) CertificateAudit(ctx context.Context, serial store.Serial, limit int) ([]audit.Event, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	events, err := s.queryAudit(ctx, certificateAudit, string(serial), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: certificate audit: %w", err)
+	}
+	return events, nil
+}
+
+// maxIssuanceEvents is the most audit records one issuance may commit.
+const maxIssuanceEvents = 8
+
+// certificateAudit selects the records about certificate $1, newest first,
+// at most $2. An issuance commits its records one after another, so the
+// first branch reads at most maxIssuanceEvents rows by key.
+var certificateAudit = `SELECT ` + auditColumns + ` FROM audit_events
+		WHERE seq >= (SELECT audit_seq FROM certificates WHERE serial = $1)
+			AND seq < (SELECT audit_seq FROM certificates WHERE serial = $1) + ` + strconv.Itoa(maxIssuanceEvents) + `
+			AND subject = $1 AND ` + issuanceEvents + `
+		UNION ALL
+		SELECT ` + auditColumns + ` FROM audit_events WHERE subject = $1 AND ` + laterCertificateEvents + `
+		ORDER BY seq DESC LIMIT $2`
+
+// queryAudit runs a query that selects auditColumns.
+func (s *Store) queryAudit(ctx context.Context, query string, args ...any) ([]audit.Event, error) {
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var events []audit.Event
@@ -192,20 +232,17 @@ func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]aud
 			detail sql.NullString
 		)
 		if err := rows.Scan(&e.Seq, &at, &e.Type, &e.Actor, &e.Subject, &e.Outcome, &detail, &e.PrevHash, &e.Hash); err != nil {
-			return nil, fmt.Errorf("sqlstore: list audit: %w", err)
+			return nil, err
 		}
 		e.Time = fromMicros(at)
 		if detail.Valid {
 			if err := json.Unmarshal([]byte(detail.String), &e.Detail); err != nil {
-				return nil, fmt.Errorf("sqlstore: list audit: record %d: decode detail: %w", e.Seq, err)
+				return nil, fmt.Errorf("record %d: decode detail: %w", e.Seq, err)
 			}
 		}
 		events = append(events, e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: list audit: %w", err)
-	}
-	return events, nil
+	return events, rows.Err()
 }
 
 // AuditHead returns the sequence number and hash of the last record appended.

@@ -19,6 +19,12 @@ import (
 const certColumns = `serial, provisioner, issuer, subject, names, not_before, not_after, der,
 	status, revoked_at, revocation_reason, renewed_from, created_at, issuer_generation, crl_shard`
 
+// certInsertColumns are the columns an issuance writes: certColumns and
+// audit_seq, the sequence number of the first audit record committed with
+// the certificate (0 if none was), where CertificateAudit finds its
+// issuance without an index on every record's subject.
+const certInsertColumns = certColumns + `, audit_seq`
+
 // CommitIssuances writes all items in one transaction. It decides the items
 // in order: an item whose token id is recorded (before the batch or by an
 // accepted earlier item) is refused as replayed; otherwise one whose serial is
@@ -47,7 +53,7 @@ func (s *Store) CommitIssuances(ctx context.Context, items []store.Issuance) ([]
 	}
 	var err error
 	if s.sqlite != nil {
-		err = s.lockedTx(ctx, "commit issuances", func(w writer, emit func(...pendingEvent)) error {
+		err = s.lockedTx(ctx, "commit issuances", func(w writer, emit emitFunc) error {
 			return commitByRow(ctx, w, batch, results, emit)
 		})
 	} else {
@@ -114,6 +120,9 @@ func (p *pendingIssuance) encode(it store.Issuance, now time.Time) error {
 		}
 		p.cert = c
 	}
+	if len(it.Audit) > maxIssuanceEvents {
+		return fmt.Errorf("%d audit records; an issuance commits at most %d", len(it.Audit), maxIssuanceEvents)
+	}
 	events, err := encodeEvents(it.Audit...)
 	if err != nil {
 		return err
@@ -135,6 +144,7 @@ type pendingCert struct {
 	renewedFrom                          string
 	createdAt                            int64
 	generation, shard                    int32
+	auditSeq                             int64 // set when the item is accepted
 	lookupNames                          []string
 }
 
@@ -176,11 +186,11 @@ func encodeCertificate(c *store.Certificate, now time.Time) (*pendingCert, error
 	}, nil
 }
 
-// args are the values of certColumns.
+// args are the values of certInsertColumns.
 func (c *pendingCert) args() []any {
 	return []any{
 		c.serial, c.provisioner, c.issuer, c.subject, c.names, c.notBefore, c.notAfter, c.der,
-		c.status, c.revokedAt, c.revocationReason, c.renewedFrom, c.createdAt, c.generation, c.shard,
+		c.status, c.revokedAt, c.revocationReason, c.renewedFrom, c.createdAt, c.generation, c.shard, c.auditSeq,
 	}
 }
 
@@ -198,8 +208,8 @@ func serialConflict(i int, serial string) error {
 const (
 	sqliteConsumeToken   = `INSERT INTO tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`
 	sqliteUnconsumeToken = `DELETE FROM tokens WHERE id = ?`
-	sqliteInsertCert     = `INSERT INTO certificates (` + certColumns + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`
+	sqliteInsertCert     = `INSERT INTO certificates (` + certInsertColumns + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`
 	sqliteInsertName = `INSERT INTO cert_names (name, cert_id) VALUES (?, ?)`
 )
 
@@ -207,7 +217,7 @@ const (
 // consumed first, then its certificate recorded, each INSERT telling by the
 // rows it changed whether the key was already there; if the serial is taken
 // the token id is forgotten again.
-func commitByRow(ctx context.Context, w writer, batch []pendingIssuance, results []error, emit func(...pendingEvent)) error {
+func commitByRow(ctx context.Context, w writer, batch []pendingIssuance, results []error, emit emitFunc) error {
 	for i, it := range batch {
 		if it.acmeOrder != "" {
 			// Under the write lock nothing else changes the order before
@@ -250,6 +260,9 @@ func commitByRow(ctx context.Context, w writer, batch []pendingIssuance, results
 			}
 		}
 		if c := it.cert; c != nil {
+			if len(it.events) > 0 {
+				c.auditSeq = emit() // the seq its events get below
+			}
 			res, err := w.exec(ctx, sqliteInsertCert, c.args()...)
 			if err != nil {
 				return fmt.Errorf("item %d: insert certificate: %w", i, err)
@@ -476,7 +489,7 @@ func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]st
 		at = s.now()
 	}
 	var renewals []string
-	err = s.lockedTx(ctx, "revoke certificate "+serial, func(w writer, emit func(...pendingEvent)) error {
+	err = s.lockedTx(ctx, "revoke certificate "+serial, func(w writer, emit emitFunc) error {
 		renewals = nil // a retried transaction starts again
 		res, err := w.exec(ctx, `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
 			WHERE serial = $1 AND status = 'valid'`, serial, micros(at), r.Reason)
@@ -529,7 +542,7 @@ func (s *Store) RevokeCertificate(ctx context.Context, r store.Revocation) ([]st
 }
 
 // emitRevoked sorts the serials revoked and queues the audit event of each.
-func emitRevoked(serials []string, event func(store.Serial) audit.Event, emit func(...pendingEvent)) error {
+func emitRevoked(serials []string, event func(store.Serial) audit.Event, emit emitFunc) error {
 	slices.Sort(serials)
 	for _, sn := range serials {
 		evs, err := encodeEvent(event(store.Serial(sn)))
@@ -580,7 +593,7 @@ func (s *Store) RevokeMatching(ctx context.Context, r store.MatchRevocation) ([]
 		query, args = revokeByIssuer, []any{r.Issuer, micros(at), r.Reason, r.Generation}
 	}
 	var serials []string
-	err := s.lockedTx(ctx, "revoke matching", func(w writer, emit func(...pendingEvent)) error {
+	err := s.lockedTx(ctx, "revoke matching", func(w writer, emit emitFunc) error {
 		var err error
 		if serials, err = w.queryStrings(ctx, query, args...); err != nil {
 			return err

@@ -17,22 +17,23 @@ const postgresExisting = `SELECT 't', id FROM tokens WHERE id = ANY($1::text[])
 	UNION ALL
 	SELECT 's', serial FROM certificates WHERE serial = ANY($2::text[])`
 
-// postgresCommitIssued records token ids ($1, $2), certificates ($3 to $17,
-// the values of certColumns) and their names ($18, with the serial of each
-// in $19), appends their audit records ($20 on) and moves the audit head, in
-// one statement.
+// postgresCommitIssued records token ids ($1, $2), certificates ($3 to $18,
+// the values of certInsertColumns) and their names ($19, with the serial of
+// each in $20), appends their audit records ($21 on) and moves the audit
+// head, in one statement.
 var postgresCommitIssued = postgresAppendAudit(`consumed AS (
 		INSERT INTO tokens (id, expires_at) SELECT * FROM unnest($1::text[], $2::bigint[])
 	), recorded AS (
-		INSERT INTO certificates (`+certColumns+`)
+		INSERT INTO certificates (`+certInsertColumns+`)
 		SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
-			$10::bytea[], $11::text[], $12::bigint[], $13::integer[], $14::text[], $15::bigint[], $16::integer[], $17::integer[])
+			$10::bytea[], $11::text[], $12::bigint[], $13::integer[], $14::text[], $15::bigint[], $16::integer[], $17::integer[],
+			$18::bigint[])
 		RETURNING id, serial
 	), named AS (
 		INSERT INTO cert_names (name, cert_id)
-		SELECT n.name, recorded.id FROM unnest($18::text[], $19::text[]) AS n (name, serial)
+		SELECT n.name, recorded.id FROM unnest($19::text[], $20::text[]) AS n (name, serial)
 		JOIN recorded ON recorded.serial = n.serial
-	)`, 20)
+	)`, 21)
 
 // issuedArrays are the rows postgresCommitIssued writes, a slice per column.
 type issuedArrays struct {
@@ -47,6 +48,7 @@ type issuedArrays struct {
 	renewedFrom                                     []string
 	createdAt                                       []int64
 	generations, shards                             []int32
+	auditSeqs                                       []int64
 	lookupNames, lookupSerials                      []string
 }
 
@@ -75,6 +77,7 @@ func (a *issuedArrays) addCert(c *pendingCert) {
 	a.createdAt = append(a.createdAt, c.createdAt)
 	a.generations = append(a.generations, c.generation)
 	a.shards = append(a.shards, c.shard)
+	a.auditSeqs = append(a.auditSeqs, c.auditSeq)
 	for _, name := range c.lookupNames {
 		a.lookupNames = append(a.lookupNames, name)
 		a.lookupSerials = append(a.lookupSerials, c.serial)
@@ -85,7 +88,7 @@ func (a *issuedArrays) args() []any {
 	return []any{
 		a.tokenIDs, a.tokenExpires,
 		a.serials, a.provisioners, a.issuers, a.subjects, a.names, a.notBefore, a.notAfter,
-		a.ders, a.statuses, a.revokedAt, a.revocationReasons, a.renewedFrom, a.createdAt, a.generations, a.shards,
+		a.ders, a.statuses, a.revokedAt, a.revocationReasons, a.renewedFrom, a.createdAt, a.generations, a.shards, a.auditSeqs,
 		a.lookupNames, a.lookupSerials,
 	}
 }
@@ -284,6 +287,9 @@ func (s *Store) commitPipelined(ctx context.Context, pc *pgx.Conn, batch []pendi
 		}
 		if c != nil {
 			recorded[c.serial] = true
+			if len(it.events) > 0 {
+				c.auditSeq = head.seq + int64(len(events)) + 1 // seal numbers events in order
+			}
 			rows.addCert(c)
 		}
 		events = append(events, it.events...)

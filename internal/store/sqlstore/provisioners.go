@@ -109,7 +109,7 @@ func scanProvisioner(row scanner) (store.Provisioner, error) {
 // in the same transaction, appends events. It returns none (and writes
 // nothing) when no row changed.
 func (s *Store) changeOneRow(ctx context.Context, what string, events []pendingEvent, none error, query string, args ...any) error {
-	return s.lockedTx(ctx, what, func(w writer, emit func(...pendingEvent)) error {
+	return s.lockedTx(ctx, what, func(w writer, emit emitFunc) error {
 		res, err := w.exec(ctx, query, args...)
 		if err != nil {
 			return err

@@ -160,7 +160,7 @@ func decodeList(text string) ([]string, error) {
 // the rest.
 func (s *Store) entryTx(ctx context.Context, what string, events []pendingEvent, fn func(w writer, rev int64) error) (int64, error) {
 	var rev int64
-	err := s.lockedTx(ctx, what, func(w writer, emit func(...pendingEvent)) error {
+	err := s.lockedTx(ctx, what, func(w writer, emit emitFunc) error {
 		var pruned int64
 		if err := w.queryRow(ctx, nextEntryRevision, nil, &rev, &pruned); err != nil {
 			return fmt.Errorf("next entry revision: %w", err)
@@ -484,7 +484,7 @@ func (s *Store) PutNode(ctx context.Context, n store.Node, ev audit.Event) error
 	if err != nil {
 		return fmt.Errorf("sqlstore: %s: %w", what, err)
 	}
-	return s.lockedTx(ctx, what, func(w writer, emit func(...pendingEvent)) error {
+	return s.lockedTx(ctx, what, func(w writer, emit emitFunc) error {
 		res, err := w.exec(ctx, putNode, n.SPIFFEID, n.Attestation, selectors, string(n.CertSerial), boolInt(n.Evicted),
 			micros(n.CreatedAt), micros(n.UpdatedAt))
 		if err != nil {

@@ -130,22 +130,7 @@ func testEntryDeletionsPruned(t *testing.T, s *Store) {
 // scanning the tables.
 func TestEntryChangesPlansSQLite(t *testing.T) {
 	s := mustOpen(t, "", t.TempDir())
-	rows, err := s.read.Query(`EXPLAIN QUERY PLAN `+entryChanges, 5, 11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var (
-			id, parent, unused int
-			detail             string
-		)
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
+	plan := queryPlan(t, s, entryChanges, 5, 11)
 	for _, want := range []string{"spiffe_entries_revision", "spiffe_entry_deletions_revision"} {
 		if !slices.ContainsFunc(plan, func(d string) bool { return strings.Contains(d, want) }) {
 			t.Errorf("plan %q does not use %s", plan, want)

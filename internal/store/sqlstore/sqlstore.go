@@ -383,20 +383,29 @@ func (s *Store) writeTx(ctx context.Context, op string, fn func(w writer) error)
 // (see sqliteWriter.run). Each reads the head inside its own savepoint, so
 // it chains after the writes before it in the batch, and a write rolled
 // back takes its records and its move of the head with it.
-func (s *Store) lockedTx(ctx context.Context, op string, fn func(w writer, emit func(...pendingEvent)) error) error {
+func (s *Store) lockedTx(ctx context.Context, op string, fn func(w writer, emit emitFunc) error) error {
 	return s.writeTx(ctx, op, func(w writer) error {
 		head, err := s.lockHead(ctx, w)
 		if err != nil {
 			return err
 		}
 		var pending []pendingEvent
-		emit := func(events ...pendingEvent) { pending = append(pending, events...) }
+		emit := func(events ...pendingEvent) int64 {
+			first := head.seq + int64(len(pending)) + 1
+			pending = append(pending, events...)
+			return first
+		}
 		if err := fn(w, emit); err != nil {
 			return err
 		}
 		return s.appendEvents(ctx, w, head, pending)
 	})
 }
+
+// emitFunc queues audit events to append when a lockedTx commits, and
+// returns the sequence number the first of them will have (the next one, if
+// none are given).
+type emitFunc = func(...pendingEvent) int64
 
 // micros is t as unix microseconds.
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -13,7 +13,7 @@ import (
 func (s *Store) ConsumeToken(ctx context.Context, id string, expires time.Time) error {
 	// Under the write lock, like every other writer of tokens (see
 	// CommitIssuances).
-	return s.lockedTx(ctx, "consume token", func(w writer, _ func(...pendingEvent)) error {
+	return s.lockedTx(ctx, "consume token", func(w writer, _ emitFunc) error {
 		res, err := w.exec(ctx, `INSERT INTO tokens (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`,
 			id, micros(expires))
 		if err != nil {

@@ -25,7 +25,7 @@ func (s *Store) CreateUILogin(ctx context.Context, l store.UILogin, ev audit.Eve
 	if err != nil {
 		return fmt.Errorf("sqlstore: create ui login: %w", err)
 	}
-	return s.lockedTx(ctx, "create ui login", func(w writer, emit func(...pendingEvent)) error {
+	return s.lockedTx(ctx, "create ui login", func(w writer, emit emitFunc) error {
 		if _, err := w.exec(ctx, insertUILogin, l.TokenHash, l.Admin, micros(l.ExpiresAt)); err != nil {
 			return err
 		}
@@ -36,7 +36,7 @@ func (s *Store) CreateUILogin(ctx context.Context, l store.UILogin, ev audit.Eve
 
 // RedeemUILogin uses up a sign-in and records its session.
 func (s *Store) RedeemUILogin(ctx context.Context, tokenHash string, sess store.UISession, now time.Time, ev func(admin string) audit.Event) (store.UISession, error) {
-	err := s.lockedTx(ctx, "redeem ui login", func(w writer, emit func(...pendingEvent)) error {
+	err := s.lockedTx(ctx, "redeem ui login", func(w writer, emit emitFunc) error {
 		var admin string
 		err := w.queryRow(ctx, redeemUILogin, []any{tokenHash, micros(now)}, &admin)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -86,7 +86,7 @@ func (s *Store) DeleteUISession(ctx context.Context, idHash string, ev audit.Eve
 	if err != nil {
 		return fmt.Errorf("sqlstore: delete ui session: %w", err)
 	}
-	return s.lockedTx(ctx, "delete ui session", func(w writer, emit func(...pendingEvent)) error {
+	return s.lockedTx(ctx, "delete ui session", func(w writer, emit emitFunc) error {
 		res, err := w.exec(ctx, deleteUISession, idHash)
 		if err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -66,7 +67,9 @@ func SeedBenchInventory(tb testing.TB, st InventorySeeder, n int, now time.Time)
 			na := benchSpread(now, i)
 			items = append(items, store.Issuance{Certificate: &store.Certificate{Serial: store.Serial(fmt.Sprintf("%x", 1<<40+i)),
 				Provisioner: "bench", Issuer: "default", Subject: name, Names: []string{name}, NotBefore: na.Add(-90 * 24 * time.Hour),
-				NotAfter: na, DER: benchDER(name), Status: store.StatusValid, CreatedAt: now}})
+				NotAfter: na, DER: benchDER(name), Status: store.StatusValid, CreatedAt: now},
+				Audit: []audit.Event{{Time: now, Type: audit.TypeCertificateIssued, Actor: "token:bench", Subject: fmt.Sprintf("%x", 1<<40+i),
+					Outcome: "success", Detail: map[string]string{"names": name, "provisioner": "bench"}}}})
 		}
 		results, err := st.CommitIssuances(ctx, items)
 		if err != nil || slices.ContainsFunc(results, func(e error) bool { return e != nil }) {

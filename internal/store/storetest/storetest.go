@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditEmptyLog", testAuditEmpty},
 		{"AuditAppendChains", testAuditAppend},
 		{"AuditListPages", testAuditPages},
+		{"CertificateAuditTrailNewestFirst", testCertificateAudit},
 		{"AuditEventsOfEveryWriteChainInOrder", testAuditFromWrites},
 		{"ConcurrentCommitsLoseNothing", testConcurrentCommits},
 		{"ConcurrentAuditedWritesChain", testConcurrentAuditedWrites},
@@ -1000,6 +1001,66 @@ func testAuditPages(t *testing.T, s store.Store) {
 		if int64(len(got)) != tc.number || (len(got) > 0 && got[0].Seq != tc.first) {
 			t.Errorf("ListAudit(%d, %d): %d records from %v, want %d from %d", tc.after, tc.limit, len(got), got, tc.number, tc.first)
 		}
+	}
+}
+
+func testCertificateAudit(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a, b, silent := newCert("a.example.com"), newCert("b.example.com"), newCert("c.example.com")
+	b.RenewedFrom = a.Serial
+	renewed := issuance("tok-b", b)
+	renewed.Audit = append(renewed.Audit, newEvent(audit.TypeCertificateRenewed, b.Serial))
+	quiet := issuance("tok-c", silent)
+	quiet.Audit = nil
+	commit(t, s, issuance("tok-a", a), renewed, quiet)
+	// Records about other things, and about a.Serial of types that are
+	// not a certificate's, stay out of its trail.
+	if err := s.AppendAudit(ctx, newEvent(audit.TypeTokenCreated, a.Serial), newEvent(audit.TypeRequestDenied, b.Serial),
+		newEvent(audit.TypeRequestDenied, "someone-else")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeCertificate(ctx, store.Revocation{Serial: a.Serial, Reason: 1, Event: newEvent(audit.TypeCertificateRevoked, a.Serial)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(ctx, newEvent(audit.TypeRequestDenied, a.Serial)); err != nil {
+		t.Fatal(err)
+	}
+	all := allAudit(t, s)
+	trail := func(sn store.Serial, limit int) (types []string) {
+		t.Helper()
+		got, err := s.CertificateAudit(ctx, sn, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range got {
+			if e.Subject != string(sn) || !reflect.DeepEqual(e, all[e.Seq-1]) || (i > 0 && e.Seq >= got[i-1].Seq) {
+				t.Errorf("CertificateAudit(%s) record %d: %+v", sn, i, e)
+			}
+			types = append(types, e.Type)
+		}
+		return types
+	}
+	for _, tc := range []struct {
+		serial store.Serial
+		limit  int
+		want   []string
+	}{
+		{a.Serial, 0, []string{audit.TypeRequestDenied, audit.TypeCertificateRevoked, audit.TypeCertificateIssued}},
+		{a.Serial, 2, []string{audit.TypeRequestDenied, audit.TypeCertificateRevoked}},
+		{b.Serial, 10, []string{audit.TypeRequestDenied, audit.TypeCertificateRenewed, audit.TypeCertificateIssued}},
+		{silent.Serial, 10, nil},
+		{"0123", 10, nil},
+	} {
+		if got := trail(tc.serial, tc.limit); !slices.Equal(got, tc.want) {
+			t.Errorf("CertificateAudit(%s, %d) = %v, want %v", tc.serial, tc.limit, got, tc.want)
+		}
+	}
+	many := issuance("tok-many", newCert("d.example.com"))
+	for range 8 {
+		many.Audit = append(many.Audit, newEvent(audit.TypeCertificateIssued, many.Certificate.Serial))
+	}
+	if _, err := s.CommitIssuances(ctx, []store.Issuance{many}); err == nil {
+		t.Error("an issuance with 9 audit records was committed")
 	}
 }
 
