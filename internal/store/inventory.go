@@ -142,8 +142,10 @@ type InventoryFilter struct {
 	// WithFindings keeps only scanned items that carry stored findings or
 	// that meshpki issued (whose revocation is a finding).
 	WithFindings bool
-	After        string // page cursor: the Next of the previous page
-	Limit        int    // page size; 0 means 100, capped at 1000
+	// LatestFirst lists in the reverse order: latest expiry first.
+	LatestFirst bool
+	After       string // page cursor: the Next of the previous page
+	Limit       int    // page size; 0 means 100, capped at 1000
 }
 
 // InventoryPage is one page of the inventory, soonest expiry first; Next is
@@ -165,7 +167,8 @@ type Inventory interface {
 // InventoryReader reads the inventory.
 type InventoryReader interface {
 	// ListInventory returns one page ordered by NotAfter, then source
-	// (issued first), then the order items were first recorded.
+	// (issued first), then the order items were first recorded; or in
+	// exactly the reverse order with f.LatestFirst.
 	ListInventory(ctx context.Context, f InventoryFilter) (InventoryPage, error)
 	// CountInventory counts the items f selects, f.After and f.Limit
 	// aside.

@@ -164,8 +164,17 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("at 390 px the page is %d px wide", width)
 	}
 	screenshot(t, ctx, shots, "inventory-phone.png")
-	step(t, ctx, chromedp.EmulateReset())
+	step(t, ctx, chromedp.EmulateViewport(1280, 900))
 
+	// Latest expiry first: the admin credential (30 days) leads.
+	step(t, ctx,
+		chromedp.SetValue("#order", "latest"),
+		chromedp.Submit("form.filters"),
+		chromedp.WaitVisible(`//a[@id="sort" and contains(., "latest first")]`),
+	)
+	if first := value(t, ctx, chromedp.Text("table.inventory tbody tr")); !strings.Contains(first, "meshpki/admin/bootstrap") {
+		t.Fatalf("latest first, the first row: %q", first)
+	}
 	step(t, ctx,
 		chromedp.SetValue(`input[name="name"]`, "spiffe://test.internal/ns/batch"),
 		chromedp.Submit("form.filters"),
@@ -180,6 +189,9 @@ func TestDashboardInChromium(t *testing.T) {
 	)
 	if status := value(t, ctx, chromedp.Text("#status")); strings.TrimSpace(status) != "valid" {
 		t.Fatalf("detail: %q", status)
+	}
+	if chain := value(t, ctx, chromedp.Text("#chain")); !strings.Contains(chain, "batch.example.internal (this certificate)") || !strings.Contains(chain, "Intermediate CA") {
+		t.Fatalf("chain: %q", chain)
 	}
 	screenshot(t, ctx, shots, "certificate.png")
 	step(t, ctx,
@@ -211,6 +223,34 @@ func TestDashboardInChromium(t *testing.T) {
 	if rec, _ := in.Server.Store().GetCertificate(t.Context(), "5f0c3a9e03"); rec.Status != store.StatusRevoked {
 		t.Fatalf("the store says %s", rec.Status)
 	}
+
+	// The read-only pages: a provisioner's policy with the dry-run box,
+	// SPIFFE entries, and the audit log verified.
+	adminPost(t, in, "/v1/provisioners", `{"name":"web","type":"token","policy":{"allow_dns":["*.example.internal"],"deny_dns":["admin.example.internal"]}}`)
+	adminPost(t, in, "/v1/entries", `{"spiffe_id":"spiffe://test.internal/ns/web","parent":"x509pop:subject:cn:web-1","selectors":["unix:uid:1000"],"x509_ttl":"1h"}`)
+	step(t, ctx,
+		chromedp.Click(`//nav/a[contains(., "Provisioners")]`),
+		chromedp.WaitVisible(`input[name="names"]`),
+		chromedp.SetValue(`input[name="names"]`, "admin.example.internal"),
+		chromedp.Submit(`input[name="names"]`),
+		chromedp.WaitVisible("#decision"),
+	)
+	if d := value(t, ctx, chromedp.Text("#decision")); !strings.Contains(d, "Denied") {
+		t.Fatalf("dry run: %q", d)
+	}
+	screenshot(t, ctx, shots, "provisioners.png")
+	step(t, ctx, chromedp.Click(`//nav/a[contains(., "SPIFFE")]`), chromedp.WaitVisible(`//td[contains(., "unix:uid:1000")]`))
+	screenshot(t, ctx, shots, "spiffe.png")
+	step(t, ctx,
+		chromedp.Click(`//nav/a[contains(., "Audit")]`),
+		chromedp.WaitVisible("#verify"),
+		chromedp.Click("#verify"),
+		chromedp.WaitVisible("#verified"),
+	)
+	if v := value(t, ctx, chromedp.Text("#verified")); !strings.HasPrefix(v, "Verified:") {
+		t.Fatalf("audit verify: %q", v)
+	}
+	screenshot(t, ctx, shots, "audit.png")
 }
 
 // selfSigned is a certificate for name valid between the times: what the

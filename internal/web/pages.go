@@ -65,6 +65,24 @@ func (s *Server) inventoryPage(w http.ResponseWriter, r *http.Request, sess sess
 	default:
 		data["Error"] = fmt.Sprintf("status %q is not valid, revoked or expired", ca.Clip(string(st)))
 	}
+	// The expiry column's header turns the order round, keeping the
+	// filters and starting again from the first page.
+	sq := url.Values{}
+	for k, v := range q {
+		sq[k] = v
+	}
+	sq.Del("after")
+	switch sort := q.Get("sort"); sort {
+	case "", "soonest":
+		sq.Set("sort", "latest")
+	case "latest":
+		f.LatestFirst = true
+		sq.Del("sort")
+		data["Sort"] = "latest"
+	default:
+		data["Error"] = fmt.Sprintf("sort %q is not soonest or latest", ca.Clip(sort))
+	}
+	data["SortLink"] = "/ui/inventory?" + sq.Encode()
 	switch src := q.Get("source"); src {
 	case "", "issued", "scanned":
 		f.Source = store.InventorySource(src)

@@ -134,7 +134,19 @@ func TestDashboardSignInInventoryRevokeSignOut(t *testing.T) {
 			t.Errorf("inventory?%s: %d, lists it: %v", query, p.status, !want)
 		}
 	}
-	for _, query := range []string{"within=soonish", "status=lost", "serial=xyz"} {
+	// The server's own certificates expire later than the one above (its
+	// TLS certificate in a day, its admin credential in 30): latest first
+	// turns the order round, and the header's link says how.
+	soonest := get(t, browser, in.URL+"/ui/inventory?source=issued")
+	latest := get(t, browser, in.URL+"/ui/inventory?source=issued&sort=latest")
+	if i, j := strings.Index(soonest.body, "5f0c3a9e00"), strings.Index(soonest.body, "meshpki/admin/bootstrap</a>"); i < 0 || j < 0 || i > j {
+		t.Fatalf("soonest first:\n%s", soonest.body)
+	}
+	if i, j := strings.Index(latest.body, "5f0c3a9e00"), strings.Index(latest.body, "meshpki/admin/bootstrap</a>"); latest.status != http.StatusOK || i < 0 || j < 0 || i < j ||
+		!strings.Contains(latest.body, `id="sort" href="/ui/inventory?source=issued"`) || !strings.Contains(soonest.body, `id="sort" href="/ui/inventory?sort=latest&amp;source=issued"`) {
+		t.Fatalf("latest first:\n%s", latest.body)
+	}
+	for _, query := range []string{"within=soonish", "status=lost", "serial=xyz", "sort=sideways"} {
 		if bad := get(t, browser, in.URL+"/ui/inventory?"+query); bad.status != http.StatusBadRequest || !strings.Contains(bad.body, `class="error"`) {
 			t.Errorf("inventory?%s: %d", query, bad.status)
 		}

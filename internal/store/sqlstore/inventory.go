@@ -252,6 +252,10 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, mode inventoryMode) (str
 		}
 		cursor = &c
 	}
+	desc := ""
+	if f.LatestFirst {
+		desc = " DESC"
+	}
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
@@ -260,14 +264,20 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, mode inventoryMode) (str
 	arm := func(src store.InventorySource, query, namesTable string) string {
 		var where []string
 		if cursor != nil {
+			// What comes after the cursor in (not_after, source, id) order,
+			// or before it when the listing runs backwards.
 			t := arg(cursor.notAfter)
+			past, reached, sourceFirst := " > ", " >= ", src < cursor.source
+			if f.LatestFirst {
+				past, reached, sourceFirst = " < ", " <= ", src > cursor.source
+			}
 			switch {
-			case src < cursor.source:
-				where = append(where, "c.not_after > "+t)
+			case sourceFirst:
+				where = append(where, "c.not_after"+past+t)
 			case src == cursor.source:
-				where = append(where, "c.not_after >= "+t+" AND (c.not_after > "+t+" OR c.id > "+arg(cursor.id)+")")
+				where = append(where, "c.not_after"+reached+t+" AND (c.not_after"+past+t+" OR c.id"+past+arg(cursor.id)+")")
 			default:
-				where = append(where, "c.not_after >= "+t)
+				where = append(where, "c.not_after"+reached+t)
 			}
 		}
 		if f.Name != "" {
@@ -340,7 +350,7 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, mode inventoryMode) (str
 		case itemsNotAfter:
 			return "SELECT not_after FROM (" + query + ") AS " + string(src)
 		}
-		return "SELECT " + inventoryColumns + " FROM (" + query + " ORDER BY c.not_after, c.id LIMIT " + arg(limit+1) + ") AS " + string(src)
+		return "SELECT " + inventoryColumns + " FROM (" + query + " ORDER BY c.not_after" + desc + ", c.id" + desc + " LIMIT " + arg(limit+1) + ") AS " + string(src)
 	}
 	if f.WithFindings && f.Source != store.SourceScanned {
 		return "", nil, 0, errors.New("WithFindings is for scanned items")
@@ -367,7 +377,7 @@ func (s *Store) inventoryQuery(f store.InventoryFilter, mode inventoryMode) (str
 	case itemsNotAfter:
 		return q, args, 0, nil
 	}
-	q += " ORDER BY not_after, source, id LIMIT " + arg(limit+1)
+	q += " ORDER BY not_after" + desc + ", source" + desc + ", id" + desc + " LIMIT " + arg(limit+1)
 	return q, args, limit, nil
 }
 

@@ -367,31 +367,44 @@ func testInventoryPages(t *testing.T, s store.Store) {
 		want["s"+o.Fingerprint] = true
 	}
 	record(t, s, epoch, time.Hour, []string{"scope"}, obs...)
-	seen := map[string]bool{}
-	var last time.Time
-	f := store.InventoryFilter{Limit: 3}
-	for {
-		page := listInventory(t, s, f)
-		for _, it := range page.Items {
-			key := "s" + it.Fingerprint
-			if it.Source == store.SourceIssued {
-				key = "i" + string(it.Serial)
+	var forward []string
+	for _, latestFirst := range []bool{false, true} {
+		seen := map[string]bool{}
+		var order []string
+		var last time.Time
+		f := store.InventoryFilter{Limit: 3, LatestFirst: latestFirst}
+		for {
+			page := listInventory(t, s, f)
+			for _, it := range page.Items {
+				key := "s" + it.Fingerprint
+				if it.Source == store.SourceIssued {
+					key = "i" + string(it.Serial)
+				}
+				if seen[key] {
+					t.Fatalf("latest first %v: %s listed twice", latestFirst, key)
+				}
+				if !last.IsZero() && (it.NotAfter.Before(last) != latestFirst && !it.NotAfter.Equal(last)) {
+					t.Fatalf("latest first %v: out of expiry order", latestFirst)
+				}
+				seen[key], last = true, it.NotAfter
+				order = append(order, key)
 			}
-			if seen[key] {
-				t.Fatalf("%s listed twice", key)
+			if page.Next == "" {
+				break
 			}
-			if it.NotAfter.Before(last) {
-				t.Fatalf("out of expiry order")
-			}
-			seen[key], last = true, it.NotAfter
+			f.After = page.Next
 		}
-		if page.Next == "" {
-			break
+		if len(seen) != len(want) {
+			t.Fatalf("latest first %v: listed %d items, want %d", latestFirst, len(seen), len(want))
 		}
-		f.After = page.Next
-	}
-	if len(seen) != len(want) {
-		t.Fatalf("listed %d items, want %d", len(seen), len(want))
+		if !latestFirst {
+			forward = order
+			continue
+		}
+		slices.Reverse(order)
+		if !slices.Equal(order, forward) {
+			t.Errorf("latest first is not the reverse order:\n%v\n%v", order, forward)
+		}
 	}
 }
 
