@@ -28,7 +28,7 @@ func newCACommand(s *streams) *cobra.Command {
 loaded only to sign intermediates) and one or more online issuing
 intermediates. Every private key is encrypted with the CA passphrase.`,
 	}
-	cmd.AddCommand(newCAInitCommand(s), newCARotateCommand(s), newCAAddIssuerCommand(s), newCAStatusCommand(s))
+	cmd.AddCommand(newCAInitCommand(s), newCARotateCommand(s), newCAAddIssuerCommand(s), newCAStatusCommand(s), newCAMigrateKeysCommand(s))
 	return cmd
 }
 
@@ -280,4 +280,58 @@ func cliActor() string {
 func issuerDetail(iss *ca.Issuer) map[string]string {
 	return map[string]string{"issuer": iss.Name, "generation": strconv.Itoa(iss.Generation), "serial": string(store.SerialOf(iss.Cert.SerialNumber)),
 		"key_type": string(iss.KeyType), "not_after": iss.Cert.NotAfter.UTC().Format(time.RFC3339)}
+}
+
+func newCAMigrateKeysCommand(s *streams) *cobra.Command {
+	var dataDir, passwordFile string
+	cmd := &cobra.Command{
+		Use:   "migrate-keys --data DIR",
+		Short: "Rewrite key files of the older meshpki format as standard encrypted PKCS#8",
+		Long: `Rewrite every key file in DIR/ca/keys, and the bootstrap admin key in
+DIR/secrets, that is still in the format meshpki wrote before it wrote PKCS#8
+("MESHPKI ENCRYPTED PRIVATE KEY") as standard encrypted PKCS#8 ("ENCRYPTED
+PRIVATE KEY": PBES2, scrypt, AES-256-CBC) under the same passphrase, which
+'openssl pkey -in FILE -passin file:PASSFILE' reads. Each file is read back
+before it replaces the old one, atomically. Files already in PKCS#8 are
+left alone, so running it twice changes nothing. meshpki reads both
+formats; a running server needs no restart.`,
+		Example: `  meshpki ca migrate-keys --data ./ca-data`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" {
+				return usageError{fmt.Errorf("--data DIR is required")}
+			}
+			if !ca.Initialized(dataDir) {
+				return fmt.Errorf("%s holds no CA", dataDir)
+			}
+			pass, _, err := keys.ResolvePassphrase(dataDir, passwordFile, false)
+			if err != nil {
+				return err
+			}
+			files, err := filepath.Glob(filepath.Join(dataDir, "ca", "keys", "*.key"))
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(filepath.Join(dataDir, "secrets", "admin.key")); err == nil {
+				files = append(files, filepath.Join(dataDir, "secrets", "admin.key"))
+			}
+			migrated := 0
+			for _, f := range files {
+				changed, err := keys.MigrateKeyFile(f, pass)
+				if err != nil {
+					return fmt.Errorf("%w (%d files rewritten before it)", err, migrated)
+				}
+				if changed {
+					migrated++
+					fmt.Fprintf(s.out, "rewrote %s\n", f)
+				}
+			}
+			fmt.Fprintf(s.out, "%d of %d key files rewritten as encrypted PKCS#8; the rest already were.\n", migrated, len(files))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "", "data directory")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	return cmd
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/sqlstore"
@@ -221,10 +222,48 @@ func TestCAInitCreatesEncryptedHierarchy(t *testing.T) {
 	for _, f := range keyFiles {
 		b, _ := os.ReadFile(f)
 		st, _ := os.Stat(f)
-		if st.Mode().Perm() != 0o600 || !strings.Contains(string(b), "MESHPKI ENCRYPTED") || strings.Contains(string(b), "BEGIN PRIVATE KEY") {
+		if st.Mode().Perm() != 0o600 || !strings.Contains(string(b), "ENCRYPTED") || strings.Contains(string(b), "BEGIN PRIVATE KEY") {
 			t.Errorf("%s: mode %v, not encrypted", f, st.Mode().Perm())
 		}
 	}
+	// The keys are standard encrypted PKCS#8: openssl reads the root key
+	// with the passphrase file.
+	if out, err := exec.Command("openssl", "pkey", "-in", filepath.Join(dir, "ca", "keys", "root.key"), "-passin", "file:"+pw, "-noout", "-text").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "NIST CURVE: P-384") {
+		t.Fatalf("openssl pkey root.key: %v\n%s", err, out)
+	}
+	// Keys written in the older meshpki format are rewritten by
+	// migrate-keys, once.
+	pass := []byte("correct horse battery staple")
+	for _, f := range keyFiles {
+		if !strings.HasSuffix(f, ".key") {
+			continue
+		}
+		b, _ := os.ReadFile(f)
+		key, err := keys.ParsePrivateKeyPEM(b, pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		legacy, err := keys.EncryptLegacyPEM(key, pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeTestFile(t, f, legacy, 0o600)
+	}
+	mustRun(t, "ca", "status", "--data", dir, "--password-file", pw)
+	out, _ := mustRun(t, "ca", "migrate-keys", "--data", dir, "--password-file", pw)
+	if !strings.Contains(out, "2 of 2 key files rewritten") {
+		t.Fatalf("migrate-keys: %s", out)
+	}
+	for _, f := range keyFiles {
+		if b, _ := os.ReadFile(f); strings.HasSuffix(f, ".key") && !strings.HasPrefix(string(b), "-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+			t.Errorf("%s after migrate-keys: %.40s", f, b)
+		}
+	}
+	if out, _ := mustRun(t, "ca", "migrate-keys", "--data", dir, "--password-file", pw); !strings.Contains(out, "0 of 2 key files rewritten") {
+		t.Fatalf("migrate-keys again: %s", out)
+	}
+	mustRun(t, "ca", "status", "--data", dir, "--password-file", pw)
 	// A second init refuses and changes nothing.
 	code, _, errOut := invokeCLI(t, "", "ca", "init", "--data", dir, "--name", "Other", "--trust-domain", "other.internal", "--password-file", pw)
 	if code == 0 || !strings.Contains(errOut, "already") {

@@ -4,6 +4,6 @@ package keys
 // external conformance test.
 func NewFastFileBackend(dir string, passphrase []byte) *FileBackend {
 	b := NewFileBackend(dir, passphrase)
-	b.scrypt = testScrypt
+	b.scrypt, b.keyScrypt = testScrypt, testScrypt
 	return b
 }

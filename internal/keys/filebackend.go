@@ -23,15 +23,17 @@ const (
 	maxSecretSize = 4096
 )
 
-// FileBackend keeps keys and secrets as passphrase-encrypted PEM files (see
-// EncryptPEM) in one directory. Files are written with mode 0600 and the
+// FileBackend keeps keys as encrypted PKCS#8 files (see EncryptPEM) and
+// secrets as passphrase-encrypted PEM files (EncryptSecret) in one
+// directory. Files are written with mode 0600 and the
 // directory is created with mode 0700. Decrypted keys and secrets are cached
 // by reference, so only the first Load of a reference pays for scrypt.
 // A FileBackend is safe for concurrent use.
 type FileBackend struct {
 	dir        string
 	passphrase []byte
-	scrypt     scryptParams
+	scrypt     scryptParams // of secrets
+	keyScrypt  scryptParams // of keys (openssl's limit, see pkcs8Scrypt)
 
 	mu      sync.Mutex
 	signers map[string]*cacheEntry[crypto.Signer]
@@ -55,6 +57,7 @@ func NewFileBackend(dir string, passphrase []byte) *FileBackend {
 		dir:        dir,
 		passphrase: append([]byte(nil), passphrase...),
 		scrypt:     defaultScrypt,
+		keyScrypt:  pkcs8Scrypt,
 		signers:    make(map[string]*cacheEntry[crypto.Signer]),
 		secrets:    make(map[string]*cacheEntry[[]byte]),
 	}
@@ -75,7 +78,7 @@ func (b *FileBackend) Create(ctx context.Context, name string, kt KeyType) (cryp
 	if err != nil {
 		return nil, "", err
 	}
-	data, err := encryptKeyPEM(signer, b.passphrase, b.scrypt)
+	data, err := encryptKeyPEM(signer, b.passphrase, b.keyScrypt)
 	if err != nil {
 		return nil, "", err
 	}

@@ -12,7 +12,7 @@ import (
 
 func newTestBackend(dir string) *FileBackend {
 	b := NewFileBackend(dir, testPassphrase)
-	b.scrypt = testScrypt
+	b.scrypt, b.keyScrypt = testScrypt, testScrypt
 	return b
 }
 
@@ -33,7 +33,7 @@ func TestFileBackendWritesEncryptedPrivateFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(data), "-----BEGIN "+encryptedKeyBlock+"-----") {
+	if !strings.HasPrefix(string(data), "-----BEGIN "+pkcs8Block+"-----") {
 		t.Fatalf("key file is not encrypted:\n%.60s", data)
 	}
 

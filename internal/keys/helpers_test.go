@@ -2,6 +2,8 @@ package keys
 
 import (
 	"crypto"
+	"crypto/x509"
+	"encoding/pem"
 	"sync"
 	"testing"
 )
@@ -37,4 +39,14 @@ func testKey(t testing.TB, kt KeyType) crypto.Signer {
 func samePublic(a, b crypto.PublicKey) bool {
 	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && eq.Equal(b)
+}
+
+// marshalPublicPEM is key's public key as openssl pkey -pubout prints it.
+func marshalPublicPEM(t testing.TB, key crypto.Signer) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }

@@ -19,7 +19,10 @@ import (
 	"golang.org/x/crypto/scrypt"
 )
 
-// PEM block types of the meshpki encrypted format.
+// PEM block types of the meshpki encrypted format. Keys were written in it
+// before the standard encrypted PKCS#8 (pkcs8.go); it is still read, and
+// meshpki ca migrate-keys rewrites such files. Secrets are still written in
+// it: they are not keys, and PKCS#8 has no form for them.
 const (
 	encryptedKeyBlock    = "MESHPKI ENCRYPTED PRIVATE KEY"
 	encryptedSecretBlock = "MESHPKI ENCRYPTED SECRET"
@@ -87,12 +90,11 @@ func (p scryptParams) check() error {
 	return nil
 }
 
-// EncryptPEM returns key as a PEM block of type "MESHPKI ENCRYPTED PRIVATE
-// KEY": the PKCS#8 DER sealed with AES-256-GCM under a key derived from
-// passphrase with scrypt. The headers carry the KDF parameters, the salt and
-// the nonce, and are authenticated along with the block type.
+// EncryptPEM returns key as a standard encrypted PKCS#8 PEM block
+// ("ENCRYPTED PRIVATE KEY": PBES2 with scrypt and AES-256-CBC, see
+// pkcs8.go), which openssl reads with the passphrase.
 func EncryptPEM(key crypto.Signer, passphrase []byte) ([]byte, error) {
-	return encryptKeyPEM(key, passphrase, defaultScrypt)
+	return encryptKeyPEM(key, passphrase, pkcs8Scrypt)
 }
 
 func encryptKeyPEM(key crypto.Signer, passphrase []byte, params scryptParams) ([]byte, error) {
@@ -101,7 +103,7 @@ func encryptKeyPEM(key crypto.Signer, passphrase []byte, params scryptParams) ([
 		return nil, err
 	}
 	defer clear(der)
-	return seal(encryptedKeyBlock, der, passphrase, params)
+	return encryptPKCS8(der, passphrase, params)
 }
 
 // EncryptSecret seals a raw secret with the same scheme as EncryptPEM, in a
@@ -146,8 +148,8 @@ func marshalPKCS8(key crypto.Signer) ([]byte, error) {
 }
 
 // ParsePrivateKeyPEM returns the first private key in data. It accepts the
-// meshpki encrypted block (which needs passphrase; a wrong one yields
-// ErrBadPassphrase) and the unencrypted "PRIVATE KEY" (PKCS#8),
+// encrypted PKCS#8 block and the older meshpki encrypted block (both need
+// passphrase; a wrong one yields ErrBadPassphrase) and the unencrypted "PRIVATE KEY" (PKCS#8),
 // "EC PRIVATE KEY" (SEC 1) and "RSA PRIVATE KEY" (PKCS#1) blocks. Other
 // blocks, such as "EC PARAMETERS" or certificates, are skipped. The key must
 // be one of the supported key types (see TypeOf). With an empty passphrase
@@ -185,8 +187,19 @@ func ParsePrivateKeyPEM(data, passphrase []byte) (crypto.Signer, error) {
 				return nil, err
 			}
 			return parseDER(block.Bytes, func(der []byte) (any, error) { return x509.ParsePKCS1PrivateKey(der) })
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, errors.New("keys: PKCS#8 encrypted keys are not supported: decrypt it with 'openssl pkcs8' and protect the file with mode 0600")
+		case pkcs8Block:
+			der, err := decryptPKCS8(block.Bytes, passphrase)
+			if err != nil {
+				return nil, err
+			}
+			key, err := parseDER(der, x509.ParsePKCS8PrivateKey)
+			clear(der)
+			if err != nil {
+				// CBC is not authenticated: a wrong passphrase that happens
+				// to leave valid padding shows here.
+				return nil, fmt.Errorf("%w (%v)", ErrBadPassphrase, err)
+			}
+			return key, nil
 		}
 	}
 }
@@ -308,7 +321,21 @@ func open(block *pem.Block, passphrase []byte) ([]byte, error) {
 
 // newAEAD derives the AES-256-GCM key from passphrase.
 func newAEAD(passphrase, salt []byte, params scryptParams) (cipher.AEAD, error) {
-	key, err := scrypt.Key(passphrase, salt, params.N, params.R, params.P, aeadKey)
+	block, err := scryptAES(passphrase, salt, params, aeadKey)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	return aead, nil
+}
+
+// scryptAES is AES under a key of keyLen bytes derived from passphrase
+// with scrypt.
+func scryptAES(passphrase, salt []byte, params scryptParams, keyLen int) (cipher.Block, error) {
+	key, err := scrypt.Key(passphrase, salt, params.N, params.R, params.P, keyLen)
 	if err != nil {
 		return nil, fmt.Errorf("keys: derive key: %w", err)
 	}
@@ -317,11 +344,7 @@ func newAEAD(passphrase, salt []byte, params scryptParams) (cipher.AEAD, error) 
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
-	}
-	return aead, nil
+	return block, nil
 }
 
 // additionalData binds the block type and every header value, exactly as

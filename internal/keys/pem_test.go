@@ -15,7 +15,7 @@ import (
 
 func encryptForTest(t testing.TB, kt KeyType) []byte {
 	t.Helper()
-	data, err := encryptKeyPEM(testKey(t, kt), testPassphrase, testScrypt)
+	data, err := encryptLegacyKeyPEM(testKey(t, kt), testPassphrase, testScrypt)
 	if err != nil {
 		t.Fatalf("encrypt %s: %v", kt, err)
 	}
@@ -37,29 +37,6 @@ func TestEncryptPEMRoundTripsEveryKeyType(t *testing.T) {
 				t.Fatal("decrypted key differs")
 			}
 		})
-	}
-}
-
-func TestEncryptPEMUsesDefaultParameters(t *testing.T) {
-	data, err := EncryptPEM(testKey(t, ECP256), testPassphrase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != encryptedKeyBlock {
-		t.Fatalf("block = %v", block)
-	}
-	want := map[string]string{"KDF": "scrypt", "Scrypt-N": "32768", "Scrypt-R": "8", "Scrypt-P": "1"}
-	for name, value := range want {
-		if block.Headers[name] != value {
-			t.Errorf("header %s = %q, want %q", name, block.Headers[name], value)
-		}
-	}
-	if salt, err := base64.StdEncoding.DecodeString(block.Headers["Salt"]); err != nil || len(salt) != 16 {
-		t.Errorf("Salt %q is not 16 base64 bytes", block.Headers["Salt"])
-	}
-	if _, err := ParsePrivateKeyPEM(data, testPassphrase); err != nil {
-		t.Fatalf("ParsePrivateKeyPEM: %v", err)
 	}
 }
 
@@ -300,6 +277,13 @@ func FuzzParsePrivateKeyPEM(f *testing.F) {
 	sec1, _ := x509.MarshalECPrivateKey(testKey(f, ECP256).(*ecdsa.PrivateKey))
 	f.Add(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}))
 	f.Add([]byte("-----BEGIN MESHPKI ENCRYPTED PRIVATE KEY-----\nKDF: scrypt\n\nAAAA\n-----END MESHPKI ENCRYPTED PRIVATE KEY-----\n"))
+	for _, kt := range []KeyType{ECP256, RSA2048} {
+		data, err := encryptKeyPEM(testKey(f, kt), testPassphrase, testScrypt)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
 	f.Add([]byte("not pem"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		key, err := ParsePrivateKeyPEM(data, testPassphrase)

@@ -94,7 +94,7 @@ func TestServerRenewsItsOwnCertificateAndAdminCredential(t *testing.T) {
 	}
 	st, _ := os.Stat(filepath.Join(in.DataDir, server.AdminKeyFile))
 	key, _ := os.ReadFile(filepath.Join(in.DataDir, server.AdminKeyFile))
-	if st.Mode().Perm() != 0o600 || !strings.Contains(string(key), "MESHPKI ENCRYPTED PRIVATE KEY") {
+	if st.Mode().Perm() != 0o600 || !strings.Contains(string(key), "-----BEGIN ENCRYPTED PRIVATE KEY-----") {
 		t.Errorf("admin key: mode %v, encrypted=%v", st.Mode().Perm(), strings.Contains(string(key), "ENCRYPTED"))
 	}
 }
