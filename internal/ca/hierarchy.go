@@ -79,6 +79,41 @@ type InitOptions struct {
 	IssuerLifetime time.Duration
 	// Now is the clock (nil means time.Now).
 	Now func() time.Time
+	// Root and Issuer say where the root's key and intermediate
+	// "default"'s key are kept; the zero KeyPlace is an encrypted file in
+	// DIR/ca/keys.
+	Root, Issuer KeyPlace
+	// ServerKeys, if set, is a key URI (an HSM token, a KMS account) where
+	// the server generates the keys it makes for itself: the JWT-SVID and
+	// audit checkpoint keys (default: encrypted files in DIR/ca/keys).
+	ServerKeys string
+}
+
+// KeyPlace is where a CA key is kept: a key URI (keys.Router.CreateAt) —
+// an HSM object, a KMS key, or "" for an encrypted file in DIR/ca/keys —
+// and whether the key is generated there (Generate) or is one already
+// there.
+type KeyPlace struct {
+	URI      string
+	Generate bool
+}
+
+// keyCreator is a keystore that can put keys where a key URI says
+// (keys.Router).
+type keyCreator interface {
+	CreateAt(ctx context.Context, uri string, kt keys.KeyType, generate bool) (crypto.Signer, string, error)
+}
+
+// createKey makes the key named name, at place if it names one.
+func (h *Hierarchy) createKey(ctx context.Context, place KeyPlace, name string, kt keys.KeyType) (crypto.Signer, string, error) {
+	if place.URI == "" {
+		return h.kb.Create(ctx, name, kt)
+	}
+	kc, ok := h.kb.(keyCreator)
+	if !ok {
+		return nil, "", fmt.Errorf("ca: this keystore keeps keys in files only, not at %s", keys.Redact(place.URI))
+	}
+	return kc.CreateAt(ctx, place.URI, kt, place.Generate)
 }
 
 // Issuer is one generation of a named intermediate with its signer. It is
@@ -139,6 +174,9 @@ type caConfig struct {
 	Root        rootConfig     `json:"root"`
 	TokenKey    string         `json:"token_key"`
 	Issuers     []issuerConfig `json:"issuers"`
+	// ServerKeys, if set, is the key URI under which the server keeps the
+	// keys it makes for itself (keys.SuccessorURI of it, named after each).
+	ServerKeys string `json:"server_keys,omitempty"`
 }
 
 type rootConfig struct {
@@ -172,7 +210,7 @@ func Init(ctx context.Context, dataDir string, opts InitOptions, kb keys.Keystor
 	return initHierarchy(ctx, dataDir, opts, kb)
 }
 
-func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb keys.Keystore) (*Hierarchy, error) {
+func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb keys.Keystore) (_ *Hierarchy, err error) {
 	if opts.Name == "" {
 		opts.Name = DefaultName
 	}
@@ -204,12 +242,22 @@ func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb key
 		return nil, ErrAlreadyInitialized
 	}
 	h := &Hierarchy{caDir: filepath.Join(dataDir, caDirName), kb: kb, now: opts.Now}
+	// A failed Init leaves no CA directory behind if it made it: a wrong
+	// HSM PIN or a missing token changes nothing on disk. (A key already
+	// generated in an HSM or KMS stays there; the error says which.)
+	if _, statErr := os.Stat(h.caDir); errors.Is(statErr, fs.ErrNotExist) {
+		defer func() {
+			if err != nil {
+				os.RemoveAll(h.caDir)
+			}
+		}()
+	}
 	if err := os.MkdirAll(filepath.Join(h.caDir, issuersDir), 0o700); err != nil {
 		return nil, fmt.Errorf("ca: init: %w", err)
 	}
 
 	now := opts.Now()
-	rootKey, rootRef, err := kb.Create(ctx, rootKeyName, opts.KeyType)
+	rootKey, rootRef, err := h.createKey(ctx, opts.Root, rootKeyName, opts.KeyType)
 	if err != nil {
 		return nil, fmt.Errorf("ca: init: create root key: %w", err)
 	}
@@ -231,8 +279,9 @@ func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb key
 		CreatedAt:   now.UTC().Truncate(time.Second),
 		Root:        rootConfig{Cert: rootCertName, Key: rootRef},
 		TokenKey:    tokenRef,
+		ServerKeys:  opts.ServerKeys,
 	}
-	iss, ic, err := h.mintIssuer(ctx, &cfg, root, rootKey, DefaultIssuerName, 1, opts.IssuerLifetime, opts.KeyType, now)
+	iss, ic, err := h.mintIssuer(ctx, &cfg, root, rootKey, DefaultIssuerName, 1, opts.IssuerLifetime, opts.KeyType, opts.Issuer, now)
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +436,17 @@ func (h *Hierarchy) TrustDomain() string { return h.state.Load().cfg.TrustDomain
 // Root returns the root certificate.
 func (h *Hierarchy) Root() *x509.Certificate { return h.state.Load().root }
 
+// ServerKeysURI is where the server keeps the keys it makes for itself
+// ("" for files; see InitOptions.ServerKeys).
+func (h *Hierarchy) ServerKeysURI() string { return h.state.Load().cfg.ServerKeys }
+
+// RootKeyRef is the reference of the root's key (a file or a key URI).
+func (h *Hierarchy) RootKeyRef() string { return h.state.Load().cfg.Root.Key }
+
+// KeyRef is the reference of the generation's key: "file:NAME.key" or the
+// key URI of its HSM object or KMS key.
+func (iss *Issuer) KeyRef() string { return iss.keyRef }
+
 // TokenKeyRef returns the key backend reference of the token MAC secret.
 func (h *Hierarchy) TokenKeyRef() string { return h.state.Load().cfg.TokenKey }
 
@@ -434,6 +494,11 @@ func (h *Hierarchy) IntermediatesPEM(now time.Time) []byte {
 // kt "" means the CA's key type. It returns ErrIssuerExists if ca.json has an
 // intermediate of that name.
 func (h *Hierarchy) AddIssuer(ctx context.Context, name string, lifetime time.Duration, kt keys.KeyType) (*Issuer, error) {
+	return h.AddIssuerAt(ctx, name, lifetime, kt, KeyPlace{})
+}
+
+// AddIssuerAt is AddIssuer with the new intermediate's key kept at place.
+func (h *Hierarchy) AddIssuerAt(ctx context.Context, name string, lifetime time.Duration, kt keys.KeyType, place KeyPlace) (*Issuer, error) {
 	if err := validateIssuerName(name); err != nil {
 		return nil, err
 	}
@@ -460,7 +525,7 @@ func (h *Hierarchy) AddIssuer(ctx context.Context, name string, lifetime time.Du
 			return nil, fmt.Errorf("%w: %q", ErrIssuerExists, name)
 		}
 	}
-	return h.extendLocked(ctx, cfg, name, 1, lifetime, kt)
+	return h.extendLocked(ctx, cfg, name, 1, lifetime, kt, place)
 }
 
 // ReservedIssuerName cannot name an intermediate: it names the root's CRL.
@@ -536,7 +601,17 @@ func (h *Hierarchy) writeConfigLocked(cfg caConfig) error {
 // ca.json, loaded and published, until they expire; Issuer returns the new
 // one from now on. The error wraps ErrUnknownIssuer if there is no such
 // intermediate.
+//
+// The new key is kept where the newest generation's is: a file again, or,
+// for a key in an HSM or KMS, a new key generated in the same token or
+// account (keys.SuccessorURI), named after the new generation.
 func (h *Hierarchy) RotateIntermediate(ctx context.Context, name string) (*Issuer, error) {
+	return h.RotateIntermediateAt(ctx, name, KeyPlace{})
+}
+
+// RotateIntermediateAt is RotateIntermediate with the new generation's key
+// kept at place (the zero KeyPlace: where the newest generation's is).
+func (h *Hierarchy) RotateIntermediateAt(ctx context.Context, name string, place KeyPlace) (*Issuer, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cfg, err := h.readConfig()
@@ -556,13 +631,20 @@ func (h *Hierarchy) RotateIntermediate(ctx context.Context, name string) (*Issue
 	if err != nil || lifetime <= 0 {
 		return nil, fmt.Errorf("ca: issuer %q in %s: bad lifetime %q", name, configName, newest.Lifetime)
 	}
-	return h.extendLocked(ctx, cfg, name, newest.Generation+1, lifetime, newest.KeyType)
+	if place.URI == "" {
+		uri, err := keys.SuccessorURI(newest.Key, name+"-"+strconv.Itoa(newest.Generation+1))
+		if err != nil {
+			return nil, fmt.Errorf("ca: rotate %q: %w", name, err)
+		}
+		place = KeyPlace{URI: uri, Generate: true}
+	}
+	return h.extendLocked(ctx, cfg, name, newest.Generation+1, lifetime, newest.KeyType, place)
 }
 
 // extendLocked mints an intermediate with the root key, records it in
 // ca.json and reloads the state. cfg is the configuration just read from
 // disk, so changes made by other processes are kept.
-func (h *Hierarchy) extendLocked(ctx context.Context, cfg caConfig, name string, gen int, lifetime time.Duration, kt keys.KeyType) (*Issuer, error) {
+func (h *Hierarchy) extendLocked(ctx context.Context, cfg caConfig, name string, gen int, lifetime time.Duration, kt keys.KeyType, place KeyPlace) (*Issuer, error) {
 	rootPath, err := h.path(cfg.Root.Cert)
 	if err != nil {
 		return nil, err
@@ -575,7 +657,10 @@ func (h *Hierarchy) extendLocked(ctx context.Context, cfg caConfig, name string,
 	if err != nil {
 		return nil, fmt.Errorf("ca: load root key: %w", err)
 	}
-	iss, ic, err := h.mintIssuer(ctx, &cfg, root, rootKey, name, gen, lifetime, kt, h.now())
+	if !publicKeysEqual(rootKey.Public(), root.PublicKey) {
+		return nil, fmt.Errorf("ca: key %s does not match the root certificate", keys.Redact(cfg.Root.Key))
+	}
+	iss, ic, err := h.mintIssuer(ctx, &cfg, root, rootKey, name, gen, lifetime, kt, place, h.now())
 	if err != nil {
 		return nil, err
 	}
@@ -598,10 +683,10 @@ func (h *Hierarchy) extendLocked(ctx context.Context, cfg caConfig, name string,
 
 // mintIssuer creates the key and certificate of one intermediate generation
 // and writes the certificate file; the caller records it in ca.json.
-func (h *Hierarchy) mintIssuer(ctx context.Context, cfg *caConfig, root *x509.Certificate, rootKey crypto.Signer, name string, gen int, lifetime time.Duration, kt keys.KeyType, now time.Time) (*Issuer, issuerConfig, error) {
+func (h *Hierarchy) mintIssuer(ctx context.Context, cfg *caConfig, root *x509.Certificate, rootKey crypto.Signer, name string, gen int, lifetime time.Duration, kt keys.KeyType, place KeyPlace, now time.Time) (*Issuer, issuerConfig, error) {
 	keyName := name + "-" + strconv.Itoa(gen)
 	label := fmt.Sprintf("issuer %q generation %d", name, gen)
-	signer, ref, err := h.kb.Create(ctx, keyName, kt)
+	signer, ref, err := h.createKey(ctx, place, keyName, kt)
 	if err != nil {
 		return nil, issuerConfig{}, fmt.Errorf("ca: create key of %s: %w", label, err)
 	}

@@ -36,6 +36,7 @@ func newCAInitCommand(s *streams) *cobra.Command {
 	var (
 		dataDir, passwordFile, keyType, storeURL string
 		opts                                     ca.InitOptions
+		generate                                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "init --data DIR --name NAME --trust-domain TD",
@@ -59,6 +60,7 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 				return usageError{err}
 			}
 			opts.KeyType = kt
+			opts.Root.Generate, opts.Issuer.Generate = generate, generate
 			if ca.Initialized(dataDir) {
 				return fmt.Errorf("%s already holds a CA (%s); refusing to overwrite it", dataDir, filepath.Join(dataDir, "ca", "ca.json"))
 			}
@@ -70,13 +72,19 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 				fmt.Fprintf(s.err, "WARNING: no passphrase given; a random one was written to %s (development only).\n", generated)
 			}
 			fmt.Fprintf(s.err, "Generating %s keys…\n", kt)
-			h, err := ca.Init(contextOf(cmd), dataDir, opts, keys.NewFileBackend(filepath.Join(dataDir, "ca", "keys"), pass))
+			if (opts.Root.URI != "" || opts.Issuer.URI != "") && !generate {
+				fmt.Fprintln(s.err, "Using the keys already at the key URIs (--generate makes new ones there).")
+			}
+			ks := keys.OpenKeystore(dataDir, pass)
+			defer ks.Close()
+			h, err := ca.Init(contextOf(cmd), dataDir, opts, ks)
 			if err != nil {
 				return err
 			}
 			root := h.Root()
 			if err := auditCAChange(cmd, dataDir, storeURL, audit.TypeCAInitialized, h.Name(), map[string]string{
-				"trust_domain": h.TrustDomain(), "root_fingerprint": server.RootFingerprint(root)}); err != nil {
+				"trust_domain": h.TrustDomain(), "root_fingerprint": server.RootFingerprint(root),
+				"root_key": keys.Redact(h.RootKeyRef()), "root_key_backend": backendOf(h.RootKeyRef())}); err != nil {
 				return err
 			}
 			fmt.Fprintf(s.out, "Created CA %q (trust domain %s) in %s\n", h.Name(), h.TrustDomain(), dataDir)
@@ -98,6 +106,10 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 	durationVar(f, &opts.IssuerLifetime, "intermediate-lifetime", 0, "intermediate lifetime (default 8760h = 1 year)")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
 	f.StringVar(&storeURL, "store", "", "store URL the server will use, for the audit record: postgres://… (default SQLite in --data)")
+	f.StringVar(&opts.Root.URI, "root-key-uri", "", "where the root's key is kept: pkcs11:… (an HSM), awskms:… (AWS KMS) (default an encrypted file in DIR/ca/keys)")
+	f.StringVar(&opts.Issuer.URI, "intermediate-key-uri", "", "where the intermediate's key is kept, as --root-key-uri")
+	f.BoolVar(&generate, "generate", false, "generate the keys the key URIs name inside the HSM or KMS (without it, keys already there are used)")
+	f.StringVar(&opts.ServerKeys, "server-key-uri", "", "where the server generates the keys it makes for itself (JWT-SVID, audit checkpoints): a pkcs11: token or awskms: account; each key is named after its use (default encrypted files in DIR/ca/keys)")
 	return cmd
 }
 
@@ -113,39 +125,49 @@ func openHierarchy(cmd *cobra.Command, dataDir, passwordFile string) (*ca.Hierar
 	if err != nil {
 		return nil, err
 	}
-	return ca.Load(contextOf(cmd), dataDir, keys.NewFileBackend(filepath.Join(dataDir, "ca", "keys"), pass))
+	return ca.Load(contextOf(cmd), dataDir, keys.OpenKeystore(dataDir, pass))
 }
 
 func newCARotateCommand(s *streams) *cobra.Command {
 	var dataDir, passwordFile, issuer, storeURL string
+	var place ca.KeyPlace
 	cmd := &cobra.Command{
-		Use:   "rotate-intermediate --data DIR [--issuer NAME]",
+		Use:   "rotate-intermediate --data DIR [--issuer NAME] [--key-uri URI [--generate]]",
 		Short: "Make a new generation of an issuing intermediate",
 		Long: `Make a new generation of an issuing intermediate (default "default"), with
 the same lifetime and key type, signed by the root. New certificates are signed
 by it; certificates under older generations keep verifying until they expire,
 and /intermediates.pem serves every unexpired generation. A running server
-picks the new intermediate up within 10 seconds.`,
+picks the new intermediate up within 10 seconds.
+
+The new key is kept where the newest generation's is: an encrypted file, or
+a new key generated in the same HSM token or KMS account, named after the
+generation ("default-2"). --key-uri puts it elsewhere; with --generate a new
+key is made there, without it the key already there is used.`,
 		Example: `  meshpki ca rotate-intermediate --data ./ca-data
-  meshpki ca rotate-intermediate --data ./ca-data --issuer payments`,
+  meshpki ca rotate-intermediate --data ./ca-data --issuer payments
+  meshpki ca rotate-intermediate --data ./ca-data --generate \
+    --key-uri 'pkcs11:token=meshpki;object=int-2027?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/meshpki/pin'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			h, err := openHierarchy(cmd, dataDir, passwordFile)
 			if err != nil {
 				return err
 			}
-			iss, err := h.RotateIntermediate(contextOf(cmd), issuer)
+			iss, err := h.RotateIntermediateAt(contextOf(cmd), issuer, place)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(s.out, "Issuer %q is now at generation %d, valid until %s (serial %s)\n",
 				iss.Name, iss.Generation, iss.Cert.NotAfter.UTC().Format(time.DateOnly), store.SerialOf(iss.Cert.SerialNumber))
-			return auditCAChange(cmd, dataDir, storeURL, audit.TypeCARotated, iss.Name, issuerDetail(iss))
+			return auditCAChange(cmd, dataDir, storeURL, audit.TypeCARotated, iss.Name, issuerDetail(h, iss))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "", "data directory")
 	f.StringVar(&issuer, "issuer", "default", "name of the issuing intermediate to rotate")
+	f.StringVar(&place.URI, "key-uri", "", "where the new generation's key is kept: pkcs11:…, awskms:… (default where the newest generation's is)")
+	f.BoolVar(&place.Generate, "generate", false, "generate the key --key-uri names (without it, the key already there is used)")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
 	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default SQLite in --data)")
 	return cmd
@@ -154,8 +176,9 @@ picks the new intermediate up within 10 seconds.`,
 func newCAAddIssuerCommand(s *streams) *cobra.Command {
 	var dataDir, passwordFile, keyType, storeURL string
 	var lifetime time.Duration
+	var place ca.KeyPlace
 	cmd := &cobra.Command{
-		Use:   "add-issuer NAME --data DIR [--lifetime 8760h] [--key-type ec-p256]",
+		Use:   "add-issuer NAME --data DIR [--lifetime 8760h] [--key-type ec-p256] [--key-uri URI [--generate]]",
 		Short: "Add another issuing intermediate (one per team or environment)",
 		Long: `Add a named issuing intermediate signed by the root, with its own lifetime
 and key type. A provisioner signs with it when its policy names it
@@ -171,18 +194,20 @@ and key type. A provisioner signs with it when its policy names it
 			if err != nil {
 				return err
 			}
-			iss, err := h.AddIssuer(contextOf(cmd), args[0], lifetime, kt)
+			iss, err := h.AddIssuerAt(contextOf(cmd), args[0], lifetime, kt, place)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(s.out, "Added issuer %q (%s), valid until %s\n", iss.Name, iss.KeyType, iss.Cert.NotAfter.UTC().Format(time.DateOnly))
-			return auditCAChange(cmd, dataDir, storeURL, audit.TypeCAIssuerAdded, iss.Name, issuerDetail(iss))
+			return auditCAChange(cmd, dataDir, storeURL, audit.TypeCAIssuerAdded, iss.Name, issuerDetail(h, iss))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "", "data directory")
 	durationVar(f, &lifetime, "lifetime", 8760*time.Hour, "intermediate lifetime")
 	f.StringVar(&keyType, "key-type", string(keys.ECP256), "key type")
+	f.StringVar(&place.URI, "key-uri", "", "where the intermediate's key is kept: pkcs11:…, awskms:… (default an encrypted file in DIR/ca/keys)")
+	f.BoolVar(&place.Generate, "generate", false, "generate the key --key-uri names (without it, the key already there is used)")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
 	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default SQLite in --data)")
 	return cmd
@@ -277,9 +302,21 @@ func cliActor() string {
 	return "cli:" + name + "@" + host
 }
 
-func issuerDetail(iss *ca.Issuer) map[string]string {
+// issuerDetail is an issuer change's audit detail: the new generation, its
+// key and the backend that keeps it, and the root key that signed it.
+func issuerDetail(h *ca.Hierarchy, iss *ca.Issuer) map[string]string {
 	return map[string]string{"issuer": iss.Name, "generation": strconv.Itoa(iss.Generation), "serial": string(store.SerialOf(iss.Cert.SerialNumber)),
-		"key_type": string(iss.KeyType), "not_after": iss.Cert.NotAfter.UTC().Format(time.RFC3339)}
+		"key_type": string(iss.KeyType), "not_after": iss.Cert.NotAfter.UTC().Format(time.RFC3339),
+		"key": keys.Redact(iss.KeyRef()), "key_backend": backendOf(iss.KeyRef()),
+		"signed_by": keys.Redact(h.RootKeyRef()), "signed_by_backend": backendOf(h.RootKeyRef())}
+}
+
+// backendOf names the backend that keeps a key: file, pkcs11, awskms.
+func backendOf(ref string) string {
+	if s := keys.Scheme(ref); s != "" {
+		return s
+	}
+	return "file"
 }
 
 func newCAMigrateKeysCommand(s *streams) *cobra.Command {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -203,7 +202,7 @@ func loadCredential(certFile, keyFile, dataDir, passwordFile string) (*tls.Certi
 		return nil, err
 	}
 	var passphrase []byte
-	if passwordFile != "" || isEncryptedKey(keyPEM) {
+	if passwordFile != "" || keys.IsEncryptedPEM(keyPEM) {
 		passphrase, _, err = keys.ResolvePassphrase(dataDir, passwordFile, false)
 		if err != nil {
 			return nil, fmt.Errorf("key %s is encrypted: %w", keyFile, err)
@@ -229,20 +228,6 @@ func readKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read key %s: %w", path, err)
 	}
 	return data, nil
-}
-
-// isEncryptedKey reports whether data holds a meshpki-encrypted key.
-func isEncryptedKey(data []byte) bool {
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return false
-		}
-		if strings.HasPrefix(block.Type, "MESHPKI ENCRYPTED") {
-			return true
-		}
-	}
 }
 
 // writeJSON prints v as indented JSON.

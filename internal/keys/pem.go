@@ -364,3 +364,18 @@ func additionalData(blockType string, headers map[string]string) []byte {
 	}
 	return aad
 }
+
+// IsEncryptedPEM reports whether data holds an encrypted private key, in
+// either format ParsePrivateKeyPEM opens with a passphrase.
+func IsEncryptedPEM(data []byte) bool {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return false
+		}
+		if block.Type == pkcs8Block || block.Type == encryptedKeyBlock {
+			return true
+		}
+	}
+}

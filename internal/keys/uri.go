@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 )
@@ -67,13 +69,53 @@ type Router struct {
 
 	mu        sync.Mutex
 	providers map[string]Provider
+	placed    map[string]string // name → key URI (Place)
 }
 
 var _ Keystore = (*Router)(nil)
 
+// OpenKeystore is the keystore of the CA in dataDir: a Router over the
+// encrypted files in DIR/ca/keys.
+func OpenKeystore(dataDir string, passphrase []byte) *Router {
+	return NewRouter(NewFileBackend(filepath.Join(dataDir, "ca", "keys"), passphrase))
+}
+
 // NewRouter returns a Router over files.
 func NewRouter(files *FileBackend) *Router {
-	return &Router{FileBackend: files, providers: map[string]Provider{}}
+	return &Router{FileBackend: files, providers: map[string]Provider{}, placed: map[string]string{}}
+}
+
+// Place keeps the key named name at uri from now on: Ref(name) is uri, and
+// Create(name) generates the key there (the keys a server makes for itself
+// by name, such as the JWT-SVID and audit checkpoint keys, then live in the
+// HSM or KMS with the CA's).
+func (r *Router) Place(name, uri string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.placed[name] = uri
+}
+
+func (r *Router) placement(name string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	uri, ok := r.placed[name]
+	return uri, ok
+}
+
+// Ref is the reference of the key named name: its placed URI, or its file.
+func (r *Router) Ref(name string) string {
+	if uri, ok := r.placement(name); ok {
+		return uri
+	}
+	return r.FileBackend.Ref(name)
+}
+
+// Create generates the key named name: at its placed URI, or in a file.
+func (r *Router) Create(ctx context.Context, name string, kt KeyType) (crypto.Signer, string, error) {
+	if uri, ok := r.placement(name); ok {
+		return r.CreateAt(ctx, uri, kt, true)
+	}
+	return r.FileBackend.Create(ctx, name, kt)
 }
 
 // Load returns the signer of ref, whatever its scheme.
@@ -173,4 +215,45 @@ func clip(s string) string {
 		return s[:max] + "…"
 	}
 	return s
+}
+
+// SuccessorURI is where the key after ref is made when ref's issuer
+// rotates: "" (a key the keystore names, a file) for a file reference or
+// one of a scheme no provider serves, and for a
+// key URI the same token or account with the key named object: a PKCS#11
+// URI with object=object and no id; an AWS KMS URI with no key id or
+// alias, so a new key is created in the same region and endpoint.
+func SuccessorURI(ref, object string) (string, error) {
+	switch Scheme(ref) {
+	case "", "file":
+		return "", nil
+	case "pkcs11":
+		path, query, _ := strings.Cut(strings.TrimPrefix(ref, "pkcs11:"), "?")
+		var attrs []string
+		for _, a := range strings.Split(path, ";") {
+			if a != "" && !strings.HasPrefix(a, "object=") && !strings.HasPrefix(a, "id=") {
+				attrs = append(attrs, a)
+			}
+		}
+		attrs = append(attrs, "object="+url.PathEscape(object))
+		uri := "pkcs11:" + strings.Join(attrs, ";")
+		if query != "" {
+			uri += "?" + query
+		}
+		return uri, nil
+	case "awskms":
+		_, query, _ := strings.Cut(ref, "?")
+		uri := "awskms:///"
+		if query != "" {
+			uri += "?" + query
+		}
+		return uri, nil
+	}
+	factoriesMu.Lock()
+	_, provided := factories[Scheme(ref)]
+	factoriesMu.Unlock()
+	if !provided {
+		return "", nil // a keystore's own kind of reference: a key by name
+	}
+	return "", fmt.Errorf("keys: no successor for a %s key: give the new key's URI", Scheme(ref))
 }

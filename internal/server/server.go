@@ -144,14 +144,15 @@ type Options struct {
 	// 1000).
 	ExportedCertificates int
 	// Keystore opens where the server keeps every key it holds, given the
-	// data directory and the CA passphrase (nil: keys.NewFileBackend on
-	// DIR/ca/keys). Nothing else in the server knows where keys live.
+	// data directory and the CA passphrase (nil: keys.OpenKeystore, the
+	// files in DIR/ca/keys and the HSMs and KMSs key URIs name). Nothing
+	// else in the server knows where keys live.
 	Keystore func(dataDir string, passphrase []byte) (keys.Keystore, error)
 }
 
-// fileKeystore is the default Options.Keystore.
-func fileKeystore(dataDir string, passphrase []byte) (keys.Keystore, error) {
-	return keys.NewFileBackend(filepath.Join(dataDir, "ca", "keys"), passphrase), nil
+// defaultKeystore is the default Options.Keystore.
+func defaultKeystore(dataDir string, passphrase []byte) (keys.Keystore, error) {
+	return keys.OpenKeystore(dataDir, passphrase), nil
 }
 
 // Timeouts are the HTTPS server's per-request and per-connection limits.
@@ -610,6 +611,21 @@ func (s *Server) openCA(ctx context.Context) error {
 		return fmt.Errorf("server: load CA from %s: %w", dir, err)
 	}
 	s.hierarchy = h
+	if base := h.ServerKeysURI(); base != "" {
+		placer, ok := s.keys.(interface{ Place(name, uri string) })
+		if !ok {
+			return fmt.Errorf("server: ca.json keeps the server's keys at %s, which this keystore cannot reach", keys.Redact(base))
+		}
+		for _, name := range []string{jwtKeyName, checkpointKeyName} {
+			uri, err := keys.SuccessorURI(base, name)
+			if err != nil {
+				return fmt.Errorf("server: where to keep the %s key: %w", name, err)
+			}
+			if uri != "" {
+				placer.Place(name, uri)
+			}
+		}
+	}
 	return nil
 }
 
@@ -646,6 +662,9 @@ func (s *Server) URL() string { return s.publicURL }
 func (s *Server) Serve(ctx context.Context) error {
 	defer s.lock.release()
 	defer s.store.Close()
+	if c, ok := s.keys.(io.Closer); ok {
+		defer c.Close() // HSM sessions, KMS clients
+	}
 	outer := ctx
 	// Every long-running part runs in one task group: the issuance path's
 	// refusal summaries, ACME validation, the node API's sync hub, maintenance and
@@ -1022,7 +1041,7 @@ func redactURL(raw string) string {
 func (s *Server) openKeystore(pass []byte) (keys.Keystore, error) {
 	open := s.opts.Keystore
 	if open == nil {
-		open = fileKeystore
+		open = defaultKeystore
 	}
 	ks, err := open(s.opts.DataDir, pass)
 	if err != nil {
