@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -237,6 +238,14 @@ func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb key
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ServerKeys != "" {
+		// The server finds its keys again by name: a token's object label,
+		// a KMS alias.
+		uri, err := keys.SuccessorURI(opts.ServerKeys, "jwt-svid")
+		if err != nil || uri == "" || (keys.Scheme(uri) == "awskms" && !strings.Contains(uri, ":///alias/")) {
+			return nil, fmt.Errorf("ca: init: the server's keys need a place they are found again by name: a pkcs11: token, or awskms:///alias/PREFIX (not %s)", keys.Redact(opts.ServerKeys))
+		}
 	}
 	if Initialized(dataDir) {
 		return nil, ErrAlreadyInitialized

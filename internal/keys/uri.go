@@ -242,8 +242,11 @@ func SuccessorURI(ref, object string) (string, error) {
 		}
 		return uri, nil
 	case "awskms":
-		_, query, _ := strings.Cut(ref, "?")
+		path, query, _ := strings.Cut(strings.TrimPrefix(ref, "awskms:///"), "?")
 		uri := "awskms:///"
+		if prefix, ok := strings.CutPrefix(path, "alias/"); ok {
+			uri += "alias/" + prefix + "-" + object
+		}
 		if query != "" {
 			uri += "?" + query
 		}
