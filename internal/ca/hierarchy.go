@@ -38,6 +38,9 @@ var (
 	ErrUnknownIssuer = errors.New("ca: unknown issuer")
 	// ErrIssuerExists is returned by AddIssuer when the name is taken.
 	ErrIssuerExists = errors.New("ca: issuer already exists")
+	// ErrRootOffline is returned by what needs the root's key when the
+	// root is kept offline (InitOptions.OfflineRoot).
+	ErrRootOffline = errors.New("ca: the root is offline")
 )
 
 // Defaults of InitOptions and AddIssuer.
@@ -88,6 +91,14 @@ type InitOptions struct {
 	// the server generates the keys it makes for itself: the JWT-SVID and
 	// audit checkpoint keys (default: encrypted files in DIR/ca/keys).
 	ServerKeys string
+	// RootKeys is the keystore of the offline root's key (OfflineRoot):
+	// keys.OpenRootKeystore(OfflineRoot, passphrase).
+	RootKeys keys.Keystore
+	// OfflineRoot, if set, is a directory apart from the data directory
+	// where the root's certificate, its key (unless Root names an HSM or
+	// KMS key) and root.json are kept; the data directory gets the root's
+	// certificate alone, and the server never reads OfflineRoot.
+	OfflineRoot string
 }
 
 // KeyPlace is where a CA key is kept: a key URI (keys.Router.CreateAt) —
@@ -178,6 +189,12 @@ type caConfig struct {
 	// ServerKeys, if set, is the key URI under which the server keeps the
 	// keys it makes for itself (keys.SuccessorURI of it, named after each).
 	ServerKeys string `json:"server_keys,omitempty"`
+	// RootOffline is set when the root's key is kept away from the
+	// server (InitOptions.OfflineRoot); Root.Key is then empty.
+	RootOffline bool `json:"root_offline,omitempty"`
+	// Pending are generations whose keys are made and whose certificates
+	// the offline root has yet to sign (PrepareIntermediate).
+	Pending []issuerConfig `json:"pending,omitempty"`
 }
 
 type rootConfig struct {
@@ -266,7 +283,22 @@ func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb key
 	}
 
 	now := opts.Now()
-	rootKey, rootRef, err := h.createKey(ctx, opts.Root, rootKeyName, opts.KeyType)
+	rootKeys := h
+	if opts.OfflineRoot != "" {
+		if opts.RootKeys == nil {
+			return nil, errors.New("ca: init: an offline root needs InitOptions.RootKeys")
+		}
+		if err := makeOfflineRootDir(opts.OfflineRoot); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				os.RemoveAll(opts.OfflineRoot)
+			}
+		}()
+		rootKeys = &Hierarchy{kb: opts.RootKeys}
+	}
+	rootKey, rootRef, err := rootKeys.createKey(ctx, opts.Root, rootKeyName, opts.KeyType)
 	if err != nil {
 		return nil, fmt.Errorf("ca: init: create root key: %w", err)
 	}
@@ -276,6 +308,13 @@ func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb key
 	}
 	if err := keys.WriteFile(filepath.Join(h.caDir, rootCertName), rootPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("ca: init: write root: %w", err)
+	}
+	if opts.OfflineRoot != "" {
+		if err := writeOfflineRoot(opts.OfflineRoot, offlineRoot{Name: opts.Name, KeyType: opts.KeyType, Cert: rootCertName, Key: rootRef,
+			CreatedAt: now.UTC().Truncate(time.Second)}, rootPEM); err != nil {
+			return nil, err
+		}
+		rootRef = ""
 	}
 	_, tokenRef, err := kb.CreateSecret(ctx, tokenKeyName, tokenKeySize)
 	if err != nil {
@@ -289,6 +328,7 @@ func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb key
 		Root:        rootConfig{Cert: rootCertName, Key: rootRef},
 		TokenKey:    tokenRef,
 		ServerKeys:  opts.ServerKeys,
+		RootOffline: opts.OfflineRoot != "",
 	}
 	iss, ic, err := h.mintIssuer(ctx, &cfg, root, rootKey, DefaultIssuerName, 1, opts.IssuerLifetime, opts.KeyType, opts.Issuer, now)
 	if err != nil {
@@ -546,6 +586,9 @@ func (h *Hierarchy) RootSigner(ctx context.Context) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.RootOffline {
+		return nil, ErrRootOffline
+	}
 	key, err := h.kb.Load(ctx, cfg.Root.Key)
 	if err != nil {
 		return nil, fmt.Errorf("ca: load the root key: %w", err)
@@ -662,6 +705,9 @@ func (h *Hierarchy) extendLocked(ctx context.Context, cfg caConfig, name string,
 	if err != nil {
 		return nil, err
 	}
+	if cfg.RootOffline {
+		return nil, fmt.Errorf("%w: make the key and a request with 'meshpki ca rotate-intermediate --csr FILE', sign it where the root is with 'meshpki ca sign-intermediate', and bring the certificate back with 'meshpki ca import-intermediate'", ErrRootOffline)
+	}
 	rootKey, err := h.kb.Load(ctx, cfg.Root.Key)
 	if err != nil {
 		return nil, fmt.Errorf("ca: load root key: %w", err)
@@ -699,26 +745,12 @@ func (h *Hierarchy) mintIssuer(ctx context.Context, cfg *caConfig, root *x509.Ce
 	if err != nil {
 		return nil, issuerConfig{}, fmt.Errorf("ca: create key of %s: %w", label, err)
 	}
-	serial, err := NewSerial()
-	if err != nil {
-		return nil, issuerConfig{}, err
-	}
 	notAfter := now.Add(lifetime)
 	if notAfter.After(root.NotAfter) {
 		notAfter = root.NotAfter
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               caSubject(cfg.Name, fmt.Sprintf("Intermediate CA (%s, %d)", name, gen)),
-		NotBefore:             now.Add(-caBackdate),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
-	}
-	if tmpl.SubjectKeyId, err = subjectKeyID(signer.Public()); err != nil {
+	tmpl, err := intermediateTemplate(caSubject(cfg.Name, fmt.Sprintf("Intermediate CA (%s, %d)", name, gen)), signer.Public(), now, notAfter)
+	if err != nil {
 		return nil, issuerConfig{}, fmt.Errorf("ca: %s: %w", label, err)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, signer.Public(), rootKey)
@@ -747,6 +779,31 @@ func (h *Hierarchy) mintIssuer(ctx context.Context, cfg *caConfig, root *x509.Ce
 	}
 	ic := issuerConfig{Name: name, Generation: gen, Cert: file, Key: ref, Lifetime: lifetime.String(), KeyType: kt}
 	return iss, ic, nil
+}
+
+// intermediateTemplate is the profile of every intermediate: CA, path
+// length 0, certificate and CRL signing, a fresh serial.
+func intermediateTemplate(subject pkix.Name, pub crypto.PublicKey, now, notAfter time.Time) (*x509.Certificate, error) {
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	skid, err := subjectKeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               subject,
+		NotBefore:             now.Add(-caBackdate),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		SubjectKeyId:          skid,
+	}, nil
 }
 
 // createRoot self-signs the root certificate.
@@ -826,7 +883,7 @@ func (h *Hierarchy) readConfig() (caConfig, error) {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return cfg, fmt.Errorf("ca: parse %s: %w", filepath.Join(h.caDir, configName), err)
 	}
-	if cfg.Root.Cert == "" || cfg.Root.Key == "" {
+	if cfg.Root.Cert == "" || (cfg.Root.Key == "" && !cfg.RootOffline) {
 		return cfg, fmt.Errorf("ca: %s: no root", filepath.Join(h.caDir, configName))
 	}
 	return cfg, nil

@@ -28,7 +28,8 @@ func newCACommand(s *streams) *cobra.Command {
 loaded only to sign intermediates) and one or more online issuing
 intermediates. Every private key is encrypted with the CA passphrase.`,
 	}
-	cmd.AddCommand(newCAInitCommand(s), newCARotateCommand(s), newCAAddIssuerCommand(s), newCAStatusCommand(s), newCAMigrateKeysCommand(s))
+	cmd.AddCommand(newCAInitCommand(s), newCARotateCommand(s), newCAAddIssuerCommand(s), newCAStatusCommand(s), newCAMigrateKeysCommand(s),
+		newCASignIntermediateCommand(s), newCAImportIntermediateCommand(s))
 	return cmd
 }
 
@@ -77,6 +78,11 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 			}
 			ks := keys.OpenKeystore(dataDir, pass)
 			defer ks.Close()
+			if opts.OfflineRoot != "" {
+				rk := ca.OfflineRootKeystore(opts.OfflineRoot, pass)
+				defer rk.Close()
+				opts.RootKeys = rk
+			}
 			h, err := ca.Init(contextOf(cmd), dataDir, opts, ks)
 			if err != nil {
 				return err
@@ -84,7 +90,7 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 			root := h.Root()
 			if err := auditCAChange(cmd, dataDir, storeURL, audit.TypeCAInitialized, h.Name(), map[string]string{
 				"trust_domain": h.TrustDomain(), "root_fingerprint": server.RootFingerprint(root),
-				"root_key": keys.Redact(h.RootKeyRef()), "root_key_backend": backendOf(h.RootKeyRef())}); err != nil {
+				"root_key": keys.Redact(h.RootKeyRef()), "root_key_backend": backendOf(h.RootKeyRef()), "root_offline": strconv.FormatBool(h.RootOffline())}); err != nil {
 				return err
 			}
 			fmt.Fprintf(s.out, "Created CA %q (trust domain %s) in %s\n", h.Name(), h.TrustDomain(), dataDir)
@@ -92,6 +98,9 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 			fmt.Fprintf(s.out, "  fingerprint:   %s (SHA-256)\n", server.RootFingerprint(root))
 			for _, iss := range h.Issuers() {
 				fmt.Fprintf(s.out, "  intermediate:  %s (generation %d), valid until %s\n", iss.Name, iss.Generation, iss.Cert.NotAfter.UTC().Format(time.DateOnly))
+			}
+			if opts.OfflineRoot != "" {
+				fmt.Fprintf(s.out, "  offline root:  %s — move it off this machine; the server runs without it\n", opts.OfflineRoot)
 			}
 			fmt.Fprintf(s.out, "Start it with: meshpki server --data %s\n", dataDir)
 			return nil
@@ -109,6 +118,7 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 	f.StringVar(&opts.Root.URI, "root-key-uri", "", "where the root's key is kept: pkcs11:… (an HSM), awskms:… (AWS KMS) (default an encrypted file in DIR/ca/keys)")
 	f.StringVar(&opts.Issuer.URI, "intermediate-key-uri", "", "where the intermediate's key is kept, as --root-key-uri")
 	f.BoolVar(&generate, "generate", false, "generate the keys the key URIs name inside the HSM or KMS (without it, keys already there are used)")
+	f.StringVar(&opts.OfflineRoot, "offline-root", "", "make the root in this directory, apart from DIR, for a machine off the network: the server never reads it (see 'ca sign-intermediate')")
 	f.StringVar(&opts.ServerKeys, "server-key-uri", "", "where the server generates the keys it makes for itself (JWT-SVID, audit checkpoints): a pkcs11: token or awskms: account; each key is named after its use (default encrypted files in DIR/ca/keys)")
 	return cmd
 }
@@ -129,10 +139,10 @@ func openHierarchy(cmd *cobra.Command, dataDir, passwordFile string) (*ca.Hierar
 }
 
 func newCARotateCommand(s *streams) *cobra.Command {
-	var dataDir, passwordFile, issuer, storeURL string
+	var dataDir, passwordFile, issuer, storeURL, csrFile string
 	var place ca.KeyPlace
 	cmd := &cobra.Command{
-		Use:   "rotate-intermediate --data DIR [--issuer NAME] [--key-uri URI [--generate]]",
+		Use:   "rotate-intermediate --data DIR [--issuer NAME] [--key-uri URI [--generate]] [--csr FILE]",
 		Short: "Make a new generation of an issuing intermediate",
 		Long: `Make a new generation of an issuing intermediate (default "default"), with
 the same lifetime and key type, signed by the root. New certificates are signed
@@ -154,13 +164,24 @@ key is made there, without it the key already there is used.`,
 			if err != nil {
 				return err
 			}
+			if csrFile != "" {
+				csr, gen, err := h.PrepareIntermediate(contextOf(cmd), issuer, 0, place)
+				if err != nil {
+					return err
+				}
+				if err := keys.WriteFile(csrFile, csr, 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintf(s.out, "Made the key of issuer %q generation %d and its request %s.\n", issuer, gen, csrFile)
+				fmt.Fprintf(s.out, "Where the root is:  meshpki ca sign-intermediate --root ROOT-DIR --csr %s --out %s-%d.crt\n", filepath.Base(csrFile), issuer, gen)
+				fmt.Fprintf(s.out, "Then here:          meshpki ca import-intermediate --data %s --cert %s-%d.crt\n", dataDir, issuer, gen)
+				return nil
+			}
 			iss, err := h.RotateIntermediateAt(contextOf(cmd), issuer, place)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(s.out, "Issuer %q is now at generation %d, valid until %s (serial %s)\n",
-				iss.Name, iss.Generation, iss.Cert.NotAfter.UTC().Format(time.DateOnly), store.SerialOf(iss.Cert.SerialNumber))
-			return auditCAChange(cmd, dataDir, storeURL, audit.TypeCARotated, iss.Name, issuerDetail(h, iss))
+			return newGeneration(cmd, s, dataDir, storeURL, h, iss)
 		},
 	}
 	f := cmd.Flags()
@@ -168,6 +189,7 @@ key is made there, without it the key already there is used.`,
 	f.StringVar(&issuer, "issuer", "default", "name of the issuing intermediate to rotate")
 	f.StringVar(&place.URI, "key-uri", "", "where the new generation's key is kept: pkcs11:…, awskms:… (default where the newest generation's is)")
 	f.BoolVar(&place.Generate, "generate", false, "generate the key --key-uri names (without it, the key already there is used)")
+	f.StringVar(&csrFile, "csr", "", "for an offline root: make the key and write a certificate request to FILE, for 'ca sign-intermediate'")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
 	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default SQLite in --data)")
 	return cmd
@@ -302,13 +324,24 @@ func cliActor() string {
 	return "cli:" + name + "@" + host
 }
 
+// newGeneration reports a new generation of an intermediate and audits it.
+func newGeneration(cmd *cobra.Command, s *streams, dataDir, storeURL string, h *ca.Hierarchy, iss *ca.Issuer) error {
+	fmt.Fprintf(s.out, "Issuer %q is now at generation %d, valid until %s (serial %s)\n",
+		iss.Name, iss.Generation, iss.Cert.NotAfter.UTC().Format(time.DateOnly), store.SerialOf(iss.Cert.SerialNumber))
+	return auditCAChange(cmd, dataDir, storeURL, audit.TypeCARotated, iss.Name, issuerDetail(h, iss))
+}
+
 // issuerDetail is an issuer change's audit detail: the new generation, its
 // key and the backend that keeps it, and the root key that signed it.
 func issuerDetail(h *ca.Hierarchy, iss *ca.Issuer) map[string]string {
+	signedBy, signedByBackend := keys.Redact(h.RootKeyRef()), backendOf(h.RootKeyRef())
+	if h.RootOffline() {
+		signedBy, signedByBackend = "offline root", "offline"
+	}
 	return map[string]string{"issuer": iss.Name, "generation": strconv.Itoa(iss.Generation), "serial": string(store.SerialOf(iss.Cert.SerialNumber)),
 		"key_type": string(iss.KeyType), "not_after": iss.Cert.NotAfter.UTC().Format(time.RFC3339),
 		"key": keys.Redact(iss.KeyRef()), "key_backend": backendOf(iss.KeyRef()),
-		"signed_by": keys.Redact(h.RootKeyRef()), "signed_by_backend": backendOf(h.RootKeyRef())}
+		"signed_by": signedBy, "signed_by_backend": signedByBackend}
 }
 
 // backendOf names the backend that keeps a key: file, pkcs11, awskms.
@@ -370,5 +403,94 @@ formats; a running server needs no restart.`,
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "", "data directory")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	return cmd
+}
+
+func newCASignIntermediateCommand(s *streams) *cobra.Command {
+	var rootDir, csrFile, outFile, passwordFile string
+	var lifetime time.Duration
+	cmd := &cobra.Command{
+		Use:   "sign-intermediate --root ROOT-DIR --csr FILE --out FILE",
+		Short: "Sign an intermediate's request with the offline root",
+		Long: `Sign, with the root made by 'meshpki ca init --offline-root ROOT-DIR', the
+request 'meshpki ca rotate-intermediate --csr FILE' wrote on the server. Run
+it where the root is (an air-gapped machine); it needs no server and no
+network. The request's signature must verify and its subject must name an
+intermediate of this CA. Bring the certificate back to the server with
+'meshpki ca import-intermediate'.
+
+The root's passphrase comes from --password-file, else MESHPKI_PASSWORD.`,
+		Example: `  meshpki ca sign-intermediate --root /media/root-ca --csr default-2.csr --out default-2.crt --password-file /media/root-pass`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rootDir == "" || csrFile == "" || outFile == "" {
+				return usageError{fmt.Errorf("--root, --csr and --out are required")}
+			}
+			csr, err := os.ReadFile(csrFile)
+			if err != nil {
+				return err
+			}
+			pass, _, err := keys.ResolvePassphrase(rootDir, passwordFile, false)
+			if err != nil {
+				return err
+			}
+			rk := ca.OfflineRootKeystore(rootDir, pass)
+			defer rk.Close()
+			certPEM, cert, err := ca.SignIntermediate(contextOf(cmd), rootDir, rk, csr, lifetime, time.Now())
+			if err != nil {
+				return err
+			}
+			if err := keys.WriteFileExclusive(outFile, certPEM, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "Signed %s (serial %s), valid until %s, into %s\n", cert.Subject.CommonName, store.SerialOf(cert.SerialNumber),
+				cert.NotAfter.UTC().Format(time.DateOnly), outFile)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&rootDir, "root", "", "the offline root's directory (ca init --offline-root)")
+	f.StringVar(&csrFile, "csr", "", "the request from 'ca rotate-intermediate --csr'")
+	f.StringVar(&outFile, "out", "", "where to write the certificate (not overwritten)")
+	durationVar(f, &lifetime, "lifetime", 0, "the intermediate's lifetime (default 8760h, capped at the root's)")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the root's passphrase")
+	return cmd
+}
+
+func newCAImportIntermediateCommand(s *streams) *cobra.Command {
+	var dataDir, passwordFile, certFile, storeURL string
+	cmd := &cobra.Command{
+		Use:   "import-intermediate --data DIR --cert FILE",
+		Short: "Add an intermediate the offline root signed",
+		Long: `Add the certificate 'meshpki ca sign-intermediate' made for a generation
+that 'meshpki ca rotate-intermediate --csr' prepared. It must be signed by
+this CA's root and hold the prepared key. New certificates are signed by it
+from then on; a running server picks it up within 10 seconds.`,
+		Example: `  meshpki ca import-intermediate --data ./ca-data --cert default-2.crt`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if certFile == "" {
+				return usageError{fmt.Errorf("--cert FILE is required")}
+			}
+			data, err := os.ReadFile(certFile)
+			if err != nil {
+				return err
+			}
+			h, err := openHierarchy(cmd, dataDir, passwordFile)
+			if err != nil {
+				return err
+			}
+			iss, err := h.ImportIntermediate(contextOf(cmd), data)
+			if err != nil {
+				return err
+			}
+			return newGeneration(cmd, s, dataDir, storeURL, h, iss)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "", "data directory")
+	f.StringVar(&certFile, "cert", "", "the certificate from 'ca sign-intermediate'")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
+	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default SQLite in --data)")
 	return cmd
 }

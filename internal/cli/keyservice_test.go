@@ -36,17 +36,8 @@ func caOnKeyService(t *testing.T, dir, pw, rootURI, intURI, serverKeys, backend,
 	}
 
 	in := servertest.Start(t, servertest.Options{DataDir: dir})
-	roots := filepath.Join(dir, "ca", "root.crt")
 	mustRun(t, "provisioner", "add", "token", "web", "--allow-dns", "*.example.internal", "--data", dir, "--password-file", pw)
-	issue := func(name string) string {
-		t.Helper()
-		tokOut, _ := mustRun(t, "token", "create", name, "--san", name+".example.internal", "--provisioner", "web", "--data", dir, "--password-file", pw)
-		out := t.TempDir()
-		mustRun(t, "cert", "issue", name, "--san", name+".example.internal", "--token", lastLine(tokOut), "--ca-url", in.URL, "--root", roots, "--out", out)
-		cert := filepath.Join(out, name+".crt")
-		opensslVerifyFile(t, in, cert)
-		return cert
-	}
+	issue := func(name string) string { return issueThrough(t, in, pw, name) }
 	issue("api")
 
 	// Rotation makes generation 2 in the same token or account.
@@ -102,4 +93,18 @@ func TestCAOnAWSKMS(t *testing.T) {
 	writeTestFile(t, pw, []byte(servertest.Password+"\n"), 0o600)
 	q := "?region=eu-west-1&endpoint=" + url.QueryEscape(endpoint)
 	caOnKeyService(t, dir, pw, "awskms:///alias/acme-root"+q, "awskms:///alias/acme-int-1"+q, "awskms:///alias/acme"+q, "awskms", "awskms:///", "awskms:///")
+}
+
+// issueThrough issues NAME.example.internal from the server in, with a
+// token of provisioner "web" minted with the CLI, and checks it with
+// openssl; it returns the certificate's file.
+func issueThrough(t *testing.T, in *servertest.Instance, pw, name string) string {
+	t.Helper()
+	tokOut, _ := mustRun(t, "token", "create", name, "--san", name+".example.internal", "--provisioner", "web", "--data", in.DataDir, "--password-file", pw)
+	out := t.TempDir()
+	mustRun(t, "cert", "issue", name, "--san", name+".example.internal", "--token", lastLine(tokOut), "--ca-url", in.URL,
+		"--root", filepath.Join(in.DataDir, "ca", "root.crt"), "--out", out)
+	cert := filepath.Join(out, name+".crt")
+	opensslVerifyFile(t, in, cert)
+	return cert
 }

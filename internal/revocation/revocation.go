@@ -218,11 +218,17 @@ func (s *Service) RevokeIssuer(ctx context.Context, name string, gen int, reason
 		return out, ca.StoreError(err, "audit the intermediate's revocation")
 	}
 	if wasSigning {
+		// With an offline root no generation can be made here: the name
+		// issues nothing until one is prepared, signed where the root is
+		// and imported; the leaves are still revoked below.
 		next, err := s.hierarchy.RotateIntermediate(ctx, name)
-		if err != nil {
+		switch {
+		case errors.Is(err, ca.ErrRootOffline):
+		case err != nil:
 			return out, ca.StoreError(err, "rotate in a new generation of "+name)
+		default:
+			out.Replacement = GenerationScope(next.Name, next.Generation)
 		}
-		out.Replacement = GenerationScope(next.Name, next.Generation)
 	}
 	matched := "issuer=" + scope
 	serials, err := s.st.RevokeMatching(ctx, store.MatchRevocation{Issuer: name, Generation: gen, Reason: int(reason), At: now,
