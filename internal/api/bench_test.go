@@ -45,82 +45,88 @@ func BenchmarkSignPath(b *testing.B) {
 	keyring := testKeyring(b, in)
 	_, csr := newCSR(b, keys.ECP256, "svc", "svc.bench.internal")
 	for _, conc := range []int{1, 16, 64} {
-		b.Run(map[int]string{1: "c1", 16: "c16", 64: "c64"}[conc], func(b *testing.B) {
-			tokens := make([]string, b.N)
-			now := time.Now()
-			for i := range tokens {
-				t, err := keyring.Mint(token.Claims{Provisioner: "bench", Subject: "svc", SANs: []string{"svc.bench.internal"},
-					Audience: in.Server.URL() + "/v1/sign", Purpose: token.PurposeSign, IssuedAt: now, NotBefore: now, Expiry: now.Add(30 * time.Minute)})
-				if err != nil {
-					b.Fatal(err)
-				}
-				tokens[i] = t
-			}
-			batchSum0 := metricValue(b, in, "meshpki_store_commit_batch_size_sum")
-			batchCount0 := metricValue(b, in, "meshpki_store_commit_batch_size_count")
-			latencies := make([]time.Duration, b.N)
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			host := strings.TrimPrefix(in.URL, "https://")
-			cpu0 := processCPU()
-			b.ResetTimer()
-			start := time.Now()
-			for range conc {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					// A lean HTTP/1.1 keep-alive client, like wrk: the load
-					// generator shares the 2 cores with the server, so it
-					// should cost as little as it can.
-					conn, err := tls.Dial("tcp", host, &tls.Config{RootCAs: in.Roots})
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					defer conn.Close()
-					br := bufio.NewReaderSize(conn, 16<<10)
-					var req bytes.Buffer
-					for {
-						i := int(next.Add(1)) - 1
-						if i >= b.N {
-							return
-						}
-						body := `{"csr":` + strconv.Quote(csr) + `,"token":"` + tokens[i] + `"}`
-						req.Reset()
-						fmt.Fprintf(&req, "POST /v1/sign HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, len(body), body)
-						t0 := time.Now()
-						if _, err := conn.Write(req.Bytes()); err != nil {
-							b.Error(err)
-							return
-						}
-						resp, err := http.ReadResponse(br, nil)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						latencies[i] = time.Since(t0)
-						if resp.StatusCode != http.StatusCreated {
-							b.Errorf("status %d", resp.StatusCode)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
-			// CPU per certificate (server and load generator together) is
-			// steadier than certs/s on a shared VM.
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/cert")
-			slices.Sort(latencies)
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "certs/s")
-			b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
-			b.ReportMetric((metricValue(b, in, "meshpki_store_commit_batch_size_sum")-batchSum0)/
-				(metricValue(b, in, "meshpki_store_commit_batch_size_count")-batchCount0), "avg-batch")
-		})
+		b.Run(map[int]string{1: "c1", 16: "c16", 64: "c64"}[conc], func(b *testing.B) { signLoad(b, in, keyring, csr, conc) })
 	}
+}
+
+// signLoad sends b.N sign requests from conc keep-alive connections, each
+// with a fresh token from keyring for csr, and reports CPU per
+// certificate, certificates/s, p99 latency and the store's average commit
+// batch.
+func signLoad(b *testing.B, in *servertest.Instance, keyring *token.Keyring, csr string, conc int) {
+	tokens := make([]string, b.N)
+	now := time.Now()
+	for i := range tokens {
+		t, err := keyring.Mint(token.Claims{Provisioner: "bench", Subject: "svc", SANs: []string{"svc.bench.internal"},
+			Audience: in.Server.URL() + "/v1/sign", Purpose: token.PurposeSign, IssuedAt: now, NotBefore: now, Expiry: now.Add(30 * time.Minute)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens[i] = t
+	}
+	batchSum0 := metricValue(b, in, "meshpki_store_commit_batch_size_sum")
+	batchCount0 := metricValue(b, in, "meshpki_store_commit_batch_size_count")
+	latencies := make([]time.Duration, b.N)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	host := strings.TrimPrefix(in.URL, "https://")
+	cpu0 := processCPU()
+	b.ResetTimer()
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A lean HTTP/1.1 keep-alive client, like wrk: the load
+			// generator shares the 2 cores with the server, so it
+			// should cost as little as it can.
+			conn, err := tls.Dial("tcp", host, &tls.Config{RootCAs: in.Roots})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer conn.Close()
+			br := bufio.NewReaderSize(conn, 16<<10)
+			var req bytes.Buffer
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				body := `{"csr":` + strconv.Quote(csr) + `,"token":"` + tokens[i] + `"}`
+				req.Reset()
+				fmt.Fprintf(&req, "POST /v1/sign HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, len(body), body)
+				t0 := time.Now()
+				if _, err := conn.Write(req.Bytes()); err != nil {
+					b.Error(err)
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				latencies[i] = time.Since(t0)
+				if resp.StatusCode != http.StatusCreated {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	// CPU per certificate (server and load generator together) is
+	// steadier than certs/s on a shared VM.
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/cert")
+	slices.Sort(latencies)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "certs/s")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric((metricValue(b, in, "meshpki_store_commit_batch_size_sum")-batchSum0)/
+		(metricValue(b, in, "meshpki_store_commit_batch_size_count")-batchCount0), "avg-batch")
 }
 
 // BenchmarkRawCrypto is the crypto limit of the sign path on this machine:

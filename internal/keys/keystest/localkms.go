@@ -25,7 +25,7 @@ var (
 // SDK at fixed test credentials (and never at an instance's metadata), and
 // returns its endpoint URL. Building needs the go command and the module
 // proxy, which CI has.
-func LocalKMS(t *testing.T) string {
+func LocalKMS(t testing.TB) string {
 	t.Helper()
 	localKMSOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)

@@ -33,7 +33,7 @@ type SoftHSMToken struct {
 // process) with a fresh PIN. Without
 // softhsm2 installed the test is skipped, or fails under CI (CI=true),
 // which installs it.
-func SoftHSM(t *testing.T, label string) *SoftHSMToken {
+func SoftHSM(t testing.TB, label string) *SoftHSMToken {
 	t.Helper()
 	util, err := exec.LookPath("softhsm2-util")
 	if _, statErr := os.Stat(SoftHSMModule); err != nil || statErr != nil {
