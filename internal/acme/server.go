@@ -3,8 +3,6 @@ package acme
 import (
 	"context"
 	"crypto"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,7 +61,7 @@ type Config struct {
 	BaseURL string
 	// Secret keys the nonces and seals EAB keys at rest. Replicas sharing a
 	// store must share it. At least 32 bytes.
-	Secret []byte
+	Secret keys.MAC
 	// Validation says where challenges are checked: the http-01 and
 	// tls-alpn-01 ports (default 80 and 443), the DNS resolver, the timeout.
 	Validation validation.Config
@@ -110,8 +108,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil {
 		return nil, errors.New("acme: Config needs Authority, Store and Revocation")
 	}
-	if len(cfg.Secret) < 32 {
-		return nil, errors.New("acme: Config.Secret must be at least 32 bytes")
+	if s, ok := cfg.Secret.(keys.SecretMAC); cfg.Secret == nil || ok && len(s) < 32 {
+		return nil, errors.New("acme: Config.Secret must be a key of at least 32 bytes")
 	}
 	if !strings.HasPrefix(cfg.BaseURL, "https://") && !strings.HasPrefix(cfg.BaseURL, "http://") {
 		return nil, fmt.Errorf("acme: BaseURL %q is not an http(s) URL", cfg.BaseURL)
@@ -143,7 +141,11 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.nonces = &nonces{key: derive(cfg.Secret, "meshpki acme nonce v1"), st: cfg.Store, now: s.now}
+	nonceKey, err := cfg.Secret.MAC([]byte("meshpki acme nonce v1"))
+	if err != nil {
+		return nil, fmt.Errorf("acme: derive the nonce key: %w", err)
+	}
+	s.nonces = &nonces{key: nonceKey, st: cfg.Store, now: s.now}
 	sealer, err := keys.NewSealer(cfg.Secret, "meshpki acme eab seal v1")
 	if err != nil {
 		return nil, err
@@ -160,11 +162,6 @@ func New(cfg Config) (*Server, error) {
 }
 
 // derive is a subkey of secret for one purpose.
-func derive(secret []byte, label string) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(label))
-	return m.Sum(nil)
-}
 
 // Run validates challenges until ctx ends.
 func (s *Server) Run(ctx context.Context) error {

@@ -84,9 +84,10 @@ type InitOptions struct {
 	// Now is the clock (nil means time.Now).
 	Now func() time.Time
 	// Root and Issuer say where the root's key and intermediate
-	// "default"'s key are kept; the zero KeyPlace is an encrypted file in
-	// DIR/ca/keys.
-	Root, Issuer KeyPlace
+	// "default"'s key are kept, and TokenKey where the HMAC key that signs
+	// one-time tokens (and derives the server's sealing keys) is; the zero
+	// KeyPlace is an encrypted file in DIR/ca/keys.
+	Root, Issuer, TokenKey KeyPlace
 	// ServerKeys, if set, is a key URI (an HSM token, a KMS account) where
 	// the server generates the keys it makes for itself: the JWT-SVID and
 	// audit checkpoint keys (default: encrypted files in DIR/ca/keys).
@@ -114,6 +115,12 @@ type KeyPlace struct {
 // (keys.Router).
 type keyCreator interface {
 	CreateAt(ctx context.Context, uri string, kt keys.KeyType, generate bool) (crypto.Signer, string, error)
+}
+
+// macCreator is a keystore that can put the token MAC key where a key URI
+// says (keys.Router).
+type macCreator interface {
+	CreateMACAt(ctx context.Context, uri string, generate bool) (string, error)
 }
 
 // createKey makes the key named name, at place if it names one.
@@ -316,9 +323,16 @@ func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb key
 		}
 		rootRef = ""
 	}
-	_, tokenRef, err := kb.CreateSecret(ctx, tokenKeyName, tokenKeySize)
+	var tokenRef string
+	if opts.TokenKey.URI == "" {
+		_, tokenRef, err = kb.CreateSecret(ctx, tokenKeyName, tokenKeySize)
+	} else if mc, ok := kb.(macCreator); ok {
+		tokenRef, err = mc.CreateMACAt(ctx, opts.TokenKey.URI, opts.TokenKey.Generate)
+	} else {
+		err = fmt.Errorf("this keystore keeps keys in files only, not at %s", keys.Redact(opts.TokenKey.URI))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("ca: init: create token secret: %w", err)
+		return nil, fmt.Errorf("ca: init: create the token MAC key: %w", err)
 	}
 	cfg := caConfig{
 		Name:        opts.Name,

@@ -34,6 +34,9 @@ type SignRequest struct {
 func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) {
 	now := a.now()
 	claims, err := a.keyring.Verify(req.Token, a.audience, token.PurposeSign, now)
+	if errors.Is(err, keys.ErrMACUnavailable) {
+		return nil, &Error{Kind: KindUnavailable, Msg: "the token key's HSM or KMS is unavailable; try again", Err: err}
+	}
 	if err != nil {
 		var te *token.Error
 		msg := "invalid token"

@@ -61,7 +61,7 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 				return usageError{err}
 			}
 			opts.KeyType = kt
-			opts.Root.Generate, opts.Issuer.Generate = generate, generate
+			opts.Root.Generate, opts.Issuer.Generate, opts.TokenKey.Generate = generate, generate, generate
 			if ca.Initialized(dataDir) {
 				return fmt.Errorf("%s already holds a CA (%s); refusing to overwrite it", dataDir, filepath.Join(dataDir, "ca", "ca.json"))
 			}
@@ -73,7 +73,7 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 				fmt.Fprintf(s.err, "WARNING: no passphrase given; a random one was written to %s (development only).\n", generated)
 			}
 			fmt.Fprintf(s.err, "Generating %s keys…\n", kt)
-			if (opts.Root.URI != "" || opts.Issuer.URI != "") && !generate {
+			if (opts.Root.URI != "" || opts.Issuer.URI != "" || opts.TokenKey.URI != "") && !generate {
 				fmt.Fprintln(s.err, "Using the keys already at the key URIs (--generate makes new ones there).")
 			}
 			ks := keys.OpenKeystore(dataDir, pass)
@@ -117,6 +117,7 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 	f.StringVar(&storeURL, "store", "", "store URL the server will use, for the audit record: postgres://… (default SQLite in --data)")
 	f.StringVar(&opts.Root.URI, "root-key-uri", "", "where the root's key is kept: pkcs11:… (an HSM), awskms:… (AWS KMS) (default an encrypted file in DIR/ca/keys)")
 	f.StringVar(&opts.Issuer.URI, "intermediate-key-uri", "", "where the intermediate's key is kept, as --root-key-uri")
+	f.StringVar(&opts.TokenKey.URI, "token-key-uri", "", "where the HMAC key that signs one-time tokens is kept: pkcs11:…, awskms:///alias/NAME (default an encrypted file in DIR/ca/keys)")
 	f.BoolVar(&generate, "generate", false, "generate the keys the key URIs name inside the HSM or KMS (without it, keys already there are used)")
 	f.StringVar(&opts.OfflineRoot, "offline-root", "", "make the root in this directory, apart from DIR, for a machine off the network: the server never reads it (see 'ca sign-intermediate')")
 	f.StringVar(&opts.ServerKeys, "server-key-uri", "", "where the server generates the keys it makes for itself (JWT-SVID, audit checkpoints): a pkcs11: token or awskms: account; each key is named after its use (default encrypted files in DIR/ca/keys)")

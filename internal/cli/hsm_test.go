@@ -44,7 +44,7 @@ func TestCAOnPKCS11Token(t *testing.T) {
 	}
 
 	rootKey, intKey := tok.URI("root"), tok.URI("int-1")
-	caOnKeyService(t, dir, pw, rootKey, intKey, serverKeys, "pkcs11", "pkcs11:token="+tok.Label+";object=default-2", "pkcs11:token="+tok.Label+";object=root")
+	caOnKeyService(t, dir, pw, rootKey, intKey, tok.URI("token"), serverKeys, "pkcs11", "pkcs11:token="+tok.Label+";object=default-2", "pkcs11:token="+tok.Label+";object=root")
 	if tail, _ := mustRun(t, "audit", "tail", "--data", dir, "-n", "100", "--json"); strings.Contains(tail, tok.PINFile) {
 		t.Error("the audit log shows the PIN file")
 	}

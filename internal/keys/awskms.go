@@ -288,3 +288,76 @@ func kmsAlgorithm(pub crypto.PublicKey, opts crypto.SignerOpts) (types.SigningAl
 	}
 	return "", fmt.Errorf("keys: KMS cannot sign a %v digest with a %T", h, pub)
 }
+
+// GenerateMAC creates an HMAC_256 key in KMS, named by the URI's alias.
+func (p *awsKMSProvider) GenerateMAC(ctx context.Context, uri string) (string, error) {
+	k, err := parseAWSKMSURI(uri)
+	if err != nil {
+		return "", err
+	}
+	alias, isAlias := strings.CutPrefix(k.Key, "alias/")
+	if !isAlias {
+		return "", fmt.Errorf("keys: to generate the token MAC key in KMS give awskms:///alias/NAME, not %q", clip(k.Key))
+	}
+	c, err := p.client(ctx, k)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, kmsTimeout)
+	defer cancel()
+	var nf *types.NotFoundException
+	if _, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(k.Key)}); err == nil {
+		return "", fmt.Errorf("keys: %s already names a KMS key: %w", clip(k.Key), fs.ErrExist)
+	} else if !errors.As(err, &nf) {
+		return "", kmsError("look for the alias", k.Key, err)
+	}
+	created, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecHmac256, KeyUsage: types.KeyUsageTypeGenerateVerifyMac,
+		Description: aws.String("meshpki token MAC key " + k.Key)})
+	if err != nil {
+		return "", kmsError("create the MAC key", k.Key, err)
+	}
+	id := aws.ToString(created.KeyMetadata.KeyId)
+	if _, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/" + alias), TargetKeyId: aws.String(id)}); err != nil {
+		return "", kmsError("name the new key "+id, k.Key, err)
+	}
+	return k.uri(id), nil
+}
+
+// OpenMAC returns an HMAC-SHA256 that KMS computes (GenerateMac) with the
+// key the URI names, which must be an HMAC_256 GENERATE_VERIFY_MAC key.
+func (p *awsKMSProvider) OpenMAC(ctx context.Context, uri string) (MAC, error) {
+	k, err := parseAWSKMSURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	c, err := p.client(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, kmsTimeout)
+	defer cancel()
+	out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(k.Key)})
+	if err != nil {
+		return nil, kmsError("describe the MAC key", k.Key, err)
+	}
+	if md := out.KeyMetadata; md.KeyUsage != types.KeyUsageTypeGenerateVerifyMac || md.KeySpec != types.KeySpecHmac256 {
+		return nil, fmt.Errorf("keys: KMS key %s is %s for %s, not HMAC_256 for GENERATE_VERIFY_MAC", clip(k.Key), md.KeySpec, md.KeyUsage)
+	}
+	return &kmsMAC{c: c, key: aws.ToString(out.KeyMetadata.KeyId)}, nil
+}
+
+// kmsMAC computes HMAC-SHA256 in KMS.
+type kmsMAC struct {
+	c   *kms.Client
+	key string
+}
+
+func (m *kmsMAC) MAC(data []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), kmsTimeout)
+	defer cancel()
+	out, err := m.c.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: aws.String(m.key), Message: data, MacAlgorithm: types.MacAlgorithmSpecHmacSha256})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMACUnavailable, kmsError("compute a MAC", m.key, err))
+	}
+	return out.Mac, nil
+}

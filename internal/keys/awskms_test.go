@@ -75,3 +75,12 @@ func TestAWSKMSGenerateOpenSign(t *testing.T) {
 		t.Errorf("ed25519: %v", err)
 	}
 }
+
+// The token MAC key in (local) KMS.
+func TestAWSKMSMAC(t *testing.T) {
+	endpoint := keystest.LocalKMS(t)
+	testMACKey(t, kmsURI(endpoint, "alias/token"))
+	if _, err := newRouter(t).CreateMACAt(context.Background(), kmsURI(endpoint, "some-id"), true); err == nil || !strings.Contains(err.Error(), "alias/NAME") {
+		t.Errorf("generate at a key id: %v", err)
+	}
+}

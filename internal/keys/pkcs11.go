@@ -252,3 +252,116 @@ func (h *hsmSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	}
 	return sig, nil
 }
+
+// GenerateMAC makes an HMAC-SHA256 secret key (256 bits) on the token.
+func (p *pkcs11Provider) GenerateMAC(ctx context.Context, uri string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	u, err := parsePKCS11URI(uri)
+	if err != nil {
+		return "", err
+	}
+	c, err := p.token(u)
+	if err != nil {
+		return "", err
+	}
+	if existing, err := c.FindKeys(u.ID, label(u)); err != nil {
+		return "", pkcs11Error("look for the key", u, err)
+	} else if len(existing) > 0 {
+		return "", fmt.Errorf("keys: %s already holds a secret key: %w", redactPKCS11(u), fs.ErrExist)
+	}
+	id := u.ID
+	if len(id) == 0 {
+		id = make([]byte, 16)
+		if _, err := rand.Read(id); err != nil {
+			return "", err
+		}
+	}
+	if _, err := c.GenerateSecretKeyWithLabel(id, label(u), 256, crypto11.CipherGeneric); err != nil {
+		return "", pkcs11Error("generate the MAC key", u, err)
+	}
+	return uri, nil
+}
+
+// OpenMAC returns an HMAC-SHA256 computed on the token with the secret key
+// uri names. Like hsmSigner, it reopens the token once when a MAC fails.
+func (p *pkcs11Provider) OpenMAC(ctx context.Context, uri string) (MAC, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	u, err := parsePKCS11URI(uri)
+	if err != nil {
+		return nil, err
+	}
+	m := &hsmMAC{p: p, u: u}
+	if _, _, err := m.key(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// hsmMAC computes HMACs on a token.
+type hsmMAC struct {
+	p *pkcs11Provider
+	u pkcs11URI
+
+	mu sync.Mutex
+	k  *crypto11.SecretKey
+	c  *crypto11.Context
+}
+
+// key returns the secret key, finding it on the token if need be.
+func (m *hsmMAC) key() (*crypto11.SecretKey, *crypto11.Context, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.k != nil {
+		return m.k, m.c, nil
+	}
+	c, err := m.p.token(m.u)
+	if err != nil {
+		return nil, nil, err
+	}
+	found, err := c.FindKeys(m.u.ID, label(m.u))
+	switch {
+	case err != nil:
+		return nil, nil, pkcs11Error("find the MAC key", m.u, err)
+	case len(found) == 0:
+		return nil, nil, fmt.Errorf("keys: no secret key at %s: %w", redactPKCS11(m.u), fs.ErrNotExist)
+	case len(found) > 1:
+		return nil, nil, fmt.Errorf("keys: %d secret keys match %s: add id= to the URI to choose one", len(found), redactPKCS11(m.u))
+	}
+	m.k, m.c = found[0], c
+	return m.k, m.c, nil
+}
+
+func (m *hsmMAC) MAC(data []byte) ([]byte, error) {
+	k, c, err := m.key()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMACUnavailable, err)
+	}
+	sum, err := pkcs11HMAC(k, data)
+	if err == nil {
+		return sum, nil
+	}
+	m.p.drop(m.u, c)
+	m.mu.Lock()
+	m.k, m.c = nil, nil
+	m.mu.Unlock()
+	if k, _, err = m.key(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMACUnavailable, err)
+	}
+	if sum, err = pkcs11HMAC(k, data); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMACUnavailable, err)
+	}
+	return sum, nil
+}
+
+func pkcs11HMAC(k *crypto11.SecretKey, data []byte) ([]byte, error) {
+	h, err := k.NewHMAC(pkcs11.CKM_SHA256_HMAC, 0)
+	if err != nil {
+		return nil, err
+	}
+	h.Write(data)
+	return h.Sum(nil), nil
+}

@@ -163,3 +163,10 @@ func TestPKCS11TokenGoneAndBack(t *testing.T) {
 	}
 	selfSign(t, s)
 }
+
+// The token MAC key on a token: HMAC-SHA256 computed inside it, the same
+// for a fresh router (a restarted server), never generated twice.
+func TestPKCS11MAC(t *testing.T) {
+	tok := keystest.SoftHSM(t, "mac")
+	testMACKey(t, tok.URI("token"))
+}

@@ -3,9 +3,7 @@ package keys
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 )
 
@@ -17,16 +15,18 @@ type Sealer struct {
 	aead cipher.AEAD
 }
 
-// NewSealer derives the sealing key from secret for one purpose, named by
-// label ("meshpki acme eab seal v1"): replicas that share the secret open
-// each other's values.
-func NewSealer(secret []byte, label string) (*Sealer, error) {
-	if len(secret) < 32 {
+// NewSealer derives the sealing key from the server's MAC key for one
+// purpose, named by label ("meshpki acme eab seal v1"): the key is the MAC
+// of the label, so replicas that share the key open each other's values.
+func NewSealer(m MAC, label string) (*Sealer, error) {
+	if s, ok := m.(SecretMAC); ok && len(s) < 32 {
 		return nil, errors.New("keys: a sealer needs a secret of at least 32 bytes")
 	}
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(label))
-	block, err := aes.NewCipher(m.Sum(nil))
+	key, err := m.MAC([]byte(label))
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
 	}

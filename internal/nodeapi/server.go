@@ -2,8 +2,6 @@ package nodeapi
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/registration"
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -46,7 +45,7 @@ type Config struct {
 	X509PoPRoots *x509.CertPool
 	// Secret keys the x509pop nonces; replicas share it. At least 32 bytes
 	// when X509PoPRoots is set.
-	Secret []byte
+	Secret keys.MAC
 	// PollInterval is how often the server looks for entry changes made on
 	// any replica (default 250ms): one cheap query per interval per server,
 	// however many agents are connected.
@@ -77,12 +76,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{ca: cfg.Authority, st: cfg.Store, registration: cfg.Registration, popRoots: cfg.X509PoPRoots, log: cfg.Logger, now: cfg.Clock}
 	if s.popRoots != nil {
-		if len(cfg.Secret) < 32 {
+		if sec, ok := cfg.Secret.(keys.SecretMAC); cfg.Secret == nil || ok && len(sec) < 32 {
 			return nil, errors.New("nodeapi: x509pop needs a Secret of at least 32 bytes")
 		}
-		m := hmac.New(sha256.New, cfg.Secret)
-		m.Write([]byte("meshpki x509pop nonce v1"))
-		s.popKey = m.Sum(nil)
+		key, err := cfg.Secret.MAC([]byte("meshpki x509pop nonce v1"))
+		if err != nil {
+			return nil, fmt.Errorf("nodeapi: derive the x509pop nonce key: %w", err)
+		}
+		s.popKey = key
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -121,7 +121,7 @@ func newEnv(t *testing.T, dir string) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	e := &env{dir: dir, st: st, clock: &clock{t: time.Now().Truncate(time.Second)}, ca: newTestCA(t)}
-	e.sealer, err = keys.NewSealer(testSecret, "meshpki alert channel seal v1")
+	e.sealer, err = keys.NewSealer(keys.SecretMAC(testSecret), "meshpki alert channel seal v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,5 +297,5 @@ func (ms *mailServer) received() []string {
 var _ store.Alerts = (*sqlstore.Store)(nil)
 
 func newSealerForBench() (*keys.Sealer, error) {
-	return keys.NewSealer(testSecret, "meshpki alert channel seal v1")
+	return keys.NewSealer(keys.SecretMAC(testSecret), "meshpki alert channel seal v1")
 }

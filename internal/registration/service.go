@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/token"
@@ -99,6 +100,9 @@ func (s *Service) CreateJoinToken(ctx context.Context, spiffeID string, ttl time
 // the two cannot waste the token or leave a node half attested.
 func (s *Service) VerifyJoinToken(ctx context.Context, raw string) (ca.JoinGrant, error) {
 	claims, err := s.keyring.Verify(raw, s.ca.JoinAudience(), token.PurposeJoin, s.now())
+	if errors.Is(err, keys.ErrMACUnavailable) {
+		return ca.JoinGrant{}, &ca.Error{Kind: ca.KindUnavailable, Msg: "the token key's HSM or KMS is unavailable; try again", Err: err}
+	}
 	if err != nil {
 		var te *token.Error
 		msg := "invalid token"

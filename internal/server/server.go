@@ -362,11 +362,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: public URL %q: %w", s.publicURL, err)
 	}
 
-	secret, err := s.keys.LoadSecret(ctx, s.hierarchy.TokenKeyRef())
+	secret, err := keys.LoadMAC(ctx, s.keys, s.hierarchy.TokenKeyRef())
 	if err != nil {
 		return nil, fmt.Errorf("server: load token key: %w", err)
 	}
-	keyring, err := token.NewKeyring(secret)
+	keyring, err := token.NewKeyringMAC(secret)
 	if err != nil {
 		return nil, fmt.Errorf("server: token key: %w", err)
 	}
@@ -505,7 +505,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 // newAlerting builds alert evaluation and delivery, and returns the
 // service the API changes channels and rules through. Channel secrets are
 // sealed with a key derived from the token secret, which replicas share.
-func (s *Server) newAlerting(st store.Store, inventory *monitor.Inventory, guard netguard.Guard, secret []byte, reg *prometheus.Registry) (*notify.Service, error) {
+func (s *Server) newAlerting(st store.Store, inventory *monitor.Inventory, guard netguard.Guard, secret keys.MAC, reg *prometheus.Registry) (*notify.Service, error) {
 	sealer, err := keys.NewSealer(secret, "meshpki alert channel seal v1")
 	if err != nil {
 		return nil, err

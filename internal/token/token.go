@@ -24,6 +24,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/meshpki/meshpki/internal/keys"
 )
 
 // Issuer is the "iss" claim of every token.
@@ -81,10 +82,11 @@ type wireClaims struct {
 	Expiry      int64    `json:"exp"`
 }
 
-// Keyring mints and verifies tokens under one secret. It is safe for
+// Keyring mints and verifies tokens under one HMAC-SHA256 key: secret
+// bytes, or a key an HSM or KMS keeps (NewKeyringMAC). It is safe for
 // concurrent use.
 type Keyring struct {
-	secret []byte
+	mac    hs256
 	signer jose.Signer
 }
 
@@ -94,9 +96,14 @@ func NewKeyring(secret []byte) (*Keyring, error) {
 	if len(secret) < MinSecretSize {
 		return nil, fmt.Errorf("token: secret is %d bytes, need at least %d", len(secret), MinSecretSize)
 	}
-	k := &Keyring{secret: append([]byte(nil), secret...)}
+	return NewKeyringMAC(keys.SecretMAC(append([]byte(nil), secret...)))
+}
+
+// NewKeyringMAC returns a keyring whose HS256 signatures m computes.
+func NewKeyringMAC(m keys.MAC) (*Keyring, error) {
+	k := &Keyring{mac: hs256{m}}
 	signer, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: jose.HS256, Key: k.secret},
+		jose.SigningKey{Algorithm: jose.HS256, Key: k.mac},
 		(&jose.SignerOptions{}).WithType("JWT"),
 	)
 	if err != nil {
@@ -104,6 +111,20 @@ func NewKeyring(secret []byte) (*Keyring, error) {
 	}
 	k.signer = signer
 	return k, nil
+}
+
+// hs256 signs HS256 JWS payloads with a keys.MAC, as go-jose's opaque
+// signer (verify checks them itself).
+type hs256 struct{ m keys.MAC }
+
+func (h hs256) Public() *jose.JSONWebKey        { return nil }
+func (h hs256) Algs() []jose.SignatureAlgorithm { return []jose.SignatureAlgorithm{jose.HS256} }
+
+func (h hs256) SignPayload(payload []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
+	if alg != jose.HS256 {
+		return nil, jose.ErrUnsupportedAlgorithm
+	}
+	return h.m.MAC(payload)
 }
 
 // Mint returns a signed token for c. Expiry, Audience and Purpose are

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/meshpki/meshpki/internal/keys"
 )
 
 const testAudience = "https://ca.example/v1/sign"
@@ -407,5 +409,37 @@ func BenchmarkVerify(b *testing.B) {
 		if _, err := k.Verify(raw, testAudience, PurposeSign, testNow); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+type failingMAC struct{}
+
+func (failingMAC) MAC([]byte) ([]byte, error) {
+	return nil, fmt.Errorf("%w: the HSM is gone", keys.ErrMACUnavailable)
+}
+
+// A key whose device cannot compute the MAC fails minting, and fails
+// verification as unavailable, not as a bad token.
+func TestKeyringMACUnavailable(t *testing.T) {
+	k, err := NewKeyringMAC(failingMAC{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := k.Mint(Claims{Audience: "https://ca/v1/sign", Purpose: PurposeSign, Expiry: now.Add(time.Minute)}); err == nil {
+		t.Error("minted without the key")
+	}
+	good, err := NewKeyring(make([]byte, MinSecretSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := good.Mint(Claims{Audience: "https://ca/v1/sign", Purpose: PurposeSign, Expiry: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = k.Verify(raw, "https://ca/v1/sign", PurposeSign, now)
+	var te *Error
+	if !errors.Is(err, keys.ErrMACUnavailable) || errors.As(err, &te) {
+		t.Fatalf("verify without the key: %v", err)
 	}
 }
