@@ -49,3 +49,38 @@ func TestCAOnPKCS11Token(t *testing.T) {
 		t.Error("the audit log shows the PIN file")
 	}
 }
+
+// An offline root whose key is in an HSM slot: root.json names the key,
+// the root directory holds no key file, and sign-intermediate signs with
+// the token.
+func TestOfflineRootInHSM(t *testing.T) {
+	clearConnectEnv(t)
+	tok := keystest.SoftHSM(t, "root")
+	base := filepath.Join(t.TempDir(), "offline")
+	dir := filepath.Join(base, "data")
+	rootDir := filepath.Join(t.TempDir(), "root")
+	pw := filepath.Join(base, "password")
+	writeTestFile(t, pw, []byte(servertest.Password+"\n"), 0o600)
+	mustRun(t, "ca", "init", "--data", dir, "--name", "Acme", "--trust-domain", "acme.internal", "--password-file", pw,
+		"--offline-root", rootDir, "--root-key-uri", tok.URI("root"), "--generate")
+	if files, _ := filepath.Glob(filepath.Join(rootDir, "keys", "*")); len(files) != 0 {
+		t.Errorf("the root directory holds key files %v", files)
+	}
+	if data, _ := os.ReadFile(filepath.Join(rootDir, "root.json")); !strings.Contains(string(data), "pkcs11:token="+tok.Label+";object=root") {
+		t.Fatalf("root.json: %s", data)
+	}
+	csr := filepath.Join(t.TempDir(), "default-2.csr")
+	mustRun(t, "ca", "rotate-intermediate", "--data", dir, "--password-file", pw, "--csr", csr)
+	crt := filepath.Join(t.TempDir(), "default-2.crt")
+	mustRun(t, "ca", "sign-intermediate", "--root", rootDir, "--csr", csr, "--out", crt, "--password-file", pw)
+	out, _ := mustRun(t, "ca", "import-intermediate", "--data", dir, "--password-file", pw, "--cert", crt)
+	if !strings.Contains(out, "generation 2") {
+		t.Fatalf("import: %s", out)
+	}
+	in := servertest.Start(t, servertest.Options{DataDir: dir})
+	mustRun(t, "provisioner", "add", "token", "web", "--allow-dns", "*.example.internal", "--data", dir, "--password-file", pw)
+	cert := issueThrough(t, in, pw, "api")
+	if insp, _ := mustRun(t, "cert", "inspect", cert); !strings.Contains(insp, `Intermediate CA (default\, 2)`) {
+		t.Errorf("issued by: %s", insp)
+	}
+}
