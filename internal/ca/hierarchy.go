@@ -92,6 +92,9 @@ type InitOptions struct {
 	// the server generates the keys it makes for itself: the JWT-SVID and
 	// audit checkpoint keys (default: encrypted files in DIR/ca/keys).
 	ServerKeys string
+	// JWTSVIDKey, if set, is the key URI where the server generates its
+	// JWT-SVID signing key (ahead of ServerKeys).
+	JWTSVIDKey string
 	// RootKeys is the keystore of the offline root's key (OfflineRoot):
 	// keys.OpenRootKeystore(OfflineRoot, passphrase).
 	RootKeys keys.Keystore
@@ -196,6 +199,9 @@ type caConfig struct {
 	// ServerKeys, if set, is the key URI under which the server keeps the
 	// keys it makes for itself (keys.SuccessorURI of it, named after each).
 	ServerKeys string `json:"server_keys,omitempty"`
+	// JWTSVIDKey, if set, is the key URI of the JWT-SVID signing key
+	// (ahead of ServerKeys).
+	JWTSVIDKey string `json:"jwt_svid_key,omitempty"`
 	// RootOffline is set when the root's key is kept away from the
 	// server (InitOptions.OfflineRoot); Root.Key is then empty.
 	RootOffline bool `json:"root_offline,omitempty"`
@@ -342,6 +348,7 @@ func initHierarchy(ctx context.Context, dataDir string, opts InitOptions, kb key
 		Root:        rootConfig{Cert: rootCertName, Key: rootRef},
 		TokenKey:    tokenRef,
 		ServerKeys:  opts.ServerKeys,
+		JWTSVIDKey:  opts.JWTSVIDKey,
 		RootOffline: opts.OfflineRoot != "",
 	}
 	iss, ic, err := h.mintIssuer(ctx, &cfg, root, rootKey, DefaultIssuerName, 1, opts.IssuerLifetime, opts.KeyType, opts.Issuer, now)
@@ -502,6 +509,10 @@ func (h *Hierarchy) Root() *x509.Certificate { return h.state.Load().root }
 // ServerKeysURI is where the server keeps the keys it makes for itself
 // ("" for files; see InitOptions.ServerKeys).
 func (h *Hierarchy) ServerKeysURI() string { return h.state.Load().cfg.ServerKeys }
+
+// JWTSVIDKeyURI is where the server keeps its JWT-SVID key, if ca.json
+// names a place for it alone ("" otherwise; see ServerKeysURI).
+func (h *Hierarchy) JWTSVIDKeyURI() string { return h.state.Load().cfg.JWTSVIDKey }
 
 // RootKeyRef is the reference of the root's key (a file or a key URI).
 func (h *Hierarchy) RootKeyRef() string { return h.state.Load().cfg.Root.Key }

@@ -117,6 +117,7 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 	f.StringVar(&storeURL, "store", "", "store URL the server will use, for the audit record: postgres://… (default SQLite in --data)")
 	f.StringVar(&opts.Root.URI, "root-key-uri", "", "where the root's key is kept: pkcs11:… (an HSM), awskms:… (AWS KMS) (default an encrypted file in DIR/ca/keys)")
 	f.StringVar(&opts.Issuer.URI, "intermediate-key-uri", "", "where the intermediate's key is kept, as --root-key-uri")
+	f.StringVar(&opts.JWTSVIDKey, "jwt-svid-key-uri", "", "where the server generates its JWT-SVID signing key on first start: pkcs11:…;object=NAME, awskms:///alias/NAME (default --server-key-uri's place, else a file)")
 	f.StringVar(&opts.TokenKey.URI, "token-key-uri", "", "where the HMAC key that signs one-time tokens is kept: pkcs11:…, awskms:///alias/NAME (default an encrypted file in DIR/ca/keys)")
 	f.BoolVar(&generate, "generate", false, "generate the keys the key URIs name inside the HSM or KMS (without it, keys already there are used)")
 	f.StringVar(&opts.OfflineRoot, "offline-root", "", "make the root in this directory, apart from DIR, for a machine off the network: the server never reads it (see 'ca sign-intermediate')")

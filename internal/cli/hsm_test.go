@@ -3,11 +3,13 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/keys/keystest"
 	"github.com/meshpki/meshpki/internal/servertest"
 )
@@ -62,7 +64,7 @@ func TestOfflineRootInHSM(t *testing.T) {
 	pw := filepath.Join(base, "password")
 	writeTestFile(t, pw, []byte(servertest.Password+"\n"), 0o600)
 	mustRun(t, "ca", "init", "--data", dir, "--name", "Acme", "--trust-domain", "acme.internal", "--password-file", pw,
-		"--offline-root", rootDir, "--root-key-uri", tok.URI("root"), "--generate")
+		"--offline-root", rootDir, "--root-key-uri", tok.URI("root"), "--jwt-svid-key-uri", tok.URI("jwt"), "--generate")
 	if files, _ := filepath.Glob(filepath.Join(rootDir, "keys", "*")); len(files) != 0 {
 		t.Errorf("the root directory holds key files %v", files)
 	}
@@ -82,5 +84,14 @@ func TestOfflineRootInHSM(t *testing.T) {
 	cert := issueThrough(t, in, pw, "api")
 	if insp, _ := mustRun(t, "cert", "inspect", cert); !strings.Contains(insp, `Intermediate CA (default\, 2)`) {
 		t.Errorf("issued by: %s", insp)
+	}
+	// The JWT-SVID key was generated on the token at the server's start.
+	if _, err := os.Stat(filepath.Join(dir, "ca", "keys", "jwt-svid.key")); !os.IsNotExist(err) {
+		t.Errorf("the JWT-SVID key is a file: %v", err)
+	}
+	r := keys.OpenKeystore(t.TempDir(), []byte("x"))
+	defer r.Close()
+	if _, err := r.Load(context.Background(), tok.URI("jwt")); err != nil {
+		t.Errorf("the JWT-SVID key on the token: %v", err)
 	}
 }

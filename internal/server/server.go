@@ -611,9 +611,15 @@ func (s *Server) openCA(ctx context.Context) error {
 		return fmt.Errorf("server: load CA from %s: %w", dir, err)
 	}
 	s.hierarchy = h
+	placer, canPlace := s.keys.(interface{ Place(name, uri string) })
+	if jwt := h.JWTSVIDKeyURI(); jwt != "" {
+		if !canPlace {
+			return fmt.Errorf("server: ca.json keeps the JWT-SVID key at %s, which this keystore cannot reach", keys.Redact(jwt))
+		}
+		defer placer.Place(jwtKeyName, jwt) // after the ServerKeys placements below
+	}
 	if base := h.ServerKeysURI(); base != "" {
-		placer, ok := s.keys.(interface{ Place(name, uri string) })
-		if !ok {
+		if !canPlace {
 			return fmt.Errorf("server: ca.json keeps the server's keys at %s, which this keystore cannot reach", keys.Redact(base))
 		}
 		for _, name := range []string{jwtKeyName, checkpointKeyName} {
