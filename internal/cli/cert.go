@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -156,9 +158,10 @@ func newCertRenewCommand(s *streams) *cobra.Command {
 		rotateKey bool
 		ttl       time.Duration
 		asJSON    bool
+		daemon    renewDaemon
 	)
 	cmd := &cobra.Command{
-		Use:   "renew --cert FILE --key FILE --ca-url URL --root FILE [--rotate-key] [--ttl D] [--json]",
+		Use:   "renew --cert FILE --key FILE --ca-url URL --root FILE [--rotate-key] [--ttl D] [--json] [--daemon [--exec CMD]]",
 		Short: "Renew a certificate, authenticating with the certificate itself",
 		Long: `Renew a certificate before it expires, presenting it and its key as the TLS
 client certificate; no token is needed. The new certificate has the same
@@ -170,9 +173,22 @@ With --rotate-key a new key of the same type is generated locally and only
 its certificate request is sent. The --cert file (and, when rotated, the
 --key file) is replaced atomically once the new certificate has arrived: the
 key is written first, then the certificate.
+
+With --daemon it keeps running and renews the certificate each time it is
+due — when it expires within --renew-before, by default a third of its
+lifetime (cert-manager's and the step CLI's two thirds), a little earlier at
+random (up to a twentieth of the lifetime, at most 10 minutes) so that a
+fleet does not renew at once — retrying with backoff (1s doubling to 5m)
+until it succeeds or the certificate expires, which ends the daemon with
+exit code 1. After each renewal it runs --exec with /bin/sh -c (for
+example 'systemctl reload nginx'), limited to --exec-timeout; a failing
+command is reported and the daemon goes on. SIGINT or SIGTERM stop it (exit
+code 0).
 ` + connectHelp,
 		Example: `  meshpki cert renew --cert /etc/web/tls/web.crt --key /etc/web/tls/web.key \
-      --ca-url https://ca.example.internal:8443 --root root.crt --rotate-key`,
+      --ca-url https://ca.example.internal:8443 --root root.crt --rotate-key
+  meshpki cert renew --cert /etc/nginx/tls/web.crt --key /etc/nginx/tls/web.key \
+      --ca-url https://ca.example.internal:8443 --root root.crt --daemon --exec 'systemctl reload nginx'`,
 		Args: positionalArgs(),
 	}
 	conn := addConnectFlags(cmd, credentialHolder)
@@ -180,69 +196,96 @@ key is written first, then the certificate.
 	f.BoolVar(&rotateKey, "rotate-key", false, "generate a new key of the same type")
 	durationVar(f, &ttl, "ttl", 0, "certificate lifetime, at most the old certificate's (the default)")
 	f.BoolVar(&asJSON, "json", false, "print serial, names, validity and file paths as JSON")
+	f.BoolVar(&daemon.on, "daemon", false, "keep running, renewing the certificate each time it is due")
+	durationVar(f, &daemon.before, "renew-before", 0, "with --daemon, renew when the certificate expires within this (default a third of its lifetime)")
+	f.StringVar(&daemon.exec, "exec", "", "with --daemon, a command run with /bin/sh -c after each renewal")
+	durationVar(f, &daemon.execTimeout, "exec-timeout", time.Minute, "with --daemon, how long --exec may run")
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		if ttl < 0 {
-			return usageError{errors.New("--ttl must be positive")}
+		if ttl < 0 || daemon.before < 0 || daemon.execTimeout <= 0 {
+			return usageError{errors.New("--ttl, --renew-before and --exec-timeout must be positive")}
 		}
-		t, err := conn.resolve()
-		if err != nil {
-			return err
+		if !daemon.on && (daemon.exec != "" || daemon.before != 0) {
+			return usageError{errors.New("--exec and --renew-before go with --daemon")}
 		}
-		if now := time.Now(); !now.Before(t.cred.Leaf.NotAfter) {
-			return fmt.Errorf("%s %s: an expired certificate cannot renew itself; get a new one with a token ('meshpki cert issue')",
-				conn.certFile, expiresPhrase(t.cred.Leaf.NotAfter, now))
+		renew := func(ctx context.Context) (*x509.Certificate, error) {
+			return renewOnce(ctx, s, conn, rotateKey, ttl, asJSON)
 		}
-		cl, err := client.New(client.Config{URL: t.url, RootsPEM: t.rootsPEM, Certificate: t.cred})
-		if err != nil {
-			return err
+		if daemon.on {
+			ctx, stop := signal.NotifyContext(contextOf(c), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return daemon.run(ctx, s, conn, renew)
 		}
-		defer cl.Close()
-		req := client.RenewRequest{TTL: policy.Duration(ttl)}
-		wantKey := t.cred.Leaf.PublicKey
-		var newKey crypto.Signer
-		if rotateKey {
-			kt, err := keys.TypeOf(t.cred.Leaf.PublicKey)
-			if err != nil {
-				return err
-			}
-			if newKey, err = kt.Generate(); err != nil {
-				return err
-			}
-			if req.CSR, err = createCSR(newKey, t.cred.Leaf.Subject.CommonName, policy.Names{}); err != nil {
-				return err
-			}
-			wantKey = newKey.Public()
-		}
-		resp, err := cl.Renew(c.Context(), req)
-		if err != nil {
-			return err
-		}
-		chain, err := checkIssued(resp, wantKey)
-		if err != nil {
-			return err
-		}
-		if newKey != nil {
-			keyPEM, err := keys.MarshalPrivateKeyPEM(newKey)
-			if err != nil {
-				return err
-			}
-			err = keys.WriteFile(conn.keyFile, keyPEM, 0o600)
-			clear(keyPEM)
-			if err != nil {
-				return err
-			}
-		}
-		if err := keys.WriteFile(conn.certFile, encodeChain(chain), fileMode(conn.certFile, 0o600)); err != nil {
-			return err
-		}
-		headline := "renewed " + chain[0].Subject.CommonName
-		if newKey != nil {
-			headline += " with a new key"
-		}
-		return printIssued(s.out, asJSON, headline, chain[0], resp, conn.certFile, conn.keyFile)
+		_, err := renew(contextOf(c))
+		return err
 	}
 	return cmd
 }
+
+// renewOnce renews the certificate conn names once, writes it (and a
+// rotated key) and prints what it got; it returns the new leaf.
+func renewOnce(ctx context.Context, s *streams, conn *connectFlags, rotateKey bool, ttl time.Duration, asJSON bool) (*x509.Certificate, error) {
+	t, err := conn.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if now := time.Now(); !now.Before(t.cred.Leaf.NotAfter) {
+		return nil, &expiredError{fmt.Errorf("%s %s: an expired certificate cannot renew itself; get a new one with a token ('meshpki cert issue')",
+			conn.certFile, expiresPhrase(t.cred.Leaf.NotAfter, now))}
+	}
+	cl, err := client.New(client.Config{URL: t.url, RootsPEM: t.rootsPEM, Certificate: t.cred})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	req := client.RenewRequest{TTL: policy.Duration(ttl)}
+	wantKey := t.cred.Leaf.PublicKey
+	var newKey crypto.Signer
+	if rotateKey {
+		kt, err := keys.TypeOf(t.cred.Leaf.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		if newKey, err = kt.Generate(); err != nil {
+			return nil, err
+		}
+		if req.CSR, err = createCSR(newKey, t.cred.Leaf.Subject.CommonName, policy.Names{}); err != nil {
+			return nil, err
+		}
+		wantKey = newKey.Public()
+	}
+	resp, err := cl.Renew(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := checkIssued(resp, wantKey)
+	if err != nil {
+		return nil, err
+	}
+	if newKey != nil {
+		keyPEM, err := keys.MarshalPrivateKeyPEM(newKey)
+		if err != nil {
+			return nil, err
+		}
+		err = keys.WriteFile(conn.keyFile, keyPEM, 0o600)
+		clear(keyPEM)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := keys.WriteFile(conn.certFile, encodeChain(chain), fileMode(conn.certFile, 0o600)); err != nil {
+		return nil, err
+	}
+	headline := "renewed " + chain[0].Subject.CommonName
+	if newKey != nil {
+		headline += " with a new key"
+	}
+	return chain[0], printIssued(s.out, asJSON, headline, chain[0], resp, conn.certFile, conn.keyFile)
+}
+
+// expiredError is a renewal that cannot happen: the certificate expired.
+type expiredError struct{ error }
+
+func (e *expiredError) Unwrap() error { return e.error }
 
 func newCertRevokeCommand(s *streams) *cobra.Command {
 	var (

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -191,8 +192,21 @@ func (cf *connectFlags) resolveRoots() (string, []byte, error) {
 }
 
 // loadCredential reads a certificate and its key. The passphrase is looked
-// up only when the key is encrypted.
+// up only when the key is encrypted. A pair replaced while it is read (the
+// server renews its admin credential: the key is written, then the
+// certificate) is read again, a few times over half a second, rather than
+// refused as a key that does not belong to its certificate.
 func loadCredential(certFile, keyFile, dataDir, passwordFile string) (*tls.Certificate, error) {
+	for attempt := 0; ; attempt++ {
+		cred, err := readCredential(certFile, keyFile, dataDir, passwordFile)
+		if !errors.Is(err, client.ErrKeyMismatch) || attempt == 10 {
+			return cred, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func readCredential(certFile, keyFile, dataDir, passwordFile string) (*tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("read certificate: %w", err)
@@ -201,6 +215,7 @@ func loadCredential(certFile, keyFile, dataDir, passwordFile string) (*tls.Certi
 	if err != nil {
 		return nil, err
 	}
+	defer clear(keyPEM)
 	var passphrase []byte
 	if passwordFile != "" || keys.IsEncryptedPEM(keyPEM) {
 		passphrase, _, err = keys.ResolvePassphrase(dataDir, passwordFile, false)
@@ -209,7 +224,6 @@ func loadCredential(certFile, keyFile, dataDir, passwordFile string) (*tls.Certi
 		}
 	}
 	cred, err := client.ParseCredentials(certPEM, keyPEM, passphrase)
-	clear(keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s, %s: %w", certFile, keyFile, err)
 	}

@@ -524,6 +524,10 @@ func ParseCredentials(certPEM, keyPEM, passphrase []byte) (*tls.Certificate, err
 	return cred, nil
 }
 
+// ErrKeyMismatch is a credential whose key does not belong to its
+// certificate.
+var ErrKeyMismatch = errors.New("the key does not belong to the certificate")
+
 func parseCredentials(certPEM, keyPEM, passphrase []byte) (*tls.Certificate, error) {
 	certs, err := ParseCertificatesPEM(certPEM)
 	if err != nil {
@@ -534,7 +538,7 @@ func parseCredentials(certPEM, keyPEM, passphrase []byte) (*tls.Certificate, err
 		return nil, err
 	}
 	if !samePublicKey(certs[0].PublicKey, signer.Public()) {
-		return nil, errors.New("the key does not belong to the certificate")
+		return nil, ErrKeyMismatch
 	}
 	cred := &tls.Certificate{PrivateKey: signer, Leaf: certs[0]}
 	for _, cert := range certs {
