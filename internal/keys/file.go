@@ -22,7 +22,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		os.Remove(tmp)
 		return fmt.Errorf("keys: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	return SyncDir(filepath.Dir(path))
 }
 
 // WriteFileExclusive writes data to path like WriteFile, but fails with an
@@ -50,7 +50,7 @@ func WriteFileExclusive(path string, data []byte, perm os.FileMode) error {
 			return err
 		}
 	}
-	return syncDir(filepath.Dir(path))
+	return SyncDir(filepath.Dir(path))
 }
 
 func existsError(path string) error {
@@ -109,8 +109,8 @@ func writeSyncClose(f *os.File, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-// syncDir makes a rename or link in dir durable.
-func syncDir(dir string) error {
+// SyncDir makes a rename or link in dir durable.
+func SyncDir(dir string) error {
 	if runtime.GOOS == "windows" {
 		return nil // directories cannot be opened for syncing
 	}
