@@ -18,10 +18,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/duration"
 )
 
@@ -611,6 +611,17 @@ func orNone(s string) string {
 	return clip(s)
 }
 
-// clip bounds what a manifest said before it is echoed in an error, as
-// every message that echoes a client is bounded.
-func clip(s string) string { return ca.Clip(s) }
+// clip bounds what a manifest said before it is echoed in an error, at a
+// rune boundary. (Not ca.Clip: this package stays free of the CA's
+// dependencies, which an agent does not need.)
+func clip(s string) string {
+	const max = 128
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
