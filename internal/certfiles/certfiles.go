@@ -57,11 +57,20 @@ type Set struct {
 type Layout struct {
 	Dir                     string
 	Cert, Key, CA, Combined string
-	PKCS12                  string
-	PKCS12Password          string // the keystore's password (from a file the manifest names)
+	PKCS12, JKS             string
+	PKCS12Password          string // the keystores' password (from a file the manifest names)
 	Owner, Group            string
 	CertMode, KeyMode       os.FileMode
 	AllowedRoots            []string // Dir must be inside one of them
+	// Now dates keystore entries (nil: time.Now).
+	Now func() time.Time
+}
+
+func (l *Layout) now() time.Time {
+	if l.Now == nil {
+		return time.Now()
+	}
+	return l.Now()
 }
 
 // Errors callers branch on.
@@ -149,6 +158,13 @@ func (l *Layout) files(s Set) (map[string][]byte, map[string]os.FileMode, error)
 			return nil, nil, fmt.Errorf("certfiles: PKCS#12: %w", err)
 		}
 		add(l.PKCS12, p12, l.KeyMode)
+	}
+	if l.JKS != "" {
+		jks, err := encodeJKS(s.Key, s.Chain, "certificate", l.PKCS12Password, l.now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("certfiles: JKS: %w", err)
+		}
+		add(l.JKS, jks, l.KeyMode)
 	}
 	for name := range out {
 		if !filepath.IsLocal(name) || strings.ContainsRune(name, filepath.Separator) || strings.HasPrefix(name, setPrefix) {
