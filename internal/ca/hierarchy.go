@@ -653,10 +653,8 @@ func (h *Hierarchy) RevokeIssuer(ctx context.Context, name string, gen int, at t
 	if err := h.reloadLocked(ctx); err != nil {
 		return nil, err
 	}
-	for _, iss := range h.state.Load().byName[name] {
-		if iss.Generation == gen {
-			return iss, nil
-		}
+	if iss := h.generation(name, gen); iss != nil {
+		return iss, nil
 	}
 	return nil, fmt.Errorf("%w %q generation %d: expired", ErrUnknownIssuer, name, gen)
 }
@@ -753,12 +751,21 @@ func (h *Hierarchy) extendLocked(ctx context.Context, cfg caConfig, name string,
 	}
 	// Return the instance the state holds, so that callers and Issuer
 	// agree on identity.
-	for _, loaded := range h.state.Load().byName[name] {
-		if loaded.Generation == gen {
-			return loaded, nil
-		}
+	if loaded := h.generation(name, gen); loaded != nil {
+		return loaded, nil
 	}
 	return iss, nil
+}
+
+// generation is the loaded generation gen of the named intermediate, or
+// nil (none, or expired).
+func (h *Hierarchy) generation(name string, gen int) *Issuer {
+	for _, iss := range h.state.Load().byName[name] {
+		if iss.Generation == gen {
+			return iss
+		}
+	}
+	return nil
 }
 
 // mintIssuer creates the key and certificate of one intermediate generation

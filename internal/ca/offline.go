@@ -261,10 +261,8 @@ func (h *Hierarchy) ImportIntermediate(ctx context.Context, certPEM []byte) (*Is
 	if err := h.reloadLocked(ctx); err != nil {
 		return nil, err
 	}
-	for _, loaded := range h.state.Load().byName[ic.Name] {
-		if loaded.Generation == ic.Generation {
-			return loaded, nil
-		}
+	if loaded := h.generation(ic.Name, ic.Generation); loaded != nil {
+		return loaded, nil
 	}
 	return nil, fmt.Errorf("ca: issuer %q generation %d was added but has expired", ic.Name, ic.Generation)
 }

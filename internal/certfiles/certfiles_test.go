@@ -1,7 +1,6 @@
 package certfiles
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -203,5 +202,4 @@ func TestRefusals(t *testing.T) {
 	if entries, _ := os.ReadDir(l.Dir); len(entries) != 0 {
 		t.Errorf("a refused write left %v", entries)
 	}
-	var _ crypto.Signer = s.Key
 }
