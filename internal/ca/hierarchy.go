@@ -411,11 +411,7 @@ func (h *Hierarchy) reloadLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rootPath, err := h.path(cfg.Root.Cert)
-	if err != nil {
-		return err
-	}
-	root, rootPEM, err := readCert(rootPath)
+	root, rootPEM, err := h.rootCert(cfg)
 	if err != nil {
 		return err
 	}
@@ -720,11 +716,7 @@ func (h *Hierarchy) RotateIntermediateAt(ctx context.Context, name string, place
 // ca.json and reloads the state. cfg is the configuration just read from
 // disk, so changes made by other processes are kept.
 func (h *Hierarchy) extendLocked(ctx context.Context, cfg caConfig, name string, gen int, lifetime time.Duration, kt keys.KeyType, place KeyPlace) (*Issuer, error) {
-	rootPath, err := h.path(cfg.Root.Cert)
-	if err != nil {
-		return nil, err
-	}
-	root, _, err := readCert(rootPath)
+	root, _, err := h.rootCert(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -936,6 +928,15 @@ func (h *Hierarchy) path(rel string) (string, error) {
 		return "", fmt.Errorf("ca: %s: path %q is outside the CA directory", configName, rel)
 	}
 	return filepath.Join(h.caDir, p), nil
+}
+
+// rootCert reads the root certificate ca.json names.
+func (h *Hierarchy) rootCert(cfg caConfig) (*x509.Certificate, []byte, error) {
+	p, err := h.path(cfg.Root.Cert)
+	if err != nil {
+		return nil, nil, err
+	}
+	return readCert(p)
 }
 
 // readCert reads a file holding one PEM certificate and returns it parsed

@@ -223,11 +223,7 @@ func (h *Hierarchy) ImportIntermediate(ctx context.Context, certPEM []byte) (*Is
 	if err != nil {
 		return nil, err
 	}
-	rootPath, err := h.path(cfg.Root.Cert)
-	if err != nil {
-		return nil, err
-	}
-	root, _, err := readCert(rootPath)
+	root, _, err := h.rootCert(cfg)
 	if err != nil {
 		return nil, err
 	}
