@@ -265,7 +265,7 @@ func writeTokenResponse(w http.ResponseWriter, g ca.TokenGrant) {
 
 func provisionerResponse(p store.Provisioner) wire.Provisioner {
 	c, u := p.CreatedAt.UTC(), p.UpdatedAt.UTC()
-	return wire.Provisioner{Name: p.Name, Type: p.Type, Policy: p.Policy, RequireEAB: p.RequireEAB, CreatedAt: &c, UpdatedAt: &u}
+	return wire.Provisioner{Name: p.Name, Type: p.Type, Policy: p.Policy, RequireEAB: p.RequireEAB, Nodes: p.Nodes, CreatedAt: &c, UpdatedAt: &u}
 }
 
 func (s *Server) handleListProvisioners(w http.ResponseWriter, r *http.Request, _ caller) error {
@@ -286,7 +286,7 @@ func (s *Server) handleAddProvisioner(w http.ResponseWriter, r *http.Request, c 
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	p, err := s.provisioners.Add(r.Context(), provisioner.Change{Provisioner: store.Provisioner{Name: body.Name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB}, Actor: c.actor()})
+	p, err := s.provisioners.Add(r.Context(), provisioner.Change{Provisioner: store.Provisioner{Name: body.Name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB, Nodes: body.Nodes}, Actor: c.actor()})
 	if err != nil {
 		return err
 	}
@@ -316,7 +316,7 @@ func (s *Server) handleUpdateProvisioner(w http.ResponseWriter, r *http.Request,
 	if body.Name != "" && body.Name != name {
 		return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("body names provisioner %q but the path names %q", body.Name, name))
 	}
-	p, err := s.provisioners.Update(r.Context(), provisioner.Change{Provisioner: store.Provisioner{Name: name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB}, Actor: c.actor()})
+	p, err := s.provisioners.Update(r.Context(), provisioner.Change{Provisioner: store.Provisioner{Name: name, Type: body.Type, Policy: body.Policy, RequireEAB: body.RequireEAB, Nodes: body.Nodes}, Actor: c.actor()})
 	if err != nil {
 		return err
 	}

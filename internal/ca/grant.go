@@ -51,14 +51,17 @@ func (k grantKind) String() string {
 type grant struct {
 	kind        grantKind
 	provisioner CompiledProvisioner // grantProvisioner only
-	tag         string              // recorded as the provisioner of a certificate without one
-	subject     string
-	about       string // who the audit log says a refusal is about, when not subject
-	names       policy.Names
-	publicKey   crypto.PublicKey
-	keyType     keys.KeyType
-	ttl         time.Duration
-	issuerName  string // "" for the provisioner's issuer, else "default"
+	// requester is the attested node that declared the certificate, for a
+	// node provisioner; nil at every other front door.
+	requester  *store.Node
+	tag        string // recorded as the provisioner of a certificate without one
+	subject    string
+	about      string // who the audit log says a refusal is about, when not subject
+	names      policy.Names
+	publicKey  crypto.PublicKey
+	keyType    keys.KeyType
+	ttl        time.Duration
+	issuerName string // "" for the provisioner's issuer, else "default"
 	// notBefore and notAfter, when set, are the validity asked for (ACME
 	// orders); the lifetime they span is what policy decides on.
 	notBefore, notAfter time.Time
@@ -103,6 +106,9 @@ func (a *Authority) decide(ctx context.Context, g *grant, ttl time.Duration) (ti
 	issuer := g.issuerName
 	switch g.kind {
 	case grantProvisioner:
+		if err := checkRequester(g.provisioner.Provisioner, g.requester); err != nil {
+			return refuse(err)
+		}
 		d := g.provisioner.Policy.Evaluate(policy.Request{Names: g.names, TTL: ttl, KeyType: g.keyType})
 		if !d.Allowed {
 			return refuse(&Error{Kind: KindForbidden, Msg: "policy of provisioner " + provName + " denies the request: " + d.Reason, Rule: d.Rule})

@@ -20,7 +20,7 @@ import (
 func init() { register(newProvisionerCommand) }
 
 // provisionerTypes are the TYPE values the CLI accepts.
-var provisionerTypes = []string{"token", "acme", "spiffe"}
+var provisionerTypes = []string{"token", "acme", "spiffe", "node"}
 
 func newProvisionerCommand(s *streams) *cobra.Command {
 	return groupCommand("provisioner",
@@ -49,7 +49,8 @@ type policyFlags struct {
 	defaultTTL, maxTTL    time.Duration
 	keyTypes              []string
 	issuer                string
-	requireEAB            bool // not policy: an acme provisioner setting
+	requireEAB            bool     // not policy: an acme provisioner setting
+	nodes                 []string // not policy: the nodes a node provisioner serves
 }
 
 const policyFlagsHelp = `
@@ -61,7 +62,10 @@ Policy flags take several values, repeated or comma-separated:
 --default-ttl and --max-ttl bound certificate lifetimes (defaults 24h and 168h),
 --key-types limits subject keys (default: all supported), --issuer names the
 signing intermediate (default "default"). For acme, --require-eab refuses new
-accounts without an external account binding ('meshpki acme eab create').`
+accounts without an external account binding ('meshpki acme eab create').
+For node, --node names the attested nodes that may declare certificates
+through it (docs/MANIFESTS.md): a node SPIFFE ID, a prefix of them ending in
+"/*", or a node selector such as x509pop:subject:cn:web-1.`
 
 func addPolicyFlags(cmd *cobra.Command) *policyFlags {
 	pf := &policyFlags{}
@@ -79,6 +83,7 @@ func addPolicyFlags(cmd *cobra.Command) *policyFlags {
 	f.StringSliceVar(&pf.keyTypes, "key-types", nil, "subject key `TYPES` allowed, e.g. ec-p256,ed25519 (default: all)")
 	f.StringVar(&pf.issuer, "issuer", "", "`NAME` of the intermediate that signs (default \"default\")")
 	f.BoolVar(&pf.requireEAB, "require-eab", false, "acme only: new accounts need an external account binding")
+	f.StringSliceVar(&pf.nodes, "node", nil, "node only: `NODES` that may declare certificates (SPIFFE IDs, ID/* prefixes, selectors)")
 	return pf
 }
 
@@ -134,15 +139,18 @@ func newProvisionerAddCommand(s *streams) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "add TYPE NAME [policy flags]",
-		Short: "Add a provisioner of TYPE token, acme or spiffe",
+		Short: "Add a provisioner of TYPE token, acme, spiffe or node",
 		Long: `Add a provisioner. TYPE is "token" (one-time tokens from 'meshpki token create'),
-"acme" (RFC 8555 clients at /acme/NAME/directory) or "spiffe" (its policy
+"acme" (RFC 8555 clients at /acme/NAME/directory), "spiffe" (its policy
 decides which SPIFFE IDs, DNS names and lifetimes registration entries may
-have; see docs/SPIFFE.md). A provisioner with no allow rules grants no names:
+have; see docs/SPIFFE.md) or "node" (the certificates the nodes it names may
+declare in manifests; see docs/MANIFESTS.md). A provisioner with no allow rules grants no names:
 give at least one --allow-* flag, now or later with 'meshpki provisioner update'.
 ` + policyFlagsHelp + "\n" + adminConnectHelp,
 		Example: `  meshpki provisioner add token web --allow-dns '*.web.example.internal' \
-      --deny-dns admin.web.example.internal --allow-ip 10.0.0.0/8 --max-ttl 72h --data /var/lib/meshpki`,
+      --deny-dns admin.web.example.internal --allow-ip 10.0.0.0/8 --max-ttl 72h --data /var/lib/meshpki
+  meshpki provisioner add node web-hosts --node 'spiffe://example.internal/node/web/*' \
+      --allow-dns '*.web.example.internal' --max-ttl 720h --data /var/lib/meshpki`,
 		Args: positionalArgs("TYPE", "NAME"),
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
@@ -164,12 +172,15 @@ func changeProvisioner(c *cobra.Command, s *streams, conn *connectFlags, pf *pol
 	if pf.requireEAB && args[0] != "acme" {
 		return usageError{errors.New("--require-eab applies only to acme provisioners")}
 	}
+	if nodes := trimAll(pf.nodes); (len(nodes) > 0) != (args[0] == "node") {
+		return usageError{errors.New("a node provisioner needs --node, and only node provisioners take it")}
+	}
 	pol, err := pf.policy()
 	if err != nil {
 		return err
 	}
 	p, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.Provisioner, error) {
-		return send(cl, ctx, client.Provisioner{Name: args[1], Type: store.ProvisionerType(args[0]), Policy: pol, RequireEAB: pf.requireEAB})
+		return send(cl, ctx, client.Provisioner{Name: args[1], Type: store.ProvisionerType(args[0]), Policy: pol, RequireEAB: pf.requireEAB, Nodes: trimAll(pf.nodes)})
 	})
 	if err != nil {
 		return err
@@ -306,6 +317,9 @@ func printProvisioner(w io.Writer, p *client.Provisioner) error {
 			eab = "required"
 		}
 		fmt.Fprintf(tw, "external account binding\t%s\n", eab)
+	}
+	for _, n := range p.Nodes {
+		fmt.Fprintf(tw, "node\t%s\n", n)
 	}
 	fmt.Fprintf(tw, "issuer\t%s\n", issuerName(pol))
 	fmt.Fprintf(tw, "default ttl\t%s\n", ttlText(pol.DefaultTTL, pol.EffectiveDefaultTTL()))

@@ -83,6 +83,12 @@ func (c *Client) RenewNode(ctx context.Context, in *RenewRequest) (*AttestRespon
 	return out, c.call(ctx, "RenewNode", in, out)
 }
 
+// SignDeclared asks for a certificate the node declared.
+func (c *Client) SignDeclared(ctx context.Context, in *DeclaredRequest) (*DeclaredResponse, error) {
+	out := new(DeclaredResponse)
+	return out, c.call(ctx, "SignDeclared", in, out)
+}
+
 // MintX509SVIDs mints a batch of X.509-SVIDs.
 func (c *Client) MintX509SVIDs(ctx context.Context, in *MintRequest) (*MintResponse, error) {
 	out := new(MintResponse)

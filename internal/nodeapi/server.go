@@ -128,6 +128,7 @@ var serviceDesc = grpc.ServiceDesc{
 		unary("MintX509SVIDs", (*Server).MintX509SVIDs),
 		unary("MintJWTSVID", (*Server).MintJWTSVID),
 		unary("RenewNode", (*Server).RenewNode),
+		unary("SignDeclared", (*Server).SignDeclared),
 	},
 	Streams: []grpc.StreamDesc{{
 		StreamName:    "Sync",
@@ -483,6 +484,22 @@ func (s *Server) RenewNode(ctx context.Context, in *RenewRequest) (*AttestRespon
 		return nil, grpcErr(err)
 	}
 	return &AttestResponse{SPIFFEID: n.SPIFFEID, Chain: chainDER(issued), Bundle: s.bundle()}, nil
+}
+
+// SignDeclared issues a certificate the calling node declared, if a node
+// provisioner names the node and its policy allows the names (decided and
+// audited by the issuance path). An attested node may ask whether or not
+// its last certificate expired: the node SVID is the credential.
+func (s *Server) SignDeclared(ctx context.Context, in *DeclaredRequest) (*DeclaredResponse, error) {
+	n, err := s.node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	issued, err := s.ca.SignDeclared(ctx, ca.DeclaredRequest{Node: n, Provisioner: in.Provisioner, CSR: in.CSR, TTL: in.TTL, Manifest: in.Manifest})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &DeclaredResponse{Chain: chainDER(issued), Roots: [][]byte{s.ca.Hierarchy().Root().Raw}}, nil
 }
 
 // bundle is the trust bundle agents hand to workloads: the root and every

@@ -117,3 +117,19 @@ type JWTResponse struct {
 type RenewRequest struct {
 	CSR []byte `json:"csr"`
 }
+
+// DeclaredRequest asks for a certificate the node declared (a manifest),
+// through a node provisioner that names the node.
+type DeclaredRequest struct {
+	Provisioner string        `json:"provisioner"`
+	CSR         []byte        `json:"csr"`           // DER; its names are the names asked for
+	TTL         time.Duration `json:"ttl,omitempty"` // 0 for the provisioner's default
+	// Manifest names the declaration for the audit log ("FILE: NAME").
+	Manifest string `json:"manifest,omitempty"`
+}
+
+// DeclaredResponse is the certificate and what a relying party trusts.
+type DeclaredResponse struct {
+	Chain [][]byte `json:"chain"` // DER, leaf first, then its intermediates
+	Roots [][]byte `json:"roots"` // DER: the CA's root
+}

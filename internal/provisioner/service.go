@@ -33,6 +33,7 @@ type CA interface {
 	CheckNames(ctx context.Context, provisioner string, req policy.Request) (policy.Decision, error)
 	Refuse(ctx context.Context, err *ca.Error, actor, subject string, detail map[string]string) error
 	Record(ctx context.Context, events ...audit.Event) error
+	CheckNodePattern(p string) error
 }
 
 // Config is what a Service needs. All but Clock are required.
@@ -198,6 +199,10 @@ func (s *Service) CheckPolicy(ctx context.Context, req CheckRequest) (policy.Dec
 	return s.ca.CheckNames(ctx, req.Provisioner, policy.Request{Names: names, TTL: req.TTL, KeyType: kt})
 }
 
+// maxNodePatterns bounds the nodes a node provisioner names, each checked
+// at every issuance.
+const maxNodePatterns = 1000
+
 // Change is an admin change to a provisioner.
 type Change struct {
 	Provisioner store.Provisioner
@@ -209,7 +214,20 @@ func (s *Service) checkProvisioner(p store.Provisioner) error {
 		return ca.Errorf(ca.KindBadRequest, "provisioner name %q must be 1 to 64 characters of a-z, 0-9 and '-'", p.Name)
 	}
 	if !slices.Contains(store.ProvisionerTypes, p.Type) {
-		return ca.Errorf(ca.KindBadRequest, "provisioner type %q is not supported (supported: token, acme, spiffe)", ca.Clip(string(p.Type)))
+		return ca.Errorf(ca.KindBadRequest, "provisioner type %q is not supported (supported: token, acme, spiffe, node)", ca.Clip(string(p.Type)))
+	}
+	switch {
+	case p.Type == store.ProvisionerNode && len(p.Nodes) == 0:
+		return ca.Errorf(ca.KindBadRequest, "a node provisioner names at least one node (a node SPIFFE ID, a prefix of them ending in /*, or a node selector)")
+	case p.Type != store.ProvisionerNode && len(p.Nodes) > 0:
+		return ca.Errorf(ca.KindBadRequest, "nodes apply only to node provisioners")
+	case len(p.Nodes) > maxNodePatterns:
+		return ca.Errorf(ca.KindBadRequest, "a node provisioner names at most %d nodes; use a prefix or a selector", maxNodePatterns)
+	}
+	for _, n := range p.Nodes {
+		if err := s.ca.CheckNodePattern(n); err != nil {
+			return err
+		}
 	}
 	if p.RequireEAB && p.Type != "acme" {
 		return ca.Errorf(ca.KindBadRequest, "require_eab applies only to acme provisioners")
@@ -276,8 +294,11 @@ func (s *Service) Remove(ctx context.Context, name, actor string) error {
 }
 
 func (s *Service) provisionerEvent(typ, actor string, p store.Provisioner, now time.Time) audit.Event {
-	return audit.Event{Time: now, Type: typ, Actor: actor, Subject: p.Name, Outcome: "success",
-		Detail: map[string]string{"type": string(p.Type), "policy": policySummary(p.Policy)}}
+	detail := map[string]string{"type": string(p.Type), "policy": policySummary(p.Policy)}
+	if len(p.Nodes) > 0 {
+		detail["nodes"] = ca.Clip(strings.Join(p.Nodes, ","))
+	}
+	return audit.Event{Time: now, Type: typ, Actor: actor, Subject: p.Name, Outcome: "success", Detail: detail}
 }
 
 func policySummary(p policy.Policy) string {

@@ -186,10 +186,11 @@ const (
 	ProvisionerToken  ProvisionerType = "token"  // one-time tokens on /v1/sign
 	ProvisionerACME   ProvisionerType = "acme"   // an ACME directory
 	ProvisionerSPIFFE ProvisionerType = "spiffe" // the policy of SPIFFE registration entries
+	ProvisionerNode   ProvisionerType = "node"   // certificates attested nodes declare (manifests)
 )
 
 // ProvisionerTypes lists the types, in the order the CLI shows them.
-var ProvisionerTypes = []ProvisionerType{ProvisionerToken, ProvisionerACME, ProvisionerSPIFFE}
+var ProvisionerTypes = []ProvisionerType{ProvisionerToken, ProvisionerACME, ProvisionerSPIFFE, ProvisionerNode}
 
 // Provisioner is a named authority to request certificates, with its policy.
 type Provisioner struct {
@@ -199,8 +200,13 @@ type Provisioner struct {
 	// RequireEAB, for an acme provisioner, refuses new accounts without an
 	// external account binding.
 	RequireEAB bool
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// Nodes, for a node provisioner, are the attested nodes that may
+	// request certificates through it: a node's SPIFFE ID, a prefix of
+	// node SPIFFE IDs ending in "/*", or a node selector such as
+	// "x509pop:subject:cn:web-1".
+	Nodes     []string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // ProvisionerReader reads provisioners.

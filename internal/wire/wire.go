@@ -145,13 +145,17 @@ type Token struct {
 // what GET answers).
 type Provisioner struct {
 	Name   string                `json:"name"`
-	Type   store.ProvisionerType `json:"type"` // "token", "acme" or "spiffe"
+	Type   store.ProvisionerType `json:"type"` // "token", "acme", "spiffe" or "node"
 	Policy policy.Policy         `json:"policy"`
 	// RequireEAB, for acme, refuses accounts without external account
 	// binding.
-	RequireEAB bool       `json:"require_eab,omitempty"`
-	CreatedAt  *time.Time `json:"created_at,omitempty"`
-	UpdatedAt  *time.Time `json:"updated_at,omitempty"`
+	RequireEAB bool `json:"require_eab,omitempty"`
+	// Nodes, for node, are the attested nodes that may declare
+	// certificates through it: node SPIFFE IDs, prefixes of them ending in
+	// "/*", or node selectors ("x509pop:subject:cn:web-1").
+	Nodes     []string   `json:"nodes,omitempty"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 }
 
 // ProvisionerList answers GET /v1/provisioners.

@@ -11,7 +11,7 @@ import (
 	"github.com/meshpki/meshpki/internal/store"
 )
 
-const provisionerColumns = `name, type, policy, require_eab, created_at, updated_at`
+const provisionerColumns = `name, type, policy, require_eab, nodes, created_at, updated_at`
 
 // CreateProvisioner stores p; store.ErrConflict if the name exists. Zero
 // CreatedAt and UpdatedAt are set to now.
@@ -27,6 +27,10 @@ func (s *Store) CreateProvisioner(ctx context.Context, p store.Provisioner, ev a
 	if err != nil {
 		return fmt.Errorf("sqlstore: create provisioner %s: %w", p.Name, err)
 	}
+	nodes, err := encodeNodes(p.Nodes)
+	if err != nil {
+		return fmt.Errorf("sqlstore: create provisioner %s: %w", p.Name, err)
+	}
 	now := s.now()
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = now
@@ -35,8 +39,8 @@ func (s *Store) CreateProvisioner(ctx context.Context, p store.Provisioner, ev a
 		p.UpdatedAt = p.CreatedAt
 	}
 	return s.changeOneRow(ctx, "create provisioner "+p.Name, events, store.ErrConflict,
-		`INSERT INTO provisioners (`+provisionerColumns+`) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING`,
-		p.Name, p.Type, string(policy), boolInt(p.RequireEAB), micros(p.CreatedAt), micros(p.UpdatedAt))
+		`INSERT INTO provisioners (`+provisionerColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING`,
+		p.Name, p.Type, string(policy), boolInt(p.RequireEAB), nodes, micros(p.CreatedAt), micros(p.UpdatedAt))
 }
 
 // UpdateProvisioner replaces the type and policy of p.Name and sets its
@@ -50,12 +54,16 @@ func (s *Store) UpdateProvisioner(ctx context.Context, p store.Provisioner, ev a
 	if err != nil {
 		return fmt.Errorf("sqlstore: update provisioner %s: %w", p.Name, err)
 	}
+	nodes, err := encodeNodes(p.Nodes)
+	if err != nil {
+		return fmt.Errorf("sqlstore: update provisioner %s: %w", p.Name, err)
+	}
 	if p.UpdatedAt.IsZero() {
 		p.UpdatedAt = s.now()
 	}
 	return s.changeOneRow(ctx, "update provisioner "+p.Name, events, store.ErrNotFound,
-		`UPDATE provisioners SET type = $2, policy = $3, require_eab = $4, updated_at = $5 WHERE name = $1`,
-		p.Name, p.Type, string(policy), boolInt(p.RequireEAB), micros(p.UpdatedAt))
+		`UPDATE provisioners SET type = $2, policy = $3, require_eab = $4, nodes = $5, updated_at = $6 WHERE name = $1`,
+		p.Name, p.Type, string(policy), boolInt(p.RequireEAB), nodes, micros(p.UpdatedAt))
 }
 
 // DeleteProvisioner removes a provisioner; store.ErrNotFound if absent.
@@ -92,17 +100,35 @@ func scanProvisioner(row scanner) (store.Provisioner, error) {
 		policy           string
 		created, updated int64
 	)
-	var requireEAB int
-	if err := row.Scan(&p.Name, &p.Type, &policy, &requireEAB, &created, &updated); err != nil {
+	var (
+		requireEAB int
+		nodes      string
+	)
+	if err := row.Scan(&p.Name, &p.Type, &policy, &requireEAB, &nodes, &created, &updated); err != nil {
 		return p, err
 	}
 	p.RequireEAB = requireEAB != 0
+	if err := json.Unmarshal([]byte(nodes), &p.Nodes); err != nil {
+		return p, fmt.Errorf("provisioner %s: decode nodes: %w", p.Name, err)
+	}
 	if err := json.Unmarshal([]byte(policy), &p.Policy); err != nil {
 		return p, fmt.Errorf("provisioner %s: decode policy: %w", p.Name, err)
 	}
 	p.CreatedAt = fromMicros(created)
 	p.UpdatedAt = fromMicros(updated)
 	return p, nil
+}
+
+// encodeNodes is a provisioner's node patterns as the JSON array stored.
+func encodeNodes(nodes []string) (string, error) {
+	if len(nodes) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(nodes)
+	if err != nil {
+		return "", fmt.Errorf("encode nodes: %w", err)
+	}
+	return string(b), nil
 }
 
 // changeOneRow runs one write statement that must change exactly one row and,

@@ -446,6 +446,11 @@ var migrations = [][]string{
 		`DROP INDEX audit_events_issuance`,
 		`CREATE INDEX audit_events_later ON audit_events (subject, seq) WHERE ` + laterCertificateEvents,
 	},
+	// 11: node provisioners name the attested nodes that may request
+	// certificates through them (declared certificates, manifests).
+	{
+		`ALTER TABLE provisioners ADD COLUMN nodes TEXT NOT NULL DEFAULT '[]'`, // a JSON array of patterns
+	},
 }
 
 // issuanceEvents and laterCertificateEvents select the audit records about

@@ -787,7 +787,7 @@ func checkProvisioner(t testing.TB, got, want store.Provisioner) {
 	t.Helper()
 	checkTime(t, "CreatedAt", got.CreatedAt, want.CreatedAt)
 	checkTime(t, "UpdatedAt", got.UpdatedAt, want.UpdatedAt)
-	if got.Name != want.Name || got.Type != want.Type || !reflect.DeepEqual(got.Policy, want.Policy) {
+	if got.Name != want.Name || got.Type != want.Type || !reflect.DeepEqual(got.Policy, want.Policy) || got.RequireEAB != want.RequireEAB || !slices.Equal(got.Nodes, want.Nodes) {
 		t.Errorf("provisioner round trip:\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -805,8 +805,9 @@ func testProvisionerLifecycle(t *testing.T, s store.Store) {
 	checkProvisioner(t, got, p)
 
 	updated := p
-	updated.Type = "acme"
+	updated.Type = store.ProvisionerNode
 	updated.Policy = policy.Policy{AllowDNS: []string{"*.internal"}}
+	updated.Nodes = []string{"spiffe://example.org/node/web-1", "x509pop:subject:cn:web-2"}
 	updated.CreatedAt = time.Time{} // the store keeps the original
 	updated.UpdatedAt = epoch.Add(time.Hour)
 	if err := s.UpdateProvisioner(ctx, updated, newEvent(audit.TypeProvisionerUpdated, p.Name)); err != nil {
