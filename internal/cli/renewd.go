@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshpki/meshpki/internal/client"
+	"github.com/meshpki/meshpki/internal/declared"
 )
 
 // renewDaemon is 'cert renew --daemon': the renewal loop of a host with no
@@ -29,22 +30,6 @@ const (
 	renewRetryMax   = 5 * time.Minute
 )
 
-// due is when leaf should be renewed: before its expiry by d.before (or a
-// third of its lifetime), less a random jitter of up to a twentieth of its
-// lifetime (at most 10 minutes).
-func (d *renewDaemon) due(leaf *x509.Certificate) time.Time {
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
-	before := d.before
-	if before == 0 {
-		before = life / 3
-	}
-	jitter := min(life/20, 10*time.Minute)
-	if jitter > 0 {
-		jitter = rand.N(jitter)
-	}
-	return leaf.NotAfter.Add(-before - jitter)
-}
-
 // run renews whenever the certificate is due until ctx ends (nil) or it
 // expires unrenewed (an error).
 func (d *renewDaemon) run(ctx context.Context, s *streams, conn *connectFlags, renew func(context.Context) (*x509.Certificate, error)) error {
@@ -55,13 +40,7 @@ func (d *renewDaemon) run(ctx context.Context, s *streams, conn *connectFlags, r
 	leaf := t.cred.Leaf
 	var last time.Time // of the last renewal
 	for {
-		at := d.due(leaf)
-		// A --renew-before as long as the lifetime would make every
-		// renewal due at once: wait at least a tenth of the lifetime (10s
-		// at least) after the last one.
-		if life := leaf.NotAfter.Sub(leaf.NotBefore); !last.IsZero() {
-			at = maxTime(at, last.Add(max(life/10, 10*time.Second)))
-		}
+		at := declared.RenewalTime(leaf, d.before, last, func(max time.Duration) time.Duration { return rand.N(max) })
 		fmt.Fprintf(s.err, "meshpki: %s %s; renewing at %s\n", conn.certFile, expiresPhrase(leaf.NotAfter, time.Now()), at.UTC().Format(time.RFC3339))
 		if !sleepUntil(ctx, at) {
 			return nil
@@ -130,11 +109,4 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }

@@ -625,3 +625,31 @@ func clip(s string) string {
 	}
 	return s[:cut] + "…"
 }
+
+// Ref names c for logs and the audit log: the file and the name.
+func (c *Certificate) Ref() string {
+	return clip(c.File + ": " + c.ID())
+}
+
+// ID is what identifies c among the manifests a node holds: its name, in
+// its namespace when it has one.
+func (c *Certificate) ID() string {
+	if c.Metadata.Namespace != "" {
+		return c.Metadata.Namespace + "/" + c.Metadata.Name
+	}
+	return c.Metadata.Name
+}
+
+// RequestedDuration is spec.duration, or 0 when the manifest names none
+// (the issuer's default then applies, not cert-manager's 90 days, which
+// few provisioners allow).
+func (c *Certificate) RequestedDuration() time.Duration {
+	d, _ := duration.Parse(c.Spec.Duration)
+	return d
+}
+
+// RenewBeforeDuration is spec.renewBefore, or 0 when unset.
+func (c *Certificate) RenewBeforeDuration() time.Duration {
+	d, _ := duration.Parse(c.Spec.RenewBefore)
+	return d
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"testing"
@@ -73,34 +72,5 @@ func newCSR(tb testing.TB) []byte {
 // attestedClient attests as node with a join token and returns a client
 // presenting the node SVID.
 func attestedClient(tb testing.TB, in *servertest.Instance, node string) *nodeapi.Client {
-	tb.Helper()
-	ctx := context.Background()
-	g, err := in.Server.Registration().CreateJoinToken(ctx, node, 0, "test")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	anon, err := nodeapi.Dial(in.URL, in.Roots, func() *tls.Certificate { return nil })
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer anon.Close()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	resp, err := anon.Attest(ctx, &nodeapi.AttestRequest{JoinToken: g.Token, CSR: csr})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert := &tls.Certificate{Certificate: resp.Chain, PrivateKey: k}
-	c, err := nodeapi.Dial(in.URL, in.Roots, func() *tls.Certificate { return cert })
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
+	return in.AttestNode(tb, node)
 }

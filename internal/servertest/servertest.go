@@ -6,6 +6,9 @@ package servertest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -21,6 +24,7 @@ import (
 	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/server"
 	"github.com/meshpki/meshpki/internal/store/pgtest"
 )
@@ -203,4 +207,39 @@ func LoadCredential(t testing.TB, certPath, keyPath string, pass []byte) tls.Cer
 func PostgresURL(t testing.TB) string {
 	t.Helper()
 	return pgtest.URL(t)
+}
+
+// AttestNode attests a node with a one-time join token for spiffeID and
+// returns a node API client presenting its node SVID, closed at cleanup.
+func (in *Instance) AttestNode(tb testing.TB, spiffeID string) *nodeapi.Client {
+	tb.Helper()
+	ctx := context.Background()
+	g, err := in.Server.Registration().CreateJoinToken(ctx, spiffeID, 0, "test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	anon, err := nodeapi.Dial(in.URL, in.Roots, func() *tls.Certificate { return nil })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer anon.Close()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := anon.Attest(ctx, &nodeapi.AttestRequest{JoinToken: g.Token, CSR: csr})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert := &tls.Certificate{Certificate: resp.Chain, PrivateKey: k}
+	c, err := nodeapi.Dial(in.URL, in.Roots, func() *tls.Certificate { return cert })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }
