@@ -40,7 +40,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/meshpki/meshpki/internal/declared"
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/manifest"
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/workload"
 )
@@ -69,7 +71,17 @@ type Config struct {
 	PasswordFile string
 	// MetricsListen, if set, serves Prometheus metrics on this address.
 	MetricsListen string
-	Logger        *slog.Logger
+	// Manifests, if set, is a directory of cert-manager Certificate
+	// manifests whose certificates the agent keeps issued, written and
+	// renewed (package declared; docs/MANIFESTS.md).
+	Manifests string
+	// CertRoots are the directories declared certificates may be written
+	// in (default /var/lib/meshpki/certs).
+	CertRoots []string
+	// ACMEHTTP01 is where ACMEIssuer manifests answer http-01 challenges
+	// (default ":80").
+	ACMEHTTP01 string
+	Logger     *slog.Logger
 	// Ready, if set, is called once the Workload API socket is listening.
 	Ready func()
 	// Clock returns the current time (default time.Now): rotation at
@@ -321,6 +333,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return ws.Serve(gctx) })
 	g.Go(func() error { a.syncLoop(gctx); return nil })
 	g.Go(func() error { a.rotateLoop(gctx); return nil })
+	if a.cfg.Manifests != "" {
+		m := a.declared()
+		g.Go(func() error { return m.Run(gctx) })
+	}
 	if metricsLn != nil {
 		g.Go(func() error { return a.serveMetrics(gctx, metricsLn) })
 	}
@@ -329,6 +345,26 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.writeStatus()
 	return g.Wait()
+}
+
+// declared is the manager of the certificates the manifests declare: it
+// issues through node provisioners with this node's SVID, and through any
+// ACME server trusted by the system or the trust bundle.
+func (a *Agent) declared() *declared.Manager {
+	roots := a.cfg.CertRoots
+	if len(roots) == 0 {
+		roots = []string{manifest.DefaultDir}
+	}
+	return declared.New(declared.Config{
+		Dir:          a.cfg.Manifests,
+		AllowedRoots: roots,
+		StatusFile:   filepath.Join(a.cfg.DataDir, declared.StatusFile),
+		Node:         declared.NodeIssuer{Client: a.api},
+		ACME:         declared.NewACMEIssuers(DeclaredACME(a.cfg, a.pass)),
+		Logger:       a.log,
+		Clock:        a.now,
+		Jitter:       a.jitter,
+	})
 }
 
 func closeListener(ln net.Listener) {
@@ -778,4 +814,48 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// DialNode connects to cfg.ServerURL with the node SVID the agent keeps in
+// cfg.DataDir, for one-shot commands beside an agent ('meshpki apply'). It
+// never attests: without a valid node SVID there it says to start the
+// agent first.
+func DialNode(cfg Config) (*nodeapi.Client, error) {
+	if cfg.ServerURL == "" || cfg.TrustBundle == "" || cfg.DataDir == "" {
+		return nil, errors.New("agent: --server, --trust-bundle and --data are required")
+	}
+	a := &Agent{cfg: cfg, now: time.Now}
+	if cfg.Clock != nil {
+		a.now = cfg.Clock
+	}
+	pass, _, err := keys.ResolvePassphrase(cfg.DataDir, cfg.PasswordFile, false)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.pass = pass
+	if err := a.loadNode(); err != nil {
+		return nil, fmt.Errorf("agent: no usable node SVID in %s (start 'meshpki agent --data %s' to attest the node): %w", cfg.DataDir, cfg.DataDir, err)
+	}
+	pemData, err := os.ReadFile(cfg.TrustBundle)
+	if err != nil {
+		return nil, fmt.Errorf("agent: trust bundle: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("agent: trust bundle %s holds no PEM certificate", cfg.TrustBundle)
+	}
+	return nodeapi.Dial(cfg.ServerURL, roots, a.currentNodeCert)
+}
+
+// DeclaredACME is the ACME configuration the agent with cfg uses for
+// ACMEIssuer manifests (account keys in DataDir/acme).
+func DeclaredACME(cfg Config, pass []byte) declared.ACMEConfig {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if pemData, err := os.ReadFile(cfg.TrustBundle); err == nil {
+		roots.AppendCertsFromPEM(pemData)
+	}
+	return declared.ACMEConfig{AccountDir: filepath.Join(cfg.DataDir, "acme"), Passphrase: pass, Roots: roots, HTTP01Address: cfg.ACMEHTTP01}
 }

@@ -3,9 +3,11 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshpki/meshpki/internal/agent"
+	"github.com/meshpki/meshpki/internal/declared"
 )
 
 func init() { register(newAgentCommand) }
@@ -43,11 +46,21 @@ variable MESHPKI_JOIN_TOKEN; --join-token also works but puts the token where
 every local user can read it (ps, /proc/PID/cmdline).
 
 'meshpki agent status --data DIR' shows the outage budget: how long the
-workloads stay covered if the server vanished now.`,
+workloads stay covered if the server vanished now.
+
+With --manifests DIR the agent also keeps the certificates that the
+cert-manager Certificate manifests in DIR declare (several per file, *.yaml
+or *.yml): issued through the node provisioners that name this node (or any
+ACME server for an ACMEIssuer), written atomically under a --cert-root,
+renewed at renewBefore or two thirds of their lifetime, and followed by their
+hooks. DIR is read again every 2 seconds: a change applies without a
+restart. 'meshpki agent status' lists them (docs/MANIFESTS.md).`,
 		Example: `  meshpki agent --server https://ca.example.internal:8443 --trust-bundle root.crt \
       --join-token-file /etc/meshpki/join-token --socket /run/meshpki/agent.sock --data /var/lib/meshpki-agent
   MESHPKI_JOIN_TOKEN="$TOKEN" meshpki agent --server https://ca.example.internal:8443 --trust-bundle root.crt \
-      --socket /run/meshpki/agent.sock --data /var/lib/meshpki-agent`,
+      --socket /run/meshpki/agent.sock --data /var/lib/meshpki-agent
+  meshpki agent --server https://ca.example.internal:8443 --trust-bundle root.crt --socket /run/meshpki/agent.sock \
+      --data /var/lib/meshpki-agent --manifests /etc/meshpki/manifests --cert-root /etc/nginx/tls`,
 		Args: positionalArgs(),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if c.Flags().NFlag() == 0 {
@@ -83,6 +96,9 @@ workloads stay covered if the server vanished now.`,
 	f.StringVar(&cfg.DataDir, "data", "", "agent data `DIR` (node SVID, status)")
 	f.StringVar(&cfg.PasswordFile, "password-file", "", "file with the passphrase that encrypts the node key (default: MESHPKI_PASSWORD, else generated in DIR/secrets)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "`ADDR` to serve Prometheus metrics on (off when empty)")
+	f.StringVar(&cfg.Manifests, "manifests", "", "`DIR` of cert-manager Certificate manifests to keep issued, written and renewed (docs/MANIFESTS.md)")
+	f.StringSliceVar(&cfg.CertRoots, "cert-root", nil, "`DIR` declared certificates may be written in, repeatable (default /var/lib/meshpki/certs)")
+	f.StringVar(&cfg.ACMEHTTP01, "acme-http01-address", "", "`HOST:PORT` where ACMEIssuer manifests answer http-01 challenges (default :80)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text, or json (one object per line)")
 	cmd.AddCommand(newAgentStatusCommand(s), newAgentEvictCommand(s), newAgentListCommand(s))
@@ -123,13 +139,20 @@ func newAgentStatusCommand(s *streams) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "status --data DIR [--json]",
-		Short: "Show the agent's node, sync state and outage budget",
+		Short: "Show the agent's node, sync state, outage budget and declared certificates",
 		Long: `Show what the agent running with --data DIR last recorded: its node SPIFFE ID,
 whether its sync stream to the server is up, how many entries and SVIDs it
 holds, and its outage budget — how long every workload stays covered if the
-server vanished now (until the first SVID it holds expires).`,
+server vanished now (until the first SVID it holds expires).
+
+With --manifests, it also lists each declared certificate: ready or not,
+when it expires, its last and next renewal, and how its hooks last went,
+then the manifests that could not be read (file and line). --json gives
+them under "declared", each with Kubernetes-style conditions (Ready,
+Issuing, HooksSucceeded) as cert-manager reports a Certificate.`,
 		Example: `  meshpki agent status --data /var/lib/meshpki-agent
-  meshpki agent status --data /var/lib/meshpki-agent --json | jq .outage_budget_ns`,
+  meshpki agent status --data /var/lib/meshpki-agent --json | jq .outage_budget_ns
+  meshpki agent status --data /var/lib/meshpki-agent --json | jq '.declared.certificates[] | select(.ready | not)'`,
 		Args: positionalArgs(),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if dir == "" {
@@ -142,8 +165,18 @@ server vanished now (until the first SVID it holds expires).`,
 			if err != nil {
 				return fmt.Errorf("agent status: %w", err)
 			}
+			report, rerr := declared.ReadReport(filepath.Join(dir, declared.StatusFile))
+			var decl *declared.Report
+			if rerr == nil {
+				decl = &report
+			} else if !errors.Is(rerr, fs.ErrNotExist) {
+				return fmt.Errorf("agent status: %w", rerr)
+			}
 			if asJSON {
-				return writeJSON(s.out, st)
+				return writeJSON(s.out, struct {
+					agent.Status
+					Declared *declared.Report `json:"declared,omitempty"`
+				}{st, decl})
 			}
 			now := time.Now()
 			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
@@ -171,10 +204,77 @@ server vanished now (until the first SVID it holds expires).`,
 			}
 			fmt.Fprintf(tw, "outage budget\t%s\n", budget)
 			fmt.Fprintf(tw, "recorded\t%s\n", agoPhrase(now.Sub(st.UpdatedAt)))
-			return tw.Flush()
+			if err := tw.Flush(); err != nil || decl == nil {
+				return err
+			}
+			return printDeclared(s.out, *decl, now)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "data", "", "the agent's data `DIR`")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return cmd
+}
+
+// printDeclared lists declared certificates, one per line, then the
+// manifests that could not be read.
+func printDeclared(w io.Writer, r declared.Report, now time.Time) error {
+	fmt.Fprintf(w, "\ndeclared certificates (%s):\n", r.Dir)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tREADY\tEXPIRES\tLAST RENEWAL\tNEXT RENEWAL\tHOOKS\tSTATUS")
+	for _, c := range r.Certificates {
+		expires, last, next := "-", "-", "-"
+		if !c.NotAfter.IsZero() {
+			expires = expiresPhrase(c.NotAfter, now)
+		}
+		if !c.LastRenewal.IsZero() {
+			last = agoPhrase(now.Sub(c.LastRenewal))
+		}
+		if !c.RenewalTime.IsZero() {
+			next = "in " + humanDuration(max(c.RenewalTime.Sub(now), 0))
+		}
+		hooks := "-"
+		if len(c.Hooks) > 0 {
+			ok := 0
+			for _, h := range c.Hooks {
+				if h.OK {
+					ok++
+				}
+			}
+			hooks = fmt.Sprintf("%d/%d ok", ok, len(c.Hooks))
+		}
+		msg := ""
+		if cond, found := c.Condition(declared.ConditionReady); found && !c.Ready {
+			msg = cond.Message
+		}
+		if c.LastFailure != "" && c.FailedIssuanceAttempts > 0 {
+			msg = "failing: " + c.LastFailure
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, yesNo(c.Ready), expires, last, next, hooks, oneLine(msg, 100))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "manifest error: %s:%d: %s\n", e.File, e.Line, e.Message)
+	}
+	for _, warn := range r.Warnings {
+		fmt.Fprintf(w, "manifest warning: %s\n", warn)
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// oneLine keeps the first line of s, at most n runes.
+func oneLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }

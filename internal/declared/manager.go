@@ -268,6 +268,10 @@ func parseFile(path string) ([]manifest.Certificate, []string, error) {
 // track records c's declaration: a new certificate, or a changed one,
 // which is due at once.
 func (m *Manager) track(c manifest.Certificate) *certState {
+	if l := *c.Spec.Meshpki; l.DirDefaulted && len(m.cfg.AllowedRoots) > 0 {
+		l.Dir = filepath.Join(m.cfg.AllowedRoots[0], c.Spec.SecretName)
+		c.Spec.Meshpki = &l
+	}
 	id := c.ID()
 	h := fingerprint(c)
 	st := m.certs[id]
@@ -497,6 +501,18 @@ func (m *Manager) refresh(st *certState, now time.Time) {
 	if _, ok := s.Condition(ConditionIssuing); !ok || ready && st.failures == 0 {
 		s.setCondition(ConditionIssuing, "False", "UpToDate", "next renewal "+st.due.UTC().Format(time.RFC3339), now)
 	}
+	// One order for readers that take the first: Ready, Issuing, HooksSucceeded.
+	slices.SortStableFunc(s.Conditions, func(a, b Condition) int { return conditionRank(a.Type) - conditionRank(b.Type) })
+}
+
+func conditionRank(typ string) int {
+	switch typ {
+	case ConditionReady:
+		return 0
+	case ConditionIssuing:
+		return 1
+	}
+	return 2
 }
 
 // publish records the report of this pass.

@@ -4,27 +4,33 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"database/sql"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/declared"
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/manifest"
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store"
+	"github.com/meshpki/meshpki/internal/store/sqlstore"
 )
 
 // env is a real server with a node provisioner "web-hosts" granting
@@ -322,7 +328,7 @@ func TestManagerRefuses(t *testing.T) {
 		if st.Ready || !strings.Contains(st.LastFailure, want) || c.Status != "True" || c.Reason != "Refused" {
 			t.Errorf("%s: ready %v, failure %q (want %q), Issuing %+v", name, st.Ready, st.LastFailure, want, c)
 		}
-		if r := st.RenewalTime.Sub(time.Now()); r < 4*time.Minute {
+		if r := time.Until(st.RenewalTime); r < 4*time.Minute {
 			t.Errorf("%s: retried in %s, want the longest backoff for a refusal", name, r)
 		}
 	}
@@ -355,5 +361,146 @@ func TestManagerRefuses(t *testing.T) {
 	waitFor(t, m, "good", "the reissue after expiry", func(c declared.CertificateStatus) bool { return c.Revision == 2 })
 	if again := readLeaf(t, filepath.Join(e.root, "good", "tls.crt")); again.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatal("not reissued")
+	}
+}
+
+// TestManagerACMEIssuer: an ACMEIssuer manifest is ordered from an ACME
+// server — meshpki's own here, through lego — with the http-01 answer
+// served on the configured address; a second manager finds the same
+// account again by its key.
+func TestManagerACMEIssuer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	in := servertest.Start(t, servertest.Options{ACMEValidation: validation.Config{HTTPPort: port, Timeout: 5 * time.Second}})
+	if _, err := in.Server.Provisioners().Add(context.Background(), provisioner.Change{Provisioner: store.Provisioner{Name: "acme", Type: store.ProvisionerACME,
+		Policy: policy.Policy{AllowIP: []string{"127.0.0.1"}, MaxTTL: policy.Duration(48 * time.Hour)}}, Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	dir, root, accounts := t.TempDir(), t.TempDir(), t.TempDir()
+	yaml := `apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: by-acme}
+spec:
+  secretName: by-acme
+  issuerRef: {name: meshpki, kind: ACMEIssuer}
+  ipAddresses: [127.0.0.1]
+  duration: 6h
+  privateKey: {algorithm: ECDSA, size: 384}
+  meshpki:
+    dir: ` + root + `/acme
+    acme: ` + in.URL + `/acme/acme/directory
+`
+	if err := os.WriteFile(filepath.Join(dir, "acme.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := declared.Config{Dir: dir, AllowedRoots: []string{root}, Poll: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ACME: declared.NewACMEIssuers(declared.ACMEConfig{AccountDir: accounts, Passphrase: []byte("account-passphrase"), Roots: in.Roots, HTTP01Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})}
+	m := declared.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	st := waitFor(t, m, "by-acme", "the ACME order", func(c declared.CertificateStatus) bool { return c.Ready || c.FailedIssuanceAttempts > 0 })
+	cancel()
+	<-done
+	if !st.Ready {
+		t.Fatalf("ACME issuance failed: %s", st.LastFailure)
+	}
+	leaf := readLeaf(t, filepath.Join(root, "acme", "tls.crt"))
+	if len(leaf.IPAddresses) != 1 || !leaf.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Fatalf("leaf names %v", leaf.IPAddresses)
+	}
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life < 6*time.Hour-time.Minute || life > 6*time.Hour+2*time.Minute {
+		t.Errorf("lifetime %s, the manifest asked for 6h", life)
+	}
+	if kt, _ := keys.TypeOf(leaf.PublicKey); kt != keys.ECP384 {
+		t.Errorf("key type %s, the manifest asked for ECDSA 384", kt)
+	}
+	if fi, err := os.ReadDir(accounts); err != nil || len(fi) != 1 {
+		t.Fatalf("account keys: %v %v", fi, err)
+	}
+
+	// The same account again: a forced apply orders with the stored key.
+	before := countAccounts(t, in)
+	res := declared.New(cfg).Apply(context.Background(), mustParse(t, filepath.Join(dir, "acme.yaml")), true)
+	if !res[0].Ready || res[0].Revision != 1 {
+		t.Fatalf("forced apply: %+v", res[0])
+	}
+	if after := countAccounts(t, in); after != before {
+		t.Errorf("a second ACME account was made (%d → %d)", before, after)
+	}
+}
+
+func countAccounts(t *testing.T, in *servertest.Instance) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(in.DataDir, sqlstore.DefaultFile)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM acme_accounts`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func mustParse(t *testing.T, path string) []manifest.Certificate {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	certs, _, err := manifest.Parse(path, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs
+}
+
+// TestCertManagerDocsExampleApplies: cert-manager's own exhaustive example
+// Certificate, unchanged, is issued through a node provisioner named as its
+// issuerRef, into ROOT/SECRET-NAME (the manifest names no directory), as
+// an RSA key in PKCS#1 with every name it lists.
+func TestCertManagerDocsExampleApplies(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.in.Server.Provisioners().Add(context.Background(), provisioner.Change{Provisioner: store.Provisioner{
+		Name: "ca-issuer", Type: store.ProvisionerNode, Nodes: []string{"spiffe://test.internal/node/web/1"},
+		Policy: policy.Policy{AllowDNS: []string{"example.com", "www.example.com"}, AllowIP: []string{"192.168.0.5"},
+			AllowURI: []string{"spiffe://cluster.local/ns/sandbox/sa/example"}, MaxTTL: policy.Duration(2160 * time.Hour)}}, Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	certs := mustParse(t, "../manifest/testdata/cert-manager-docs.yaml")
+	cfg := e.config()
+	cfg.StatusFile = ""
+	res := declared.New(cfg).Apply(context.Background(), certs, false)
+	if len(res) != 1 || !res[0].Ready || res[0].Name != "sandbox/example-com" {
+		t.Fatalf("apply: %+v", res)
+	}
+	dir := filepath.Join(e.root, "example-com-tls")
+	leaf := readLeaf(t, filepath.Join(dir, "tls.crt"))
+	if len(leaf.DNSNames) != 2 || len(leaf.IPAddresses) != 1 || len(leaf.URIs) != 1 || leaf.Subject.CommonName != "example.com" {
+		t.Errorf("leaf names %v %v %v cn %q", leaf.DNSNames, leaf.IPAddresses, leaf.URIs, leaf.Subject.CommonName)
+	}
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life < 2160*time.Hour {
+		t.Errorf("lifetime %s, the manifest asked for 2160h", life)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "tls.key"))
+	if err != nil || !strings.HasPrefix(string(keyPEM), "-----BEGIN RSA PRIVATE KEY-----") {
+		t.Errorf("tls.key is not PKCS#1 RSA: %v %.40q", err, keyPEM)
+	}
+
+	// Applying again changes nothing; --force issues again.
+	again := declared.New(cfg).Apply(context.Background(), certs, false)
+	if again[0].Revision != 0 || again[0].Serial != res[0].Serial {
+		t.Errorf("a second apply issued again: %+v", again[0])
+	}
+	forced := declared.New(cfg).Apply(context.Background(), certs, true)
+	if forced[0].Revision != 1 || forced[0].Serial == res[0].Serial {
+		t.Errorf("a forced apply did not issue: %+v", forced[0])
 	}
 }

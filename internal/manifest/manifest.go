@@ -112,6 +112,9 @@ type Subject struct {
 type Local struct {
 	// Dir holds the files (default /var/lib/meshpki/certs/SECRET-NAME).
 	Dir string `yaml:"dir"`
+	// DirDefaulted says Dir was not given: an agent whose first
+	// certificate root is elsewhere writes to ROOT/SECRET-NAME instead.
+	DirDefaulted bool `yaml:"-"`
 	// The file names inside Dir, as a kubernetes.io/tls Secret's keys:
 	// tls.crt (the leaf and its chain), tls.key, ca.crt. Combined, if
 	// set, is the key followed by the chain in one file (HAProxy);
@@ -277,7 +280,7 @@ func yamlError(file string, err error) error {
 			}
 		}
 	}
-	return &Error{File: file, Line: line, Msg: msg}
+	return &Error{File: file, Line: line, Msg: "malformed YAML: " + msg}
 }
 
 // checkFields refuses a key the type does not have, naming its line, so
@@ -505,7 +508,7 @@ func (c *Certificate) check(root *yaml.Node) ([]Warning, error) {
 // check validates the local block and fills in its defaults.
 func (l *Local) check(bad func(path, format string, args ...any) error, secretName string) error {
 	if l.Dir == "" {
-		l.Dir = filepath.Join(DefaultDir, secretName)
+		l.Dir, l.DirDefaulted = filepath.Join(DefaultDir, secretName), true
 	}
 	if !filepath.IsAbs(l.Dir) {
 		return bad("dir", "dir %q must be an absolute path", clip(l.Dir))
