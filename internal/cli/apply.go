@@ -73,7 +73,7 @@ certificate is written by then.`,
 				roots = []string{manifest.DefaultDir}
 			}
 			dcfg := declared.Config{AllowedRoots: roots, Logger: slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-			if needsNode(certs) {
+			if declared.NeedsNode(certs) {
 				client, err := agent.DialNode(cfg)
 				if err != nil {
 					return err
@@ -117,15 +117,6 @@ certificate is written by then.`,
 	f.BoolVar(&force, "force", false, "issue every certificate again, even those up to date")
 	f.BoolVar(&asJSON, "json", false, "print each certificate's status as JSON")
 	return cmd
-}
-
-func needsNode(certs []manifest.Certificate) bool {
-	for _, c := range certs {
-		if c.Spec.IssuerRef.Kind != "ACMEIssuer" {
-			return true
-		}
-	}
-	return false
 }
 
 func printApplied(s *streams, results []declared.CertificateStatus) error {

@@ -143,6 +143,17 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
+// NeedsNode reports whether any of certs is issued through a node
+// provisioner, and so needs the node's identity.
+func NeedsNode(certs []manifest.Certificate) bool {
+	for i := range certs {
+		if !usesACME(&certs[i]) {
+			return true
+		}
+	}
+	return false
+}
+
 // Apply applies certs once: each is issued if its files are missing, hold
 // another declaration, or are due for renewal (every one, with force), and
 // its hooks run. It returns their states, in order.
@@ -287,8 +298,8 @@ func (m *Manager) track(c manifest.Certificate) *certState {
 	st.status.Name, st.status.File, st.status.Line = id, c.File, c.Line
 	st.status.SecretName, st.status.Dir = c.Spec.SecretName, c.Spec.Meshpki.Dir
 	st.status.Issuer = c.Spec.IssuerRef.Kind + "/" + c.Spec.IssuerRef.Name
-	if c.Spec.IssuerRef.Kind == "ACMEIssuer" {
-		st.status.Issuer = "ACMEIssuer/" + c.Spec.Meshpki.ACME
+	if usesACME(&c) {
+		st.status.Issuer = "ACME/" + c.Spec.Meshpki.ACME
 	}
 	return st
 }
@@ -455,9 +466,16 @@ func missingNames(want, got []string) []string {
 	return out
 }
 
+// usesACME reports whether c is ordered from an ACME server: an
+// ACMEIssuer, or an Issuer or ClusterIssuer given an ACME directory URL
+// (where cert-manager keeps that URL on the issuer resource).
+func usesACME(c *manifest.Certificate) bool {
+	return c.Spec.IssuerRef.Kind == "ACMEIssuer" || c.Spec.Meshpki.ACME != ""
+}
+
 // issuer is the issuer c's issuerRef names.
 func (m *Manager) issuer(c *manifest.Certificate) (Issuer, error) {
-	if c.Spec.IssuerRef.Kind != "ACMEIssuer" {
+	if !usesACME(c) {
 		if m.cfg.Node == nil {
 			return nil, &RefusedError{Msg: "issuerRef " + c.Spec.IssuerRef.Kind + "/" + c.Spec.IssuerRef.Name + " needs the node's identity, which this command does not have"}
 		}

@@ -364,8 +364,9 @@ func TestManagerRefuses(t *testing.T) {
 	}
 }
 
-// TestManagerACMEIssuer: an ACMEIssuer manifest is ordered from an ACME
-// server — meshpki's own here, through lego — with the http-01 answer
+// TestManagerACMEIssuer: an ACMEIssuer manifest, and a ClusterIssuer one
+// given an ACME URL, are ordered from an ACME server — meshpki's own here,
+// through lego — with the http-01 answer
 // served on the configured address; a second manager finds the same
 // account again by its key.
 func TestManagerACMEIssuer(t *testing.T) {
@@ -393,6 +394,17 @@ spec:
   meshpki:
     dir: ` + root + `/acme
     acme: ` + in.URL + `/acme/acme/directory
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: cluster-issuer-acme}
+spec:
+  secretName: cluster-issuer-acme
+  issuerRef: {name: letsencrypt-prod, kind: ClusterIssuer}
+  ipAddresses: [127.0.0.1]
+  privateKey: {algorithm: ECDSA}
+  meshpki:
+    acme: ` + in.URL + `/acme/acme/directory
 `
 	if err := os.WriteFile(filepath.Join(dir, "acme.yaml"), []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -404,10 +416,14 @@ spec:
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Run(ctx) }()
 	st := waitFor(t, m, "by-acme", "the ACME order", func(c declared.CertificateStatus) bool { return c.Ready || c.FailedIssuanceAttempts > 0 })
+	st2 := waitFor(t, m, "cluster-issuer-acme", "the ClusterIssuer's ACME order", func(c declared.CertificateStatus) bool { return c.Ready || c.FailedIssuanceAttempts > 0 })
 	cancel()
 	<-done
-	if !st.Ready {
-		t.Fatalf("ACME issuance failed: %s", st.LastFailure)
+	if !st.Ready || !st2.Ready {
+		t.Fatalf("ACME issuance failed: %s / %s", st.LastFailure, st2.LastFailure)
+	}
+	if st2.Issuer != "ACME/"+in.URL+"/acme/acme/directory" || st2.Dir != filepath.Join(root, "cluster-issuer-acme") {
+		t.Errorf("a ClusterIssuer with an ACME URL: issuer %q dir %q", st2.Issuer, st2.Dir)
 	}
 	leaf := readLeaf(t, filepath.Join(root, "acme", "tls.crt"))
 	if len(leaf.IPAddresses) != 1 || !leaf.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) {
@@ -425,7 +441,7 @@ spec:
 
 	// The same account again: a forced apply orders with the stored key.
 	before := countAccounts(t, in)
-	res := declared.New(cfg).Apply(context.Background(), mustParse(t, filepath.Join(dir, "acme.yaml")), true)
+	res := declared.New(cfg).Apply(context.Background(), mustParse(t, filepath.Join(dir, "acme.yaml"))[:1], true)
 	if !res[0].Ready || res[0].Revision != 1 {
 		t.Fatalf("forced apply: %+v", res[0])
 	}
@@ -462,8 +478,10 @@ func mustParse(t *testing.T, path string) []manifest.Certificate {
 	return certs
 }
 
-// TestCertManagerDocsExampleApplies: cert-manager's own exhaustive example
-// Certificate, unchanged, is issued through a node provisioner named as its
+// TestCertManagerDocsExampleApplies: cert-manager's short example from its
+// Certificate page is issued with cert-manager's defaults (RSA 2048, the
+// issuer's lifetime); its own exhaustive example Certificate, unchanged, is
+// issued through a node provisioner named as its
 // issuerRef, into ROOT/SECRET-NAME (the manifest names no directory), as
 // an RSA key in PKCS#1 with every name it lists.
 func TestCertManagerDocsExampleApplies(t *testing.T) {
@@ -474,9 +492,25 @@ func TestCertManagerDocsExampleApplies(t *testing.T) {
 			AllowURI: []string{"spiffe://cluster.local/ns/sandbox/sa/example"}, MaxTTL: policy.Duration(2160 * time.Hour)}}, Actor: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	certs := mustParse(t, "../manifest/testdata/cert-manager-docs.yaml")
+	if _, err := e.in.Server.Provisioners().Add(context.Background(), provisioner.Change{Provisioner: store.Provisioner{
+		Name: "letsencrypt-prod", Type: store.ProvisionerNode, Nodes: []string{"spiffe://test.internal/node/web/*"},
+		Policy: policy.Policy{AllowDNS: []string{"*.example.com"}}}, Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
 	cfg := e.config()
 	cfg.StatusFile = ""
+	short := declared.New(cfg).Apply(context.Background(), mustParse(t, "../manifest/testdata/cert-manager-docs-acme-crt.yaml"), false)
+	if len(short) != 1 || !short[0].Ready || short[0].Dir != filepath.Join(e.root, "acme-crt-secret") {
+		t.Fatalf("the concept page's example: %+v", short)
+	}
+	if got := readLeaf(t, filepath.Join(e.root, "acme-crt-secret", "tls.crt")).DNSNames; len(got) != 2 {
+		t.Errorf("the concept page's example names %v", got)
+	}
+	if kt, _ := keys.TypeOf(readLeaf(t, filepath.Join(e.root, "acme-crt-secret", "tls.crt")).PublicKey); kt != keys.RSA2048 {
+		t.Errorf("key %s, cert-manager's default is RSA 2048", kt)
+	}
+
+	certs := mustParse(t, "../manifest/testdata/cert-manager-docs.yaml")
 	res := declared.New(cfg).Apply(context.Background(), certs, false)
 	if len(res) != 1 || !res[0].Ready || res[0].Name != "sandbox/example-com" {
 		t.Fatalf("apply: %+v", res)

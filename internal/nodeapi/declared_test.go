@@ -23,7 +23,7 @@ import (
 	"github.com/meshpki/meshpki/internal/store"
 )
 
-func namedCSR(t *testing.T, cn string, dns ...string) []byte {
+func namedCSR(t testing.TB, cn string, dns ...string) []byte {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
