@@ -81,6 +81,10 @@ var (
 	ErrSymlink = errors.New("certfiles: refusing to write through a symlink")
 )
 
+// Check refuses, as Write would, a directory outside the allowed roots or
+// reached through a symlink.
+func (l Layout) Check() error { return l.checkDir() }
+
 // checkDir refuses a directory outside the allowed roots, or reached
 // through a symlink (any component, the roots' own ancestors aside).
 func (l *Layout) checkDir() error {

@@ -159,7 +159,13 @@ func NeedsNode(certs []manifest.Certificate) bool {
 // its hooks run. It returns their states, in order.
 func (m *Manager) Apply(ctx context.Context, certs []manifest.Certificate, force bool) []CertificateStatus {
 	out := make([]CertificateStatus, 0, len(certs))
+	seen := map[string]string{}
 	for _, c := range certs {
+		if at, dup := seen[c.ID()]; dup {
+			out = append(out, CertificateStatus{Name: c.ID(), File: c.File, Line: c.Line, LastFailure: "Certificate " + c.ID() + " is already declared at " + at + "; this one is ignored"})
+			continue
+		}
+		seen[c.ID()] = fmt.Sprintf("%s:%d", c.File, c.Line)
 		st := m.track(c)
 		m.look(st)
 		if force {
@@ -167,7 +173,7 @@ func (m *Manager) Apply(ctx context.Context, certs []manifest.Certificate, force
 		}
 		m.process(ctx, st)
 		m.refresh(st, m.now())
-		out = append(out, st.status)
+		out = append(out, st.status.clone())
 	}
 	return out
 }
@@ -328,6 +334,12 @@ func (m *Manager) look(st *certState) {
 	}
 	st.looked = true
 	now := m.now()
+	// Nothing is read from a directory the files may not be written in.
+	l, _ := layout(&st.m, m.cfg.AllowedRoots)
+	if err := l.Check(); err != nil {
+		st.due = now
+		return
+	}
 	chain, key, err := onDisk(&st.m)
 	if err != nil {
 		st.due = now
@@ -420,7 +432,6 @@ func (m *Manager) issue(ctx context.Context, st *certState, now time.Time) error
 	st.status.Revision++
 	st.status.LastRenewal = now
 	st.status.FailedIssuanceAttempts = 0
-	st.status.setCondition(ConditionIssuing, "False", "Issued", "serial "+string(store.SerialOf(leaf.SerialNumber))+" written", now)
 	m.log.Info("declared certificates: issued and written", "certificate", st.status.Name, "serial", store.SerialOf(leaf.SerialNumber),
 		"not_after", leaf.NotAfter, "dir", l.Dir, "renewal", st.due)
 
@@ -517,7 +528,7 @@ func (m *Manager) refresh(st *certState, now time.Time) {
 	s.Ready = ready
 	s.setCondition(ConditionReady, boolStatus(ready), reason, msg, now)
 	if _, ok := s.Condition(ConditionIssuing); !ok || ready && st.failures == 0 {
-		s.setCondition(ConditionIssuing, "False", "UpToDate", "next renewal "+st.due.UTC().Format(time.RFC3339), now)
+		s.setCondition(ConditionIssuing, "False", "UpToDate", "serial "+s.Serial+"; next renewal "+st.due.UTC().Format(time.RFC3339), now)
 	}
 	// One order for readers that take the first: Ready, Issuing, HooksSucceeded.
 	slices.SortStableFunc(s.Conditions, func(a, b Condition) int { return conditionRank(a.Type) - conditionRank(b.Type) })
@@ -540,7 +551,7 @@ func (m *Manager) publish() {
 	for _, id := range slices.Sorted(maps.Keys(m.certs)) {
 		st := m.certs[id]
 		m.refresh(st, now)
-		r.Certificates = append(r.Certificates, st.status)
+		r.Certificates = append(r.Certificates, st.status.clone())
 	}
 	for _, path := range slices.Sorted(maps.Keys(m.files)) {
 		r.Warnings = append(r.Warnings, m.files[path].warnings...)

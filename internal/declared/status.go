@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/keys"
@@ -123,6 +124,13 @@ func (s *CertificateStatus) setCondition(typ, status, reason, msg string, now ti
 		return
 	}
 	s.Conditions = append(s.Conditions, Condition{Type: typ, Status: status, Reason: reason, Message: msg, LastTransitionTime: now})
+}
+
+// clone copies s with slices of its own, for readers on other goroutines.
+func (s CertificateStatus) clone() CertificateStatus {
+	s.Conditions = slices.Clone(s.Conditions)
+	s.Hooks = slices.Clone(s.Hooks)
+	return s
 }
 
 // Condition returns the condition of type typ, if set.
