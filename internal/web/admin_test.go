@@ -60,6 +60,7 @@ func TestDashboardAlertsAndProvisioners(t *testing.T) {
 	in := servertest.Start(t, servertest.Options{AllowEgress: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	adminPost(t, in, "/v1/alerts/channels", `{"name":"ops","kind":"webhook","url":"`+hook.URL+`"}`)
 	adminPost(t, in, "/v1/provisioners", `{"name":"web","type":"token","policy":{"allow_dns":["*.example.internal"],"deny_dns":["admin.example.internal"]}}`)
+	adminPost(t, in, "/v1/provisioners", `{"name":"hosts","type":"node","nodes":["spiffe://test.internal/node/web/*"],"policy":{"allow_dns":["*.web.internal"]}}`)
 	browser, csrf := signIn(t, in)
 
 	alerts := get(t, browser, in.URL+"/ui/alerts")
@@ -78,7 +79,7 @@ func TestDashboardAlertsAndProvisioners(t *testing.T) {
 	}
 
 	provs := get(t, browser, in.URL+"/ui/provisioners")
-	if provs.status != http.StatusOK || !strings.Contains(provs.body, "*.example.internal") {
+	if provs.status != http.StatusOK || !strings.Contains(provs.body, "*.example.internal") || !strings.Contains(provs.body, "<code>spiffe://test.internal/node/web/*</code>") {
 		t.Fatalf("provisioners: %d\n%s", provs.status, provs.body)
 	}
 	for names, want := range map[string]string{"api.example.internal": "Allowed", "admin.example.internal": "Denied", "x.other.test": "Denied"} {
