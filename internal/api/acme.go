@@ -2,9 +2,11 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/meshpki/meshpki/internal/acme"
+	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/wire"
 )
 
@@ -17,6 +19,9 @@ func (s *Server) handleCreateEAB(w http.ResponseWriter, r *http.Request, c calle
 	}
 	if req.Provisioner == "" {
 		return newError(http.StatusBadRequest, "bad_request", "provisioner is required")
+	}
+	if !c.actsFor(req.Provisioner) {
+		return s.forbid(r, c, fmt.Sprintf("operator %s does not act for provisioner %q", c.op.Name, ca.Clip(req.Provisioner)))
 	}
 	k, err := s.acme.CreateEABKey(r.Context(), req.Provisioner, c.actor())
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/meshpki/meshpki/internal/ca"
+	"github.com/meshpki/meshpki/internal/operator"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
@@ -54,6 +55,12 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	// An operator's credential renews only while the operator is active.
+	if uri, ok := s.ca.IsAdmin(cert); ok {
+		if _, err := s.operators.Lookup(r.Context(), uri); err != nil {
+			return err
+		}
+	}
 	is, err := s.ca.Renew(r.Context(), ca.RenewRequest{Current: cert, CSR: []byte(req.CSR), TTL: req.TTL.Std()})
 	if err != nil {
 		return err
@@ -76,8 +83,10 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if c.admin == "" && serial != store.SerialOf(c.cert.SerialNumber) {
-		return newError(http.StatusForbidden, "forbidden", "a certificate holder may revoke only the certificate it presents")
+	if serial != store.SerialOf(c.cert.SerialNumber) {
+		if err := s.mayRevoke(r, c, serial); err != nil {
+			return err
+		}
 	}
 	reason, err := revocation.ParseReason(req.Reason)
 	if err != nil {
@@ -244,7 +253,13 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, c cal
 		return err
 	}
 	if req.Join {
+		if !c.can(operator.Administer) {
+			return s.forbid(r, c, "join tokens admit nodes; they are minted by admins")
+		}
 		return s.createJoinToken(w, r, c, req)
+	}
+	if !c.actsFor(req.Provisioner) {
+		return s.forbid(r, c, fmt.Sprintf("operator %s does not act for provisioner %q", c.op.Name, ca.Clip(req.Provisioner)))
 	}
 	if req.SPIFFEID != "" {
 		return newError(http.StatusBadRequest, "bad_request", `spiffe_id names a node and goes with "join": true`)

@@ -1,10 +1,11 @@
 package api
 
 import (
-	"github.com/meshpki/meshpki/internal/buildinfo"
-	"github.com/meshpki/meshpki/internal/certlint"
 	"strconv"
 	"time"
+
+	"github.com/meshpki/meshpki/internal/buildinfo"
+	"github.com/meshpki/meshpki/internal/certlint"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"

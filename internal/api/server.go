@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,9 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshpki/meshpki/internal/acme"
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/monitor"
 	"github.com/meshpki/meshpki/internal/notify"
+	"github.com/meshpki/meshpki/internal/operator"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/registration"
 	"github.com/meshpki/meshpki/internal/revocation"
@@ -39,6 +42,7 @@ type Store interface {
 	store.ProvisionerReader
 	GetEntry(ctx context.Context, id string) (store.Entry, error)
 	ListEntries(ctx context.Context, f store.EntryFilter) ([]store.Entry, error)
+	audit.Reader
 	Ping(ctx context.Context) error
 }
 
@@ -54,6 +58,9 @@ type Config struct {
 	Provisioners *provisioner.Service
 	// Registration changes SPIFFE entries and nodes and mints join tokens.
 	Registration *registration.Service
+	// Operators says which role an admin credential holds, and adds and
+	// retires operators (/v1/admins).
+	Operators *operator.Service
 	// ACME, if set, serves /acme/ and the EAB key endpoints.
 	ACME *acme.Server
 	// Inventory, if set, serves /v1/inventory; Reported, if set, is told of
@@ -96,6 +103,7 @@ type Server struct {
 	revocation       *revocation.Service
 	provisioners     *provisioner.Service
 	registration     *registration.Service
+	operators        *operator.Service
 	log              *slog.Logger
 	now              func() time.Time
 	acme             *acme.Server
@@ -117,10 +125,10 @@ type Server struct {
 
 // New builds the API handler and registers its metrics.
 func New(cfg Config) (*Server, error) {
-	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil || cfg.Registration == nil {
-		return nil, errors.New("api: Config needs Authority, Store, Revocation, Provisioners and Registration")
+	if cfg.Authority == nil || cfg.Store == nil || cfg.Revocation == nil || cfg.Provisioners == nil || cfg.Registration == nil || cfg.Operators == nil {
+		return nil, errors.New("api: Config needs Authority, Store, Revocation, Provisioners, Registration and Operators")
 	}
-	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, reported: cfg.Reported, ocsp: cfg.OCSP, crls: cfg.CRLs, uiLogins: cfg.UILogins, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
+	s := &Server{ca: cfg.Authority, st: cfg.Store, revocation: cfg.Revocation, provisioners: cfg.Provisioners, registration: cfg.Registration, operators: cfg.Operators, acme: cfg.ACME, entriesChanged: cfg.EntriesChanged, nodeEvicted: cfg.NodeEvicted, inventory: cfg.Inventory, schedules: cfg.Schedules, schedulesChanged: cfg.SchedulesChanged, alerts: cfg.Alerts, alertsChanged: cfg.AlertsChanged, reported: cfg.Reported, ocsp: cfg.OCSP, crls: cfg.CRLs, uiLogins: cfg.UILogins, log: cfg.Logger, now: cfg.Clock, registry: cfg.Registry}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -161,34 +169,38 @@ func (s *Server) routes() {
 	handle("/v1/sign", endpoint{"POST": s.handleSign})
 	handle("/v1/renew", endpoint{"POST": s.handleRenew})
 	handle("/v1/revoke", endpoint{"POST": s.handleRevoke})
-	handle("/v1/revoke/matching", endpoint{"POST": s.admin(s.handleRevokeMatching)})
-	handle("/v1/certificates", endpoint{"GET": s.admin(s.handleListCertificates)})
-	handle("/v1/certificates/{serial}", endpoint{"GET": s.admin(s.handleGetCertificate)})
-	handle("/v1/tokens", endpoint{"POST": s.admin(s.handleCreateToken)})
-	handle("/v1/provisioners", endpoint{"GET": s.admin(s.handleListProvisioners), "POST": s.admin(s.handleAddProvisioner)})
+	handle("/v1/revoke/matching", endpoint{"POST": s.need(operator.Administer, s.handleRevokeMatching)})
+	handle("/v1/certificates", endpoint{"GET": s.need(operator.Read, s.handleListCertificates)})
+	handle("/v1/certificates/{serial}", endpoint{"GET": s.need(operator.Read, s.handleGetCertificate)})
+	handle("/v1/tokens", endpoint{"POST": s.need(operator.Issue, s.handleCreateToken)})
+	handle("/v1/provisioners", endpoint{"GET": s.need(operator.Read, s.handleListProvisioners), "POST": s.need(operator.Administer, s.handleAddProvisioner)})
 	handle("/v1/provisioners/{name}", endpoint{
-		"GET":    s.admin(s.handleGetProvisioner),
-		"PUT":    s.admin(s.handleUpdateProvisioner),
-		"DELETE": s.admin(s.handleRemoveProvisioner),
+		"GET":    s.need(operator.Read, s.handleGetProvisioner),
+		"PUT":    s.need(operator.Administer, s.handleUpdateProvisioner),
+		"DELETE": s.need(operator.Administer, s.handleRemoveProvisioner),
 	})
-	handle("/v1/policy/check", endpoint{"POST": s.admin(s.handleCheckPolicy)})
-	handle("/v1/entries", endpoint{"GET": s.admin(s.handleListEntries), "POST": s.admin(s.handleCreateEntry)})
+	handle("/v1/policy/check", endpoint{"POST": s.need(operator.Read, s.handleCheckPolicy)})
+	handle("/v1/entries", endpoint{"GET": s.need(operator.Read, s.handleListEntries), "POST": s.need(operator.Issue, s.handleCreateEntry)})
 	handle("/v1/entries/{id}", endpoint{
-		"GET":    s.admin(s.handleGetEntry),
-		"PUT":    s.admin(s.handleUpdateEntry),
-		"DELETE": s.admin(s.handleDeleteEntry),
+		"GET":    s.need(operator.Read, s.handleGetEntry),
+		"PUT":    s.need(operator.Issue, s.handleUpdateEntry),
+		"DELETE": s.need(operator.Issue, s.handleDeleteEntry),
 	})
-	handle("/v1/nodes", endpoint{"GET": s.admin(s.handleListNodes)})
-	handle("/v1/nodes/evict", endpoint{"POST": s.admin(s.handleEvictNode)})
+	handle("/v1/nodes", endpoint{"GET": s.need(operator.Read, s.handleListNodes)})
+	handle("/v1/admins", endpoint{"GET": s.need(operator.Audit, s.handleListOperators), "POST": s.need(operator.Administer, s.handleAddOperator)})
+	handle("/v1/admins/{name}", endpoint{"DELETE": s.need(operator.Administer, s.handleRetireOperator)})
+	handle("/v1/admins/{name}/credential", endpoint{"POST": s.need(operator.Administer, s.handleOperatorCredential)})
+	handle("/v1/audit", endpoint{"GET": s.need(operator.Audit, s.handleListAudit)})
+	handle("/v1/nodes/evict", endpoint{"POST": s.need(operator.Administer, s.handleEvictNode)})
 	if s.inventory != nil {
-		handle("/v1/inventory", endpoint{"GET": s.admin(s.handleListInventory)})
-		handle("/v1/inventory/{fingerprint}", endpoint{"GET": s.admin(s.handleGetInventory)})
-		handle("/v1/inventory/reports", endpoint{"POST": s.admin(s.handleReport)})
+		handle("/v1/inventory", endpoint{"GET": s.need(operator.Read, s.handleListInventory)})
+		handle("/v1/inventory/{fingerprint}", endpoint{"GET": s.need(operator.Read, s.handleGetInventory)})
+		handle("/v1/inventory/reports", endpoint{"POST": s.need(operator.Issue, s.handleReport)})
 	}
 	if s.schedules != nil {
-		handle("/v1/scan/schedules", endpoint{"GET": s.admin(s.handleListSchedules), "POST": s.admin(s.handleAddSchedule)})
-		handle("/v1/scan/schedules/{name}", endpoint{"DELETE": s.admin(s.handleRemoveSchedule)})
-		handle("/v1/scan/schedules/{name}/run", endpoint{"POST": s.admin(s.handleRunSchedule)})
+		handle("/v1/scan/schedules", endpoint{"GET": s.need(operator.Read, s.handleListSchedules), "POST": s.need(operator.Administer, s.handleAddSchedule)})
+		handle("/v1/scan/schedules/{name}", endpoint{"DELETE": s.need(operator.Administer, s.handleRemoveSchedule)})
+		handle("/v1/scan/schedules/{name}/run", endpoint{"POST": s.need(operator.Issue, s.handleRunSchedule)})
 	}
 	if s.ocsp != nil {
 		// OCSP answers in its own format (RFC 6960), errors included.
@@ -197,22 +209,22 @@ func (s *Server) routes() {
 	}
 	s.handleCRLs(handle)
 	if s.uiLogins != nil {
-		handle("/v1/ui/logins", endpoint{"POST": s.admin(s.handleCreateUILogin)})
+		handle("/v1/ui/logins", endpoint{"POST": s.need(operator.Administer, s.handleCreateUILogin)})
 	}
 	if s.alerts != nil {
-		handle("/v1/alerts", endpoint{"GET": s.admin(s.handleListAlerts)})
-		handle("/v1/alerts/notifications", endpoint{"GET": s.admin(s.handleListNotifications)})
-		handle("/v1/alerts/channels", endpoint{"GET": s.admin(s.handleListChannels), "POST": s.admin(s.handleAddChannel)})
-		handle("/v1/alerts/channels/{name}", endpoint{"DELETE": s.admin(s.handleRemoveChannel)})
-		handle("/v1/alerts/channels/{name}/test", endpoint{"POST": s.admin(s.handleTestChannel)})
-		handle("/v1/alerts/rules", endpoint{"GET": s.admin(s.handleListRules), "POST": s.admin(s.handleAddRule)})
-		handle("/v1/alerts/rules/{name}", endpoint{"DELETE": s.admin(s.handleRemoveRule)})
+		handle("/v1/alerts", endpoint{"GET": s.need(operator.Read, s.handleListAlerts)})
+		handle("/v1/alerts/notifications", endpoint{"GET": s.need(operator.Read, s.handleListNotifications)})
+		handle("/v1/alerts/channels", endpoint{"GET": s.need(operator.Read, s.handleListChannels), "POST": s.need(operator.Administer, s.handleAddChannel)})
+		handle("/v1/alerts/channels/{name}", endpoint{"DELETE": s.need(operator.Administer, s.handleRemoveChannel)})
+		handle("/v1/alerts/channels/{name}/test", endpoint{"POST": s.need(operator.Administer, s.handleTestChannel)})
+		handle("/v1/alerts/rules", endpoint{"GET": s.need(operator.Read, s.handleListRules), "POST": s.need(operator.Administer, s.handleAddRule)})
+		handle("/v1/alerts/rules/{name}", endpoint{"DELETE": s.need(operator.Administer, s.handleRemoveRule)})
 	}
 	if s.acme != nil {
 		// ACME answers in its own error format (RFC 7807) and counts its
 		// own metrics.
 		s.mux.Handle("/acme/", s.acme)
-		handle("/v1/acme/eab", endpoint{"GET": s.admin(s.handleListEAB), "POST": s.admin(s.handleCreateEAB)})
+		handle("/v1/acme/eab", endpoint{"GET": s.need(operator.Read, s.handleListEAB), "POST": s.need(operator.Issue, s.handleCreateEAB)})
 	}
 	handle("/", endpoint{"*": func(w http.ResponseWriter, r *http.Request) error {
 		return newError(http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s", ca.Clip(r.URL.Path)))
@@ -370,6 +382,28 @@ func clientCert(r *http.Request) *x509.Certificate {
 type caller struct {
 	cert  *x509.Certificate
 	admin string // the admin URI, or "" for a plain holder
+	// op is the operator an admin credential belongs to: its role and,
+	// for the operator role, its provisioners.
+	op store.Operator
+}
+
+// can reports whether the caller's role grants p.
+func (c caller) can(p operator.Permission) bool {
+	return c.admin != "" && operator.Allows(c.op.Role, p)
+}
+
+// actsFor reports whether the caller may act for provisioner prov: an
+// admin for every one, an operator for those it was granted.
+func (c caller) actsFor(prov string) bool {
+	switch {
+	case c.admin == "":
+		return false
+	case c.op.Role == store.RoleAdmin:
+		return true
+	case c.op.Role == store.RoleOperator:
+		return slices.Contains(c.op.Provisioners, prov)
+	}
+	return false
 }
 
 func (c caller) actor() string {
@@ -391,20 +425,30 @@ func (s *Server) authenticate(r *http.Request) (caller, error) {
 	}
 	c := caller{cert: cert}
 	c.admin, _ = s.ca.IsAdmin(cert)
+	if c.admin != "" {
+		op, err := s.operators.Lookup(r.Context(), c.admin)
+		if err != nil {
+			return caller{}, err
+		}
+		c.op = op
+	}
 	return c, nil
 }
 
 type adminHandler func(w http.ResponseWriter, r *http.Request, admin caller) error
 
-// admin wraps a handler that only an admin may call.
-func (s *Server) admin(h adminHandler) func(http.ResponseWriter, *http.Request) error {
+// need wraps a handler whose caller's role must grant p (docs/ROLES.md).
+func (s *Server) need(p operator.Permission, h adminHandler) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		c, err := s.authenticate(r)
 		if err != nil {
 			return err
 		}
 		if c.admin == "" {
-			return newError(http.StatusForbidden, "forbidden", "this endpoint needs an admin certificate")
+			return newError(http.StatusForbidden, "forbidden", "this endpoint needs an operator's admin certificate")
+		}
+		if !c.can(p) {
+			return newError(http.StatusForbidden, "forbidden", fmt.Sprintf("operator %s has role %s, which does not grant %q", c.op.Name, c.op.Role, p))
 		}
 		return h(w, r, c)
 	}

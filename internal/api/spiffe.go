@@ -63,6 +63,9 @@ func (s *Server) handleCreateEntry(w http.ResponseWriter, r *http.Request, c cal
 	if err != nil {
 		return err
 	}
+	if err := s.mayManageEntry(r, c, e); err != nil {
+		return err
+	}
 	if e, err = s.registration.CreateEntry(r.Context(), e, c.actor()); err != nil {
 		return err
 	}
@@ -123,6 +126,14 @@ func (s *Server) handleUpdateEntry(w http.ResponseWriter, r *http.Request, c cal
 	if err != nil {
 		return err
 	}
+	if err := s.mayManageEntry(r, c, e); err != nil {
+		return err
+	}
+	if old, gerr := s.st.GetEntry(r.Context(), e.ID); gerr == nil {
+		if err := s.mayManageEntry(r, c, old); err != nil {
+			return err
+		}
+	}
 	if e, err = s.registration.UpdateEntry(r.Context(), e, c.actor()); err != nil {
 		return err
 	}
@@ -132,6 +143,11 @@ func (s *Server) handleUpdateEntry(w http.ResponseWriter, r *http.Request, c cal
 }
 
 func (s *Server) handleDeleteEntry(w http.ResponseWriter, r *http.Request, c caller) error {
+	if old, err := s.st.GetEntry(r.Context(), r.PathValue("id")); err == nil {
+		if err := s.mayManageEntry(r, c, old); err != nil {
+			return err
+		}
+	}
 	if err := s.registration.DeleteEntry(r.Context(), r.PathValue("id"), c.actor()); err != nil {
 		return err
 	}

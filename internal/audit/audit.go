@@ -33,6 +33,8 @@ const (
 	TypeUILoginCreated     = "ui.login_created"
 	TypeUISignedIn         = "ui.signed_in"
 	TypeUISignedOut        = "ui.signed_out"
+	TypeOperatorAdded      = "operator.added"
+	TypeOperatorRetired    = "operator.retired"
 )
 
 // Event is one audit record. Seq, PrevHash and Hash are assigned when the

@@ -13,6 +13,13 @@ import (
 // its key is of a type keys.TypeOf accepts; FuzzParseCSR fuzzes them.
 
 // parseCSR decodes a PEM CSR, checks its signature and its key type.
+// ParseCSRPEM parses a PEM certificate request and checks its signature,
+// with the errors the issuance path gives.
+func ParseCSRPEM(data []byte) (*x509.CertificateRequest, error) {
+	csr, _, err := parseCSR(data)
+	return csr, err
+}
+
 func parseCSR(data []byte) (*x509.CertificateRequest, keys.KeyType, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {

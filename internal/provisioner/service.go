@@ -210,7 +210,7 @@ type Change struct {
 }
 
 func (s *Service) checkProvisioner(p store.Provisioner) error {
-	if !validName(p.Name) {
+	if !store.ValidName(p.Name) {
 		return ca.Errorf(ca.KindBadRequest, "provisioner name %q must be 1 to 64 characters of a-z, 0-9 and '-'", p.Name)
 	}
 	if !slices.Contains(store.ProvisionerTypes, p.Type) {
@@ -325,18 +325,6 @@ func policySummary(p policy.Policy) string {
 		add("key_types", kt)
 	}
 	return strings.Join(parts, " ")
-}
-
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func sumLen(ss []string) int {

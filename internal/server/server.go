@@ -45,6 +45,7 @@ import (
 	"github.com/meshpki/meshpki/internal/netguard"
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/notify"
+	"github.com/meshpki/meshpki/internal/operator"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/registration"
@@ -245,16 +246,18 @@ type Server struct {
 	provisioners *provisioner.Service
 	// registration changes SPIFFE entries and nodes, mints join tokens.
 	registration *registration.Service
-	api          *api.Server
-	acme         *acme.Server
-	nodes        *nodeapi.Server
-	scheduler    *monitor.Scheduler
-	crls         *revocation.CRLPublisher
-	web          *web.Server
-	evaluator    *notify.Evaluator
-	deliverer    *notify.Deliverer
-	tlsCert      atomic.Pointer[tls.Certificate]
-	listener     net.Listener
+	// operators holds who administers the CA, with which role.
+	operators *operator.Service
+	api       *api.Server
+	acme      *acme.Server
+	nodes     *nodeapi.Server
+	scheduler *monitor.Scheduler
+	crls      *revocation.CRLPublisher
+	web       *web.Server
+	evaluator *notify.Evaluator
+	deliverer *notify.Deliverer
+	tlsCert   atomic.Pointer[tls.Certificate]
+	listener  net.Listener
 	// plainListener and plainSrv serve Options.HTTPListen.
 	plainListener net.Listener
 	plainSrv      *http.Server
@@ -488,8 +491,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.operators = operator.New(operator.Config{Store: st, Authority: s.authority, Revoker: revoker, Clock: s.now})
 	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners,
-		Registration: s.registration, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
+		Registration: s.registration, Operators: s.operators, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
 		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.scheduler.Wake,
 		Alerts: alerts, AlertsChanged: s.evaluator.Wake, Reported: reported, OCSP: ocspResponder, CRLs: s.crls, UILogins: s.web,
 		Registry: reg, Logger: s.log, Clock: s.now})
@@ -642,6 +646,9 @@ func (s *Server) Authority() *ca.Authority { return s.authority }
 // tokens.
 func (s *Server) Provisioners() *provisioner.Service { return s.provisioners }
 
+// Operators returns who administers the CA, with which role.
+func (s *Server) Operators() *operator.Service { return s.operators }
+
 // Registration returns the service that changes SPIFFE registration
 // entries and nodes and mints join tokens.
 func (s *Server) Registration() *registration.Service { return s.registration }
@@ -755,6 +762,10 @@ func (s *Server) startServing(coreCtx, httpCtx context.Context, run func(string,
 	if err := s.renewServerCert(coreCtx); err != nil {
 		s.listener.Close()
 		return err
+	}
+	if err := s.operators.EnsureBootstrap(coreCtx); err != nil {
+		s.listener.Close()
+		return fmt.Errorf("server: record the bootstrap admin: %w", err)
 	}
 	adminPath, err := s.ensureAdminCredential(coreCtx)
 	if err != nil {
@@ -944,9 +955,23 @@ func (s *Server) renewServerCert(ctx context.Context) error {
 
 // ensureAdminCredential writes DIR/secrets/admin.{crt,key} when missing or
 // past two thirds of its life. The key is encrypted with the CA passphrase.
+// Once the bootstrap admin is retired ('meshpki admin revoke bootstrap'),
+// the files are removed and never written again; it returns "".
 func (s *Server) ensureAdminCredential(ctx context.Context) (string, error) {
 	certPath := filepath.Join(s.opts.DataDir, AdminCertFile)
 	keyPath := filepath.Join(s.opts.DataDir, AdminKeyFile)
+	if _, err := s.operators.Lookup(ctx, s.authority.AdminURIPrefix()+operator.Bootstrap); err != nil {
+		var ce *ca.Error
+		if errors.As(err, &ce) && ce.Kind == ca.KindForbidden {
+			for _, p := range []string{certPath, keyPath} {
+				if rerr := os.Remove(p); rerr == nil {
+					s.log.Info("the bootstrap admin is retired: its credential file is removed", "path", p)
+				}
+			}
+			return "", nil
+		}
+		return "", err
+	}
 	if data, err := os.ReadFile(certPath); err == nil {
 		if cert, err := firstCert(data); err == nil && !needsRenewal(cert, s.now()) {
 			if _, err := s.authority.CheckHolder(ctx, cert); err == nil {
@@ -958,7 +983,7 @@ func (s *Server) ensureAdminCredential(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	adminURI := &url.URL{Scheme: "spiffe", Host: s.hierarchy.TrustDomain(), Path: "/meshpki/admin/bootstrap"}
+	adminURI := s.operators.URI(operator.Bootstrap)
 	is, err := s.authority.IssueInternal(ctx, ca.InternalRequest{Subject: "meshpki admin", Names: policy.Names{URIs: []*url.URL{adminURI}}, PublicKey: key.Public(), TTL: AdminCertTTL})
 	if err != nil {
 		return "", fmt.Errorf("server: issue admin certificate: %w", err)
@@ -1022,16 +1047,20 @@ func (s *Server) printBanner(adminPath string) {
 	if s.opts.StoreURL != "" {
 		storeDesc = redactURL(s.opts.StoreURL)
 	}
+	admin := adminPath + " and " + filepath.Join(s.opts.DataDir, AdminKeyFile) + " (key encrypted with the CA passphrase)"
+	if adminPath == "" {
+		admin = "none: the bootstrap admin is retired (operators use their own, 'meshpki admin add')"
+	}
 	fmt.Fprintf(s.opts.Out, `meshpki CA %q is serving
   URL:               %s
   root fingerprint:  %s (SHA-256)
   root certificate:  %s (also GET %s/roots.pem)
-  admin credential:  %s and %s (key encrypted with the CA passphrase)
+  admin credential:  %s
   store:             %s
 Try: meshpki provisioner add token web --allow-dns '*.example.internal' --data %s
 `, s.hierarchy.Name(), s.publicURL, RootFingerprint(s.hierarchy.Root()),
 		filepath.Join(s.opts.DataDir, RootCertFile), s.publicURL,
-		adminPath, filepath.Join(s.opts.DataDir, AdminKeyFile), storeDesc, s.opts.DataDir)
+		admin, storeDesc, s.opts.DataDir)
 }
 
 // redactURL hides a password in a store URL.

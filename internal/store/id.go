@@ -19,3 +19,17 @@ func NewID() string {
 	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails (it crashes the program instead)
 	return hex.EncodeToString(b[:])
 }
+
+// ValidName reports whether s can name a record people type (a
+// provisioner, an operator): 1 to 64 characters of a-z, 0-9 and '-'.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -256,6 +256,7 @@ type Store interface {
 	Alerts
 	CRLs
 	UISessions
+	Operators
 	// Ping checks the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

@@ -483,3 +483,50 @@ type UILogin struct {
 	URL     string    `json:"url"`
 	Expires time.Time `json:"expires"`
 }
+
+// OperatorRequest is the body of POST /v1/admins (a new operator and its
+// first credential) and of POST /v1/admins/{name}/credential (a new
+// credential; name, role and provisioners are then ignored).
+type OperatorRequest struct {
+	Name         string          `json:"name,omitempty"`
+	Role         store.Role      `json:"role,omitempty"` // admin, operator, auditor or viewer
+	Provisioners []string        `json:"provisioners,omitempty"`
+	CSR          string          `json:"csr"` // PEM: the operator's key, made where it will be used
+	TTL          policy.Duration `json:"ttl,omitempty"`
+}
+
+// Operator is who administers the CA, with which role.
+type Operator struct {
+	Name         string     `json:"name"`
+	Role         store.Role `json:"role"`
+	Provisioners []string   `json:"provisioners"`
+	CreatedAt    time.Time  `json:"created_at"`
+	RetiredAt    *time.Time `json:"retired_at,omitempty"`
+}
+
+// OperatorList answers GET /v1/admins.
+type OperatorList struct {
+	Operators []Operator `json:"operators"`
+}
+
+// OperatorCredential answers POST /v1/admins and its credential route.
+type OperatorCredential struct {
+	Operator    Operator `json:"operator"`
+	Certificate Issued   `json:"certificate"`
+}
+
+// AuditEvent is one record of the audit log.
+type AuditEvent struct {
+	Seq     int64             `json:"seq"`
+	Time    time.Time         `json:"time"`
+	Type    string            `json:"type"`
+	Actor   string            `json:"actor"`
+	Subject string            `json:"subject"`
+	Outcome string            `json:"outcome"`
+	Detail  map[string]string `json:"detail,omitempty"`
+}
+
+// AuditPage answers GET /v1/audit.
+type AuditPage struct {
+	Events []AuditEvent `json:"events"`
+}

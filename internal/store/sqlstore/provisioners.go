@@ -27,7 +27,7 @@ func (s *Store) CreateProvisioner(ctx context.Context, p store.Provisioner, ev a
 	if err != nil {
 		return fmt.Errorf("sqlstore: create provisioner %s: %w", p.Name, err)
 	}
-	nodes, err := encodeNodes(p.Nodes)
+	nodes, err := encodeNames(p.Nodes)
 	if err != nil {
 		return fmt.Errorf("sqlstore: create provisioner %s: %w", p.Name, err)
 	}
@@ -54,7 +54,7 @@ func (s *Store) UpdateProvisioner(ctx context.Context, p store.Provisioner, ev a
 	if err != nil {
 		return fmt.Errorf("sqlstore: update provisioner %s: %w", p.Name, err)
 	}
-	nodes, err := encodeNodes(p.Nodes)
+	nodes, err := encodeNames(p.Nodes)
 	if err != nil {
 		return fmt.Errorf("sqlstore: update provisioner %s: %w", p.Name, err)
 	}
@@ -119,8 +119,9 @@ func scanProvisioner(row scanner) (store.Provisioner, error) {
 	return p, nil
 }
 
-// encodeNodes is a provisioner's node patterns as the JSON array stored.
-func encodeNodes(nodes []string) (string, error) {
+// encodeNames is a list of names (a provisioner's node patterns, an
+// operator's provisioners) as the JSON array stored.
+func encodeNames(nodes []string) (string, error) {
 	if len(nodes) == 0 {
 		return "[]", nil
 	}

@@ -451,6 +451,17 @@ var migrations = [][]string{
 	{
 		`ALTER TABLE provisioners ADD COLUMN nodes TEXT NOT NULL DEFAULT '[]'`, // a JSON array of patterns
 	},
+	// 12: operators — who administers the CA, with which role. A retired
+	// operator's row stays, so its name is never reused.
+	{
+		`CREATE TABLE operators (
+			name         TEXT PRIMARY KEY,
+			role         TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor', 'viewer')),
+			provisioners TEXT NOT NULL, -- JSON array of names
+			created_at   BIGINT NOT NULL,
+			retired_at   BIGINT
+		)`,
+	},
 }
 
 // issuanceEvents and laterCertificateEvents select the audit records about

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListPagesWithoutGapsOrDuplicates", testListPages},
 		{"ListPageSizeDefaultAndCap", testListPageSize},
 		{"ProvisionerLifecycle", testProvisionerLifecycle},
+		{"OperatorLifecycle", testOperatorLifecycle},
 		{"ProvisionerErrorsChangeNothing", testProvisionerErrors},
 		{"ListProvisionersOrderedByName", testListProvisioners},
 		{"AuditEmptyLog", testAuditEmpty},
@@ -853,6 +854,49 @@ func testProvisionerLifecycle(t *testing.T, s store.Store) {
 		if v.Before(before) || v.After(after) {
 			t.Errorf("zero %s recorded as %v, want the time of the write", field, v)
 		}
+	}
+}
+
+func testOperatorLifecycle(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ops := []store.Operator{
+		{Name: "bootstrap", Role: store.RoleAdmin, CreatedAt: epoch},
+		{Name: "alice", Role: store.RoleOperator, Provisioners: []string{"web", "acme"}, CreatedAt: epoch.Add(time.Second)},
+	}
+	for _, op := range ops {
+		if err := s.CreateOperator(ctx, op, newEvent("operator.added", op.Name)); err != nil {
+			t.Fatalf("CreateOperator %s: %v", op.Name, err)
+		}
+	}
+	if err := s.CreateOperator(ctx, store.Operator{Name: "alice", Role: store.RoleViewer}, newEvent("operator.added", "alice")); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("a second alice: %v, want ErrConflict", err)
+	}
+	if err := s.CreateOperator(ctx, store.Operator{Name: "bad-role", Role: "root"}, newEvent("operator.added", "bad-role")); err == nil {
+		t.Error("an unknown role was stored")
+	}
+	got, err := s.GetOperator(ctx, "alice")
+	if err != nil || got.Role != store.RoleOperator || !slices.Equal(got.Provisioners, []string{"web", "acme"}) || !got.CreatedAt.Equal(epoch.Add(time.Second).Truncate(time.Microsecond)) || !got.RetiredAt.IsZero() {
+		t.Fatalf("GetOperator alice: %+v %v", got, err)
+	}
+	if err := s.RetireOperator(ctx, "bootstrap", epoch.Add(time.Hour), newEvent("operator.retired", "bootstrap")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetireOperator(ctx, "bootstrap", epoch.Add(2*time.Hour), newEvent("operator.retired", "bootstrap")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("retiring twice: %v, want ErrNotFound", err)
+	}
+	if err := s.RetireOperator(ctx, "nobody", epoch, newEvent("operator.retired", "nobody")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("retiring nobody: %v, want ErrNotFound", err)
+	}
+	list, err := s.ListOperators(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "alice" || list[1].Name != "bootstrap" || !list[1].RetiredAt.Equal(epoch.Add(time.Hour).Truncate(time.Microsecond)) {
+		t.Fatalf("ListOperators: %+v %v", list, err)
+	}
+	if _, err := s.GetOperator(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetOperator nobody: %v", err)
+	}
+	want := []string{"operator.added:bootstrap", "operator.added:alice", "operator.retired:bootstrap"}
+	if got := auditSubjects(allAudit(t, s)); !slices.Equal(got, want) {
+		t.Errorf("audit log %v, want %v", got, want)
 	}
 }
 

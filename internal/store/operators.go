@@ -1,0 +1,58 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
+)
+
+// Role is what an operator may do (package operator says which endpoint
+// each role reaches).
+type Role string
+
+// The roles, least privilege first.
+const (
+	RoleViewer   Role = "viewer"   // reads certificates, inventory and configuration
+	RoleAuditor  Role = "auditor"  // and the audit log
+	RoleOperator Role = "operator" // mints tokens and manages entries for the provisioners granted
+	RoleAdmin    Role = "admin"    // changes provisioners, roles and the CA
+)
+
+// Roles lists the roles in the order the CLI shows them.
+var Roles = []Role{RoleAdmin, RoleOperator, RoleAuditor, RoleViewer}
+
+// Operator is a person or system that administers the CA, identified by an
+// admin credential carrying spiffe://TD/meshpki/admin/NAME.
+type Operator struct {
+	Name string
+	Role Role
+	// Provisioners are those an operator-role operator acts for (tokens,
+	// EAB keys, entries, revocation); other roles ignore them.
+	Provisioners []string
+	CreatedAt    time.Time
+	// RetiredAt, when set, is when the operator was retired: its
+	// credentials are refused from then on.
+	RetiredAt time.Time
+}
+
+// OperatorReader reads operators.
+type OperatorReader interface {
+	// GetOperator returns the operator, retired or not; ErrNotFound if
+	// absent.
+	GetOperator(ctx context.Context, name string) (Operator, error)
+	// ListOperators returns every operator ordered by name.
+	ListOperators(ctx context.Context) ([]Operator, error)
+}
+
+// Operators stores operators; each change appends its audit record in the
+// same transaction. Only package operator writes them.
+type Operators interface {
+	OperatorReader
+	// CreateOperator returns ErrConflict if the name exists (retired
+	// names are not reused).
+	CreateOperator(ctx context.Context, op Operator, ev audit.Event) error
+	// RetireOperator sets RetiredAt; ErrNotFound if absent or already
+	// retired.
+	RetireOperator(ctx context.Context, name string, at time.Time, ev audit.Event) error
+}
