@@ -486,12 +486,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		scanMetrics.Scanned("report", results, nil)
 		s.evaluator.Wake()
 	}
+	s.operators = operator.New(operator.Config{Store: st, Authority: s.authority, Revoker: revoker, Clock: s.now})
 	s.web, err = web.New(web.Config{Store: st, Inventory: inventory, Revocation: revoker, Hierarchy: s.hierarchy, Alerts: alerts, Provisioners: s.provisioners,
-		CheckpointKey: s.checkpointKey.Public(), BaseURL: s.publicURL, Clock: s.now, Logger: s.log})
+		CheckpointKey: s.checkpointKey.Public(), BaseURL: s.publicURL, Clock: s.now, Logger: s.log,
+		ActiveAdmin: func(ctx context.Context, uri string) error {
+			op, err := s.operators.Lookup(ctx, uri)
+			if err == nil && op.Role != store.RoleAdmin {
+				err = fmt.Errorf("operator %s is no longer an admin", op.Name)
+			}
+			return err
+		}})
 	if err != nil {
 		return nil, err
 	}
-	s.operators = operator.New(operator.Config{Store: st, Authority: s.authority, Revoker: revoker, Clock: s.now})
 	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners,
 		Registration: s.registration, Operators: s.operators, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
 		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.scheduler.Wake,

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/operator"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store"
 	"github.com/meshpki/meshpki/internal/store/storetest"
@@ -190,5 +193,30 @@ func TestDashboardCertificateChainSightingsTrail(t *testing.T) {
 	trail := p.body[strings.Index(p.body, `id="trail"`):]
 	if !strings.Contains(trail, "<td>certificate.issued</td>") || strings.Contains(trail, "ui.signed_in") {
 		t.Errorf("trail:\n%s", trail)
+	}
+}
+
+// TestDashboardSessionEndsWithItsOperator: a dashboard session belongs to
+// the admin who signed in; once that operator is retired, the session is
+// refused at the next page.
+func TestDashboardSessionEndsWithItsOperator(t *testing.T) {
+	in := servertest.Start(t, servertest.Options{})
+	browser, _ := signIn(t, in)
+	if p := get(t, browser, in.URL+"/ui/"); p.status != http.StatusOK {
+		t.Fatalf("overview: %d", p.status)
+	}
+	key, err := keys.ECP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := in.Server.Operators().Add(ctx, operator.AddRequest{Name: "second", Role: store.RoleAdmin, PublicKey: key.Public(), Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Server.Operators().Retire(ctx, operator.Bootstrap, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if p := get(t, browser, in.URL+"/ui/"); p.status != http.StatusForbidden {
+		t.Fatalf("a retired operator's session: %d", p.status)
 	}
 }

@@ -63,6 +63,10 @@ type Config struct {
 	// CheckpointKey verifies the audit log's signed checkpoints on the
 	// audit page (nil: the chain alone).
 	CheckpointKey crypto.PublicKey
+	// ActiveAdmin, if set, is asked at every request whether the admin a
+	// session belongs to (its admin URI) may still administer: a retired
+	// operator's session ends at once.
+	ActiveAdmin func(ctx context.Context, adminURI string) error
 	// BaseURL is the server's public URL; one-time sign-in URLs start
 	// with it.
 	BaseURL    string
@@ -195,6 +199,12 @@ func (s *Server) signedIn(h signedInHandler) http.HandlerFunc {
 			}
 			s.message(w, http.StatusUnauthorized, "Sign in", "Your session has ended. Sign in again with a new one-time URL from `meshpki ui login`.")
 			return
+		}
+		if s.cfg.ActiveAdmin != nil {
+			if err := s.cfg.ActiveAdmin(r.Context(), strings.TrimPrefix(st.Admin, "admin:")); err != nil {
+				s.message(w, http.StatusForbidden, "Refused", "The operator this session belongs to may no longer administer the CA.")
+				return
+			}
 		}
 		if r.Method == http.MethodPost {
 			if err := r.ParseForm(); err != nil {
