@@ -1,6 +1,7 @@
-// Package deploy holds what ships beside the binary: Prometheus rules and a
-// Grafana dashboard. Its tests check them with promtool against the metrics
-// a real server serves.
+// Package deploy holds what ships beside the binary: Prometheus rules, a
+// Grafana dashboard, systemd units. Its tests check the rules with promtool
+// against the metrics a real server serves, and the units with
+// systemd-analyze.
 package deploy
 
 import (

@@ -88,7 +88,7 @@ restart. 'meshpki agent status' lists them (docs/MANIFESTS.md).`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.ServerURL, "server", "", "`URL` of the meshpki server (https://HOST:PORT)")
 	f.StringVar(&cfg.TrustBundle, "trust-bundle", "", "PEM `FILE` with the root to trust for the server (DIR/ca/root.crt on the CA host)")
-	f.StringVar(&joinTokenFile, "join-token-file", "", "`FILE` holding the one-time join token, needed when --data holds no valid node SVID (else MESHPKI_JOIN_TOKEN)")
+	f.StringVar(&joinTokenFile, "join-token-file", "", "`FILE` holding the one-time join token, needed when --data holds no valid node SVID (else MESHPKI_JOIN_TOKEN); may be removed once the node attested")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "one-time join `TOKEN` on the command line (visible in ps: prefer --join-token-file or MESHPKI_JOIN_TOKEN)")
 	f.StringVar(&cfg.X509PoPCert, "x509pop-cert", "", "PEM `FILE` of a node certificate (and intermediates) for x509pop attestation")
 	f.StringVar(&cfg.X509PoPKey, "x509pop-key", "", "PEM `FILE` of the x509pop certificate's key")
@@ -120,6 +120,12 @@ func resolveJoinToken(flagValue, file string, flagSet bool) (string, error) {
 	}
 	if file != "" {
 		data, err := os.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			// Removed once the node attested (the token is spent): the
+			// agent needs one only when it holds no valid node SVID, and
+			// says so then.
+			return "", nil
+		}
 		if err != nil {
 			return "", fmt.Errorf("join token file: %w", err)
 		}
