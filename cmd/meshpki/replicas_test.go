@@ -90,7 +90,8 @@ func runCLI(t *testing.T, bin string, args ...string) (string, error) {
 }
 
 // TestTwoServerProcessesShareOnePostgreSQL runs two real 'meshpki server'
-// processes on one PostgreSQL store and one data directory: both issue, a
+// processes on one PostgreSQL store (the second told so by MESHPKI_STORE)
+// and one data directory: both issue, a
 // token spent on one is refused by the other, and no serial repeats.
 func TestTwoServerProcessesShareOnePostgreSQL(t *testing.T) {
 	pg := servertest.PostgresURL(t)
@@ -100,7 +101,10 @@ func TestTwoServerProcessesShareOnePostgreSQL(t *testing.T) {
 	startServer(t, bin, "--data", data, "--store", pg, "--url", public)
 	// The banner shows the public URL; reach each replica on its listen address.
 	addrA := listenAddr(t, data)
-	startServer(t, bin, "--data", data, "--store", pg, "--url", public)
+	// The second takes its store URL from MESHPKI_STORE, as a systemd unit
+	// or a Helm chart gives a URL with a password.
+	t.Setenv("MESHPKI_STORE", pg)
+	startServer(t, bin, "--data", data, "--url", public)
 	addrB := listenAddr(t, data)
 	if addrA == addrB {
 		t.Fatal("both replicas report the same address")

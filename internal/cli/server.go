@@ -19,6 +19,10 @@ import (
 	"github.com/meshpki/meshpki/internal/server"
 )
 
+// StoreEnv is the environment variable the server reads its store URL from
+// when --store is not given.
+const StoreEnv = "MESHPKI_STORE"
+
 func init() { register(newServerCommand) }
 
 func newServerCommand(s *streams) *cobra.Command {
@@ -41,7 +45,9 @@ prints the root fingerprint, its URL and where the first admin credential is.
 
 The store is SQLite in DIR/meshpki.db unless --store names PostgreSQL, e.g.
 --store postgres://user@db.internal:5432/meshpki. Several servers may share one
-PostgreSQL store and one copy of DIR/ca; give them the same --url.
+PostgreSQL store and one copy of DIR/ca; give them the same --url. A store URL
+holding a password is better given in the environment variable MESHPKI_STORE,
+read when --store is not set, than on the command line, where ps shows it.
 
 The CA passphrase comes from --password-file, else MESHPKI_PASSWORD, else
 DIR/secrets/password (created with a warning on first start if none is given).`,
@@ -51,6 +57,9 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.DataDir == "" {
 				return usageError{fmt.Errorf("--data DIR is required")}
+			}
+			if opts.StoreURL == "" {
+				opts.StoreURL = os.Getenv(StoreEnv)
 			}
 			for _, v := range ips {
 				ip := net.ParseIP(v)
