@@ -36,7 +36,9 @@ func TestImageBuildsAndRuns(t *testing.T) {
 		}
 		return string(out)
 	}
-	t.Cleanup(func() { exec.Command(buildah, "--storage-driver", "vfs", "--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "rm", "--all").Run() })
+	t.Cleanup(func() {
+		exec.Command(buildah, "--storage-driver", "vfs", "--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "rm", "--all").Run()
+	})
 	bh("bud", "--isolation", "chroot", "--pull-never", "-t", "meshpki:test", ".")
 	raw := bh("inspect", "--type", "image", "meshpki:test")
 	var one struct {
