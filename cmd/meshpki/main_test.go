@@ -74,3 +74,20 @@ func filterEnv(env []string, name string) []string {
 	}
 	return out
 }
+
+// TestServerFromConfigFile starts the real server with its data directory,
+// passphrase file and DNS names from --config alone.
+func TestServerFromConfigFile(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	pw := writeSecret(t, dir, "pw", "config file test passphrase")
+	cfg := writeSecret(t, dir, "server.yaml", "data: "+data+"\npassword-file: "+pw+"\ndns: [ca.config.test]\nlog-format: json\n")
+	srv := startServer(t, bin, "--config", cfg)
+	if _, err := os.Stat(filepath.Join(data, "ca", "root.crt")); err != nil {
+		t.Fatalf("the data directory from the file was not used: %v\n%s", err, srv.banner())
+	}
+	if _, err := os.Stat(filepath.Join(data, "secrets", "password")); err == nil {
+		t.Error("a passphrase was generated although the file names one")
+	}
+}

@@ -27,6 +27,8 @@ func newAgentCommand(s *streams) *cobra.Command {
 		logLevel      string
 		joinTokenFile string
 		logFormat     string
+		configFile    string
+		printCfg      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --trust-bundle FILE --socket PATH --data DIR [--join-token-file F | --x509pop-cert F --x509pop-key K]",
@@ -54,7 +56,12 @@ or *.yml): issued through the node provisioners that name this node (or any
 ACME server for an ACMEIssuer), written atomically under a --cert-root,
 renewed at renewBefore or two thirds of their lifetime, and followed by their
 hooks. DIR is read again every 2 seconds: a change applies without a
-restart. 'meshpki agent status' lists them (docs/MANIFESTS.md).`,
+restart. 'meshpki agent status' lists them (docs/MANIFESTS.md).
+
+Settings can live in a YAML file, --config FILE, whose keys are these flags'
+names without the dashes; flags given win, unknown keys are errors, and
+--print-config prints the effective settings with their sources
+(docs/CONFIG.md).`,
 		Example: `  meshpki agent --server https://ca.example.internal:8443 --trust-bundle root.crt \
       --join-token-file /etc/meshpki/join-token --socket /run/meshpki/agent.sock --data /var/lib/meshpki-agent
   MESHPKI_JOIN_TOKEN="$TOKEN" meshpki agent --server https://ca.example.internal:8443 --trust-bundle root.crt \
@@ -65,6 +72,13 @@ restart. 'meshpki agent status' lists them (docs/MANIFESTS.md).`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if c.Flags().NFlag() == 0 {
 				return c.Help() // bare 'meshpki agent': say what it takes
+			}
+			sources, err := applyConfigFile(c, configFile)
+			if err != nil {
+				return usageError{err}
+			}
+			if printCfg {
+				return printConfig(s.out, c, sources, map[string]string{})
 			}
 			for flag, v := range map[string]string{"--server": cfg.ServerURL, "--trust-bundle": cfg.TrustBundle, "--socket": cfg.Socket, "--data": cfg.DataDir} {
 				if v == "" {
@@ -86,6 +100,8 @@ restart. 'meshpki agent status' lists them (docs/MANIFESTS.md).`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML `FILE` of settings: each key a flag name without dashes; flags given win")
+	f.BoolVar(&printCfg, "print-config", false, "print the effective configuration, each value with its source, and exit")
 	f.StringVar(&cfg.ServerURL, "server", "", "`URL` of the meshpki server (https://HOST:PORT)")
 	f.StringVar(&cfg.TrustBundle, "trust-bundle", "", "PEM `FILE` with the root to trust for the server (DIR/ca/root.crt on the CA host)")
 	f.StringVar(&joinTokenFile, "join-token-file", "", "`FILE` holding the one-time join token, needed when --data holds no valid node SVID (else MESHPKI_JOIN_TOKEN); may be removed once the node attested")

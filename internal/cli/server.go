@@ -35,6 +35,8 @@ func newServerCommand(s *streams) *cobra.Command {
 		redirects   []string
 		allowEgress []string
 		logFormat   string
+		configFile  string
+		printCfg    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "server --data DIR [--listen 127.0.0.1:8443] [--store URL]",
@@ -50,13 +52,29 @@ holding a password is better given in the environment variable MESHPKI_STORE,
 read when --store is not set, than on the command line, where ps shows it.
 
 The CA passphrase comes from --password-file, else MESHPKI_PASSWORD, else
-DIR/secrets/password (created with a warning on first start if none is given).`,
+DIR/secrets/password (created with a warning on first start if none is given).
+
+Settings can live in a YAML file, --config FILE, whose keys are these flags'
+names without the dashes (listen: 0.0.0.0:8443, dns: [ca.internal]); flags
+on the command line win over it, and an unknown key is an error naming the
+file and line. --print-config prints the effective settings with each
+value's source (flag, FILE:LINE, env, default) and exits. Provisioners,
+entries, alert channels and the like are not settings: they live in the store
+(docs/CONFIG.md).`,
 		Example: `  meshpki server --data ./ca-data
+  meshpki server --config /etc/meshpki/server.yaml --print-config
   MESHPKI_PASSWORD=… meshpki server --data /var/lib/meshpki --listen 0.0.0.0:8443 --url https://ca.internal:8443`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			sources, err := applyConfigFile(cmd, configFile)
+			if err != nil {
+				return usageError{err}
+			}
+			if printCfg {
+				return printConfig(s.out, cmd, sources, map[string]string{"store": StoreEnv, "password-file": ""})
+			}
 			if opts.DataDir == "" {
-				return usageError{fmt.Errorf("--data DIR is required")}
+				return usageError{fmt.Errorf("--data DIR is required (a flag, or data: in --config)")}
 			}
 			if opts.StoreURL == "" {
 				opts.StoreURL = os.Getenv(StoreEnv)
@@ -108,6 +126,8 @@ DIR/secrets/password (created with a warning on first start if none is given).`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML `FILE` of settings: each key a flag name without dashes; flags given win")
+	f.BoolVar(&printCfg, "print-config", false, "print the effective configuration, each value with its source, and exit")
 	f.StringVar(&opts.DataDir, "data", "", "data directory (initialised when empty)")
 	f.StringVar(&opts.Listen, "listen", "127.0.0.1:8443", "address to serve HTTPS on")
 	f.StringVar(&opts.StoreURL, "store", "", "store URL: empty for SQLite in DIR, or postgres://…")
