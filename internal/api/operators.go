@@ -66,7 +66,7 @@ func (s *Server) mayManageEntry(r *http.Request, c caller, e store.Entry) error 
 }
 
 func operatorBody(op store.Operator) wire.Operator {
-	out := wire.Operator{Name: op.Name, Role: op.Role, Provisioners: op.Provisioners, CreatedAt: op.CreatedAt.UTC()}
+	out := wire.Operator{Name: op.Name, Role: op.Role, Provisioners: op.Provisioners, Identity: op.Identity, CreatedAt: op.CreatedAt.UTC()}
 	if out.Provisioners == nil {
 		out.Provisioners = []string{}
 	}
@@ -96,11 +96,16 @@ func (s *Server) handleAddOperator(w http.ResponseWriter, r *http.Request, c cal
 		return err
 	}
 	op, issued, err := s.operators.Add(r.Context(), operator.AddRequest{Name: req.Name, Role: req.Role, Provisioners: req.Provisioners,
-		PublicKey: csr, TTL: req.TTL.Std(), Actor: c.actor()})
+		Identity: req.Identity, PublicKey: csr, TTL: req.TTL.Std(), Actor: c.actor()})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, wire.OperatorCredential{Operator: operatorBody(op), Certificate: issuedBody(issued)})
+	out := wire.OperatorCredential{Operator: operatorBody(op)}
+	if issued != nil {
+		body := issuedBody(issued)
+		out.Certificate = &body
+	}
+	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
 
@@ -118,7 +123,8 @@ func (s *Server) handleOperatorCredential(w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, wire.OperatorCredential{Operator: operatorBody(op), Certificate: issuedBody(issued)})
+	body := issuedBody(issued)
+	writeJSON(w, http.StatusCreated, wire.OperatorCredential{Operator: operatorBody(op), Certificate: &body})
 	return nil
 }
 
@@ -174,7 +180,10 @@ func decodeOperatorRequest(w http.ResponseWriter, r *http.Request) (wire.Operato
 		return req, nil, err
 	}
 	if req.CSR == "" {
-		return req, nil, newError(http.StatusBadRequest, "bad_request", "csr is required: the PEM certificate request of the operator's key")
+		if req.Identity != "" {
+			return req, nil, nil // enrolled: its certificate comes from its own CA
+		}
+		return req, nil, newError(http.StatusBadRequest, "bad_request", "csr is required: the PEM certificate request of the operator's key (or identity, for a certificate from another CA)")
 	}
 	csr, err := ca.ParseCSRPEM([]byte(req.CSR))
 	if err != nil {

@@ -2,12 +2,19 @@ package api_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/operator"
@@ -232,5 +239,126 @@ func TestRetiredOperatorIsRefused(t *testing.T) {
 	b, _ := json.Marshal(list)
 	if len(list.Operators) != 3 || list.Operators[0].Name != "bootstrap" || list.Operators[0].RetiredAt == nil || list.Operators[2].Name != "second" {
 		t.Errorf("operators: %s", b)
+	}
+}
+
+// externalPKI is another CA, trusted by the server for operators only.
+type externalPKI struct {
+	root *x509.Certificate
+	key  crypto.Signer
+}
+
+func newExternalPKI(t *testing.T) *externalPKI {
+	t.Helper()
+	key, err := keys.ECP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Corp Ops CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := x509.ParseCertificate(der)
+	return &externalPKI{root: root, key: key}
+}
+
+// client returns an HTTPS client presenting a certificate of the external
+// CA with subject cn (O=Corp) and, if set, a SPIFFE ID.
+func (p *externalPKI) client(t *testing.T, in *servertest.Instance, cn, spiffeID string) *http.Client {
+	t.Helper()
+	return p.clientWithSerial(t, in, cn, spiffeID, big.NewInt(time.Now().UnixNano()))
+}
+
+func (p *externalPKI) clientWithSerial(t *testing.T, in *servertest.Instance, cn, spiffeID string, serial *big.Int) *http.Client {
+	t.Helper()
+	key, err := keys.ECP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn, Organization: []string{"Corp"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if spiffeID != "" {
+		u, _ := url.Parse(spiffeID)
+		tmpl.URIs = []*url.URL{u}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.root, key.Public(), p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in.Client(&tls.Certificate{Certificate: [][]byte{der, p.root.Raw}, PrivateKey: key})
+}
+
+// TestOperatorsFromAnotherCA: with --operator-ca, operators are enrolled by
+// the SPIFFE ID or subject of certificates another CA issues; the role
+// decides as for any operator; a certificate of that CA that no operator
+// was enrolled for is refused, as is one used where a certificate of this
+// CA is required (renewal), even one with the serial of a certificate this
+// CA issued; retiring refuses it at once.
+func TestOperatorsFromAnotherCA(t *testing.T) {
+	ext := newExternalPKI(t)
+	in := servertest.Start(t, servertest.Options{OperatorCAs: []*x509.Certificate{ext.root}})
+	for _, body := range []string{
+		`{"name":"carol","role":"auditor","identity":"spiffe://corp.example/ops/carol"}`,
+		`{"name":"dave","role":"viewer","identity":"subject:CN=dave,O=Corp"}`,
+	} {
+		if status, raw := do(t, in.Admin, "POST", in.URL+"/v1/admins", body, nil); status != http.StatusCreated {
+			t.Fatalf("enroll %s: %d %s", body, status, raw)
+		}
+	}
+	for _, bad := range []string{
+		`{"name":"eve","role":"admin","identity":"spiffe://test.internal/ops/eve"}`,
+		`{"name":"eve","role":"admin","identity":"eve@corp"}`,
+		`{"name":"eve","role":"admin","identity":"spiffe://corp.example/ops/carol"}`,
+	} {
+		if status, raw := do(t, in.Admin, "POST", in.URL+"/v1/admins", bad, nil); status != http.StatusBadRequest && status != http.StatusConflict {
+			t.Errorf("enroll %s: %d %s, want a refusal", bad, status, raw)
+		}
+	}
+	carol := ext.client(t, in, "carol", "spiffe://corp.example/ops/carol")
+	dave := ext.client(t, in, "dave", "")
+	mallory := ext.client(t, in, "mallory", "spiffe://corp.example/ops/mallory")
+	for _, c := range []struct {
+		who    string
+		client *http.Client
+		method string
+		path   string
+		want   int
+	}{
+		{"carol", carol, "GET", "/v1/audit?limit=3", http.StatusOK},
+		{"carol", carol, "GET", "/v1/certificates", http.StatusOK},
+		{"carol", carol, "POST", "/v1/provisioners", http.StatusForbidden},
+		{"dave", dave, "GET", "/v1/certificates", http.StatusOK},
+		{"dave", dave, "GET", "/v1/audit", http.StatusForbidden},
+		{"mallory", mallory, "GET", "/v1/certificates", http.StatusForbidden},
+		{"carol", carol, "POST", "/v1/renew", http.StatusUnauthorized},
+	} {
+		var body any
+		if c.method == "POST" && c.path == "/v1/provisioners" {
+			body = `{"name":"x","type":"token","policy":{"allow_dns":["a.example.internal"]}}`
+		}
+		if status, raw := do(t, c.client, c.method, in.URL+c.path, body, nil); status != c.want {
+			t.Errorf("%s %s %s: %d %s, want %d", c.who, c.method, c.path, status, raw, c.want)
+		}
+	}
+	// The operator CA issues a certificate with the serial of this CA's
+	// bootstrap admin credential: it is not that credential.
+	adminLeaf, err := x509.ParseCertificate(in.AdminCert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := ext.clientWithSerial(t, in, "meshpki admin", "spiffe://corp.example/ops/carol", adminLeaf.SerialNumber)
+	if status, raw := do(t, forged, "POST", in.URL+"/v1/renew", nil, nil); status != http.StatusUnauthorized || !strings.Contains(string(raw), "not the certificate this CA issued") {
+		t.Errorf("renewal with a forged serial: %d %s", status, raw)
+	}
+	var revoked struct {
+		Revoked []string `json:"revoked"`
+	}
+	if status, raw := do(t, in.Admin, "DELETE", in.URL+"/v1/admins/carol", nil, &revoked); status != http.StatusOK || len(revoked.Revoked) != 0 {
+		t.Fatalf("retire carol: %d %s", status, raw)
+	}
+	if status, raw := do(t, carol, "GET", in.URL+"/v1/certificates", nil, nil); status != http.StatusForbidden || !strings.Contains(string(raw), "retired") {
+		t.Errorf("a retired enrolled operator: %d %s", status, raw)
 	}
 }

@@ -420,6 +420,15 @@ func (s *Server) authenticate(r *http.Request) (caller, error) {
 	if cert == nil {
 		return caller{}, newError(http.StatusUnauthorized, "unauthorized", "this endpoint needs a client certificate issued by this CA")
 	}
+	if chain := r.TLS.VerifiedChains[0]; !chain[len(chain)-1].Equal(s.ca.Hierarchy().Root()) {
+		// A certificate from a CA trusted for operators only: an operator
+		// enrolled by its identity, or nobody.
+		id, op, err := s.operators.External(r.Context(), cert)
+		if err != nil {
+			return caller{}, err
+		}
+		return caller{cert: cert, admin: id, op: op}, nil
+	}
 	if _, err := s.ca.CheckHolder(r.Context(), cert); err != nil {
 		return caller{}, err
 	}

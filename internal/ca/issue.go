@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -173,6 +174,12 @@ func (a *Authority) CheckHolder(ctx context.Context, cert *x509.Certificate) (st
 			return rec, errorf(KindUnauthorized, "client certificate %s is not recorded by this CA", serial)
 		}
 		return rec, storeErr(err, "read certificate")
+	}
+	// The serial alone is not the certificate: another CA the server
+	// trusts for client certificates (operators) could issue one with the
+	// same serial.
+	if !bytes.Equal(rec.DER, cert.Raw) {
+		return rec, errorf(KindUnauthorized, "client certificate %s is not the certificate this CA issued with that serial", serial)
 	}
 	if rec.Status == store.StatusRevoked {
 		return rec, errorf(KindUnauthorized, "client certificate %s is revoked", serial)

@@ -106,12 +106,14 @@ func (kf *operatorKeyFlags) write(name string, key crypto.Signer, pass []byte, i
 
 func newAdminAddCommand(s *streams) *cobra.Command {
 	var (
-		role   string
-		provs  []string
-		asJSON bool
+		role     string
+		provs    []string
+		spiffeID string
+		subject  string
+		asJSON   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "add NAME --role admin|operator|auditor|viewer --out DIR --key-password-file FILE",
+		Use:   "add NAME --role admin|operator|auditor|viewer (--out DIR --key-password-file FILE | --spiffe-id ID | --subject DN)",
 		Short: "Add an operator and write its admin credential",
 		Long: `Add operator NAME with a role and write its credential: a key made here,
 encrypted with the passphrase in --key-password-file, and a certificate
@@ -119,20 +121,49 @@ carrying spiffe://TD/meshpki/admin/NAME, as OUT/NAME.key and OUT/NAME.crt.
 The operator uses them with --cert and --key (and --password-file) on every
 admin command. An operator-role operator acts only for the provisioners given
 with --provisioner. Names are never reused, retired ones included.
+
+Or enroll a certificate another CA issues, which the server trusts for
+operators (meshpki server --operator-ca FILE): --spiffe-id names the SPIFFE ID
+it carries, --subject its subject DN as "CN=alice,O=Corp". Nothing is written
+then; that CA issues and revokes the operator's certificates, and retiring
+the operator refuses them here.
 ` + adminConnectHelp,
 		Example: `  meshpki admin add alice --role operator --provisioner web,acme --out ./alice --key-password-file alice.pass --data /var/lib/meshpki
-  meshpki provisioner list --cert alice/alice.crt --key alice/alice.key --password-file alice.pass --ca-url https://ca:8443 --root root.crt`,
+  meshpki provisioner list --cert alice/alice.crt --key alice/alice.key --password-file alice.pass --ca-url https://ca:8443 --root root.crt
+  meshpki admin add carol --role auditor --spiffe-id spiffe://corp.example/ops/carol --data /var/lib/meshpki`,
 		Args: positionalArgs("NAME"),
 	}
 	conn := addConnectFlags(cmd, credentialAdmin)
 	kf := addOperatorKeyFlags(cmd)
 	cmd.Flags().StringVar(&role, "role", "", "`ROLE`: admin, operator, auditor or viewer")
 	cmd.Flags().StringSliceVar(&provs, "provisioner", nil, "operator role: the provisioner `NAMES` it acts for")
+	cmd.Flags().StringVar(&spiffeID, "spiffe-id", "", "enroll the certificates of another CA carrying this SPIFFE `ID` (no credential is written)")
+	cmd.Flags().StringVar(&subject, "subject", "", "enroll the certificates of another CA with this subject `DN`, e.g. \"CN=alice,O=Corp\"")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the operator and its credential's serial as JSON")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		name := args[0]
 		if role == "" {
 			return usageError{errors.New("--role is required: admin, operator, auditor or viewer")}
+		}
+		if spiffeID != "" || subject != "" {
+			if spiffeID != "" && subject != "" || kf.out != "" {
+				return usageError{errors.New("give one of --spiffe-id, --subject, or --out for a credential from this CA")}
+			}
+			identity := spiffeID
+			if subject != "" {
+				identity = "subject:" + subject
+			}
+			got, err := fetch(c.Context(), conn, func(ctx context.Context, cl *client.Client) (*client.OperatorCredential, error) {
+				return cl.AddOperator(ctx, client.OperatorRequest{Name: name, Role: store.Role(role), Provisioners: trimAll(provs), Identity: identity})
+			})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(s.out, got.Operator)
+			}
+			_, err = fmt.Fprintf(s.out, "enrolled operator %s (%s): certificates from the operator CA with %s\n", name, got.Operator.Role, identity)
+			return err
 		}
 		key, csr, pass, err := kf.newKey(name)
 		if err != nil {
@@ -182,7 +213,10 @@ expire; 'meshpki admin revoke NAME' ends them all.
 }
 
 func writeOperatorCredential(s *streams, kf *operatorKeyFlags, name string, key crypto.Signer, pass []byte, got *client.OperatorCredential, asJSON bool, verb string) error {
-	certFile, keyFile, err := kf.write(name, key, pass, got.Certificate)
+	if got.Certificate == nil {
+		return errors.New("the server issued no credential")
+	}
+	certFile, keyFile, err := kf.write(name, key, pass, *got.Certificate)
 	clear(pass)
 	if err != nil {
 		return err
@@ -222,7 +256,7 @@ func newAdminListCommand(s *streams) *cobra.Command {
 		}
 		now := time.Now()
 		tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tROLE\tPROVISIONERS\tADDED\tSTATUS")
+		fmt.Fprintln(tw, "NAME\tROLE\tPROVISIONERS\tCREDENTIAL\tADDED\tSTATUS")
 		for _, op := range ops {
 			status := "active"
 			if op.RetiredAt != nil {
@@ -232,7 +266,11 @@ func newAdminListCommand(s *streams) *cobra.Command {
 			if provs == "" {
 				provs = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", op.Name, op.Role, provs, agoPhrase(now.Sub(op.CreatedAt)), status)
+			cred := "this CA"
+			if op.Identity != "" {
+				cred = op.Identity
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", op.Name, op.Role, provs, cred, agoPhrase(now.Sub(op.CreatedAt)), status)
 		}
 		return tw.Flush()
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/keys"
 	"github.com/meshpki/meshpki/internal/netguard"
 	"github.com/meshpki/meshpki/internal/revocation"
@@ -37,6 +38,7 @@ func newServerCommand(s *streams) *cobra.Command {
 		logFormat   string
 		configFile  string
 		printCfg    bool
+		operatorCA  string
 	)
 	cmd := &cobra.Command{
 		Use:   "server --data DIR [--listen 127.0.0.1:8443] [--store URL]",
@@ -119,6 +121,15 @@ entries, alert channels and the like are not settings: they live in the store
 					return usageError{fmt.Errorf("--x509pop-ca %s holds no PEM certificate", x509popCA)}
 				}
 			}
+			if operatorCA != "" {
+				data, err := os.ReadFile(operatorCA)
+				if err != nil {
+					return fmt.Errorf("--operator-ca: %w", err)
+				}
+				if opts.OperatorCAs, err = client.ParseCertificatesPEM(data); err != nil {
+					return usageError{fmt.Errorf("--operator-ca %s: %w", operatorCA, err)}
+				}
+			}
 			server.TuneGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -152,6 +163,7 @@ entries, alert channels and the like are not settings: they live in the store
 	f.StringSliceVar(&allowEgress, "scan-allow", nil, "`CIDR` scheduled scans may reach although it is loopback or link-local, e.g. 127.0.0.0/8 (repeatable)")
 	f.StringSliceVar(&redirects, "acme-allow-redirect-to", nil, "`CIDR` an http-01 redirect may lead into although it is loopback or private (repeatable; link-local never)")
 	f.StringVar(&x509popCA, "x509pop-ca", "", "PEM `FILE` of CAs whose certificates let nodes attest with x509pop")
+	f.StringVar(&operatorCA, "operator-ca", "", "PEM `FILE` of another CA whose client certificates authenticate operators enrolled by SPIFFE ID or subject (docs/ROLES.md)")
 	return cmd
 }
 

@@ -6,13 +6,16 @@
 // lookup the API authorizes every request with.
 //
 // An operator's credential is a certificate this CA issued carrying the
-// URI spiffe://TD/meshpki/admin/NAME. The bootstrap credential the server
-// writes to DIR/secrets is operator "bootstrap", the first admin.
+// URI spiffe://TD/meshpki/admin/NAME, or a certificate from another CA the
+// server trusts for operators (meshpki server --operator-ca), enrolled by
+// its SPIFFE ID or subject. The bootstrap credential the server writes to
+// DIR/secrets is operator "bootstrap", the first admin.
 package operator
 
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -26,6 +29,7 @@ import (
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // Bootstrap is the name of the first admin, whose credential the server
@@ -142,22 +146,32 @@ func (s *Service) NameOf(adminURI string) string {
 	return strings.TrimPrefix(adminURI, s.ca.AdminURIPrefix())
 }
 
-// Lookup returns the active operator an admin URI names; a *ca.Error of
-// kind Forbidden when there is none or it was retired.
+// Lookup returns the active operator an admin URI names, or for an
+// enrolled certificate from another CA its identity names (Identities); a
+// *ca.Error of kind Forbidden when there is none or it was retired.
 func (s *Service) Lookup(ctx context.Context, adminURI string) (store.Operator, error) {
 	name := s.NameOf(adminURI)
+	external := !strings.HasPrefix(adminURI, s.ca.AdminURIPrefix())
 	now := s.now()
 	s.mu.Lock()
-	c, ok := s.seen[name]
+	c, ok := s.seen[adminURI]
 	s.mu.Unlock()
 	if !ok || now.Sub(c.fetched) >= CacheTTL {
-		op, err := s.st.GetOperator(ctx, name)
+		var (
+			op  store.Operator
+			err error
+		)
+		if external {
+			op, err = s.st.GetOperatorByIdentity(ctx, adminURI)
+		} else {
+			op, err = s.st.GetOperator(ctx, name)
+		}
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return op, ca.StoreError(err, "read operator")
 		}
 		c = cached{op: op, err: err, fetched: now}
 		s.mu.Lock()
-		s.seen[name] = c
+		s.seen[adminURI] = c
 		s.mu.Unlock()
 	}
 	switch {
@@ -169,10 +183,43 @@ func (s *Service) Lookup(ctx context.Context, adminURI string) (store.Operator, 
 	return c.op, nil
 }
 
-func (s *Service) forget(name string) {
+// forget drops every cached lookup (a change is rare; the cache is small).
+func (s *Service) forget() {
 	s.mu.Lock()
-	delete(s.seen, name)
+	clear(s.seen)
 	s.mu.Unlock()
+}
+
+// Identities are the names a certificate from another CA may be enrolled
+// by, in the order they are tried: each SPIFFE ID among its URIs, then
+// "subject:" and its subject DN.
+func Identities(cert *x509.Certificate) []string {
+	var out []string
+	for _, u := range cert.URIs {
+		if u.Scheme == "spiffe" {
+			out = append(out, u.String())
+		}
+	}
+	if dn := cert.Subject.String(); dn != "" {
+		out = append(out, "subject:"+dn)
+	}
+	return out
+}
+
+// External returns the active operator a certificate from another CA was
+// enrolled by (its first identity that names one), with that identity.
+func (s *Service) External(ctx context.Context, cert *x509.Certificate) (string, store.Operator, error) {
+	for _, id := range Identities(cert) {
+		op, err := s.Lookup(ctx, id)
+		if err == nil {
+			return id, op, nil
+		}
+		var ce *ca.Error
+		if !errors.As(err, &ce) || ce.Kind != ca.KindForbidden || strings.Contains(ce.Msg, "retired") {
+			return id, op, err
+		}
+	}
+	return "", store.Operator{}, ca.Errorf(ca.KindForbidden, "no operator is enrolled for this certificate (identities: %s)", ca.Clip(strings.Join(Identities(cert), ", ")))
 }
 
 // AddRequest adds an operator and issues its first credential.
@@ -180,20 +227,26 @@ type AddRequest struct {
 	Name         string
 	Role         store.Role
 	Provisioners []string // operator role only
-	PublicKey    crypto.PublicKey
-	TTL          time.Duration // 0: DefaultCredentialTTL
-	Actor        string
+	// Identity enrolls a certificate from another CA instead of issuing
+	// one: a SPIFFE ID, or "subject:" and a subject DN (Identities).
+	Identity  string
+	PublicKey crypto.PublicKey
+	TTL       time.Duration // 0: DefaultCredentialTTL
+	Actor     string
 }
 
 // Add records the operator (audited), then issues its credential through
 // the issuance path (audited).
 func (s *Service) Add(ctx context.Context, req AddRequest) (store.Operator, *ca.Issued, error) {
-	op := store.Operator{Name: req.Name, Role: req.Role, Provisioners: req.Provisioners, CreatedAt: s.now()}
+	op := store.Operator{Name: req.Name, Role: req.Role, Provisioners: req.Provisioners, Identity: req.Identity, CreatedAt: s.now()}
 	if err := s.check(ctx, op); err != nil {
 		return op, nil, err
 	}
-	if req.PublicKey == nil {
-		return op, nil, ca.Errorf(ca.KindBadRequest, "a CSR for the operator's key is required")
+	if req.PublicKey == nil && op.Identity == "" {
+		return op, nil, ca.Errorf(ca.KindBadRequest, "a CSR for the operator's key is required (or an identity, for a certificate from another CA)")
+	}
+	if req.PublicKey != nil && op.Identity != "" {
+		return op, nil, ca.Errorf(ca.KindBadRequest, "give a CSR or an identity, not both: an enrolled operator's certificate comes from its own CA")
 	}
 	err := s.st.CreateOperator(ctx, op, s.event(audit.TypeOperatorAdded, req.Actor, op))
 	switch {
@@ -202,7 +255,10 @@ func (s *Service) Add(ctx context.Context, req AddRequest) (store.Operator, *ca.
 	case err != nil:
 		return op, nil, ca.StoreError(err, "record operator")
 	}
-	s.forget(op.Name)
+	s.forget()
+	if op.Identity != "" {
+		return op, nil, nil // its credential comes from its own CA
+	}
 	issued, err := s.Credential(ctx, op.Name, req.PublicKey, req.TTL, req.Actor)
 	if err != nil {
 		return op, nil, fmt.Errorf("operator %s is recorded, but its credential was not issued (issue one with 'meshpki admin credential %s'): %w", op.Name, op.Name, err)
@@ -214,8 +270,12 @@ func (s *Service) Add(ctx context.Context, req AddRequest) (store.Operator, *ca.
 // lost key, a new machine); its earlier ones stay valid until they expire
 // or the operator is retired.
 func (s *Service) Credential(ctx context.Context, name string, publicKey crypto.PublicKey, ttl time.Duration, actor string) (*ca.Issued, error) {
-	if _, err := s.Lookup(ctx, s.ca.AdminURIPrefix()+name); err != nil {
+	op, err := s.Lookup(ctx, s.ca.AdminURIPrefix()+name)
+	if err != nil {
 		return nil, err
+	}
+	if op.Identity != "" {
+		return nil, ca.Errorf(ca.KindBadRequest, "operator %s is enrolled by a certificate from another CA (%s); that CA issues its credentials", name, op.Identity)
 	}
 	if ttl <= 0 {
 		ttl = DefaultCredentialTTL
@@ -261,7 +321,10 @@ func (s *Service) Retire(ctx context.Context, name, actor string) ([]store.Seria
 		}
 		return nil, ca.StoreError(err, "retire operator")
 	}
-	s.forget(name)
+	s.forget()
+	if op.Identity != "" {
+		return nil, nil // its certificates are another CA's to revoke; refused here from now on
+	}
 	return s.rev.RevokeMatching(ctx, revocation.Match{Name: s.URI(name).String()}, revocation.CessationOfOperation, actor)
 }
 
@@ -292,11 +355,29 @@ func (s *Service) check(ctx context.Context, op store.Operator) error {
 			return err
 		}
 	}
+	if id := op.Identity; id != "" {
+		switch {
+		case strings.HasPrefix(id, "spiffe://"):
+			sid, err := spiffeid.FromString(id)
+			if err != nil {
+				return ca.Errorf(ca.KindBadRequest, "identity %q is not a SPIFFE ID: %v", ca.Clip(id), err)
+			}
+			if sid.TrustDomain().Name() == s.ca.TrustDomain() {
+				return ca.Errorf(ca.KindBadRequest, "identity %s is in this CA's own trust domain; enroll certificates of another CA, or let this one issue the credential", id)
+			}
+		case strings.HasPrefix(id, "subject:") && len(id) > len("subject:"):
+		default:
+			return ca.Errorf(ca.KindBadRequest, "identity %q: a SPIFFE ID (spiffe://…) or subject:DN (subject:CN=alice,O=Corp)", ca.Clip(id))
+		}
+	}
 	return nil
 }
 
 func (s *Service) event(typ, actor string, op store.Operator) audit.Event {
 	detail := map[string]string{"role": string(op.Role)}
+	if op.Identity != "" {
+		detail["identity"] = ca.Clip(op.Identity)
+	}
 	if len(op.Provisioners) > 0 {
 		detail["provisioners"] = strings.Join(op.Provisioners, ",")
 	}

@@ -96,6 +96,10 @@ type Options struct {
 	// X509PoPRoots, if set, lets nodes attest with x509pop: a certificate
 	// chaining to one of these CAs and a signature proving its key.
 	X509PoPRoots *x509.CertPool
+	// OperatorCAs, if set, are PEM certificates of other CAs whose client
+	// certificates authenticate operators enrolled by their SPIFFE ID or
+	// subject ('meshpki admin add --spiffe-id|--subject'), and nothing else.
+	OperatorCAs []*x509.Certificate
 	// ACMEValidationWait is how long a challenge POST waits for its result
 	// (0: acme.DefaultValidationWait).
 	ACMEValidationWait time.Duration
@@ -781,6 +785,9 @@ func (s *Server) startServing(coreCtx, httpCtx context.Context, run func(string,
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(s.hierarchy.Root())
+	for _, c := range s.opts.OperatorCAs {
+		roots.AddCert(c)
+	}
 	timeouts := s.opts.Timeouts.withDefaults()
 	s.httpSrv = &http.Server{
 		Handler:           s.handler(),

@@ -40,6 +40,9 @@ type Options struct {
 	Clock     func() time.Time
 	// X509PoPRoots enables x509pop node attestation with these CAs.
 	X509PoPRoots *x509.CertPool
+	// OperatorCAs are other CAs whose certificates authenticate enrolled
+	// operators.
+	OperatorCAs []*x509.Certificate
 	// Listen is the address to bind ("" for a random loopback port); a
 	// test restarting a server on the same port sets it.
 	Listen string
@@ -112,6 +115,7 @@ func Start(t testing.TB, o Options) *Instance {
 		MaintainEvery:  200 * time.Millisecond,
 		ACMEValidation: o.ACMEValidation,
 		X509PoPRoots:   o.X509PoPRoots,
+		OperatorCAs:    o.OperatorCAs,
 		Timeouts:       o.Timeouts,
 		Keystore:       o.Keystore,
 		AllowEgress:    o.AllowEgress,

@@ -23,10 +23,15 @@ const (
 var Roles = []Role{RoleAdmin, RoleOperator, RoleAuditor, RoleViewer}
 
 // Operator is a person or system that administers the CA, identified by an
-// admin credential carrying spiffe://TD/meshpki/admin/NAME.
+// admin credential carrying spiffe://TD/meshpki/admin/NAME, or by a
+// certificate from another CA the server trusts for operators (Identity).
 type Operator struct {
 	Name string
 	Role Role
+	// Identity, when set, is the identity of the operator's certificate
+	// from another CA: a SPIFFE ID ("spiffe://corp.example/ops/alice") or
+	// "subject:" and a subject DN as Go prints it ("subject:CN=alice,O=Corp").
+	Identity string
 	// Provisioners are those an operator-role operator acts for (tokens,
 	// EAB keys, entries, revocation); other roles ignore them.
 	Provisioners []string
@@ -43,14 +48,17 @@ type OperatorReader interface {
 	GetOperator(ctx context.Context, name string) (Operator, error)
 	// ListOperators returns every operator ordered by name.
 	ListOperators(ctx context.Context) ([]Operator, error)
+	// GetOperatorByIdentity returns the operator enrolled with identity,
+	// retired or not; ErrNotFound if none.
+	GetOperatorByIdentity(ctx context.Context, identity string) (Operator, error)
 }
 
 // Operators stores operators; each change appends its audit record in the
 // same transaction. Only package operator writes them.
 type Operators interface {
 	OperatorReader
-	// CreateOperator returns ErrConflict if the name exists (retired
-	// names are not reused).
+	// CreateOperator returns ErrConflict if the name, or the identity, is
+	// taken (retired operators' are not reused).
 	CreateOperator(ctx context.Context, op Operator, ev audit.Event) error
 	// RetireOperator sets RetiredAt; ErrNotFound if absent or already
 	// retired.

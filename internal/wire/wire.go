@@ -491,8 +491,11 @@ type OperatorRequest struct {
 	Name         string          `json:"name,omitempty"`
 	Role         store.Role      `json:"role,omitempty"` // admin, operator, auditor or viewer
 	Provisioners []string        `json:"provisioners,omitempty"`
-	CSR          string          `json:"csr"` // PEM: the operator's key, made where it will be used
+	CSR          string          `json:"csr,omitempty"` // PEM: the operator's key, made where it will be used
 	TTL          policy.Duration `json:"ttl,omitempty"`
+	// Identity enrolls a certificate from another CA the server trusts
+	// for operators instead of a CSR: a SPIFFE ID, or "subject:DN".
+	Identity string `json:"identity,omitempty"`
 }
 
 // Operator is who administers the CA, with which role.
@@ -500,6 +503,7 @@ type Operator struct {
 	Name         string     `json:"name"`
 	Role         store.Role `json:"role"`
 	Provisioners []string   `json:"provisioners"`
+	Identity     string     `json:"identity,omitempty"` // of an enrolled certificate from another CA
 	CreatedAt    time.Time  `json:"created_at"`
 	RetiredAt    *time.Time `json:"retired_at,omitempty"`
 }
@@ -509,10 +513,11 @@ type OperatorList struct {
 	Operators []Operator `json:"operators"`
 }
 
-// OperatorCredential answers POST /v1/admins and its credential route.
+// OperatorCredential answers POST /v1/admins and its credential route;
+// Certificate is absent for an operator enrolled by identity.
 type OperatorCredential struct {
 	Operator    Operator `json:"operator"`
-	Certificate Issued   `json:"certificate"`
+	Certificate *Issued  `json:"certificate,omitempty"`
 }
 
 // AuditEvent is one record of the audit log.

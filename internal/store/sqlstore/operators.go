@@ -12,7 +12,7 @@ import (
 	"github.com/meshpki/meshpki/internal/store"
 )
 
-const operatorColumns = `name, role, provisioners, created_at, retired_at`
+const operatorColumns = `name, role, provisioners, created_at, retired_at, identity`
 
 // CreateOperator stores op; store.ErrConflict if the name exists.
 func (s *Store) CreateOperator(ctx context.Context, op store.Operator, ev audit.Event) error {
@@ -31,8 +31,8 @@ func (s *Store) CreateOperator(ctx context.Context, op store.Operator, ev audit.
 		op.CreatedAt = s.now()
 	}
 	return s.changeOneRow(ctx, "create operator "+op.Name, events, store.ErrConflict,
-		`INSERT INTO operators (`+operatorColumns+`) VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (name) DO NOTHING`,
-		op.Name, string(op.Role), provs, micros(op.CreatedAt))
+		`INSERT INTO operators (`+operatorColumns+`) VALUES ($1, $2, $3, $4, NULL, $5) ON CONFLICT DO NOTHING`,
+		op.Name, string(op.Role), provs, micros(op.CreatedAt), op.Identity)
 }
 
 // RetireOperator marks an operator retired at at.
@@ -57,6 +57,22 @@ func (s *Store) GetOperator(ctx context.Context, name string) (store.Operator, e
 	return op, nil
 }
 
+// GetOperatorByIdentity returns the operator enrolled with identity, or
+// store.ErrNotFound.
+func (s *Store) GetOperatorByIdentity(ctx context.Context, identity string) (store.Operator, error) {
+	if identity == "" {
+		return store.Operator{}, fmt.Errorf("sqlstore: operator with no identity: %w", store.ErrNotFound)
+	}
+	op, err := scanOperator(s.read.QueryRowContext(ctx, `SELECT `+operatorColumns+` FROM operators WHERE identity = $1`, identity))
+	if errors.Is(err, sql.ErrNoRows) {
+		return op, fmt.Errorf("sqlstore: operator %s: %w", identity, store.ErrNotFound)
+	}
+	if err != nil {
+		return op, fmt.Errorf("sqlstore: get operator by identity: %w", err)
+	}
+	return op, nil
+}
+
 // ListOperators returns every operator ordered by name.
 func (s *Store) ListOperators(ctx context.Context) ([]store.Operator, error) {
 	return queryAll(ctx, s.read, "list operators", scanOperator, `SELECT `+operatorColumns+` FROM operators ORDER BY name`)
@@ -70,7 +86,7 @@ func scanOperator(row scanner) (store.Operator, error) {
 		created int64
 		retired sql.NullInt64
 	)
-	if err := row.Scan(&op.Name, &role, &provs, &created, &retired); err != nil {
+	if err := row.Scan(&op.Name, &role, &provs, &created, &retired, &op.Identity); err != nil {
 		return op, err
 	}
 	op.Role = store.Role(role)

@@ -462,6 +462,12 @@ var migrations = [][]string{
 			retired_at   BIGINT
 		)`,
 	},
+	// 13: operators enrolled by the identity of a certificate from another
+	// CA (a SPIFFE ID or a subject), each identity to one operator.
+	{
+		`ALTER TABLE operators ADD COLUMN identity TEXT NOT NULL DEFAULT ''`,
+		`CREATE UNIQUE INDEX operators_identity ON operators (identity) WHERE identity <> ''`,
+	},
 }
 
 // issuanceEvents and laterCertificateEvents select the audit records about

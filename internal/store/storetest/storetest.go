@@ -874,6 +874,21 @@ func testOperatorLifecycle(t *testing.T, s store.Store) {
 	if err := s.CreateOperator(ctx, store.Operator{Name: "bad-role", Role: "root"}, newEvent("operator.added", "bad-role")); err == nil {
 		t.Error("an unknown role was stored")
 	}
+	ext := store.Operator{Name: "carol", Role: store.RoleAuditor, Identity: "spiffe://corp.example/ops/carol", CreatedAt: epoch}
+	if err := s.CreateOperator(ctx, ext, newEvent("operator.added", "carol")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateOperator(ctx, store.Operator{Name: "carol2", Role: store.RoleAdmin, Identity: ext.Identity}, newEvent("operator.added", "carol2")); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("a second operator with carol's identity: %v, want ErrConflict", err)
+	}
+	if got, err := s.GetOperatorByIdentity(ctx, ext.Identity); err != nil || got.Name != "carol" || got.Role != store.RoleAuditor {
+		t.Errorf("GetOperatorByIdentity: %+v %v", got, err)
+	}
+	for _, id := range []string{"", "spiffe://corp.example/ops/nobody"} {
+		if _, err := s.GetOperatorByIdentity(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetOperatorByIdentity(%q): %v", id, err)
+		}
+	}
 	got, err := s.GetOperator(ctx, "alice")
 	if err != nil || got.Role != store.RoleOperator || !slices.Equal(got.Provisioners, []string{"web", "acme"}) || !got.CreatedAt.Equal(epoch.Add(time.Second).Truncate(time.Microsecond)) || !got.RetiredAt.IsZero() {
 		t.Fatalf("GetOperator alice: %+v %v", got, err)
@@ -888,13 +903,13 @@ func testOperatorLifecycle(t *testing.T, s store.Store) {
 		t.Errorf("retiring nobody: %v, want ErrNotFound", err)
 	}
 	list, err := s.ListOperators(ctx)
-	if err != nil || len(list) != 2 || list[0].Name != "alice" || list[1].Name != "bootstrap" || !list[1].RetiredAt.Equal(epoch.Add(time.Hour).Truncate(time.Microsecond)) {
+	if err != nil || len(list) != 3 || list[0].Name != "alice" || list[1].Name != "bootstrap" || !list[1].RetiredAt.Equal(epoch.Add(time.Hour).Truncate(time.Microsecond)) || list[2].Identity != ext.Identity {
 		t.Fatalf("ListOperators: %+v %v", list, err)
 	}
 	if _, err := s.GetOperator(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetOperator nobody: %v", err)
 	}
-	want := []string{"operator.added:bootstrap", "operator.added:alice", "operator.retired:bootstrap"}
+	want := []string{"operator.added:bootstrap", "operator.added:alice", "operator.added:carol", "operator.retired:bootstrap"}
 	if got := auditSubjects(allAudit(t, s)); !slices.Equal(got, want) {
 		t.Errorf("audit log %v, want %v", got, want)
 	}
