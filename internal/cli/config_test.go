@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // TestServerConfigFile: a YAML file's keys are the flags; flags on the
@@ -83,4 +86,28 @@ func TestAgentConfigFile(t *testing.T) {
 	if code, _, errOut := invokeCLI(t, "", "agent", "--config", p, "--socket-path", "x"); code != 2 || !strings.Contains(errOut, "unknown flag") {
 		t.Errorf("a bad flag beside --config: exit %d %s", code, errOut)
 	}
+}
+
+// FuzzConfigFile: whatever a configuration file holds, reading it gives a
+// value or an error naming the file, and never a panic.
+func FuzzConfigFile(f *testing.F) {
+	for _, seed := range []string{"data: /x\nlisten: 127.0.0.1:1\n", "dns: [a, b]\n", "- x\n", "data: [\n", "crl-validity: 2d\nacme-http-port: 80\n", "a: {b: c}\n", "", "data: !!binary AAAA\n"} {
+		f.Add([]byte(seed))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "fuzz.yaml")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var cmd *cobra.Command
+		for _, c := range newRootCommand(nil, io.Discard, io.Discard).Commands() {
+			if c.Name() == "server" {
+				cmd = c
+			}
+		}
+		if _, err := applyConfigFile(cmd, p); err != nil && !strings.Contains(err.Error(), p) {
+			t.Fatalf("an error that does not name the file: %v", err)
+		}
+	})
 }

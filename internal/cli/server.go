@@ -73,7 +73,7 @@ entries, alert channels and the like are not settings: they live in the store
 				return usageError{err}
 			}
 			if printCfg {
-				return printConfig(s.out, cmd, sources, map[string]string{"store": StoreEnv, "password-file": ""})
+				return printConfig(s.out, cmd, sources, map[string]string{"store": StoreEnv})
 			}
 			if opts.DataDir == "" {
 				return usageError{fmt.Errorf("--data DIR is required (a flag, or data: in --config)")}

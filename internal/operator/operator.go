@@ -150,37 +150,44 @@ func (s *Service) NameOf(adminURI string) string {
 // enrolled certificate from another CA its identity names (Identities); a
 // *ca.Error of kind Forbidden when there is none or it was retired.
 func (s *Service) Lookup(ctx context.Context, adminURI string) (store.Operator, error) {
-	name := s.NameOf(adminURI)
-	external := !strings.HasPrefix(adminURI, s.ca.AdminURIPrefix())
+	op, found, err := s.find(ctx, adminURI)
+	switch {
+	case err != nil:
+		return op, err
+	case !found:
+		return op, ca.Errorf(ca.KindForbidden, "operator %q does not exist", ca.Clip(s.NameOf(adminURI)))
+	case !op.RetiredAt.IsZero():
+		return store.Operator{}, ca.Errorf(ca.KindForbidden, "operator %q was retired at %s", op.Name, op.RetiredAt.UTC().Format(time.RFC3339))
+	}
+	return op, nil
+}
+
+// find reads the operator an admin URI or an enrolled identity names,
+// retired or not, through the cache.
+func (s *Service) find(ctx context.Context, key string) (store.Operator, bool, error) {
 	now := s.now()
 	s.mu.Lock()
-	c, ok := s.seen[adminURI]
+	c, ok := s.seen[key]
 	s.mu.Unlock()
 	if !ok || now.Sub(c.fetched) >= CacheTTL {
 		var (
 			op  store.Operator
 			err error
 		)
-		if external {
-			op, err = s.st.GetOperatorByIdentity(ctx, adminURI)
+		if strings.HasPrefix(key, s.ca.AdminURIPrefix()) {
+			op, err = s.st.GetOperator(ctx, s.NameOf(key))
 		} else {
-			op, err = s.st.GetOperator(ctx, name)
+			op, err = s.st.GetOperatorByIdentity(ctx, key)
 		}
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return op, ca.StoreError(err, "read operator")
+			return op, false, ca.StoreError(err, "read operator")
 		}
 		c = cached{op: op, err: err, fetched: now}
 		s.mu.Lock()
-		s.seen[adminURI] = c
+		s.seen[key] = c
 		s.mu.Unlock()
 	}
-	switch {
-	case c.err != nil:
-		return store.Operator{}, ca.Errorf(ca.KindForbidden, "operator %q does not exist", ca.Clip(name))
-	case !c.op.RetiredAt.IsZero():
-		return store.Operator{}, ca.Errorf(ca.KindForbidden, "operator %q was retired at %s", name, c.op.RetiredAt.UTC().Format(time.RFC3339))
-	}
-	return c.op, nil
+	return c.op, c.err == nil, nil
 }
 
 // forget drops every cached lookup (a change is rare; the cache is small).
@@ -210,12 +217,12 @@ func Identities(cert *x509.Certificate) []string {
 // enrolled by (its first identity that names one), with that identity.
 func (s *Service) External(ctx context.Context, cert *x509.Certificate) (string, store.Operator, error) {
 	for _, id := range Identities(cert) {
-		op, err := s.Lookup(ctx, id)
-		if err == nil {
-			return id, op, nil
+		_, found, err := s.find(ctx, id)
+		if err != nil {
+			return id, store.Operator{}, err
 		}
-		var ce *ca.Error
-		if !errors.As(err, &ce) || ce.Kind != ca.KindForbidden || strings.Contains(ce.Msg, "retired") {
+		if found {
+			op, err := s.Lookup(ctx, id) // refuses a retired one
 			return id, op, err
 		}
 	}
