@@ -304,7 +304,11 @@ server writes them no more: admin commands then need an operator's --cert and
 		if asJSON {
 			return writeJSON(s.out, map[string]any{"retired": args[0], "revoked": revoked})
 		}
-		_, err = fmt.Fprintf(s.out, "retired operator %s; revoked %d certificates\n", args[0], len(revoked))
+		noun := "certificates"
+		if len(revoked) == 1 {
+			noun = "certificate"
+		}
+		_, err = fmt.Fprintf(s.out, "retired operator %s; revoked %d %s\n", args[0], len(revoked), noun)
 		return err
 	}
 	return cmd

@@ -71,8 +71,13 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("admin list --json: %v %s", err, out)
 	}
 	out, _ = mustRun(t, append([]string{"admin", "revoke", "bootstrap"}, root2...)...)
-	if !strings.Contains(out, "retired operator bootstrap") {
+	if !strings.Contains(out, "retired operator bootstrap; revoked 1 certificate\n") {
 		t.Fatalf("admin revoke bootstrap: %s", out)
+	}
+	for _, f := range []string{"admin.crt", "admin.key"} {
+		if _, err := os.Stat(filepath.Join(in.DataDir, "secrets", f)); err == nil {
+			t.Errorf("secrets/%s is still there after the bootstrap admin was retired", f)
+		}
 	}
 	if code, _, errOut := invokeCLI(t, "", append([]string{"provisioner", "list"}, data...)...); code == 0 {
 		t.Errorf("the retired bootstrap credential still works: %s", errOut)

@@ -95,7 +95,9 @@ type Config struct {
 // Service adds, lists and retires operators and answers who a credential
 // belongs to. Safe for concurrent use.
 type Service struct {
-	st   store.Operators
+	// retired, if set, is told of each operator this replica retires.
+	retired func(name string)
+	st      store.Operators
 	ca   Authority
 	rev  Revoker
 	now  func() time.Time
@@ -121,6 +123,10 @@ func New(cfg Config) *Service {
 	}
 	return &Service{st: cfg.Store, ca: cfg.Authority, rev: cfg.Revoker, now: now, seen: map[string]cached{}}
 }
+
+// OnRetired registers fn to be told of each operator retired through this
+// Service (the server removes the bootstrap credential's files at once).
+func (s *Service) OnRetired(fn func(name string)) { s.retired = fn }
 
 // EnsureBootstrap records the bootstrap admin on first start (and on a
 // data directory from before roles); a retired bootstrap stays retired.
@@ -329,6 +335,9 @@ func (s *Service) Retire(ctx context.Context, name, actor string) ([]store.Seria
 		return nil, ca.StoreError(err, "retire operator")
 	}
 	s.forget()
+	if s.retired != nil {
+		s.retired(name)
+	}
 	if op.Identity != "" {
 		return nil, nil // its certificates are another CA's to revoke; refused here from now on
 	}

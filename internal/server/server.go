@@ -491,6 +491,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.evaluator.Wake()
 	}
 	s.operators = operator.New(operator.Config{Store: st, Authority: s.authority, Revoker: revoker, Clock: s.now})
+	s.operators.OnRetired(func(name string) {
+		if name == operator.Bootstrap {
+			s.removeAdminCredential()
+		}
+	})
 	s.web, err = web.New(web.Config{Store: st, Inventory: inventory, Revocation: revoker, Hierarchy: s.hierarchy, Alerts: alerts, Provisioners: s.provisioners,
 		CheckpointKey: s.checkpointKey.Public(), BaseURL: s.publicURL, Clock: s.now, Logger: s.log,
 		ActiveAdmin: func(ctx context.Context, uri string) error {
@@ -977,11 +982,7 @@ func (s *Server) ensureAdminCredential(ctx context.Context) (string, error) {
 	if _, err := s.operators.Lookup(ctx, s.authority.AdminURIPrefix()+operator.Bootstrap); err != nil {
 		var ce *ca.Error
 		if errors.As(err, &ce) && ce.Kind == ca.KindForbidden {
-			for _, p := range []string{certPath, keyPath} {
-				if rerr := os.Remove(p); rerr == nil {
-					s.log.Info("the bootstrap admin is retired: its credential file is removed", "path", p)
-				}
-			}
+			s.removeAdminCredential() // retired on another replica, or before this start
 			return "", nil
 		}
 		return "", err
@@ -1014,6 +1015,16 @@ func (s *Server) ensureAdminCredential(ctx context.Context) (string, error) {
 	}
 	s.log.Info("admin credential issued", "serial", is.Serial, "path", certPath)
 	return certPath, nil
+}
+
+// removeAdminCredential deletes DIR/secrets/admin.{crt,key} once the
+// bootstrap admin is retired.
+func (s *Server) removeAdminCredential() {
+	for _, p := range []string{filepath.Join(s.opts.DataDir, AdminCertFile), filepath.Join(s.opts.DataDir, AdminKeyFile)} {
+		if err := os.Remove(p); err == nil {
+			s.log.Info("the bootstrap admin is retired: its credential file is removed", "path", p)
+		}
+	}
 }
 
 func firstCert(data []byte) (*x509.Certificate, error) {
