@@ -98,11 +98,11 @@ type Service struct {
 	// retired, if set, is told of each operator this replica retires.
 	retired func(name string)
 	st      store.Operators
-	ca   Authority
-	rev  Revoker
-	now  func() time.Time
-	mu   sync.Mutex
-	seen map[string]cached
+	ca      Authority
+	rev     Revoker
+	now     func() time.Time
+	mu      sync.Mutex
+	seen    map[string]cached
 }
 
 type cached struct {
