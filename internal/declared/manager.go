@@ -558,11 +558,16 @@ func (m *Manager) publish() {
 	}
 	m.mu.Lock()
 	r.Errors = m.report.Errors
-	m.report = r
 	m.mu.Unlock()
+	// The file first: whoever saw a state in Report finds it on disk too
+	// (a manager started next adopts what the file records).
 	if m.cfg.StatusFile != "" {
 		if err := writeReport(m.cfg.StatusFile, r); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			m.log.Warn("declared certificates: cannot write the status file", "file", m.cfg.StatusFile, "error", err)
 		}
 	}
+	m.mu.Lock()
+	r.Errors = m.report.Errors
+	m.report = r
+	m.mu.Unlock()
 }
