@@ -21,7 +21,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/meshpki/meshpki/internal/buildinfo"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -33,6 +32,9 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/meshpki/meshpki/internal/buildinfo"
+	"github.com/meshpki/meshpki/internal/periodic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -470,17 +472,6 @@ func (a *Agent) backoff(attempt int) time.Duration {
 	return d/2 + a.jitter(d/2)
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // syncLoop keeps a sync stream open, applying what it brings.
 func (a *Agent) syncLoop(ctx context.Context) {
 	for attempt := 0; ctx.Err() == nil; attempt++ {
@@ -494,7 +485,7 @@ func (a *Agent) syncLoop(ctx context.Context) {
 		} else {
 			a.log.Warn("sync stream ended; retrying", "error", err)
 		}
-		if !sleep(ctx, a.backoff(attempt)) {
+		if !periodic.Sleep(ctx, a.backoff(attempt)) {
 			return
 		}
 	}

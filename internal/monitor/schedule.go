@@ -100,11 +100,18 @@ type Scheduler struct {
 // a schedule just added runs at once.
 func (s *Scheduler) Wake() { s.waker.Wake() }
 
-// Run claims and runs due schedules until ctx ends.
+// Run claims and runs due schedules until ctx ends. One replica at a time
+// runs it (the elected leader, internal/leader): it first makes due what
+// an earlier run left claimed and unfinished.
 func (s *Scheduler) Run(ctx context.Context) error {
 	tick := s.Tick
 	if tick <= 0 {
 		tick = 5 * time.Second
+	}
+	if n, err := s.Store.ReleaseSchedules(ctx, s.now()); err != nil && ctx.Err() == nil {
+		s.log().Error("scan schedules: take back unfinished runs", "error", err)
+	} else if n > 0 {
+		s.log().Info("scan schedules: running again what an earlier leader left unfinished", "schedules", n)
 	}
 	return periodic.Run(ctx, tick, &s.waker, func(ctx context.Context) { s.RunDue(ctx) })
 }
@@ -140,6 +147,11 @@ func (s *Scheduler) RunDue(ctx context.Context) int {
 		}
 		ran++
 		results, err := s.RunSchedule(ctx, sc)
+		if ctx.Err() != nil {
+			// The term ended (or the server stops) during the run: the
+			// claim stays for the next leader to run it again (Run).
+			return ran
+		}
 		msg := ""
 		if err != nil {
 			msg = err.Error()

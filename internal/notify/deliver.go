@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/ca"
@@ -93,6 +94,12 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (delivered, failed int) {
 // deliver makes one attempt at n and records it.
 func (d *Deliverer) deliver(ctx context.Context, n store.Notification) bool {
 	kind, err := d.send(ctx, n)
+	if ctx.Err() != nil {
+		// The term ended (or the server stops) during the attempt: it is
+		// not counted, and the claim stays for the next leader to take
+		// back at once (Run).
+		return false
+	}
 	now := d.now()
 	n.Attempts++
 	result := "delivered"
@@ -137,7 +144,15 @@ func (d *Deliverer) send(ctx context.Context, n store.Notification) (kind string
 	if err := json.Unmarshal(n.Payload, &m); err != nil {
 		return ch.Kind, err
 	}
+	m.Key = NotificationKey(n)
 	return ch.Kind, d.Sender.Send(ctx, ch.Name, ch.Kind, cfg, m)
+}
+
+// NotificationKey identifies n across its attempts and leaders: its id
+// and the microsecond it was queued (ids alone restart with a new store).
+// Only letters, digits and dashes, so it fits a header and a Message-ID.
+func NotificationKey(n store.Notification) string {
+	return "n" + strconv.FormatInt(n.ID, 10) + "-" + strconv.FormatInt(n.CreatedAt.UnixMicro(), 10)
 }
 
 // OpenConfig unseals a stored channel's configuration.
@@ -152,11 +167,18 @@ func OpenConfig(s *keys.Sealer, ch store.AlertChannel) (Config, error) {
 // Wake makes Run look at the outbox now.
 func (d *Deliverer) Wake() { d.waker.Wake() }
 
-// Run delivers until ctx ends.
+// Run delivers until ctx ends. One replica at a time runs it (the elected
+// leader, internal/leader): it first makes due what an earlier run left
+// claimed and unfinished, a leader that died while sending.
 func (d *Deliverer) Run(ctx context.Context) error {
 	tick := d.Tick
 	if tick <= 0 {
 		tick = 2 * time.Second
+	}
+	if n, err := d.Store.ReleaseNotifications(ctx, d.now()); err != nil && ctx.Err() == nil {
+		d.log().Error("alerts: take back unfinished deliveries", "error", err)
+	} else if n > 0 {
+		d.log().Info("alerts: took back deliveries an earlier leader left unfinished", "notifications", n)
 	}
 	return periodic.Run(ctx, tick, &d.waker, func(ctx context.Context) { d.DeliverDue(ctx) })
 }

@@ -44,13 +44,14 @@ type Evaluator struct {
 	// ResolveAfter is the hysteresis (default DefaultResolveAfter).
 	ResolveAfter time.Duration
 	// Every is how often Run evaluates (default DefaultEvaluateEvery).
-	Every time.Duration
-	// Holder names this replica for the evaluation lease.
-	Holder string
+	Every  time.Duration
 	Clock  func() time.Time
 	Logger *slog.Logger
 	// Metrics, if set, is updated after each evaluation.
 	Metrics *Metrics
+	// Queued, if set, is called after an evaluation queued notifications
+	// (the server wakes the Deliverer with it).
+	Queued func()
 
 	waker periodic.Waker
 }
@@ -283,6 +284,9 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Outcome, error) {
 	if err := e.Store.ApplyAlerts(ctx, changes, queue); err != nil {
 		return out, err
 	}
+	if len(queue) > 0 && e.Queued != nil {
+		e.Queued()
+	}
 	out.Firing = len(firing) + out.Fired - out.Resolved - out.Superseded
 	if e.Metrics != nil {
 		e.Metrics.evaluated(out)
@@ -402,25 +406,15 @@ func (e *Evaluator) firing(ctx context.Context) (map[string]store.Alert, error) 
 // Wake makes Run evaluate now rather than at its next tick (after a scan).
 func (e *Evaluator) Wake() { e.waker.Wake() }
 
-// LeaseName is the lease the evaluating replica holds.
-const LeaseName = "alerts.evaluate"
-
-// Run evaluates every Every while this replica holds the evaluation lease,
-// until ctx ends. The lease outlives three intervals, so a replica that
-// dies hands evaluation over within that.
+// Run evaluates at once and then every Every (or when woken) until ctx
+// ends. One replica at a time runs it: the elected leader
+// (internal/leader).
 func (e *Evaluator) Run(ctx context.Context) error {
 	every := e.Every
 	if every <= 0 {
 		every = DefaultEvaluateEvery
 	}
 	return periodic.Run(ctx, every, &e.waker, func(ctx context.Context) {
-		held, err := e.Store.AcquireLease(ctx, LeaseName, e.Holder, e.now(), 3*every)
-		if err != nil || !held {
-			if err != nil && ctx.Err() == nil {
-				e.log().Error("alerts: lease", "error", err)
-			}
-			return
-		}
 		o, err := e.Evaluate(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,7 +131,7 @@ func newEnv(t *testing.T, dir string) *env {
 	e.inv = &monitor.Inventory{Store: st, Policy: &monitor.Policy{Roots: roots, Now: e.clock.now}}
 	e.loopback = netguard.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 	sender := &Sender{Guard: e.loopback, ExternalURL: "https://ca.test", Timeout: 5 * time.Second}
-	e.eval = &Evaluator{Store: st, Inventory: e.inv, Clock: e.clock.now, Holder: "test", CA: func() []*x509.Certificate {
+	e.eval = &Evaluator{Store: st, Inventory: e.inv, Clock: e.clock.now, CA: func() []*x509.Certificate {
 		e.caCertsMu.Lock()
 		defer e.caCertsMu.Unlock()
 		return e.caCerts
@@ -164,12 +165,16 @@ type receiver struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	got  [][]byte
+	keys []string // the Idempotency-Key of every request, down or not
 	down atomic.Bool
 }
 
 func newReceiver(t *testing.T) *receiver {
 	r := &receiver{}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.keys = append(r.keys, req.Header.Get("Idempotency-Key"))
+		r.mu.Unlock()
 		if r.down.Load() {
 			http.Error(w, "receiver down for maintenance", http.StatusServiceUnavailable)
 			return
@@ -203,6 +208,12 @@ func (r *receiver) messages(t *testing.T) []amMessage {
 	}
 	r.got = nil
 	return out
+}
+
+func (r *receiver) idempotencyKeys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.keys)
 }
 
 func (r *receiver) raw() [][]byte {

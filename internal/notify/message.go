@@ -18,6 +18,11 @@ type Message struct {
 	Alerts []AlertView `json:"alerts"`
 	// Test marks the message of 'meshpki alert test'.
 	Test bool `json:"test,omitempty"`
+	// Key identifies the notification across every attempt to send it
+	// (the Deliverer sets it): the Idempotency-Key header of HTTP
+	// deliveries and the Message-ID of mail, so that a receiver can drop
+	// a repeat. Not stored in the payload.
+	Key string `json:"-"`
 }
 
 // AlertView is an alert as a notification shows it.

@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -182,6 +183,51 @@ func TestAlertRetriedAcrossRestart(t *testing.T) {
 	}
 	history, _ = again.st.ListNotifications(context.Background(), 10)
 	if history[0].Attempts != 2 || history[0].DeliveredAt.IsZero() {
+		t.Fatalf("history: %+v", history[0])
+	}
+	// Both attempts carried one Idempotency-Key, a structured-field string.
+	if keys := rcv.idempotencyKeys(); len(keys) != 2 || keys[0] != keys[1] || keys[0] != strconv.Quote(NotificationKey(history[0])) {
+		t.Fatalf("Idempotency-Keys %q", keys)
+	}
+}
+
+// A notification claimed by a leader that died before it finished is
+// sent at once by the next leader's Deliverer (not after the claim's two
+// minutes), with the same Idempotency-Key.
+func TestDeliveryLeftUnfinishedIsSentByTheNextLeader(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, dir)
+	rcv := newReceiver(t)
+	addWebhook(t, e, "ops", rcv.srv.URL, false)
+	addRule(t, e, "all", "ops", RuleSpec{})
+	now := e.clock.now()
+	c, _ := e.ca.leaf(t, "api.example.test", now.Add(-80*24*time.Hour), now.Add(2*24*time.Hour))
+	e.see(t, "api:443", c)
+	e.evaluate(t)
+	// The dying leader claims it and is gone.
+	claimed, err := e.st.ClaimNotification(context.Background(), e.clock.now(), 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := e.deliver.DeliverDue(context.Background()); d != 0 {
+		t.Fatal("a claimed notification was sent by another before its claim ran out")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.deliver.Run(ctx) }() // the next leader's term
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rcv.idempotencyKeys()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if keys := rcv.idempotencyKeys(); len(keys) != 1 || keys[0] != strconv.Quote(NotificationKey(claimed)) {
+		t.Fatalf("the next leader sent %q, want the claimed notification once", keys)
+	}
+	history, _ := e.st.ListNotifications(context.Background(), 10)
+	if history[0].DeliveredAt.IsZero() || history[0].Attempts != 1 {
 		t.Fatalf("history: %+v", history[0])
 	}
 }

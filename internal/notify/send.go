@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/mail"
 	"net/smtp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,18 +51,20 @@ func (s *Sender) Send(ctx context.Context, name, kind string, c Config, m Messag
 	defer cancel()
 	switch kind {
 	case KindWebhook:
-		return s.post(ctx, c.URL, m.alertmanager(name, s.ExternalURL))
+		return s.post(ctx, c.URL, m.Key, m.alertmanager(name, s.ExternalURL))
 	case KindSlack:
-		return s.post(ctx, c.URL, m.slack())
+		return s.post(ctx, c.URL, m.Key, m.slack())
 	case KindEmail:
 		return s.mail(ctx, c, m)
 	}
 	return fmt.Errorf("channel kind %q is not known", ca.Clip(kind))
 }
 
-// post sends body as JSON; any 2xx is success. Redirects are not followed:
-// a receiver that moved is a configuration to fix, not a hop to take.
-func (s *Sender) post(ctx context.Context, target string, body any) error {
+// post sends body as JSON, with key (if any) as its Idempotency-Key
+// (draft-ietf-httpapi-idempotency-key-header); any 2xx is success.
+// Redirects are not followed: a receiver that moved is a configuration to
+// fix, not a hop to take.
+func (s *Sender) post(ctx context.Context, target, key string, body any) error {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -72,6 +75,9 @@ func (s *Sender) post(ctx context.Context, target string, body any) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "meshpki-alerts")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", strconv.Quote(key))
+	}
 	client := &http.Client{
 		Transport: &http.Transport{
 			DialContext:         s.Guard.Dialer().DialContext,
@@ -167,8 +173,12 @@ func (s *Sender) mail(ctx context.Context, c Config, m Message) error {
 		}
 		return r
 	}, m.Title())
-	fmt.Fprintf(w, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
-		from.String(), strings.Join(to, ", "), mime.QEncoding.Encode("utf-8", subject), time.Now().UTC().Format(time.RFC1123Z))
+	fmt.Fprintf(w, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\n", from.String(), strings.Join(to, ", "),
+		mime.QEncoding.Encode("utf-8", subject), time.Now().UTC().Format(time.RFC1123Z))
+	if m.Key != "" {
+		fmt.Fprintf(w, "Message-ID: <%s@meshpki>\r\n", m.Key)
+	}
+	fmt.Fprint(w, "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
 	fmt.Fprint(w, strings.ReplaceAll(m.Text(), "\n", "\r\n"))
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("smtp DATA: %w", err)

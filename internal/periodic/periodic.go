@@ -44,3 +44,15 @@ func Run(ctx context.Context, every time.Duration, w *Waker, job func(context.Co
 		}
 	}
 }
+
+// Sleep waits d or until ctx ends, and reports whether it waited d.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

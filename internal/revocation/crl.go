@@ -33,17 +33,12 @@ const (
 	// burst of local revocations gather before building.
 	crlPoll   = 250 * time.Millisecond
 	crlSettle = 50 * time.Millisecond
-	crlLease  = "crl-publisher"
-	// crlLeaseTTL is how long a leader that stopped renewing keeps the
-	// lease: another replica takes over within it.
-	crlLeaseTTL = 10 * time.Second
 )
 
 // CRLStore is what the publisher needs of the store.
 type CRLStore interface {
 	store.CRLs
 	GetCertificate(ctx context.Context, serial store.Serial) (store.Certificate, error)
-	AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
 }
 
 // CRLPublisher builds the CRLs of every intermediate generation and of the
@@ -58,7 +53,7 @@ type CRLStore interface {
 // ShardEntries per shard, so no leaf ever moves. The root's CRL ("root")
 // lists the intermediate generations the root revoked.
 //
-// One replica at a time builds (a lease in the store): at once when a
+// One replica at a time builds (the elected leader, Leading): at once when a
 // revocation is made here (Wake), within crlPoll of one made on another
 // replica (the store's revocation counter), and when a third of Validity
 // has passed. CRLs go to the store, numbered by the microsecond of their
@@ -74,10 +69,12 @@ type CRLPublisher struct {
 	Validity           time.Duration // default DefaultCRLValidity
 	PointerMinLifetime time.Duration // default DefaultPointerMinLifetime
 	ShardEntries       int           // default DefaultShardEntries
-	// Holder names this replica in the lease.
-	Holder string
-	Clock  func() time.Time
-	Logger *slog.Logger
+	// Leading reports whether this replica builds (nil: always, for a
+	// single server). Replicas that do not build serve what the leader
+	// stored.
+	Leading func() bool
+	Clock   func() time.Time
+	Logger  *slog.Logger
 
 	once      sync.Once
 	wake      chan struct{}
@@ -181,8 +178,8 @@ func (p *CRLPublisher) LeafPointers(iss *ca.Issuer, lifetime time.Duration) (ca.
 	}, shard
 }
 
-// Run refreshes and, while this replica holds the lease, builds CRLs until
-// ctx ends.
+// Run refreshes and, while this replica leads, builds CRLs until ctx
+// ends.
 func (p *CRLPublisher) Run(ctx context.Context) error {
 	p.init()
 	tick := time.NewTicker(crlPoll)
@@ -206,8 +203,8 @@ func (p *CRLPublisher) Run(ctx context.Context) error {
 	}
 }
 
-// Cycle reads what the store holds and, if this replica holds the lease,
-// builds every CRL that is stale. Run calls it; tests call it directly.
+// Cycle reads what the store holds and, if this replica leads, builds
+// every CRL that is stale. Run calls it; tests call it directly.
 func (p *CRLPublisher) Cycle(ctx context.Context) error {
 	p.init()
 	p.mu.Lock()
@@ -216,9 +213,12 @@ func (p *CRLPublisher) Cycle(ctx context.Context) error {
 		return err
 	}
 	now := p.now()
-	leader, err := p.Store.AcquireLease(ctx, crlLease, p.Holder, now, crlLeaseTTL)
-	if err != nil || !leader {
-		return err
+	if p.Leading != nil && !p.Leading() {
+		// The leader finds what was revoked here through the store.
+		p.pendingMu.Lock()
+		p.pending = nil
+		p.pendingMu.Unlock()
+		return nil
 	}
 	// The shards of what was revoked here first: they are small, and
 	// what relying parties fetch through certificates' CDP.

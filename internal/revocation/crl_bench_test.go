@@ -82,7 +82,7 @@ func BenchmarkCRL(b *testing.B) {
 		b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/crl")
 	})
 	b.Run("build", func(b *testing.B) {
-		p := &CRLPublisher{Hierarchy: h, Store: st, BaseURL: "http://ca.bench.test", ShardEntries: n, Holder: "bench"}
+		p := &CRLPublisher{Hierarchy: h, Store: st, BaseURL: "http://ca.bench.test", ShardEntries: n}
 		for i := 0; b.Loop(); i++ {
 			ok, err := p.buildGeneration(ctx, iss, int64(i+1), map[string]*PublishedCRL{}, time.Now().Add(time.Duration(i)*time.Second))
 			if err != nil || !ok {
@@ -126,7 +126,7 @@ func BenchmarkRevocationVisible(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	p := &CRLPublisher{Hierarchy: h, Store: st, Holder: "bench"}
+	p := &CRLPublisher{Hierarchy: h, Store: st}
 	svc := New(st, &refusals{}, nil)
 	svc.OnRevoked(o.Forget)
 	svc.OnRevoked(p.Revoked)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,7 +146,7 @@ func TestCRLPublisher(t *testing.T) {
 			h := newHierarchy(t)
 			iss := h.Issuers()[0]
 			clock := &testClock{t: time.Now()}
-			p := &CRLPublisher{Hierarchy: h, Store: st, BaseURL: "http://ca.crl.test:8080", ShardEntries: 2, Holder: "a", Clock: clock.now}
+			p := &CRLPublisher{Hierarchy: h, Store: st, BaseURL: "http://ca.crl.test:8080", ShardEntries: 2, Clock: clock.now}
 			stopAll(t, p)
 			crl, first := crlAt(t, p, "", iss.Cert)
 			if len(crl.RevokedCertificateEntries) != 0 || first.Shards != 1 || idp(t, crl) != "" {
@@ -235,8 +236,8 @@ func TestCRLPublisher(t *testing.T) {
 	}
 }
 
-// Replicas: one builds (the lease), every one serves the same bytes; when
-// the builder stops renewing, another takes over within the lease.
+// Replicas: one builds (the leader), every one serves the same bytes; when
+// another is elected, it builds.
 func TestCRLReplicasShareOneCRL(t *testing.T) {
 	var a, b store.Store
 	if os.Getenv("MESHPKI_TEST_POSTGRES_URL") != "" {
@@ -259,8 +260,9 @@ func TestCRLReplicasShareOneCRL(t *testing.T) {
 	h := newHierarchy(t)
 	iss := h.Issuers()[0]
 	clock := &testClock{t: time.Now()}
-	pa := &CRLPublisher{Hierarchy: h, Store: a.(CRLStore), Holder: "replica-a", Clock: clock.now}
-	pb := &CRLPublisher{Hierarchy: h, Store: b.(CRLStore), Holder: "replica-b", Clock: clock.now}
+	var bLeads atomic.Bool // a leads until it "stops"
+	pa := &CRLPublisher{Hierarchy: h, Store: a.(CRLStore), Clock: clock.now, Leading: func() bool { return !bLeads.Load() }}
+	pb := &CRLPublisher{Hierarchy: h, Store: b.(CRLStore), Clock: clock.now, Leading: bLeads.Load}
 	stopAll(t, pa)
 	stopAll(t, pb)
 	_, ca1 := crlAt(t, pa, "", iss.Cert)
@@ -273,7 +275,7 @@ func TestCRLReplicasShareOneCRL(t *testing.T) {
 	revokeSerial(t, b, sn, 1, clock.now())
 	stopAll(t, pb)
 	if _, c := crlAt(t, pb, "", iss.Cert); c.Number != cb1.Number {
-		t.Fatal("b built although a holds the lease")
+		t.Fatal("b built although a leads")
 	}
 	stopAll(t, pa)
 	stopAll(t, pb)
@@ -281,8 +283,8 @@ func TestCRLReplicasShareOneCRL(t *testing.T) {
 	if !slices.Equal(serialsOn(crl), []string{string(sn)}) || cb2.Number <= cb1.Number {
 		t.Fatalf("b serves %v, number %d", serialsOn(crl), cb2.Number)
 	}
-	// a stops; after the lease b builds.
-	clock.add(crlLeaseTTL + time.Second)
+	// a stops; b, elected, builds.
+	bLeads.Store(true)
 	sn2 := recordLeaf(t, b, iss, 0, clock.now().Add(time.Hour))
 	revokeSerial(t, b, sn2, 1, clock.now())
 	stopAll(t, pb)
@@ -298,7 +300,7 @@ func TestRootCRLListsRevokedIntermediates(t *testing.T) {
 	st := stores(t)["sqlite"]
 	h := newHierarchy(t)
 	iss := h.Issuers()[0]
-	p := &CRLPublisher{Hierarchy: h, Store: st, Holder: "a"}
+	p := &CRLPublisher{Hierarchy: h, Store: st}
 	stopAll(t, p)
 	if _, err := h.RevokeIssuer(context.Background(), "default", 1, time.Now(), int(KeyCompromise)); err != nil {
 		t.Fatal(err)
@@ -326,7 +328,7 @@ func TestRevokedShardIsBuiltFirst(t *testing.T) {
 	st := stores(t)["sqlite"]
 	h := newHierarchy(t)
 	iss := h.Issuers()[0]
-	p := &CRLPublisher{Hierarchy: h, Store: st, Holder: "a"}
+	p := &CRLPublisher{Hierarchy: h, Store: st}
 	stopAll(t, p)
 	sn := recordLeaf(t, st, iss, 0, time.Now().Add(time.Hour))
 	revokeSerial(t, st, sn, 1, time.Now())

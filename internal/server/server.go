@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -41,6 +40,7 @@ import (
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/certlint"
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/leader"
 	"github.com/meshpki/meshpki/internal/monitor"
 	"github.com/meshpki/meshpki/internal/netguard"
 	"github.com/meshpki/meshpki/internal/nodeapi"
@@ -107,8 +107,14 @@ type Options struct {
 	// (0: DefaultDrainTimeout).
 	DrainTimeout time.Duration
 	// CheckpointEvery is how often the audit head is signed when it moved
-	// (0: DefaultCheckpointEvery); a last checkpoint is made at shutdown.
+	// (0: DefaultCheckpointEvery); the leader makes a last checkpoint at
+	// shutdown.
 	CheckpointEvery time.Duration
+	// LeaderCheckEvery is how often a replica campaigns for leadership
+	// of the singleton jobs and the leader checks its database session
+	// (0: leader.DefaultCheckEvery). A replica that wins waits four
+	// intervals before it starts the jobs (none on SQLite).
+	LeaderCheckEvery time.Duration
 	// Timeouts bound each HTTP request (zero fields take the defaults of
 	// DefaultTimeouts). Long-lived gRPC streams of the node API are exempt
 	// from the read and write timeouts; HTTP/2 pings find dead peers.
@@ -260,8 +266,10 @@ type Server struct {
 	web       *web.Server
 	evaluator *notify.Evaluator
 	deliverer *notify.Deliverer
-	tlsCert   atomic.Pointer[tls.Certificate]
-	listener  net.Listener
+	// elector runs the singleton jobs on one replica at a time.
+	elector  *leader.Elector
+	tlsCert  atomic.Pointer[tls.Certificate]
+	listener net.Listener
 	// plainListener and plainSrv serve Options.HTTPListen.
 	plainListener net.Listener
 	plainSrv      *http.Server
@@ -273,8 +281,6 @@ type Server struct {
 	// checkpointKey signs audit checkpoints; checkpointKID names it.
 	checkpointKey crypto.Signer
 	checkpointKID string
-	// holder names this replica in the store's leases.
-	holder string
 }
 
 // Run initialises (if needed), starts and serves until ctx ends.
@@ -387,9 +393,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.assignGenerations(ctx, st); err != nil {
 		return nil, err
 	}
-	holder := make([]byte, 8)
-	_, _ = rand.Read(holder) // crypto/rand does not fail
-	s.holder = hex.EncodeToString(holder)
+	s.elector = &leader.Elector{Store: st, Name: LeadershipName, CheckEvery: opts.LeaderCheckEvery, Logger: s.log}
+	if opts.StoreURL == "" {
+		s.elector.Grace = -1 // SQLite: this process alone serves DIR (server.lock)
+	}
 	// Pointers name plain-HTTP URLs only (RFC 5280, sections 4.2.1.13
 	// and 4.2.2.1; an https CRL needs revocation checking itself): with
 	// neither --public-http-url nor --http-listen leaves carry none.
@@ -401,8 +408,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		pointerBase = "http://" + s.plainListener.Addr().String()
 	}
 	s.crls = &revocation.CRLPublisher{Hierarchy: s.hierarchy, Store: st, BaseURL: pointerBase, Validity: opts.CRLValidity,
-		PointerMinLifetime: opts.PointerMinLifetime, ShardEntries: opts.CRLShardEntries, Holder: s.holder, Clock: s.now, Logger: s.log}
+		PointerMinLifetime: opts.PointerMinLifetime, ShardEntries: opts.CRLShardEntries, Leading: s.elector.Leading, Clock: s.now, Logger: s.log}
+	// A new term builds what is stale at once rather than at the next poll.
+	s.elector.OnChange = func(leading bool) {
+		if leading {
+			s.crls.Wake()
+		}
+	}
 	reg := prometheus.NewRegistry()
+	if err := s.elector.Register(reg); err != nil {
+		return nil, err
+	}
 	provisioners := provisioner.NewCache(st, 0, s.now)
 	s.authority, err = ca.New(ca.Config{
 		JWTKey:       jwtKey,
@@ -536,9 +552,10 @@ func (s *Server) newAlerting(st store.Store, inventory *monitor.Inventory, guard
 	}
 	sender := &notify.Sender{Guard: guard, Roots: s.scanRoots(), ExternalURL: s.publicURL}
 	s.evaluator = &notify.Evaluator{Store: st, Inventory: inventory, CA: s.caCertificates, ResolveAfter: s.opts.AlertResolveAfter,
-		Every: s.opts.AlertEvery, Holder: s.holder, Clock: s.now, Logger: s.log, Metrics: metrics}
+		Every: s.opts.AlertEvery, Clock: s.now, Logger: s.log, Metrics: metrics}
 	s.deliverer = &notify.Deliverer{Store: st, Sender: sender, Sealer: sealer, Tick: s.opts.DeliverTick, Backoff: s.opts.AlertBackoff,
 		Clock: s.now, Logger: s.log, Metrics: metrics}
+	s.evaluator.Queued = s.deliverer.Wake
 	return &notify.Service{Store: st, Sealer: sealer, Sender: sender, Clock: s.now}, nil
 }
 
@@ -730,10 +747,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	run("issuance path", coreCtx, s.authority.Run)
 	run("ACME validation", coreCtx, s.acme.Run)
 	run("node API", nodesCtx, s.nodes.Run)
-	run("scan schedules", coreCtx, s.scheduler.Run)
-	run("alert evaluation", coreCtx, s.evaluator.Run)
-	run("alert delivery", coreCtx, s.deliverer.Run)
+	// CRLs are served by every replica and built by the leader.
 	run("CRL publisher", coreCtx, s.crls.Run)
+	run("leader election", coreCtx, func(ctx context.Context) error {
+		return s.elector.Run(ctx,
+			leader.Job{Name: "scan schedules", Run: s.scheduler.Run},
+			leader.Job{Name: "alert evaluation", Run: s.evaluator.Run},
+			leader.Job{Name: "alert delivery", Run: s.deliverer.Run},
+			leader.Job{Name: "audit checkpoints", Run: s.checkpoints})
+	})
 
 	if err := s.startServing(coreCtx, httpCtx, run); err != nil {
 		stopCore()
@@ -762,10 +784,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Warn("in-flight requests did not finish in time; closing their connections", "drain_timeout", s.drainTimeout())
 		_ = s.httpSrv.Close()
 	}
+	// The leader signs a last checkpoint once everything has stopped, the
+	// refusal summaries of the issuance path included.
+	leading := s.elector.Leading()
 	stopCore()
 	err := tasks.Wait()
-	if cerr := s.checkpoint(context.WithoutCancel(ctx)); cerr != nil {
-		s.log.Warn("final audit checkpoint failed", "error", cerr)
+	if leading {
+		if cerr := s.checkpoint(context.WithoutCancel(ctx)); cerr != nil {
+			s.log.Warn("final audit checkpoint failed", "error", cerr)
+		}
 	}
 	s.log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond))
 	return err
@@ -865,6 +892,10 @@ func (s *Server) drainTimeout() time.Duration {
 	return DefaultDrainTimeout
 }
 
+// LeadershipName is the leadership the replicas elect the runner of the
+// singleton jobs by.
+const LeadershipName = "singleton-jobs"
+
 // DefaultDrainTimeout is how long a stopping server lets in-flight requests
 // finish before closing their connections.
 const DefaultDrainTimeout = 10 * time.Second
@@ -878,7 +909,7 @@ func (s *Server) maintain(ctx context.Context) {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	lastPrune, lastCheckpoint := time.Time{}, s.now()
+	lastPrune := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -889,12 +920,6 @@ func (s *Server) maintain(ctx context.Context) {
 			s.log.Warn("reload CA hierarchy failed", "error", err)
 		}
 		s.replaceOwnCredentials(ctx)
-		if now := s.now(); now.Sub(lastCheckpoint) >= s.checkpointEvery() {
-			if err := s.checkpoint(ctx); err != nil {
-				s.log.Warn("audit checkpoint failed", "error", err)
-			}
-			lastCheckpoint = now
-		}
 		if now := s.now(); now.Sub(lastPrune) > time.Hour {
 			if err := s.store.PruneTokens(ctx, now); err != nil {
 				s.log.Warn("prune token ids failed", "error", err)

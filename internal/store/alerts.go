@@ -109,8 +109,8 @@ type Alerts interface {
 	// ListNotifications returns the latest notifications, newest first.
 	ListNotifications(ctx context.Context, limit int) ([]Notification, error)
 
-	// AcquireLease makes holder the holder of the named lease until
-	// now+ttl if it is free, expired or already held by holder, and
-	// reports whether it did: one replica at a time runs a singleton job.
-	AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	// ReleaseNotifications makes every notification claimed and not
+	// finished due at now, and returns how many: the deliveries a leader
+	// that died left unfinished, which the next leader makes at once.
+	ReleaseNotifications(ctx context.Context, now time.Time) (int, error)
 }

@@ -214,4 +214,8 @@ type ScanSchedules interface {
 	DueNow(ctx context.Context, name string, now time.Time) error
 	// FinishSchedule records the outcome of a run claimed at ranAt.
 	FinishSchedule(ctx context.Context, name string, ranAt time.Time, runErr string) error
+	// ReleaseSchedules makes every schedule claimed and not finished due
+	// at now, and returns how many: the runs a leader that died left
+	// unfinished, which the next leader runs at once.
+	ReleaseSchedules(ctx context.Context, now time.Time) (int, error)
 }

@@ -257,6 +257,7 @@ type Store interface {
 	CRLs
 	UISessions
 	Operators
+	Leadership
 	// Ping checks the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

@@ -11,7 +11,7 @@ import (
 	"github.com/meshpki/meshpki/internal/store"
 )
 
-// Alert channels, rules, alert states, the outbox and leases.
+// Alert channels, rules, alert states and the outbox.
 
 const (
 	channelColumns      = `name, kind, is_default, public, sealed, created_at`
@@ -31,11 +31,11 @@ const (
 		VALUES ($1, $2, $3, $4, 0, $5, $6, NULL, NULL, '')`
 	dueNotification           = `SELECT id FROM alert_outbox WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt <= $1 ORDER BY next_attempt, id LIMIT 1`
 	dueNotificationSkipLocked = dueNotification + ` FOR UPDATE SKIP LOCKED`
-	leaseNotification         = `UPDATE alert_outbox SET next_attempt = $2 WHERE id = $1`
-	finishNotification        = `UPDATE alert_outbox SET attempts = $2, next_attempt = $3, delivered_at = $4, failed_at = $5, last_error = $6 WHERE id = $1`
-	acquireLease              = `INSERT INTO leases (name, holder, until_at) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_at = excluded.until_at
-		WHERE leases.holder = excluded.holder OR leases.until_at < $4`
+	leaseNotification         = `UPDATE alert_outbox SET next_attempt = $2, claimed_at = $3 WHERE id = $1`
+	finishNotification        = `UPDATE alert_outbox SET attempts = $2, next_attempt = $3, delivered_at = $4, failed_at = $5, last_error = $6,
+		claimed_at = NULL WHERE id = $1`
+	releaseNotifications = `UPDATE alert_outbox SET next_attempt = $1, claimed_at = NULL
+		WHERE claimed_at IS NOT NULL AND delivered_at IS NULL AND failed_at IS NULL`
 )
 
 // upsertAlert inserts or replaces an alert by key. (One row a statement:
@@ -278,7 +278,7 @@ func (s *Store) ClaimNotification(ctx context.Context, now time.Time, lease time
 			}
 			return err
 		}
-		_, err := w.exec(ctx, leaseNotification, id, micros(now.Add(lease)))
+		_, err := w.exec(ctx, leaseNotification, id, micros(now.Add(lease)), micros(now))
 		return err
 	})
 	if err != nil {
@@ -310,17 +310,23 @@ func (s *Store) ListNotifications(ctx context.Context, limit int) ([]store.Notif
 	return queryAll(ctx, s.read, "list notifications", scanNotification, `SELECT `+notificationColumns+` FROM alert_outbox ORDER BY id DESC LIMIT $1`, limit)
 }
 
-// AcquireLease takes or renews the named lease for holder.
-func (s *Store) AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error) {
-	var got bool
-	err := s.writeTx(ctx, "acquire lease "+name, func(w writer) error {
-		res, err := w.exec(ctx, acquireLease, name, holder, micros(now.Add(ttl)), micros(now))
+// ReleaseNotifications makes every claimed, unfinished notification due
+// at now.
+func (s *Store) ReleaseNotifications(ctx context.Context, now time.Time) (int, error) {
+	return s.release(ctx, "notifications", releaseNotifications, now)
+}
+
+// release runs one of the statements that make what a dead leader left
+// claimed due at now, and returns how many rows it released.
+func (s *Store) release(ctx context.Context, what, stmt string, now time.Time) (int, error) {
+	var n int64
+	err := s.writeTx(ctx, "release "+what, func(w writer) error {
+		res, err := w.exec(ctx, stmt, micros(now))
 		if err != nil {
 			return err
 		}
-		n, err := res.RowsAffected()
-		got = n == 1
+		n, err = res.RowsAffected()
 		return err
 	})
-	return got, err
+	return int(n), err
 }

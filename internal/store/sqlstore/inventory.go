@@ -572,8 +572,9 @@ const (
 	dueSchedule = `SELECT name FROM scan_schedules WHERE next_run <= $1 ORDER BY next_run, name LIMIT 1`
 	// dueScheduleSkipLocked lets replicas claim different schedules at once.
 	dueScheduleSkipLocked = dueSchedule + ` FOR UPDATE SKIP LOCKED`
-	claimSchedule         = `UPDATE scan_schedules SET next_run = $2 + every WHERE name = $1`
-	finishSchedule        = `UPDATE scan_schedules SET last_run = $2, last_error = $3 WHERE name = $1`
+	claimSchedule         = `UPDATE scan_schedules SET next_run = $2 + every, claimed_at = $2 WHERE name = $1`
+	finishSchedule        = `UPDATE scan_schedules SET last_run = $2, last_error = $3, claimed_at = NULL WHERE name = $1`
+	releaseSchedules      = `UPDATE scan_schedules SET next_run = $1, claimed_at = NULL WHERE claimed_at IS NOT NULL`
 	scheduleDueNow        = `UPDATE scan_schedules SET next_run = $2 WHERE name = $1`
 )
 
@@ -685,6 +686,11 @@ func (s *Store) DueNow(ctx context.Context, name string, now time.Time) error {
 		}
 		return expectOneRow(res, store.ErrNotFound)
 	})
+}
+
+// ReleaseSchedules makes every claimed, unfinished schedule due at now.
+func (s *Store) ReleaseSchedules(ctx context.Context, now time.Time) (int, error) {
+	return s.release(ctx, "schedules", releaseSchedules, now)
 }
 
 // FinishSchedule records the outcome of a run.

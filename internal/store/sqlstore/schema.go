@@ -468,6 +468,15 @@ var migrations = [][]string{
 		`ALTER TABLE operators ADD COLUMN identity TEXT NOT NULL DEFAULT ''`,
 		`CREATE UNIQUE INDEX operators_identity ON operators (identity) WHERE identity <> ''`,
 	},
+	// 14: singleton jobs run on the elected leader (store.Leadership).
+	// What a leader claimed and had not finished when it died is marked,
+	// so that the next leader takes it back at once. (The leases table of
+	// migration 6 is no longer used; it stays for replicas of the previous
+	// version during a rolling upgrade.)
+	{
+		`ALTER TABLE alert_outbox ADD COLUMN claimed_at BIGINT`,
+		`ALTER TABLE scan_schedules ADD COLUMN claimed_at BIGINT`,
+	},
 }
 
 // issuanceEvents and laterCertificateEvents select the audit records about

@@ -83,6 +83,8 @@ type Store struct {
 	// write committed in groups; nil on SQLite, where every write is.
 	issuances *groupCommit[issuanceCall]
 	now       func() time.Time
+	// file is the SQLite database's absolute path; "" on PostgreSQL.
+	file string
 }
 
 var _ store.Store = (*Store)(nil)
@@ -218,7 +220,7 @@ func openSQLite(ctx context.Context, path string, create bool) (*Store, error) {
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
 
-	s := &Store{dialect: sqliteDialect, read: read, write: write, now: time.Now}
+	s := &Store{dialect: sqliteDialect, read: read, write: write, now: time.Now, file: abs}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err

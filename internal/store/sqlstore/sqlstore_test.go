@@ -515,3 +515,68 @@ func (g *benchIssuances) batch(size int) []store.Issuance {
 	}
 	return items
 }
+
+func TestPostgresLeadership(t *testing.T) {
+	url := postgresSchema(t)
+	storetest.CheckLeadership(t, mustOpen(t, url, ""), mustOpen(t, url, ""))
+}
+
+func TestSQLiteLeadership(t *testing.T) {
+	dir := t.TempDir()
+	storetest.CheckLeadership(t, mustOpen(t, "", dir), mustOpen(t, "", dir))
+}
+
+// PostgreSQL ends the leadership of a session that dies: the leader's
+// next check fails and another session leads.
+func TestPostgresLeaderSessionDies(t *testing.T) {
+	url := postgresSchema(t)
+	a, b := mustOpen(t, url, ""), mustOpen(t, url, "")
+	ctx := context.Background()
+	sa, err := a.LeaderSession(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sa.Close()
+	if ok, err := sa.TryLead(ctx); !ok || err != nil {
+		t.Fatalf("lead: %v %v", ok, err)
+	}
+	// The leader's backend is the one session holding our advisory lock.
+	var pid int
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRowContext(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory'
+		AND classid = 1835365225 AND objid = hashtext(coalesce(current_schema(), '') || '/jobs')::oid AND granted`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := sa.Check(ctx); err == nil {
+		t.Fatal("the check passed on a terminated session")
+	}
+	sb, err := b.LeaderSession(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ok, err := sb.TryLead(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the leadership stayed held after its session ended")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := a.Ping(ctx); err != nil {
+		t.Fatalf("the store lost its pool with the session: %v", err)
+	}
+}

@@ -16,7 +16,7 @@ var alertTests = []struct {
 	{"AlertChannelsAndRules", testAlertChannelsAndRules},
 	{"AlertStatesAndOutbox", testAlertStatesAndOutbox},
 	{"NotificationClaimedOnce", testNotificationClaimedOnce},
-	{"LeaseHeldByOne", testLease},
+	{"UnfinishedNotificationsReleased", testNotificationsReleased},
 }
 
 func testAlertChannelsAndRules(t *testing.T, s store.Store) {
@@ -163,29 +163,53 @@ func testNotificationClaimedOnce(t *testing.T, s store.Store) {
 	}
 }
 
-func testLease(t *testing.T, s store.Store) {
+// A notification claimed and never finished (its leader died) is due at
+// once after a release; a finished one, delivered or retrying, is not
+// touched.
+func testNotificationsReleased(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	take := func(holder string, at time.Time) bool {
-		t.Helper()
-		ok, err := s.AcquireLease(ctx, "alerts", holder, at, time.Minute)
+	var queue []store.Notification
+	for range 3 {
+		queue = append(queue, store.Notification{Channel: "ops", Status: store.AlertFiring, Alerts: 1, Payload: []byte(`{}`), CreatedAt: epoch, NextAttempt: epoch})
+	}
+	if err := s.ApplyAlerts(ctx, nil, queue); err != nil {
+		t.Fatal(err)
+	}
+	var claimed []store.Notification
+	for range 3 {
+		n, err := s.ClaimNotification(ctx, epoch, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return ok
+		claimed = append(claimed, n)
 	}
-	if !take("a", epoch) {
-		t.Fatal("a free lease was not taken")
+	delivered, retrying, unfinished := claimed[0], claimed[1], claimed[2]
+	delivered.Attempts, delivered.DeliveredAt = 1, epoch
+	retrying.Attempts, retrying.NextAttempt, retrying.LastError = 1, epoch.Add(30*time.Minute), "503"
+	for _, n := range []store.Notification{delivered, retrying} {
+		if err := s.FinishNotification(ctx, n); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if take("b", epoch.Add(30*time.Second)) {
-		t.Fatal("a held lease was taken by another")
+	at := epoch.Add(time.Minute)
+	if _, err := s.ClaimNotification(ctx, at, time.Hour); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("claimed within the lease: %v", err)
 	}
-	if !take("a", epoch.Add(50*time.Second)) {
-		t.Fatal("the holder could not renew")
+	if n, err := s.ReleaseNotifications(ctx, at); err != nil || n != 1 {
+		t.Fatalf("released %d, %v; want the one unfinished", n, err)
 	}
-	if take("b", epoch.Add(100*time.Second)) {
-		t.Fatal("taken before the renewal ran out")
+	n, err := s.ClaimNotification(ctx, at, time.Hour)
+	if err != nil || n.ID != unfinished.ID {
+		t.Fatalf("after the release claimed %+v, %v; want notification %d", n, err, unfinished.ID)
 	}
-	if !take("b", epoch.Add(111*time.Second)) {
-		t.Fatal("an expired lease was not taken over")
+	if _, err := s.ClaimNotification(ctx, at, time.Hour); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the release touched a finished notification: %v", err)
+	}
+	n.Attempts, n.DeliveredAt = 1, at
+	if err := s.FinishNotification(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.ReleaseNotifications(ctx, at); err != nil || n != 0 {
+		t.Fatalf("released %d finished notifications, %v", n, err)
 	}
 }

@@ -28,6 +28,7 @@ var inventoryTests = []struct {
 	{"InventoryBadCursor", testInventoryBadCursor},
 	{"ScheduleLifecycle", testScheduleLifecycle},
 	{"ScheduleClaimedOnce", testScheduleClaimedOnce},
+	{"UnfinishedSchedulesReleased", testSchedulesReleased},
 	{"RevokeMatchingByNameAndIssuer", testRevokeMatching},
 }
 
@@ -510,6 +511,37 @@ func testScheduleClaimedOnce(t *testing.T, s store.Store) {
 	slices.Sort(claimed)
 	if !slices.Equal(claimed, []string{"a", "b", "c"}) {
 		t.Fatalf("claimed %v, want each schedule once", claimed)
+	}
+}
+
+// A schedule claimed and never finished (its leader died) is due at once
+// after a release; a finished one keeps its next run.
+func testSchedulesReleased(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, name := range []string{"done", "unfinished"} {
+		if err := s.CreateSchedule(ctx, store.ScanSchedule{Name: name, Targets: []string{name + ":443"}, Every: time.Hour, NextRun: epoch},
+			newEvent("scan.schedule.created", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if _, err := s.ClaimDueSchedule(ctx, epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.FinishSchedule(ctx, "done", epoch, ""); err != nil {
+		t.Fatal(err)
+	}
+	at := epoch.Add(time.Minute)
+	if n, err := s.ReleaseSchedules(ctx, at); err != nil || n != 1 {
+		t.Fatalf("released %d, %v; want the one unfinished", n, err)
+	}
+	sc, err := s.ClaimDueSchedule(ctx, at)
+	if err != nil || sc.Name != "unfinished" {
+		t.Fatalf("after the release claimed %q, %v", sc.Name, err)
+	}
+	if _, err := s.ClaimDueSchedule(ctx, at); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the release moved a finished schedule: %v", err)
 	}
 }
 

@@ -1328,3 +1328,50 @@ func revokeOne(ctx context.Context, s store.Store, serial store.Serial, reason i
 	_, err := s.RevokeCertificate(ctx, store.Revocation{Serial: serial, Reason: reason, At: at, Event: ev})
 	return err
 }
+
+// CheckLeadership checks that of two stores sharing one database (as
+// replicas do) one session at a time leads a name: the other waits until
+// the leader closes, leading one name does not hold another, and a
+// session asked again keeps leading without a second hold.
+func CheckLeadership(t *testing.T, a, b store.Store) {
+	ctx := context.Background()
+	open := func(s store.Store, name string) store.LeaderSession {
+		t.Helper()
+		sess, err := s.LeaderSession(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sess.Close() })
+		return sess
+	}
+	try := func(sess store.LeaderSession) bool {
+		t.Helper()
+		ok, err := sess.TryLead(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	sa, sb := open(a, "jobs"), open(b, "jobs")
+	if !try(sa) {
+		t.Fatal("a free leadership was not taken")
+	}
+	if try(sb) {
+		t.Fatal("a second session leads while the first does")
+	}
+	if !try(sa) || sa.Check(ctx) != nil {
+		t.Fatal("the leader, asked again, no longer leads")
+	}
+	if other := open(b, "other"); !try(other) {
+		t.Fatal("leading one name held another")
+	}
+	if err := sa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !try(sb) {
+		t.Fatal("the leadership was not free once its leader closed")
+	}
+	if sa2 := open(a, "jobs"); try(sa2) {
+		t.Fatal("a new session took the leadership from a live leader")
+	}
+}
