@@ -1,6 +1,7 @@
 package acme_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,4 +136,49 @@ func TestAccountUpdateAndOrdersList(t *testing.T) {
 	}
 	c.post(c.url("newOrder"), map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": "three.test"}}}).
 		wantProblem(t, http.StatusForbidden, "unauthorized")
+}
+
+// A challenge whose replica died while validating it (it stays processing
+// in the store) is validated again by the leader once a validation could
+// no longer be running, and the order goes on.
+func TestValidationLeftProcessingIsRecovered(t *testing.T) {
+	e := newEnv(t, "")
+	c := e.rawClient(t, "acme")
+	c.register()
+	o := c.newOrder("recover.example.test")
+	a := c.authz(o.Authorizations[0])
+	var chURL, token string
+	for _, ch := range a.Challenges {
+		if ch.Type == "http-01" {
+			chURL, token = ch.URL, ch.Token
+		}
+	}
+	_ = e.h01.Present(context.Background(), "", token, c.keyAuth(token))
+	// What the dead replica did: marked the challenge processing, and no more.
+	parts := strings.Split(chURL, "/")
+	authzID, challengeID := parts[len(parts)-2], parts[len(parts)-1]
+	if err := e.in.Server.Store().StartACMEChallenge(context.Background(), authzID, challengeID); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
+	for c.authz(o.Authorizations[0]).Status != "valid" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the challenge is still %+v", c.authz(o.Authorizations[0]))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Not before a validation could have finished (the 5s timeout and 5s).
+	if took := time.Since(start); took < 9*time.Second {
+		t.Fatalf("validated again after %s, while the first validation could still be running", took)
+	} else {
+		t.Logf("validated again %s after it was left processing", took.Round(100*time.Millisecond))
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert := c.finalizeWithKey(e, o, key, "recover.example.test"); cert.DNSNames[0] != "recover.example.test" {
+		t.Fatalf("certificate for %v", cert.DNSNames)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/meshpki/meshpki/internal/acme/validation"
 	"github.com/meshpki/meshpki/internal/ca"
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/periodic"
 	"github.com/meshpki/meshpki/internal/revocation"
 	"github.com/meshpki/meshpki/internal/store"
 )
@@ -101,6 +102,8 @@ type Server struct {
 	now       func() time.Time
 	mux       *http.ServeMux
 	metrics   *metrics
+	// recoverWaker is RecoverValidations' (tests wake it).
+	recoverWaker periodic.Waker
 }
 
 // New returns an ACME server.

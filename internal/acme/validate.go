@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/meshpki/meshpki/internal/acme/validation"
+	"github.com/meshpki/meshpki/internal/periodic"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -31,6 +33,12 @@ func (s *Server) validateLoop(ctx context.Context) {
 		case job := <-s.jobs:
 			start := time.Now()
 			err := s.validator.Validate(ctx, job.typ, validation.Identifier{Type: job.identifier.Type, Value: job.identifier.Value}, job.token, job.keyAuth)
+			if ctx.Err() != nil {
+				// The server stops: the challenge stays processing, and the
+				// leader validates it again (RecoverValidations).
+				close(job.done)
+				return
+			}
 			var prob *Problem
 			if err != nil {
 				prob = validationProblem(err)
@@ -72,4 +80,52 @@ func (s *Server) finish(ctx context.Context, job *validationJob, prob *Problem) 
 	if err != nil && !errors.Is(err, store.ErrStateChanged) {
 		s.log.Error("acme: recording a validation result", "authorization", job.authz, "challenge", job.challenge, "error", err)
 	}
+}
+
+// RecoverValidations validates again, every recoverEvery until ctx ends,
+// challenges left processing for longer than a validation may take: their
+// replica died or stopped while validating. The result is recorded as any
+// other; a validation that finished meanwhile makes it a no-op (the store
+// takes one result). One replica runs it: the elected leader.
+func (s *Server) RecoverValidations(ctx context.Context) error {
+	return periodic.Run(ctx, recoverEvery, &s.recoverWaker, func(ctx context.Context) { s.recoverStale(ctx) })
+}
+
+// recoverEvery is how often the leader looks for stale validations.
+const recoverEvery = 5 * time.Second
+
+// recoverStale queues a validation for each stale challenge; it returns
+// how many it queued.
+func (s *Server) recoverStale(ctx context.Context) int {
+	cutoff := s.now().Add(-s.validator.Timeout() - 5*time.Second)
+	stale, err := s.st.StaleACMEValidations(ctx, cutoff, 4*s.workers)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("acme: find stale validations", "error", err)
+		}
+		return 0
+	}
+	queued := 0
+	for _, a := range stale {
+		idx := slices.IndexFunc(a.Challenges, func(c store.ACMEChallenge) bool { return c.Status == store.ACMEProcessing })
+		if idx < 0 {
+			continue
+		}
+		acct, err := s.st.GetACMEAccount(ctx, a.AccountID)
+		if err != nil {
+			s.log.Error("acme: stale validation's account", "authorization", a.ID, "error", err)
+			continue
+		}
+		c := a.Challenges[idx]
+		job := &validationJob{authz: a.ID, challenge: c.ID, typ: c.Type, identifier: a.Identifier, token: c.Token,
+			keyAuth: c.Token + "." + acct.Thumbprint, done: make(chan struct{})}
+		select {
+		case s.jobs <- job:
+			queued++
+			s.log.Info("acme: validating again a challenge its replica left processing", "authorization", a.ID, "challenge", c.ID)
+		case <-ctx.Done():
+			return queued
+		}
+	}
+	return queued
 }

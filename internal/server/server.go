@@ -754,7 +754,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			leader.Job{Name: "scan schedules", Run: s.scheduler.Run},
 			leader.Job{Name: "alert evaluation", Run: s.evaluator.Run},
 			leader.Job{Name: "alert delivery", Run: s.deliverer.Run},
-			leader.Job{Name: "audit checkpoints", Run: s.checkpoints})
+			leader.Job{Name: "audit checkpoints", Run: s.checkpoints},
+			leader.Job{Name: "ACME validation recovery", Run: s.acme.RecoverValidations})
 	})
 
 	if err := s.startServing(coreCtx, httpCtx, run); err != nil {

@@ -149,6 +149,10 @@ type ACME interface {
 	// authorization to processing. ErrStateChanged when either is no
 	// longer pending, ErrNotFound when either does not exist.
 	StartACMEChallenge(ctx context.Context, authzID, challengeID string) error
+	// StaleACMEValidations returns up to limit pending authorizations
+	// whose challenge began processing before startedBefore (longest
+	// first): validations that the replica running them may not finish.
+	StaleACMEValidations(ctx context.Context, startedBefore time.Time, limit int) ([]ACMEAuthorization, error)
 	// FinishACMEChallenges records validation results, each in the same way:
 	// the processing challenge becomes valid (with its Validated time) or
 	// invalid (with its Error); its authorization becomes valid or invalid

@@ -132,6 +132,9 @@ func (v *Validator) Validate(ctx context.Context, challengeType string, id Ident
 	return failf(TypeMalformed, nil, "unsupported challenge type %q", challengeType)
 }
 
+// Timeout is how long one validation attempt may take.
+func (v *Validator) Timeout() time.Duration { return v.timeout }
+
 // attempt runs check under the attempt timeout and turns the end of the
 // caller's ctx into a non-*Error.
 func (v *Validator) attempt(ctx context.Context, challengeType string, id Identifier, check func(context.Context) error) error {

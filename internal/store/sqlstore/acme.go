@@ -401,6 +401,14 @@ func (s *Store) GetACMEAuthorization(ctx context.Context, id string) (store.ACME
 	return getOne(row, scanACMEAuthz, "acme authorization "+id)
 }
 
+// StaleACMEValidations returns up to limit pending authorizations whose
+// challenge began processing before startedBefore, longest first.
+func (s *Store) StaleACMEValidations(ctx context.Context, startedBefore time.Time, limit int) ([]store.ACMEAuthorization, error) {
+	return queryAll(ctx, s.read, "stale acme validations", scanACMEAuthz, `SELECT `+acmeAuthzColumns+` FROM acme_authzs
+		WHERE processing_since IS NOT NULL AND processing_since < $1 AND status = 'pending' ORDER BY processing_since, id LIMIT $2`,
+		micros(startedBefore), limit)
+}
+
 func scanACMEAuthz(row scanner) (store.ACMEAuthorization, error) {
 	var (
 		az                store.ACMEAuthorization
@@ -468,14 +476,15 @@ func (az lockedAuthz) challenge(id string) (int, error) {
 
 // updateAuthz moves the authorization id, read as az, to status with
 // challenges chs, provided neither changed since: store.ErrStateChanged
-// otherwise.
-func updateAuthz(ctx context.Context, w writer, id string, az lockedAuthz, status string, chs []acmeChallenge) error {
+// otherwise. processingSince is when a challenge began processing (a
+// unix-microsecond int64), or nil when none is.
+func updateAuthz(ctx context.Context, w writer, id string, az lockedAuthz, status string, chs []acmeChallenge, processingSince any) error {
 	text, err := json.Marshal(chs)
 	if err != nil {
 		return fmt.Errorf("encode challenges: %w", err)
 	}
-	res, err := w.exec(ctx, `UPDATE acme_authzs SET status = $2, challenges = $3
-		WHERE id = $1 AND status = $4 AND challenges = $5`, id, status, string(text), az.status, az.challenges)
+	res, err := w.exec(ctx, `UPDATE acme_authzs SET status = $2, challenges = $3, processing_since = $6
+		WHERE id = $1 AND status = $4 AND challenges = $5`, id, status, string(text), az.status, az.challenges, processingSince)
 	if err != nil {
 		return err
 	}
@@ -524,7 +533,7 @@ func (s *Store) StartACMEChallenge(ctx context.Context, authzID, challengeID str
 		}
 		chs := slices.Clone(az.decoded)
 		chs[i].Status = store.ACMEProcessing
-		return updateAuthz(ctx, w, authzID, az, az.status, chs)
+		return updateAuthz(ctx, w, authzID, az, az.status, chs, micros(s.now()))
 	})
 }
 
@@ -608,7 +617,7 @@ func (s *Store) finishChallenge(ctx context.Context, w writer, orderID string, i
 		status = store.ACMEInvalid
 		chs[i].Status, chs[i].Error = store.ACMEInvalid, it.Error
 	}
-	if err := updateAuthz(ctx, w, it.AuthorizationID, az, status, chs); err != nil {
+	if err := updateAuthz(ctx, w, it.AuthorizationID, az, status, chs, nil); err != nil {
 		return err
 	}
 	if !it.Valid {

@@ -476,6 +476,10 @@ var migrations = [][]string{
 	{
 		`ALTER TABLE alert_outbox ADD COLUMN claimed_at BIGINT`,
 		`ALTER TABLE scan_schedules ADD COLUMN claimed_at BIGINT`,
+		// When the authorization's challenge began processing (NULL when
+		// none is): a validation whose replica died is found and run again.
+		`ALTER TABLE acme_authzs ADD COLUMN processing_since BIGINT`,
+		`CREATE INDEX acme_authzs_processing ON acme_authzs (processing_since) WHERE processing_since IS NOT NULL`,
 	},
 }
 

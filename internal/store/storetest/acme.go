@@ -30,6 +30,7 @@ var acmeTests = []struct {
 	{"ACMEOrderHappyPath", testACMEHappyPath},
 	{"ACMEInvalidChallengeInvalidatesOrder", testACMEInvalidChallenge},
 	{"ACMEStartChallengeTwiceIsStateChanged", testACMEStartTwice},
+	{"ACMEStaleValidations", testACMEStaleValidations},
 	{"ACMEFinalizeNeedsReadyOrder", testACMEFinalizeNotReady},
 	{"ACMEFinalizeFailureStoresProblem", testACMEFinalizeFailure},
 	{"ACMEFinishBatchReportsEachItem", testACMEFinishBatch},
@@ -598,6 +599,37 @@ func testACMEStartTwice(t *testing.T, s store.Store) {
 	}
 	if ch := mustGetAuthz(t, s, az.ID).Challenges[1]; ch.Status != store.ACMEPending {
 		t.Errorf("refused challenge is %s, want pending", ch.Status)
+	}
+}
+
+// A challenge left processing is found by when it began, until its
+// result is recorded.
+func testACMEStaleValidations(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := mustCreateAccount(t, s, newAccount())
+	o, authzs := newOrder(a, "stale.example.com", "done.example.com")
+	mustCreateOrder(t, s, o, authzs)
+	before := time.Now().Add(-time.Second)
+	for _, az := range authzs {
+		if err := s.StartACMEChallenge(ctx, az.ID, az.Challenges[0].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := finish(t, s, authzs[1], true, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.StaleACMEValidations(ctx, before, 10); err != nil || len(got) != 0 {
+		t.Fatalf("validations begun after the cut-off: %v %v", got, err)
+	}
+	got, err := s.StaleACMEValidations(ctx, time.Now().Add(time.Hour), 10)
+	if err != nil || len(got) != 1 || got[0].ID != authzs[0].ID || got[0].Challenges[0].Status != store.ACMEProcessing {
+		t.Fatalf("stale validations %+v, %v; want the one still processing", got, err)
+	}
+	if err := finish(t, s, authzs[0], false, []byte(`{"type":"urn:ietf:params:acme:error:connection"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.StaleACMEValidations(ctx, time.Now().Add(time.Hour), 10); err != nil || len(got) != 0 {
+		t.Fatalf("after its result: %v %v", got, err)
 	}
 }
 
