@@ -36,13 +36,20 @@ type runningServer struct {
 // startServer runs 'meshpki server' and returns once its banner names a URL.
 func startServer(t *testing.T, bin string, args ...string) *runningServer {
 	t.Helper()
+	return startServerLogging(t, bin, io.Discard, args...)
+}
+
+// startServerLogging is startServer with the server's log written to
+// stderr.
+func startServerLogging(t *testing.T, bin string, stderr io.Writer, args ...string) *runningServer {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"server", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = filterEnv(os.Environ(), "MESHPKI_PASSWORD")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = io.Discard
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
