@@ -28,8 +28,9 @@ func helmBinary(t *testing.T) string {
 // TestHelmChart: 'helm lint --strict' passes; the chart renders a
 // StatefulSet, its Service and the agent DaemonSet with the confinement
 // the docs promise; several replicas need PostgreSQL (a clear failure
-// otherwise, since SQLite serves one); and x509pop attestation mounts each
-// node's certificate.
+// otherwise, since SQLite serves one) and one shared claim for the data
+// directory (else each would make a CA of its own); and x509pop
+// attestation mounts each node's certificate.
 func TestHelmChart(t *testing.T) {
 	helm := helmBinary(t)
 	if out, err := exec.Command(helm, "lint", "--strict", "helm/meshpki").CombinedOutput(); err != nil {
@@ -91,7 +92,14 @@ func TestHelmChart(t *testing.T) {
 	if _, err := render("--set", "server.replicas=3"); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
 		t.Errorf("three replicas on SQLite: %v", err)
 	}
-	docs, err = render("--set", "server.replicas=3", "--set", "server.store.urlSecret=meshpki-pg", "--set", "agent.attestation=x509pop")
+	if _, err := render("--set", "server.replicas=3", "--set", "server.store.urlSecret=meshpki-pg"); err == nil || !strings.Contains(err.Error(), "existingClaim") {
+		t.Errorf("three replicas each with a data directory of its own (three CAs): %v", err)
+	}
+	if d := kinds["StatefulSet"]; dig(d, "spec", "volumeClaimTemplates") == nil {
+		t.Error("one replica has no claim of its own")
+	}
+	docs, err = render("--set", "server.replicas=3", "--set", "server.store.urlSecret=meshpki-pg", "--set", "server.persistence.existingClaim=meshpki-data",
+		"--set", "agent.attestation=x509pop")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +108,10 @@ func TestHelmChart(t *testing.T) {
 		case "StatefulSet":
 			if env := container(d)["env"]; env == nil || !strings.Contains(toYAML(t, env), "meshpki-pg") {
 				t.Errorf("the store URL does not come from the Secret: %v", env)
+			}
+			if dig(d, "spec", "volumeClaimTemplates") != nil || !strings.Contains(toYAML(t, dig(d, "spec", "template", "spec", "volumes")), "claimName: meshpki-data") ||
+				dig(d, "spec", "podManagementPolicy") != "OrderedReady" {
+				t.Errorf("replicas do not share the data directory's claim: %s", toYAML(t, d["spec"]))
 			}
 		case "DaemonSet":
 			if a := strings.Join(toStrings(container(d)["args"]), " "); !strings.Contains(a, "--x509pop-cert=") || strings.Contains(a, "--join-token-file") {
