@@ -42,16 +42,17 @@ type storeFlags struct {
 
 func (f *storeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data", "", "data directory (its SQLite store is used unless --store is given)")
-	cmd.Flags().StringVar(&f.storeURL, "store", "", "store URL: postgres://… (default SQLite in --data)")
+	cmd.Flags().StringVar(&f.storeURL, "store", "", "store URL: postgres://… (default $"+StoreEnv+", else SQLite in --data)")
 }
 
 func (f *storeFlags) open(cmd *cobra.Command) (*sqlstore.Store, error) {
-	if f.dataDir == "" && f.storeURL == "" {
+	storeURL := storeURLOrEnv(f.storeURL)
+	if f.dataDir == "" && storeURL == "" {
 		return nil, usageError{fmt.Errorf("--data DIR or --store URL is required")}
 	}
 	// Reading never creates: a mistyped --data is an error, not an empty
 	// store that verifies.
-	return sqlstore.OpenExisting(contextOf(cmd), f.storeURL, f.dataDir)
+	return sqlstore.OpenExisting(contextOf(cmd), storeURL, f.dataDir)
 }
 
 func newAuditVerifyCommand(s *streams) *cobra.Command {

@@ -44,7 +44,9 @@ func newCAInitCommand(s *streams) *cobra.Command {
 		Short: "Create a root (10 years) and an issuing intermediate (1 year)",
 		Long: `Create a new CA in DIR/ca: a root valid for 10 years and an issuing
 intermediate named "default" valid for 1 year, signed by it, plus the key that
-signs one-time tokens. Keys are ECDSA P-256 unless --key-type says otherwise.
+signs one-time tokens and the server's own JWT-SVID and audit checkpoint keys,
+so that DIR/ca is complete: replicas given a copy share every key. Keys are
+ECDSA P-256 unless --key-type says otherwise.
 
 The passphrase that encrypts the keys comes from --password-file, else
 MESHPKI_PASSWORD; when neither is given a random one is written to
@@ -87,6 +89,9 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 			if err != nil {
 				return err
 			}
+			if err := server.PrepareServerKeys(contextOf(cmd), dataDir, h, ks); err != nil {
+				return err
+			}
 			root := h.Root()
 			if err := auditCAChange(cmd, dataDir, storeURL, audit.TypeCAInitialized, h.Name(), map[string]string{
 				"trust_domain": h.TrustDomain(), "root_fingerprint": server.RootFingerprint(root),
@@ -114,14 +119,14 @@ DIR/secrets/password (0600) — fine for development, not for production.`,
 	durationVar(f, &opts.RootLifetime, "root-lifetime", 0, "root lifetime (default 87600h = 10 years)")
 	durationVar(f, &opts.IssuerLifetime, "intermediate-lifetime", 0, "intermediate lifetime (default 8760h = 1 year)")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
-	f.StringVar(&storeURL, "store", "", "store URL the server will use, for the audit record: postgres://… (default SQLite in --data)")
+	f.StringVar(&storeURL, "store", "", "store URL the server will use, for the audit record: postgres://… (default $"+StoreEnv+", else SQLite in --data)")
 	f.StringVar(&opts.Root.URI, "root-key-uri", "", "where the root's key is kept: pkcs11:… (an HSM), awskms:… (AWS KMS) (default an encrypted file in DIR/ca/keys)")
 	f.StringVar(&opts.Issuer.URI, "intermediate-key-uri", "", "where the intermediate's key is kept, as --root-key-uri")
-	f.StringVar(&opts.JWTSVIDKey, "jwt-svid-key-uri", "", "where the server generates its JWT-SVID signing key on first start: pkcs11:…;object=NAME, awskms:///alias/NAME (default --server-key-uri's place, else a file)")
+	f.StringVar(&opts.JWTSVIDKey, "jwt-svid-key-uri", "", "where the JWT-SVID signing key is generated: pkcs11:…;object=NAME, awskms:///alias/NAME (default --server-key-uri's place, else a file)")
 	f.StringVar(&opts.TokenKey.URI, "token-key-uri", "", "where the HMAC key that signs one-time tokens is kept: pkcs11:…, awskms:///alias/NAME (default an encrypted file in DIR/ca/keys)")
 	f.BoolVar(&generate, "generate", false, "generate the keys the key URIs name inside the HSM or KMS (without it, keys already there are used)")
 	f.StringVar(&opts.OfflineRoot, "offline-root", "", "make the root in this directory, apart from DIR, for a machine off the network: the server never reads it (see 'ca sign-intermediate')")
-	f.StringVar(&opts.ServerKeys, "server-key-uri", "", "where the server generates the keys it makes for itself (JWT-SVID, audit checkpoints): a pkcs11: token or awskms: account; each key is named after its use (default encrypted files in DIR/ca/keys)")
+	f.StringVar(&opts.ServerKeys, "server-key-uri", "", "where the keys the server signs with for itself (JWT-SVID, audit checkpoints) are generated: a pkcs11: token or awskms: account; each key is named after its use (default encrypted files in DIR/ca/keys)")
 	return cmd
 }
 
@@ -193,7 +198,7 @@ key is made there, without it the key already there is used.`,
 	f.BoolVar(&place.Generate, "generate", false, "generate the key --key-uri names (without it, the key already there is used)")
 	f.StringVar(&csrFile, "csr", "", "for an offline root: make the key and write a certificate request to FILE, for 'ca sign-intermediate'")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
-	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default SQLite in --data)")
+	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default $"+StoreEnv+", else SQLite in --data)")
 	return cmd
 }
 
@@ -233,7 +238,7 @@ and key type. A provisioner signs with it when its policy names it
 	f.StringVar(&place.URI, "key-uri", "", "where the intermediate's key is kept: pkcs11:…, awskms:… (default an encrypted file in DIR/ca/keys)")
 	f.BoolVar(&place.Generate, "generate", false, "generate the key --key-uri names (without it, the key already there is used)")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
-	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default SQLite in --data)")
+	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default $"+StoreEnv+", else SQLite in --data)")
 	return cmd
 }
 
@@ -301,10 +306,11 @@ func caStatusOf(h *ca.Hierarchy) caStatus {
 }
 
 // auditCAChange appends the record of a change to the CA hierarchy to the
-// store the server uses (SQLite in DIR unless --store names PostgreSQL), so
-// that the audit log holds every hierarchy change however it was made.
+// store the server uses (SQLite in DIR unless --store or MESHPKI_STORE
+// names PostgreSQL), so that the audit log holds every hierarchy change
+// however it was made.
 func auditCAChange(cmd *cobra.Command, dataDir, storeURL, typ, subject string, detail map[string]string) error {
-	st, err := sqlstore.Open(contextOf(cmd), storeURL, dataDir)
+	st, err := sqlstore.Open(contextOf(cmd), storeURLOrEnv(storeURL), dataDir)
 	if err != nil {
 		return fmt.Errorf("the change is made, but its audit record could not be written: %w", err)
 	}
@@ -493,6 +499,6 @@ from then on; a running server picks it up within 10 seconds.`,
 	f.StringVar(&dataDir, "data", "", "data directory")
 	f.StringVar(&certFile, "cert", "", "the certificate from 'ca sign-intermediate'")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the CA passphrase")
-	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default SQLite in --data)")
+	f.StringVar(&storeURL, "store", "", "the server's store URL, for the audit record: postgres://… (default $"+StoreEnv+", else SQLite in --data)")
 	return cmd
 }

@@ -38,6 +38,7 @@ func invokeCLI(t *testing.T, stdin string, args ...string) (code int, stdout, st
 func clearConnectEnv(t *testing.T) {
 	t.Setenv(envCAURL, "")
 	t.Setenv(envRoot, "")
+	t.Setenv(StoreEnv, "")
 	t.Setenv(keys.PassphraseEnv, "")
 	os.Unsetenv(keys.PassphraseEnv) // ResolvePassphrase rejects a set but empty value
 }

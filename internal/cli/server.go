@@ -20,9 +20,19 @@ import (
 	"github.com/meshpki/meshpki/internal/server"
 )
 
-// StoreEnv is the environment variable the server reads its store URL from
-// when --store is not given.
+// StoreEnv is the environment variable the server, and every command that
+// opens the store itself (ca init and rotations for their audit records,
+// audit verify), read the store URL from when --store is not given.
 const StoreEnv = "MESHPKI_STORE"
+
+// storeURLOrEnv is the store URL a command uses: its --store, else
+// MESHPKI_STORE, else "" (SQLite in DIR).
+func storeURLOrEnv(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv(StoreEnv)
+}
 
 func init() { register(newServerCommand) }
 
@@ -78,9 +88,7 @@ entries, alert channels and the like are not settings: they live in the store
 			if opts.DataDir == "" {
 				return usageError{fmt.Errorf("--data DIR is required (a flag, or data: in --config)")}
 			}
-			if opts.StoreURL == "" {
-				opts.StoreURL = os.Getenv(StoreEnv)
-			}
+			opts.StoreURL = storeURLOrEnv(opts.StoreURL)
 			for _, v := range ips {
 				ip := net.ParseIP(v)
 				if ip == nil {

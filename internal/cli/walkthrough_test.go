@@ -252,7 +252,8 @@ func TestCAInitCreatesEncryptedHierarchy(t *testing.T) {
 	}
 	mustRun(t, "ca", "status", "--data", dir, "--password-file", pw)
 	out, _ := mustRun(t, "ca", "migrate-keys", "--data", dir, "--password-file", pw)
-	if !strings.Contains(out, "2 of 2 key files rewritten") {
+	// root, default-1, and the server's jwt-svid and audit-checkpoint keys
+	if !strings.Contains(out, "4 of 4 key files rewritten") {
 		t.Fatalf("migrate-keys: %s", out)
 	}
 	for _, f := range keyFiles {
@@ -260,7 +261,7 @@ func TestCAInitCreatesEncryptedHierarchy(t *testing.T) {
 			t.Errorf("%s after migrate-keys: %.40s", f, b)
 		}
 	}
-	if out, _ := mustRun(t, "ca", "migrate-keys", "--data", dir, "--password-file", pw); !strings.Contains(out, "0 of 2 key files rewritten") {
+	if out, _ := mustRun(t, "ca", "migrate-keys", "--data", dir, "--password-file", pw); !strings.Contains(out, "0 of 4 key files rewritten") {
 		t.Fatalf("migrate-keys again: %s", out)
 	}
 	mustRun(t, "ca", "status", "--data", dir, "--password-file", pw)

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -23,22 +26,33 @@ const (
 	DefaultCheckpointEvery = 10 * time.Minute
 )
 
+// loadCheckpointKey loads the server's checkpoint key.
+func (s *Server) loadCheckpointKey(ctx context.Context) (err error) {
+	s.checkpointKey, s.checkpointKID, err = loadCheckpointKey(ctx, s.opts.DataDir, s.keys)
+	return err
+}
+
 // loadCheckpointKey loads (or creates) the checkpoint key and writes its
-// public key to DIR/ca/audit-checkpoint.pub.
-func (s *Server) loadCheckpointKey(ctx context.Context) error {
-	key, kid, err := s.loadServerKey(ctx, checkpointKeyName, "audit checkpoint key")
+// public key to DIR/ca/audit-checkpoint.pub, unless that file already
+// holds it (DIR/ca may be a read-only copy on a replica).
+func loadCheckpointKey(ctx context.Context, dataDir string, ks keys.Keystore) (crypto.Signer, string, error) {
+	key, kid, err := loadServerKey(ctx, ks, checkpointKeyName, "audit checkpoint key")
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	der, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	if err := keys.WriteFile(filepath.Join(s.opts.DataDir, CheckpointKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
-		return fmt.Errorf("server: write %s: %w", CheckpointKeyFile, err)
+	file := filepath.Join(dataDir, CheckpointKeyFile)
+	pub := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	if old, err := os.ReadFile(file); err == nil && bytes.Equal(old, pub) {
+		return key, kid, nil
 	}
-	s.checkpointKey, s.checkpointKID = key, kid
-	return nil
+	if err := keys.WriteFile(file, pub, 0o644); err != nil {
+		return nil, "", fmt.Errorf("server: write %s: %w", CheckpointKeyFile, err)
+	}
+	return key, kid, nil
 }
 
 // checkpoint signs the audit head and appends the checkpoint, unless the log

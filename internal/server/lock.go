@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // LockFile is the file in the data directory a server holds locked while it
@@ -39,6 +41,40 @@ func lockDataDir(dir string) (*dataDirLock, error) {
 		return nil, fmt.Errorf("server: lock data directory: %w", err)
 	}
 	return &dataDirLock{f: f}, nil
+}
+
+// adminLockFile serialises writing the bootstrap admin's credential pair.
+const adminLockFile = "secrets/admin.lock"
+
+// lockAdminCredential waits until this process alone may replace
+// DIR/secrets/admin.{crt,key}, so that replicas sharing DIR never leave a
+// pair whose key is one replica's and certificate another's. release
+// ends the hold (closing the file releases the kernel's lock).
+func lockAdminCredential(ctx context.Context, dir string) (release func(), err error) {
+	path := filepath.Join(dir, adminLockFile)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := lockFile(f)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, errLocked) {
+			f.Close()
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // describeRunning names the server recorded in DIR/server.json.

@@ -648,7 +648,31 @@ func (s *Server) openCA(ctx context.Context) error {
 		return fmt.Errorf("server: load CA from %s: %w", dir, err)
 	}
 	s.hierarchy = h
-	placer, canPlace := s.keys.(interface{ Place(name, uri string) })
+	return placeServerKeys(h, s.keys)
+}
+
+// PrepareServerKeys creates the keys the server makes for itself — the
+// JWT-SVID and audit checkpoint keys — where ca.json places them, unless
+// they exist, and publishes the checkpoint public key in DIR. 'ca init'
+// calls it, so that a data directory copied to several replicas carries
+// one set of these keys (a server started on a directory without them
+// creates them itself).
+func PrepareServerKeys(ctx context.Context, dataDir string, h *ca.Hierarchy, ks keys.Keystore) error {
+	if err := placeServerKeys(h, ks); err != nil {
+		return err
+	}
+	if _, _, err := loadServerKey(ctx, ks, jwtKeyName, "JWT-SVID key"); err != nil {
+		return err
+	}
+	_, _, err := loadCheckpointKey(ctx, dataDir, ks)
+	return err
+}
+
+// placeServerKeys tells the keystore where ca.json keeps the server's own
+// keys: --jwt-svid-key-uri for the JWT-SVID key, ahead of --server-key-uri
+// for both; encrypted files in DIR/ca/keys otherwise.
+func placeServerKeys(h *ca.Hierarchy, ks keys.Keystore) error {
+	placer, canPlace := ks.(interface{ Place(name, uri string) })
 	if jwt := h.JWTSVIDKeyURI(); jwt != "" {
 		if !canPlace {
 			return fmt.Errorf("server: ca.json keeps the JWT-SVID key at %s, which this keystore cannot reach", keys.Redact(jwt))
@@ -999,7 +1023,8 @@ func (s *Server) renewServerCert(ctx context.Context) error {
 }
 
 // ensureAdminCredential writes DIR/secrets/admin.{crt,key} when missing or
-// past two thirds of its life. The key is encrypted with the CA passphrase.
+// past two thirds of its life, holding DIR/secrets/admin.lock meanwhile.
+// The key is encrypted with the CA passphrase.
 // Once the bootstrap admin is retired ('meshpki admin revoke bootstrap'),
 // the files are removed and never written again; it returns "".
 func (s *Server) ensureAdminCredential(ctx context.Context) (string, error) {
@@ -1013,6 +1038,12 @@ func (s *Server) ensureAdminCredential(ctx context.Context) (string, error) {
 		}
 		return "", err
 	}
+	release, err := lockAdminCredential(ctx, s.opts.DataDir)
+	if err != nil {
+		return "", fmt.Errorf("server: lock the admin credential: %w", err)
+	}
+	defer release()
+	// Read under the lock: a replica sharing DIR may have just renewed it.
 	if data, err := os.ReadFile(certPath); err == nil {
 		if cert, err := firstCert(data); err == nil && !needsRenewal(cert, s.now()) {
 			if _, err := s.authority.CheckHolder(ctx, cert); err == nil {

@@ -27,14 +27,14 @@ const BundleRefreshHint = 5 * time.Minute
 
 // loadJWTKey loads the JWT-SVID signing key, creating it on first use.
 func (s *Server) loadJWTKey(ctx context.Context) (crypto.Signer, string, error) {
-	return s.loadServerKey(ctx, jwtKeyName, "JWT-SVID key")
+	return loadServerKey(ctx, s.keys, jwtKeyName, "JWT-SVID key")
 }
 
 // loadServerKey loads a signing key of the server's from its keystore by
 // name, creating it (ECDSA P-256) on first use. Its key id is the base64url
 // of the first 16 bytes of the SHA-256 of its public key.
-func (s *Server) loadServerKey(ctx context.Context, name, what string) (crypto.Signer, string, error) {
-	key, err := keys.LoadOrCreate(ctx, s.keys, name, keys.ECP256)
+func loadServerKey(ctx context.Context, ks keys.Keystore, name, what string) (crypto.Signer, string, error) {
+	key, err := keys.LoadOrCreate(ctx, ks, name, keys.ECP256)
 	if err != nil {
 		return nil, "", fmt.Errorf("server: %s: %w", what, err)
 	}
