@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/meshpki/meshpki/internal/keys"
+	"github.com/meshpki/meshpki/internal/store"
 )
 
 // Errors of the hierarchy that callers branch on.
@@ -175,6 +176,10 @@ type Hierarchy struct {
 
 	mu    sync.Mutex // serialises writers
 	state atomic.Pointer[hierarchyState]
+	// revokedElsewhere are the generations the store says the root
+	// revoked, by certificate serial: applied over ca.json at every load,
+	// for a copy of DIR/ca that predates the revocation. Under mu.
+	revokedElsewhere map[string]store.IssuerRevocation
 }
 
 // hierarchyState is an immutable snapshot.
@@ -444,8 +449,48 @@ func (h *Hierarchy) reloadLocked(ctx context.Context) error {
 			issuers = append(issuers, iss)
 		}
 	}
+	h.overlayRevocations(issuers)
 	h.state.Store(newState(cfg, root, rootPEM, issuers))
 	return nil
+}
+
+// overlayRevocations replaces, in issuers, each generation the store
+// revoked and ca.json does not with a revoked copy (issuers are
+// immutable), and returns the copies. Under mu.
+func (h *Hierarchy) overlayRevocations(issuers []*Issuer) []*Issuer {
+	var applied []*Issuer
+	for i, iss := range issuers {
+		if r, ok := h.revokedElsewhere[string(store.SerialOf(iss.Cert.SerialNumber))]; ok && iss.RevokedAt.IsZero() {
+			revoked := *iss
+			revoked.RevokedAt, revoked.RevocationReason = r.RevokedAt.UTC(), r.Reason
+			issuers[i] = &revoked
+			applied = append(applied, &revoked)
+		}
+	}
+	return applied
+}
+
+// ApplyRevocations marks the generations among rs that ca.json does not
+// show revoked as revoked from now on, as RevokeIssuer would, without
+// writing ca.json: rs are what the store shared by the replicas recorded,
+// and this replica's DIR/ca may be a copy made before. It returns the
+// generations newly revoked here.
+func (h *Hierarchy) ApplyRevocations(rs []store.IssuerRevocation) []*Issuer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.revokedElsewhere == nil {
+		h.revokedElsewhere = map[string]store.IssuerRevocation{}
+	}
+	for _, r := range rs {
+		h.revokedElsewhere[string(r.Serial)] = r
+	}
+	old := h.state.Load()
+	issuers := slices.Clone(old.issuers)
+	applied := h.overlayRevocations(issuers)
+	if len(applied) > 0 {
+		h.state.Store(newState(old.cfg, old.root, old.rootPEM, issuers))
+	}
+	return applied
 }
 
 // loadIssuer reads one generation; it returns nil, nil if it has expired.

@@ -243,7 +243,9 @@ func (a *Authority) issue(ctx context.Context, p grant) (*Issued, error) {
 	}
 	iss, err := a.h.Issuer(issuerName)
 	if err != nil {
-		return nil, wrapErr(KindInternal, err, "issuer %q is not available", issuerName)
+		// Every generation revoked or expired: on a replica whose ca.json
+		// predates the replacement, until it arrives.
+		return nil, wrapErr(KindUnavailable, err, "intermediate %q has no generation that may sign now (revoked or expired); nothing was issued", Clip(issuerName))
 	}
 	var (
 		pointers Pointers

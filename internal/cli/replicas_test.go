@@ -3,8 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -111,5 +114,84 @@ func TestCopiedDataDirSharesServerKeys(t *testing.T) {
 	}
 	if len(kids) != 2 || kids[0] != kids[1] {
 		t.Fatalf("the replicas' JWT-SVID keys: %v", kids)
+	}
+}
+
+// TestIntermediateRevokedThroughAnotherReplica: two replicas on one
+// PostgreSQL store, each with its own copy of DIR made after ca init. An
+// intermediate generation revoked through A is revoked on B too, although
+// B's ca.json still shows it good: B signs nothing more with it, and B —
+// the leader, so the one that builds CRLs — lists it on the root's CRL.
+// Once DIR/ca is copied from A, B signs with A's replacement.
+func TestIntermediateRevokedThroughAnotherReplica(t *testing.T) {
+	clearConnectEnv(t)
+	url := pgtest.URL(t)
+	base := t.TempDir()
+	origin := filepath.Join(base, "origin", "data")
+	writeTestFile(t, filepath.Join(base, "origin", "password"), []byte(servertest.Password+"\n"), 0o600)
+	mustRun(t, "ca", "init", "--data", origin, "--name", "Acme", "--trust-domain", "acme.internal", "--store", url,
+		"--password-file", filepath.Join(base, "origin", "password"))
+	copyOf := func(replica string) string {
+		dir := filepath.Join(base, replica, "data")
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "-a", origin, dir).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		return dir
+	}
+	// B starts first, so B leads and builds the CRLs. Both have the URL
+	// of the load balancer a deployment puts before them (tokens name it).
+	const lb = "https://ca.acme.internal:8443"
+	b := servertest.Start(t, servertest.Options{DataDir: copyOf("b"), StoreURL: url, PublicURL: lb, HTTPListen: "127.0.0.1:0"})
+	waitFor(t, func() (bool, bool) { return true, b.Server.Leading() })
+	a := servertest.Start(t, servertest.Options{DataDir: copyOf("a"), StoreURL: url, PublicURL: lb})
+	dataA := []string{"--data", a.DataDir, "--password-file", a.PasswordFile, "--ca-url", a.URL}
+	mustRun(t, append([]string{"provisioner", "add", "token", "web", "--allow-dns", "*.example.internal"}, dataA...)...)
+	root := filepath.Join(origin, "ca", "root.crt")
+	issueAtB := func(name string) (string, error) {
+		tok, _ := mustRun(t, append([]string{"token", "create", name, "--san", name + ".example.internal"}, dataA...)...)
+		out := filepath.Join(t.TempDir(), name)
+		code, stdout, stderr := invokeCLI(t, "", "cert", "issue", name, "--san", name+".example.internal", "--token", lastLine(tok), "--ca-url", b.URL, "--root", root, "--out", out)
+		if code != 0 {
+			return "", fmt.Errorf("exit %d: %s%s", code, stdout, stderr)
+		}
+		return filepath.Join(out, name+".crt"), nil
+	}
+	gen1 := issuerCert(t, filepath.Join(origin, "ca", "issuers", "default-1.crt"))
+	if leaf, err := issueAtB("before"); err != nil || issuerCert(t, leaf).CheckSignatureFrom(gen1) != nil {
+		t.Fatalf("B before the revocation: %v", err)
+	}
+
+	mustRun(t, append([]string{"cert", "revoke", "--issuer", "default/1", "--reason", "cACompromise"}, dataA...)...)
+	errText := waitFor(t, func() (string, bool) {
+		_, err := issueAtB("during")
+		return fmt.Sprint(err), err != nil
+	})
+	if !strings.Contains(errText, `intermediate "default" has no generation that may sign now`) || strings.Count(strings.TrimSpace(errText), "\n") > 0 {
+		t.Errorf("B with its older ca.json: %s", errText)
+	}
+	waitFor(t, func() (bool, bool) {
+		r := httpGet(t, b.Anonymous, b.PlainURL+"/crl/root.pem", nil)
+		if r.status != 200 {
+			return false, false
+		}
+		block, _ := pem.Decode(r.body)
+		crl, err := x509.ParseRevocationList(block.Bytes)
+		return true, err == nil && len(crl.RevokedCertificateEntries) == 1 && crl.RevokedCertificateEntries[0].SerialNumber.Cmp(gen1.SerialNumber) == 0
+	})
+
+	// The replacement arrives with A's ca.json.
+	if out, err := exec.Command("cp", "-a", filepath.Join(a.DataDir, "ca")+"/.", filepath.Join(b.DataDir, "ca")).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	gen2 := issuerCert(t, filepath.Join(a.DataDir, "ca", "issuers", "default-2.crt"))
+	leaf := waitFor(t, func() (string, bool) {
+		leaf, err := issueAtB("after")
+		return leaf, err == nil
+	})
+	if err := issuerCert(t, leaf).CheckSignatureFrom(gen2); err != nil {
+		t.Fatalf("B after the copy: %v", err)
 	}
 }

@@ -24,7 +24,7 @@ type Store interface {
 	GetCertificate(ctx context.Context, serial store.Serial) (store.Certificate, error)
 	RevokeCertificate(ctx context.Context, r store.Revocation) (renewals []store.Serial, err error)
 	RevokeMatching(ctx context.Context, r store.MatchRevocation) ([]store.Serial, error)
-	AppendAudit(ctx context.Context, events ...audit.Event) error
+	RecordIssuerRevocation(ctx context.Context, r store.IssuerRevocation, ev audit.Event) error
 }
 
 // Refuser audits a refused request; *ca.Authority is one, so that every
@@ -210,12 +210,15 @@ func (s *Service) RevokeIssuer(ctx context.Context, name string, gen int, reason
 	}
 	now := s.now()
 	out := IssuerRevocation{Intermediate: store.SerialOf(target.Cert.SerialNumber)}
+	// The store first: every replica applies what it holds (within its
+	// next reload), whatever its copy of ca.json says.
+	if err := s.st.RecordIssuerRevocation(ctx, store.IssuerRevocation{Serial: out.Intermediate, Name: name, Generation: gen, RevokedAt: now, Reason: int(reason)},
+		audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: actor, Subject: string(out.Intermediate), Outcome: "success",
+			Detail: map[string]string{"reason": reason.String(), "intermediate": scope}}); err != nil {
+		return out, ca.StoreError(err, "record the intermediate's revocation")
+	}
 	if _, err := s.hierarchy.RevokeIssuer(ctx, name, gen, now, int(reason)); err != nil {
 		return out, ca.StoreError(err, "revoke intermediate "+scope)
-	}
-	if err := s.st.AppendAudit(ctx, audit.Event{Time: now, Type: audit.TypeCertificateRevoked, Actor: actor, Subject: string(out.Intermediate), Outcome: "success",
-		Detail: map[string]string{"reason": reason.String(), "intermediate": scope}}); err != nil {
-		return out, ca.StoreError(err, "audit the intermediate's revocation")
 	}
 	if wasSigning {
 		// With an offline root no generation can be made here: the name

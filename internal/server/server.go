@@ -339,6 +339,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			st.Close()
 		}
 	}()
+	if err := s.applyIssuerRevocations(ctx); err != nil {
+		return nil, err
+	}
 	if s.initialized {
 		root := s.hierarchy.Root()
 		if err := st.AppendAudit(ctx, audit.Event{Time: s.now(), Type: audit.TypeCAInitialized, Actor: "system:server", Subject: s.hierarchy.Name(), Outcome: "success",
@@ -710,6 +713,9 @@ func (s *Server) Operators() *operator.Service { return s.operators }
 // entries and nodes and mints join tokens.
 func (s *Server) Registration() *registration.Service { return s.registration }
 
+// Leading reports whether this replica runs the singleton jobs now.
+func (s *Server) Leading() bool { return s.elector.Leading() }
+
 // Store returns the server's store.
 func (s *Server) Store() store.Store { return s.store }
 
@@ -944,6 +950,9 @@ func (s *Server) maintain(ctx context.Context) {
 		if err := s.hierarchy.Reload(ctx); err != nil {
 			s.log.Warn("reload CA hierarchy failed", "error", err)
 		}
+		if err := s.applyIssuerRevocations(ctx); err != nil {
+			s.log.Warn("read the intermediates' revocations failed", "error", err)
+		}
 		s.replaceOwnCredentials(ctx)
 		if now := s.now(); now.Sub(lastPrune) > time.Hour {
 			if err := s.store.PruneTokens(ctx, now); err != nil {
@@ -955,6 +964,26 @@ func (s *Server) maintain(ctx context.Context) {
 			lastPrune = now
 		}
 	}
+}
+
+// applyIssuerRevocations revokes here the intermediate generations the
+// store records as revoked — through any replica — that this replica's
+// ca.json does not, so that none signs with a revoked generation because
+// its copy of DIR/ca is older; the CRLs follow.
+func (s *Server) applyIssuerRevocations(ctx context.Context) error {
+	rs, err := s.store.IssuerRevocations(ctx)
+	if err != nil {
+		return fmt.Errorf("server: intermediates' revocations: %w", err)
+	}
+	applied := s.hierarchy.ApplyRevocations(rs)
+	for _, iss := range applied {
+		s.log.Warn("the store records this intermediate generation as revoked and ca.json here did not: it signs nothing more here (its replacement arrives with the ca.json that revoked it)",
+			"issuer", iss.Name, "generation", iss.Generation, "serial", store.SerialOf(iss.Cert.SerialNumber))
+	}
+	if len(applied) > 0 && s.crls != nil {
+		s.crls.Wake()
+	}
+	return nil
 }
 
 // needsRenewal reports whether two thirds of cert's lifetime have passed.

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/meshpki/meshpki/internal/audit"
 )
 
 // AllShards asks RevokedCertificates for every shard.
@@ -56,4 +58,23 @@ type CRLs interface {
 	// recorded without one, to what generation returns for its issuer
 	// name and DER (-1 when none matches), and returns how many it set.
 	AssignIssuerGenerations(ctx context.Context, generation func(issuer string, der []byte) int) (int, error)
+	// RecordIssuerRevocation records that the root revoked an
+	// intermediate generation, with its audit record in the same
+	// transaction; a serial recorded before is left as it was (ev is not
+	// appended again).
+	RecordIssuerRevocation(ctx context.Context, r IssuerRevocation, ev audit.Event) error
+	// IssuerRevocations returns every recorded intermediate revocation,
+	// by serial.
+	IssuerRevocations(ctx context.Context) ([]IssuerRevocation, error)
+}
+
+// IssuerRevocation is an intermediate generation the root revoked. The
+// store holds it, beside ca.json, so that every replica stops signing
+// with the generation even when its copy of DIR/ca is older.
+type IssuerRevocation struct {
+	Serial     Serial // the intermediate certificate's
+	Name       string
+	Generation int
+	RevokedAt  time.Time
+	Reason     int // RFC 5280 CRLReason code
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/meshpki/meshpki/internal/audit"
 	"github.com/meshpki/meshpki/internal/store"
 )
 
@@ -187,4 +188,42 @@ func (s *Store) AssignIssuerGenerations(ctx context.Context, generation func(iss
 		}
 		total += len(batch)
 	}
+}
+
+// RecordIssuerRevocation inserts r and its audit record, or nothing if the
+// serial is recorded.
+func (s *Store) RecordIssuerRevocation(ctx context.Context, r store.IssuerRevocation, ev audit.Event) error {
+	if r.Serial == "" || r.Name == "" || r.Generation <= 0 || r.Reason < 0 || r.Reason > 10 {
+		return fmt.Errorf("sqlstore: record issuer revocation: needs a serial, a name, a generation and an RFC 5280 reason")
+	}
+	events, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("sqlstore: record issuer revocation %s: %w", r.Serial, err)
+	}
+	return s.lockedTx(ctx, "record issuer revocation "+string(r.Serial), func(w writer, emit emitFunc) error {
+		res, err := w.exec(ctx, `INSERT INTO issuer_revocations (serial, name, generation, revoked_at, reason) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (serial) DO NOTHING`, string(r.Serial), r.Name, r.Generation, micros(r.RevokedAt), r.Reason)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		emit(events...)
+		return nil
+	})
+}
+
+// IssuerRevocations returns every recorded intermediate revocation.
+func (s *Store) IssuerRevocations(ctx context.Context) ([]store.IssuerRevocation, error) {
+	return queryAll(ctx, s.read, "issuer revocations", func(row scanner) (store.IssuerRevocation, error) {
+		var (
+			r      store.IssuerRevocation
+			serial string
+			at     int64
+		)
+		err := row.Scan(&serial, &r.Name, &r.Generation, &at, &r.Reason)
+		r.Serial, r.RevokedAt = store.Serial(serial), fromMicros(at)
+		return r, err
+	}, `SELECT serial, name, generation, revoked_at, reason FROM issuer_revocations ORDER BY serial`)
 }

@@ -481,6 +481,17 @@ var migrations = [][]string{
 		`ALTER TABLE acme_authzs ADD COLUMN processing_since BIGINT`,
 		`CREATE INDEX acme_authzs_processing ON acme_authzs (processing_since) WHERE processing_since IS NOT NULL`,
 	},
+	// 15: intermediate generations the root revoked, which every replica
+	// applies whatever its copy of ca.json says.
+	{
+		`CREATE TABLE issuer_revocations (
+			serial TEXT PRIMARY KEY,
+			name TEXT NOT NULL,
+			generation INTEGER NOT NULL,
+			revoked_at BIGINT NOT NULL,
+			reason INTEGER NOT NULL
+		)`,
+	},
 }
 
 // issuanceEvents and laterCertificateEvents select the audit records about

@@ -19,6 +19,7 @@ var crlTests = []struct {
 	{"RevokeMatchingByIssuerGeneration", testRevokeMatchingGeneration},
 	{"PutCRLKeepsTheHighestNumber", testPutCRL},
 	{"AssignIssuerGenerationsOnlyToUnknown", testAssignGenerations},
+	{"IssuerRevocationsRecordedOnceWithTheirAudit", testIssuerRevocations},
 }
 
 func revision(t testing.TB, s store.Store) int64 {
@@ -209,5 +210,38 @@ func testAssignGenerations(t *testing.T, s store.Store) {
 	}
 	if n, err := s.AssignIssuerGenerations(ctx, gen); err != nil || n != 0 {
 		t.Fatalf("second AssignIssuerGenerations: %d %v, want 0", n, err)
+	}
+}
+
+func testIssuerRevocations(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if rs, err := s.IssuerRevocations(ctx); err != nil || len(rs) != 0 {
+		t.Fatalf("IssuerRevocations of nothing: %v %v", rs, err)
+	}
+	headBefore, _, err := s.AuditHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := store.IssuerRevocation{Serial: "0b", Name: "default", Generation: 1, RevokedAt: epoch, Reason: 2}
+	for range 2 {
+		if err := s.RecordIssuerRevocation(ctx, r, revokedEvent(r.Serial)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := store.IssuerRevocation{Serial: "0a", Name: "payments", Generation: 3, RevokedAt: epoch.Add(time.Hour), Reason: 0}
+	if err := s.RecordIssuerRevocation(ctx, later, revokedEvent(later.Serial)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordIssuerRevocation(ctx, store.IssuerRevocation{Serial: "0c", Name: "x", Generation: 1, Reason: 11}, audit.Event{}); err == nil {
+		t.Fatal("reason 11 was accepted")
+	}
+	rs, err := s.IssuerRevocations(ctx)
+	if err != nil || len(rs) != 2 || rs[0] != (store.IssuerRevocation{Serial: "0a", Name: "payments", Generation: 3, RevokedAt: µs(epoch.Add(time.Hour)), Reason: 0}) ||
+		rs[1].Serial != "0b" || rs[1].Name != "default" || rs[1].Generation != 1 || !rs[1].RevokedAt.Equal(µs(epoch)) || rs[1].Reason != 2 {
+		t.Fatalf("IssuerRevocations: %+v %v", rs, err)
+	}
+	// The second record of 0b appended no audit record.
+	if head, _, err := s.AuditHead(ctx); err != nil || head != headBefore+2 {
+		t.Fatalf("audit head %d after two revocations recorded (before %d): %v", head, headBefore, err)
 	}
 }
