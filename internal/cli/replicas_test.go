@@ -3,20 +3,26 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshpki/meshpki/internal/audit"
+	"github.com/meshpki/meshpki/internal/client"
 	"github.com/meshpki/meshpki/internal/server"
 	"github.com/meshpki/meshpki/internal/servertest"
 	"github.com/meshpki/meshpki/internal/store/pgtest"
@@ -126,21 +132,7 @@ func TestCopiedDataDirSharesServerKeys(t *testing.T) {
 func TestIntermediateRevokedThroughAnotherReplica(t *testing.T) {
 	clearConnectEnv(t)
 	url := pgtest.URL(t)
-	base := t.TempDir()
-	origin := filepath.Join(base, "origin", "data")
-	writeTestFile(t, filepath.Join(base, "origin", "password"), []byte(servertest.Password+"\n"), 0o600)
-	mustRun(t, "ca", "init", "--data", origin, "--name", "Acme", "--trust-domain", "acme.internal", "--store", url,
-		"--password-file", filepath.Join(base, "origin", "password"))
-	copyOf := func(replica string) string {
-		dir := filepath.Join(base, replica, "data")
-		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("cp", "-a", origin, dir).CombinedOutput(); err != nil {
-			t.Fatalf("cp: %v %s", err, out)
-		}
-		return dir
-	}
+	origin, copyOf := replicaDirs(t, url)
 	// B starts first, so B leads and builds the CRLs. Both have the URL
 	// of the load balancer a deployment puts before them (tokens name it).
 	const lb = "https://ca.acme.internal:8443"
@@ -194,4 +186,77 @@ func TestIntermediateRevokedThroughAnotherReplica(t *testing.T) {
 	if err := issuerCert(t, leaf).CheckSignatureFrom(gen2); err != nil {
 		t.Fatalf("B after the copy: %v", err)
 	}
+}
+
+// replicaDirs makes a CA on the PostgreSQL store url with ca init, and
+// returns its data directory and a function that copies it for a replica,
+// as an operator copies DIR to each host.
+func replicaDirs(t *testing.T, url string) (origin string, copyOf func(replica string) string) {
+	t.Helper()
+	base := t.TempDir()
+	origin = filepath.Join(base, "origin", "data")
+	writeTestFile(t, filepath.Join(base, "origin", "password"), []byte(servertest.Password+"\n"), 0o600)
+	mustRun(t, "ca", "init", "--data", origin, "--name", "Acme", "--trust-domain", "acme.internal", "--store", url,
+		"--password-file", filepath.Join(base, "origin", "password"))
+	return origin, func(replica string) string {
+		t.Helper()
+		dir := filepath.Join(base, replica, "data")
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "-a", origin, dir).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		return dir
+	}
+}
+
+// TestFollowerSignalsTheLeader: a schedule added, or asked to run, through
+// a follower runs on the leader at once, although the leader's own poll
+// for due schedules is an hour apart: the follower signals it through
+// PostgreSQL.
+func TestFollowerSignalsTheLeader(t *testing.T) {
+	clearConnectEnv(t)
+	url := pgtest.URL(t)
+	_, copyOf := replicaDirs(t, url)
+	egress := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	const lb = "https://ca.acme.internal:8443"
+	leader := servertest.Start(t, servertest.Options{DataDir: copyOf("leader"), StoreURL: url, PublicURL: lb, AllowEgress: egress, ScanTick: time.Hour, AlertEvery: time.Hour})
+	waitFor(t, func() (bool, bool) { return true, leader.Server.Leading() })
+	follower := servertest.Start(t, servertest.Options{DataDir: copyOf("follower"), StoreURL: url, PublicURL: lb, AllowEgress: egress, ScanTick: time.Hour, AlertEvery: time.Hour})
+	data := []string{"--data", follower.DataDir, "--password-file", follower.PasswordFile, "--ca-url", follower.URL}
+	// The leader's first poll has passed: from now on only a wake runs a schedule.
+	time.Sleep(500 * time.Millisecond)
+
+	p := newTestPKI(t)
+	key := newTestKey(t)
+	leaf := p.issue(t, key.Public(), "web", []string{"web.test"}, nil, nil, 20*time.Hour)
+	addr := serveLeaf(t, tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key})
+	lastRun := func() time.Time {
+		var list struct{ Schedules []client.ScanSchedule }
+		out, _ := mustRun(t, append([]string{"scan", "schedule", "list", "--json"}, data...)...)
+		if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Schedules) != 1 {
+			t.Fatalf("schedule list: %v %s", err, out)
+		}
+		return list.Schedules[0].LastRun
+	}
+	mustRun(t, append([]string{"scan", "schedule", "add", "edge", "--target", addr, "--every", "1h"}, data...)...)
+	first := waitFor(t, func() (time.Time, bool) { r := lastRun(); return r, !r.IsZero() })
+	time.Sleep(1100 * time.Millisecond) // run times are kept to the second
+	mustRun(t, append([]string{"scan", "schedule", "run", "edge"}, data...)...)
+	waitFor(t, func() (bool, bool) { return true, lastRun().After(first) })
+
+	// A rule made through the follower is evaluated at once, although the
+	// leader evaluates by itself only every hour (and after its scans,
+	// which ran before the rule existed).
+	rcv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer rcv.Close()
+	mustRun(t, append([]string{"alert", "channel", "add", "webhook", "am", "--url", rcv.URL}, data...)...)
+	mustRun(t, append([]string{"alert", "rule", "add", "scanned", "--channel", "am", "--source", "scanned"}, data...)...)
+	waitFor(t, func() (bool, bool) {
+		var list client.AlertList
+		out, _ := mustRun(t, append([]string{"alert", "list", "--json", "--state", "firing"}, data...)...)
+		// The leaf, from another CA, served alone, names web.test only.
+		return true, json.Unmarshal([]byte(out), &list) == nil && len(list.Alerts) > 0 && list.Alerts[0].Rule == "scanned"
+	})
 }

@@ -46,6 +46,7 @@ import (
 	"github.com/meshpki/meshpki/internal/nodeapi"
 	"github.com/meshpki/meshpki/internal/notify"
 	"github.com/meshpki/meshpki/internal/operator"
+	"github.com/meshpki/meshpki/internal/periodic"
 	"github.com/meshpki/meshpki/internal/policy"
 	"github.com/meshpki/meshpki/internal/provisioner"
 	"github.com/meshpki/meshpki/internal/registration"
@@ -505,9 +506,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		scanMetrics.Scanned("schedule", results, err)
 		s.evaluator.Wake()
 	}
+	wakeEvaluation := s.wakeLeader(topicAlerts, s.evaluator.Wake)
 	reported := func(results []monitor.Result) {
 		scanMetrics.Scanned("report", results, nil)
-		s.evaluator.Wake()
+		wakeEvaluation()
 	}
 	s.operators = operator.New(operator.Config{Store: st, Authority: s.authority, Revoker: revoker, Clock: s.now})
 	s.operators.OnRetired(func(name string) {
@@ -529,8 +531,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	apiSrv, err := api.New(api.Config{Authority: s.authority, Store: st, Revocation: revoker, Provisioners: s.provisioners,
 		Registration: s.registration, Operators: s.operators, ACME: s.acme, EntriesChanged: s.nodes.EntriesChanged, NodeEvicted: s.nodes.NodeEvicted,
-		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.scheduler.Wake,
-		Alerts: alerts, AlertsChanged: s.evaluator.Wake, Reported: reported, OCSP: ocspResponder, CRLs: s.crls, UILogins: s.web,
+		Inventory: inventory, Schedules: &monitor.Schedules{Store: st, Clock: s.now}, SchedulesChanged: s.wakeLeader(topicSchedules, s.scheduler.Wake),
+		Alerts: alerts, AlertsChanged: s.wakeLeader(topicAlerts, s.evaluator.Wake), Reported: reported, OCSP: ocspResponder, CRLs: s.crls, UILogins: s.web,
 		Registry: reg, Logger: s.log, Clock: s.now})
 	if err != nil {
 		return nil, err
@@ -785,7 +787,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			leader.Job{Name: "alert evaluation", Run: s.evaluator.Run},
 			leader.Job{Name: "alert delivery", Run: s.deliverer.Run},
 			leader.Job{Name: "audit checkpoints", Run: s.checkpoints},
-			leader.Job{Name: "ACME validation recovery", Run: s.acme.RecoverValidations})
+			leader.Job{Name: "ACME validation recovery", Run: s.acme.RecoverValidations},
+			leader.Job{Name: "signals from the replicas", Run: s.watchSignals})
 	})
 
 	if err := s.startServing(coreCtx, httpCtx, run); err != nil {
@@ -962,6 +965,52 @@ func (s *Server) maintain(ctx context.Context) {
 				s.log.Warn("prune dashboard sign-ins and sessions failed", "error", err)
 			}
 			lastPrune = now
+		}
+	}
+}
+
+// The topics of the signals replicas send the leader (store.Signals).
+const (
+	topicSchedules = "schedules" // a schedule was changed or asked to run now
+	topicAlerts    = "alerts"    // rules changed, or results arrived to evaluate
+)
+
+// wakeLeader returns what a change that one of the leader's jobs acts on
+// calls: it wakes that job here, if this replica leads, and signals the
+// leader through the store, if another does; without the signal the
+// leader would see the change at its next poll.
+func (s *Server) wakeLeader(topic string, wake func()) func() {
+	return func() {
+		wake()
+		if s.elector.Leading() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := s.store.Signal(ctx, topic); err != nil {
+			s.log.Warn("signal the leader failed; it sees the change at its next poll", "topic", topic, "error", err)
+		}
+	}
+}
+
+// watchSignals wakes the leader's jobs on the other replicas' signals: a
+// leader job.
+func (s *Server) watchSignals(ctx context.Context) error {
+	for {
+		err := s.store.Watch(ctx, func(topic string) {
+			switch topic {
+			case topicSchedules:
+				s.scheduler.Wake()
+			case topicAlerts:
+				s.evaluator.Wake()
+			}
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("watching the replicas' signals failed; watching again", "error", err)
+		if !periodic.Sleep(ctx, time.Second) {
+			return nil
 		}
 	}
 }

@@ -5,6 +5,7 @@
 package servertest
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -60,6 +61,9 @@ type Options struct {
 	// AllowEgress lets scheduled scans reach these networks (a test's
 	// endpoints on loopback); scans look for due schedules every 50ms.
 	AllowEgress []netip.Prefix
+	// ScanTick and AlertEvery replace the leader's short test polls
+	// (50ms, 200ms), to show what wakes it sooner.
+	ScanTick, AlertEvery time.Duration
 }
 
 // Instance is a running server.
@@ -121,8 +125,8 @@ func Start(t testing.TB, o Options) *Instance {
 		Keystore:         o.Keystore,
 		AllowEgress:      o.AllowEgress,
 		HTTPListen:       o.HTTPListen,
-		ScanTick:         50 * time.Millisecond,
-		AlertEvery:       200 * time.Millisecond,
+		ScanTick:         cmp.Or(o.ScanTick, 50*time.Millisecond),
+		AlertEvery:       cmp.Or(o.AlertEvery, 200*time.Millisecond),
 		DeliverTick:      100 * time.Millisecond,
 		AlertBackoff:     func(int) time.Duration { return 200 * time.Millisecond },
 	})

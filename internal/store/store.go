@@ -258,6 +258,7 @@ type Store interface {
 	UISessions
 	Operators
 	Leadership
+	Signals
 	// Ping checks the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

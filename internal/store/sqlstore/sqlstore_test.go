@@ -580,3 +580,13 @@ func TestPostgresLeaderSessionDies(t *testing.T) {
 		t.Fatalf("the store lost its pool with the session: %v", err)
 	}
 }
+
+func TestPostgresSignals(t *testing.T) {
+	url := postgresSchema(t)
+	storetest.CheckSignals(t, mustOpen(t, url, ""), mustOpen(t, url, ""), mustOpen(t, postgresSchema(t), ""))
+}
+
+func TestSQLiteSignals(t *testing.T) {
+	dir := t.TempDir()
+	storetest.CheckSignals(t, mustOpen(t, "", dir), mustOpen(t, "", dir), mustOpen(t, "", t.TempDir()))
+}
