@@ -214,14 +214,16 @@ func (s *Store) ApplyAlerts(ctx context.Context, alerts []store.Alert, queue []s
 	}
 	now := s.now()
 	return s.writeTx(ctx, "apply alerts", func(w writer) error {
-		for _, a := range alerts {
-			labels := string(a.Labels)
-			if labels == "" {
-				labels = "{}"
-			}
-			if _, err := w.exec(ctx, upsertAlert, a.Key, a.Rule, a.Channel, a.Certificate, a.Check, a.Threshold, a.Severity, a.Summary,
-				labels, a.State, micros(a.FiredAt), nullMicros(a.LastNotified), nullMicros(a.AbsentSince), nullMicros(a.ResolvedAt)); err != nil {
+		if w.tx != nil {
+			if err := upsertAlertsPostgres(ctx, w.tx, alerts); err != nil {
 				return err
+			}
+		} else {
+			for _, a := range alerts {
+				if _, err := w.exec(ctx, upsertAlert, a.Key, a.Rule, a.Channel, a.Certificate, a.Check, a.Threshold, a.Severity, a.Summary,
+					alertLabels(a), a.State, micros(a.FiredAt), nullMicros(a.LastNotified), nullMicros(a.AbsentSince), nullMicros(a.ResolvedAt)); err != nil {
+					return err
+				}
 			}
 		}
 		for _, n := range queue {
@@ -239,6 +241,83 @@ func (s *Store) ApplyAlerts(ctx context.Context, alerts []store.Alert, queue []s
 		}
 		return nil
 	})
+}
+
+// alertLabels is a's labels as stored: a JSON object.
+func alertLabels(a store.Alert) string {
+	if len(a.Labels) == 0 {
+		return "{}"
+	}
+	return string(a.Labels)
+}
+
+// upsertAlertsBatch upserts up to alertBatch alerts in one PostgreSQL
+// statement, one array per column: a first evaluation over a large
+// inventory writes 100,000 alerts and more, which one statement each
+// would take as many round trips.
+const (
+	upsertAlertsBatch = `INSERT INTO alerts (` + alertColumns + `)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+		$9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[])
+	ON CONFLICT (alert_key) DO UPDATE SET rule = excluded.rule, channel = excluded.channel, certificate = excluded.certificate,
+		check_id = excluded.check_id, threshold = excluded.threshold, severity = excluded.severity, summary = excluded.summary,
+		labels = excluded.labels, state = excluded.state, fired_at = excluded.fired_at, last_notified = excluded.last_notified,
+		absent_since = excluded.absent_since, resolved_at = excluded.resolved_at`
+	alertBatch = 5000
+)
+
+// upsertAlertsPostgres writes alerts in batches, in their order. A key
+// given twice keeps its last state, as one statement per alert would (one
+// statement cannot update a row twice).
+func upsertAlertsPostgres(ctx context.Context, tx *sql.Tx, alerts []store.Alert) error {
+	last := make(map[string]int, len(alerts))
+	for i, a := range alerts {
+		last[a.Key] = i
+	}
+	var cols [10][]string
+	var times [4][]*int64
+	flush := func() error {
+		if len(cols[0]) == 0 {
+			return nil
+		}
+		args := make([]any, 0, 14)
+		for _, c := range cols {
+			args = append(args, c)
+		}
+		for _, t := range times {
+			args = append(args, t)
+		}
+		if _, err := tx.ExecContext(ctx, upsertAlertsBatch, args...); err != nil {
+			return err
+		}
+		cols, times = [10][]string{}, [4][]*int64{}
+		return nil
+	}
+	opt := func(t time.Time) *int64 {
+		if t.IsZero() {
+			return nil
+		}
+		v := micros(t)
+		return &v
+	}
+	for i, a := range alerts {
+		if last[a.Key] != i {
+			continue
+		}
+		for j, v := range [10]string{a.Key, a.Rule, a.Channel, a.Certificate, a.Check, a.Threshold, a.Severity, a.Summary, alertLabels(a), a.State} {
+			cols[j] = append(cols[j], v)
+		}
+		fired := micros(a.FiredAt)
+		for j, v := range [4]*int64{&fired, opt(a.LastNotified), opt(a.AbsentSince), opt(a.ResolvedAt)} {
+			times[j] = append(times[j], v)
+		}
+		if len(cols[0]) == alertBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }
 
 func scanNotification(row scanner) (store.Notification, error) {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -17,6 +18,43 @@ var alertTests = []struct {
 	{"AlertStatesAndOutbox", testAlertStatesAndOutbox},
 	{"NotificationClaimedOnce", testNotificationClaimedOnce},
 	{"UnfinishedNotificationsReleased", testNotificationsReleased},
+	{"ManyAlertsAtOnceLastStateWins", testManyAlerts},
+}
+
+// testManyAlerts: a first evaluation over a large inventory writes more
+// alerts than one batch holds; a key given twice keeps its last state.
+func testManyAlerts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 12_001
+	alerts := make([]store.Alert, 0, n+1)
+	for i := range n {
+		alerts = append(alerts, store.Alert{Key: fmt.Sprintf("k%05d", i), Rule: "r", Channel: "ops", Certificate: fmt.Sprintf("issued:%x", i),
+			Check: "expired", Severity: "critical", Summary: "expired", State: store.AlertFiring, FiredAt: epoch})
+	}
+	alerts = append(alerts, store.Alert{Key: "k05000", Rule: "r", State: store.AlertResolved, FiredAt: epoch, ResolvedAt: epoch.Add(time.Minute)})
+	if err := s.ApplyAlerts(ctx, alerts, nil); err != nil {
+		t.Fatal(err)
+	}
+	var got []store.Alert
+	for after := ""; ; {
+		page, next, err := s.ListAlerts(ctx, store.AlertFilter{After: after, Limit: 5000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, page...)
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if len(got) != n || got[n-1].Key != "k12000" || got[n-1].Certificate != "issued:2ee0" || !got[n-1].LastNotified.IsZero() {
+		t.Fatalf("%d alerts, last %+v", len(got), got[len(got)-1])
+	}
+	if a := got[5000]; a.Key != "k05000" || a.State != store.AlertResolved {
+		t.Fatalf("the key given twice: %+v", a)
+	} else {
+		checkTime(t, "ResolvedAt", a.ResolvedAt, epoch.Add(time.Minute))
+	}
 }
 
 func testAlertChannelsAndRules(t *testing.T, s store.Store) {
