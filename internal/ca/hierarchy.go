@@ -432,10 +432,7 @@ func (h *Hierarchy) reloadLocked(ctx context.Context) error {
 		if iss, ok := loaded[ic.Cert+"\x00"+ic.Key]; ok && iss.Name == ic.Name && iss.Generation == ic.Generation && bytes.Equal(iss.Cert.RawIssuer, root.RawSubject) {
 			if now.Before(iss.Cert.NotAfter) {
 				if ic.RevokedAt != nil && iss.RevokedAt.IsZero() {
-					// Issuers are immutable: a revoked one is a new value.
-					revoked := *iss
-					revoked.RevokedAt, revoked.RevocationReason = ic.RevokedAt.UTC(), ic.Reason
-					iss = &revoked
+					iss = iss.revoked(*ic.RevokedAt, ic.Reason)
 				}
 				issuers = append(issuers, iss)
 			}
@@ -454,6 +451,14 @@ func (h *Hierarchy) reloadLocked(ctx context.Context) error {
 	return nil
 }
 
+// revoked is a copy of iss revoked at for reason: issuers are immutable, so
+// a revoked one is a new value.
+func (iss *Issuer) revoked(at time.Time, reason int) *Issuer {
+	c := *iss
+	c.RevokedAt, c.RevocationReason = at.UTC(), reason
+	return &c
+}
+
 // overlayRevocations replaces, in issuers, each generation the store
 // revoked and ca.json does not with a revoked copy (issuers are
 // immutable), and returns the copies. Under mu.
@@ -461,10 +466,8 @@ func (h *Hierarchy) overlayRevocations(issuers []*Issuer) []*Issuer {
 	var applied []*Issuer
 	for i, iss := range issuers {
 		if r, ok := h.revokedElsewhere[string(store.SerialOf(iss.Cert.SerialNumber))]; ok && iss.RevokedAt.IsZero() {
-			revoked := *iss
-			revoked.RevokedAt, revoked.RevocationReason = r.RevokedAt.UTC(), r.Reason
-			issuers[i] = &revoked
-			applied = append(applied, &revoked)
+			issuers[i] = iss.revoked(r.RevokedAt, r.Reason)
+			applied = append(applied, issuers[i])
 		}
 	}
 	return applied
